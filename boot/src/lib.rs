@@ -1,0 +1,405 @@
+//! Host side of memkernel: the disk images and a QEMU runner that returns structured results.
+//!
+//! `build.rs` turns the kernel binary into BIOS and UEFI images once per build. [`run`] boots
+//! one configuration — firmware, memory size, CPU count, NUMA layout, kernel command line,
+//! extra QEMU arguments, timeout — and returns a [`RunResult`]: how QEMU ended, the serial
+//! transcript, and the parsed in-kernel test lines. The integration tests in `tests/` and the
+//! `boot` binary behind `make run` both use it, so what a user sees and what CI checks come
+//! from the same code.
+//!
+//! QEMU runs under TCG (software emulation): KVM on the build machines is unreliable, and a
+//! kernel whose purpose is correctness loses nothing by being emulated.
+
+use std::{
+    fmt,
+    io::{BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The kernel ELF (for gdb).
+pub const KERNEL_ELF: &str = env!("KERNEL_ELF");
+/// The BIOS disk image.
+pub const BIOS_IMAGE: &str = env!("BIOS_IMAGE");
+/// The UEFI disk image.
+pub const UEFI_IMAGE: &str = env!("UEFI_IMAGE");
+/// Virtual address the kernel is linked to run at (see the kernel's BOOTLOADER_CONFIG).
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+/// The fw_cfg file the kernel reads its command line from.
+pub const CMDLINE_FW_CFG: &str = "opt/memkernel/cmdline";
+
+/// OVMF firmware, from Debian's `ovmf` package.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF variable store template; each run gets its own copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Status QEMU exits with when the kernel writes 0x10 to isa-debug-exit.
+pub const EXIT_SUCCESS: i32 = 33;
+/// Status QEMU exits with when the kernel writes 0x11 to isa-debug-exit.
+pub const EXIT_FAILURE: i32 = 35;
+
+/// Which firmware boots the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (QEMU's default) with the BIOS image.
+    Bios,
+    /// OVMF with the UEFI image.
+    Uefi,
+}
+
+impl Firmware {
+    /// Parse `bios` or `uefi`.
+    pub fn parse(s: &str) -> Result<Firmware, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "bios" => Ok(Firmware::Bios),
+            "uefi" => Ok(Firmware::Uefi),
+            other => Err(format!("unknown firmware '{other}': expected bios or uefi")),
+        }
+    }
+}
+
+impl fmt::Display for Firmware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        })
+    }
+}
+
+/// One QEMU configuration.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Firmware to boot with.
+    pub firmware: Firmware,
+    /// Memory size in QEMU's syntax (`512M`, `6G`).
+    pub memory: String,
+    /// Number of CPUs.
+    pub cpus: u32,
+    /// NUMA nodes: memory size of each (`-numa node,...`); empty for a non-NUMA machine.
+    pub numa_nodes: Vec<String>,
+    /// Kernel command line (passed through fw_cfg).
+    pub cmdline: String,
+    /// More QEMU arguments, appended last.
+    pub extra_args: Vec<String>,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// Connect the serial line to this process's terminal (interactive `make run`)
+    /// instead of capturing it.
+    pub interactive: bool,
+    /// Echo the serial transcript to stdout while capturing it.
+    pub echo: bool,
+    /// Start halted with a gdb stub on tcp::1234.
+    pub gdb: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            firmware: Firmware::Bios,
+            memory: "512M".into(),
+            cpus: 1,
+            numa_nodes: Vec::new(),
+            cmdline: String::new(),
+            extra_args: Vec::new(),
+            timeout: Duration::from_secs(300),
+            interactive: false,
+            echo: false,
+            gdb: false,
+        }
+    }
+}
+
+/// How QEMU ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel reported success through isa-debug-exit.
+    KernelSuccess,
+    /// The kernel reported failure through isa-debug-exit.
+    KernelFailure,
+    /// QEMU exited with another status (0 after a triple fault with `-no-reboot`).
+    OtherExit(Option<i32>),
+    /// The timeout expired and QEMU was killed.
+    Timeout,
+}
+
+/// One `test NAME ... ok|FAILED: reason` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestLine {
+    /// Test name as printed by the kernel.
+    pub name: String,
+    /// `None` for ok, `Some(reason)` for a failure.
+    pub failure: Option<String>,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// How QEMU ended.
+    pub outcome: Outcome,
+    /// Everything the kernel printed on serial (empty for interactive runs).
+    pub transcript: String,
+    /// Parsed test lines, in order.
+    pub tests: Vec<TestLine>,
+    /// Suites announced by the kernel (`suite NAME: N tests`).
+    pub suites: Vec<(String, usize)>,
+    /// The closing `N passed, N failed` line, if printed.
+    pub summary: Option<(usize, usize)>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunResult {
+    /// Did the kernel report success and print no failure?
+    pub fn success(&self) -> bool {
+        self.outcome == Outcome::KernelSuccess
+            && self.tests.iter().all(|t| t.failure.is_none())
+            && !self.transcript.contains("FATAL:")
+    }
+
+    /// Names of failed tests.
+    pub fn failed_tests(&self) -> Vec<&str> {
+        self.tests.iter().filter(|t| t.failure.is_some()).map(|t| t.name.as_str()).collect()
+    }
+
+    /// The last `n` lines of the transcript, for error messages.
+    pub fn tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.transcript.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Parse the kernel's test protocol out of a transcript.
+pub fn parse_transcript(transcript: &str) -> (Vec<TestLine>, Vec<(String, usize)>, Option<(usize, usize)>) {
+    let mut tests = Vec::new();
+    let mut suites = Vec::new();
+    let mut summary = None;
+    for line in transcript.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((name, verdict)) = rest.split_once(" ... ") {
+                let failure = if verdict == "ok" {
+                    None
+                } else if let Some(reason) = verdict.strip_prefix("FAILED") {
+                    Some(reason.trim_start_matches(':').trim().to_string())
+                } else {
+                    continue;
+                };
+                tests.push(TestLine { name: name.to_string(), failure });
+            }
+        } else if let Some(rest) = line.strip_prefix("suite ") {
+            if let Some((name, count)) = rest.split_once(": ") {
+                if let Some(n) = count.strip_suffix(" tests").and_then(|n| n.parse().ok()) {
+                    suites.push((name.to_string(), n));
+                }
+            }
+        } else if let Some((p, f)) = parse_summary(line) {
+            summary = Some((p, f));
+        }
+    }
+    (tests, suites, summary)
+}
+
+fn parse_summary(line: &str) -> Option<(usize, usize)> {
+    let (passed, failed) = line.split_once(" passed, ")?;
+    let failed = failed.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
+/// Escape a value for QEMU's option syntax (commas are doubled).
+fn qemu_escape(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+/// A temporary copy of the OVMF variable store, removed on drop.
+struct VarsCopy(PathBuf);
+
+impl Drop for VarsCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn vars_copy() -> std::io::Result<VarsCopy> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "memkernel-ovmf-vars-{}-{}.fd",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::copy(OVMF_VARS, &path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("copying {OVMF_VARS} (install the `ovmf` package): {e}"))
+    })?;
+    Ok(VarsCopy(path))
+}
+
+/// The QEMU command line for `cfg` (without spawning it).
+fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    let image = match cfg.firmware {
+        Firmware::Bios => BIOS_IMAGE,
+        Firmware::Uefi => UEFI_IMAGE,
+    };
+    cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"]);
+    cmd.args(["-m", &cfg.memory, "-smp", &cfg.cpus.to_string()]);
+    for (i, size) in cfg.numa_nodes.iter().enumerate() {
+        cmd.args(["-object", &format!("memory-backend-ram,id=mem{i},size={size}")]);
+        cmd.args(["-numa", &format!("node,nodeid={i},memdev=mem{i}")]);
+    }
+    if let (Firmware::Uefi, Some(vars)) = (cfg.firmware, vars) {
+        cmd.args(["-drive", &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}")]);
+        cmd.args(["-drive", &format!("if=pflash,format=raw,file={}", vars.display())]);
+    }
+    cmd.args(["-drive", &format!("format=raw,file={},snapshot=on", qemu_escape(image))]);
+    cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
+    cmd.args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    // QEMU refuses an empty fw_cfg string; the kernel reads "no file" as an empty line.
+    if !cfg.cmdline.trim().is_empty() {
+        cmd.args(["-fw_cfg", &format!("name={CMDLINE_FW_CFG},string={}", qemu_escape(&cfg.cmdline))]);
+    }
+    if cfg.gdb {
+        cmd.args(["-s", "-S"]);
+    }
+    cmd.args(&cfg.extra_args);
+    cmd
+}
+
+fn outcome_of(status: ExitStatus) -> Outcome {
+    match status.code() {
+        Some(EXIT_SUCCESS) => Outcome::KernelSuccess,
+        Some(EXIT_FAILURE) => Outcome::KernelFailure,
+        other => Outcome::OtherExit(other),
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<Outcome> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(outcome_of(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Outcome::Timeout);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Boot `cfg` and return what happened. Errors are only for failing to start QEMU at all.
+pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
+    let start = Instant::now();
+    let vars = match cfg.firmware {
+        Firmware::Uefi => Some(vars_copy()?),
+        Firmware::Bios => None,
+    };
+    let mut cmd = command(cfg, vars.as_ref().map(|v| v.0.as_path()));
+    if cfg.interactive {
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        let outcome = wait_with_timeout(&mut child, cfg.timeout)?;
+        return Ok(RunResult {
+            outcome,
+            transcript: String::new(),
+            tests: Vec::new(),
+            suites: Vec::new(),
+            summary: None,
+            elapsed: start.elapsed(),
+        });
+    }
+
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let mut stderr = child.stderr.take().expect("stderr was piped");
+    let echo = cfg.echo;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        // Read raw bytes: firmware may print non-UTF-8 before the kernel starts.
+        while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf).into_owned();
+            if echo {
+                print!("{line}");
+                let _ = std::io::stdout().flush();
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+
+    let outcome = wait_with_timeout(&mut child, cfg.timeout)?;
+    let _ = reader.join();
+    let qemu_stderr = err_reader.join().unwrap_or_default();
+    let mut transcript: String = rx.try_iter().collect();
+    if !qemu_stderr.trim().is_empty() {
+        transcript.push_str("\n[qemu stderr] ");
+        transcript.push_str(&qemu_stderr);
+    }
+    let (tests, suites, summary) = parse_transcript(&transcript);
+    drop(vars);
+    Ok(RunResult { outcome, transcript, tests, suites, summary, elapsed: start.elapsed() })
+}
+
+fn spawn_error(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("starting qemu-system-x86_64 (install the `qemu-system-x86` package): {e}"),
+    )
+}
+
+/// The gdb invocation that loads the kernel's symbols at the address it runs at.
+pub fn gdb_command() -> String {
+    format!(
+        "gdb -ex 'add-symbol-file {KERNEL_ELF} -o {KERNEL_BASE:#x}' -ex 'target remote localhost:1234'"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_protocol_lines() {
+        let t = "noise\r\nsuite ktests::boot: 2 tests\r\ntest ktests::boot::a ... ok\r\n\
+                 test ktests::boot::b ... FAILED: left 1, right 2\r\n1 passed, 1 failed\r\n";
+        let (tests, suites, summary) = parse_transcript(t);
+        assert_eq!(suites, vec![("ktests::boot".to_string(), 2)]);
+        assert_eq!(tests.len(), 2);
+        assert_eq!(tests[0], TestLine { name: "ktests::boot::a".into(), failure: None });
+        assert_eq!(tests[1].failure.as_deref(), Some("left 1, right 2"));
+        assert_eq!(summary, Some((1, 1)));
+    }
+
+    #[test]
+    fn ignores_lookalike_lines() {
+        let (tests, suites, summary) = parse_transcript("test of something\nsuite x: many tests\n3 passed\n");
+        assert!(tests.is_empty() && suites.is_empty() && summary.is_none());
+    }
+
+    #[test]
+    fn escapes_commas_for_qemu() {
+        assert_eq!(qemu_escape("a=1,2"), "a=1,,2");
+    }
+
+    #[test]
+    fn firmware_names() {
+        assert_eq!(Firmware::parse("UEFI"), Ok(Firmware::Uefi));
+        assert!(Firmware::parse("coreboot").is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! `boot`: boot memkernel in QEMU. Behind `make run` and `make gdb`.
+//!
+//! ```text
+//! boot [--firmware bios|uefi] [--mem 512M] [--cpus N] [--numa SIZE,SIZE,...]
+//!      [--cmdline "..."] [--timeout SECS] [--capture] [--gdb] [-- EXTRA QEMU ARGS]
+//! ```
+//! By default the serial line is the terminal; `--capture` reads it instead and ends with
+//! the in-kernel test summary. The exit status is 0 only when the kernel reported success.
+
+use std::{process::ExitCode, time::Duration};
+
+use boot::{Firmware, Outcome, RunConfig};
+
+fn usage() -> &'static str {
+    "usage: boot [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
+     [--cmdline TEXT] [--timeout SECS] [--capture] [--gdb] [-- QEMU ARGS...]"
+}
+
+fn parse_args(args: &[String]) -> Result<RunConfig, String> {
+    let mut cfg = RunConfig { interactive: true, timeout: Duration::from_secs(3600), ..Default::default() };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--firmware" => cfg.firmware = Firmware::parse(&value("--firmware")?)?,
+            "--mem" => cfg.memory = value("--mem")?,
+            "--cpus" => {
+                let v = value("--cpus")?;
+                cfg.cpus = v.parse().ok().filter(|&n| (1..=255).contains(&n)).ok_or_else(|| {
+                    format!("--cpus {v}: expected a number from 1 to 255")
+                })?;
+            }
+            "--numa" => {
+                let v = value("--numa")?;
+                cfg.numa_nodes = v.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+            }
+            "--cmdline" => cfg.cmdline = value("--cmdline")?,
+            "--timeout" => {
+                let v = value("--timeout")?;
+                let secs: u64 = v.parse().map_err(|_| format!("--timeout {v}: expected seconds"))?;
+                cfg.timeout = Duration::from_secs(secs);
+            }
+            "--capture" => cfg.interactive = false,
+            "--gdb" => cfg.gdb = true,
+            "--" => {
+                cfg.extra_args.extend(it.by_ref().cloned());
+            }
+            "-h" | "--help" => return Err(usage().to_string()),
+            other => return Err(format!("unknown argument '{other}'\n{}", usage())),
+        }
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cfg = match parse_args(&args) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg.gdb {
+        eprintln!("QEMU is halted waiting for gdb on localhost:1234. In another terminal run:");
+        eprintln!("  {}", boot::gdb_command());
+    }
+    cfg.echo = !cfg.interactive;
+    eprintln!(
+        "booting {} firmware, {} memory, {} CPU(s){}",
+        cfg.firmware,
+        cfg.memory,
+        cfg.cpus,
+        if cfg.cmdline.is_empty() { String::new() } else { format!(", command line '{}'", cfg.cmdline) }
+    );
+    let result = match boot::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match result.outcome {
+        Outcome::KernelSuccess => {
+            eprintln!("kernel reported success ({:.1} s)", result.elapsed.as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Outcome::KernelFailure => {
+            eprintln!("kernel reported FAILURE");
+            ExitCode::FAILURE
+        }
+        Outcome::OtherExit(code) => {
+            if let Some((_, err)) = result.transcript.split_once("[qemu stderr] ") {
+                eprintln!("{}", err.trim_end());
+            }
+            eprintln!("QEMU exited with status {code:?} without a kernel verdict (triple fault?)");
+            ExitCode::FAILURE
+        }
+        Outcome::Timeout => {
+            eprintln!("timed out after {} s; QEMU killed", cfg.timeout.as_secs());
+            ExitCode::FAILURE
+        }
+    }
+}

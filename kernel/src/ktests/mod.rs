@@ -1,0 +1,4 @@
+//! In-kernel test suites, one module per subsystem. See [`crate::ktest`] for the harness.
+
+pub mod boot;
+pub mod harness;
