@@ -64,6 +64,8 @@ fn main() -> ExitCode {
     if cfg.gdb {
         eprintln!("QEMU is halted waiting for gdb on localhost:1234. In another terminal run:");
         eprintln!("  {}", boot::gdb_command());
+        eprintln!("then e.g. `hbreak kernel::kmain` and `continue` (use hardware breakpoints:");
+        eprintln!("the bootloader loads the kernel after gdb attaches, over software ones).");
     }
     cfg.echo = !cfg.interactive;
     eprintln!(

@@ -1,0 +1,56 @@
+# memkernel: the two commands a user needs are `make run` and `make test`.
+# Every target installs what it is missing first (the pinned Rust toolchain, QEMU, OVMF).
+
+FIRMWARE ?= bios
+MEM      ?= 512M
+CPUS     ?= 1
+CMDLINE  ?=
+TIMEOUT  ?= 3600
+
+CARGO := cargo
+BOOT  := $(CARGO) run --quiet -p boot --
+
+# apt-get as root, through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all setup toolchain host-tools build run test test-host test-qemu bench gdb clean
+
+all: build
+
+## setup: install the pinned toolchain and the QEMU/OVMF packages when missing
+setup: toolchain host-tools
+
+# rustup reads rust-toolchain.toml; auto-install is disabled on our machines, so do it here.
+toolchain:
+	@rustup toolchain install --no-self-update >/dev/null 2>&1 || rustup toolchain install
+
+host-tools:
+	@if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then \
+		echo "installing qemu-system-x86 and ovmf"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq qemu-system-x86 ovmf >/dev/null; \
+	fi
+
+## build: the kernel, the BIOS and UEFI images and the host runner
+build: setup
+	$(CARGO) build -p boot
+
+## run: boot the kernel in QEMU with serial on this terminal
+run: build
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT)
+
+## test: host unit/property tests of every crate, then the QEMU integration matrix
+test: setup
+	$(CARGO) test -p mm -p boot
+	$(CARGO) test -p integration --test qemu -- --test-threads=2
+
+## bench: figures, not tests
+bench: setup
+	@echo "no benchmarks yet"
+
+## gdb: start QEMU halted with a gdb stub; prints the gdb command that loads the symbols
+gdb: build
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --gdb
+
+clean:
+	$(CARGO) clean

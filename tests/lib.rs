@@ -1,0 +1,60 @@
+//! Shared helpers for the QEMU integration tests: one place that knows which in-kernel
+//! suites must run and how to judge a run, so every configuration is checked the same way.
+
+use std::time::Duration;
+
+use boot::{Firmware, Outcome, RunConfig, RunResult};
+
+/// Every in-kernel suite a full `test` run must report. A suite missing from a run means
+/// the kernel died or skipped it, and fails the configuration.
+pub const EXPECTED_SUITES: &[&str] = &["ktests::boot", "ktests::harness"];
+
+/// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel
+/// must still end the test instead of stalling CI.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A configuration running `cmdline`.
+pub fn config(firmware: Firmware, memory: &str, cpus: u32, cmdline: &str) -> RunConfig {
+    RunConfig {
+        firmware,
+        memory: memory.to_string(),
+        cpus,
+        cmdline: cmdline.to_string(),
+        timeout: BOOT_TIMEOUT,
+        ..Default::default()
+    }
+}
+
+/// Boot `cfg`, panicking with the transcript tail if QEMU can not even start.
+pub fn boot(cfg: &RunConfig) -> RunResult {
+    boot::run(cfg).unwrap_or_else(|e| panic!("could not run QEMU for {cfg:?}: {e}"))
+}
+
+/// Run the whole in-kernel suite under `cfg` and assert that it passed completely:
+/// success exit, every expected suite announced, each with as many test lines as it
+/// announced, none failed, a closing line that agrees.
+pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
+    let r = boot(cfg);
+    let ctx = format!(
+        "{} {} {} CPU(s), cmdline '{}': outcome {:?}, {:.1}s\n--- last lines ---\n{}",
+        cfg.firmware,
+        cfg.memory,
+        cfg.cpus,
+        cfg.cmdline,
+        r.outcome,
+        r.elapsed.as_secs_f64(),
+        r.tail(40)
+    );
+    assert!(r.failed_tests().is_empty(), "failed tests {:?}\n{ctx}", r.failed_tests());
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
+    for suite in EXPECTED_SUITES {
+        let announced = r.suites.iter().find(|(s, _)| s == suite);
+        let (_, n) = announced.unwrap_or_else(|| panic!("suite {suite} did not run\n{ctx}"));
+        let ran = r.tests.iter().filter(|t| t.name.rsplit_once("::").map(|(s, _)| s) == Some(suite)).count();
+        assert_eq!(ran, *n, "suite {suite} announced {n} tests but {ran} reported\n{ctx}");
+    }
+    let total: usize = r.suites.iter().map(|(_, n)| n).sum();
+    assert_eq!(r.summary, Some((total, 0)), "closing line disagrees\n{ctx}");
+    assert!(total > 0, "no tests ran\n{ctx}");
+    r
+}

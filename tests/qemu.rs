@@ -1,0 +1,74 @@
+//! Boot the kernel under QEMU in several configurations and check its in-kernel tests.
+//!
+//! Each test is one QEMU boot under TCG. The matrix covers both firmwares at two memory
+//! sizes; the harness tests prove that a failing, panicking or faulting in-kernel test makes
+//! the run fail and names the test.
+
+use boot::{Firmware, Outcome};
+use integration::{assert_full_suite_passes, boot, config};
+
+#[test]
+fn bios_128m_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Bios, "128M", 1, "test"));
+}
+
+#[test]
+fn bios_1g_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Bios, "1G", 1, "test"));
+}
+
+#[test]
+fn uefi_128m_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Uefi, "128M", 1, "test"));
+}
+
+#[test]
+fn uefi_1g_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Uefi, "1G", 1, "test"));
+}
+
+/// The demo (no command line) prints the banner and the firmware map, then exits 0.
+#[test]
+fn demo_prints_memory_map_and_exits_cleanly() {
+    let r = boot(&config(Firmware::Bios, "256M", 1, ""));
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{}", r.tail(30));
+    assert!(r.transcript.contains("memkernel "), "no banner:\n{}", r.tail(30));
+    assert!(r.transcript.contains("firmware memory map:"), "no memory map:\n{}", r.tail(30));
+    assert!(r.transcript.contains(" usable"), "no usable region printed:\n{}", r.tail(30));
+}
+
+/// Unknown command-line keys warn, naming the key, and the boot carries on.
+#[test]
+fn unknown_cmdline_key_warns_and_boots() {
+    let r = boot(&config(Firmware::Bios, "128M", 1, "test=ktests::boot frobnicate=7"));
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{}", r.tail(30));
+    assert!(r.transcript.contains("unknown command-line option 'frobnicate' ignored"), "{}", r.tail(30));
+    assert!(r.tests.iter().all(|t| t.name.starts_with("ktests::boot::")));
+    assert!(!r.tests.is_empty());
+}
+
+fn assert_fails_naming(pattern: &str, expect_reason: &str) {
+    let r = boot(&config(Firmware::Bios, "128M", 1, &format!("test={pattern}")));
+    let name = format!("ktests::harness::{pattern}");
+    assert_eq!(r.outcome, Outcome::KernelFailure, "{}", r.tail(30));
+    assert!(!r.success());
+    assert_eq!(r.failed_tests(), vec![name.as_str()], "{}", r.tail(30));
+    let reason = r.tests[0].failure.as_deref().unwrap_or_default();
+    assert!(reason.contains(expect_reason), "reason '{reason}' lacks '{expect_reason}'");
+    assert_eq!(r.summary, Some((0, 1)), "{}", r.tail(30));
+}
+
+#[test]
+fn harness_reports_a_failing_test() {
+    assert_fails_naming("deliberate_failure", "fails on purpose");
+}
+
+#[test]
+fn harness_reports_a_panicking_test() {
+    assert_fails_naming("deliberate_panic", "index out of bounds");
+}
+
+#[test]
+fn harness_reports_a_faulting_test() {
+    assert_fails_naming("deliberate_page_fault", "page fault");
+}
