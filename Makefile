@@ -3,7 +3,7 @@
 
 FIRMWARE ?= bios
 MEM      ?= 512M
-CPUS     ?= 1
+CPUS     ?= 4
 CMDLINE  ?=
 TIMEOUT  ?= 3600
 

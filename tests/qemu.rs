@@ -1,7 +1,7 @@
 //! Boot the kernel under QEMU in several configurations and check its in-kernel tests.
 //!
 //! Each test is one QEMU boot under TCG. The matrix covers both firmwares at two memory
-//! sizes; the harness tests prove that a failing, panicking or faulting in-kernel test makes
+//! sizes with 4 CPUs, plus 1 and 8 CPUs; the harness tests prove that a failing, panicking or faulting in-kernel test makes
 //! the run fail and names the test.
 
 use boot::{Firmware, Outcome};
@@ -9,22 +9,33 @@ use integration::{assert_full_suite_passes, boot, config};
 
 #[test]
 fn bios_128m_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Bios, "128M", 1, "test"));
+    assert_full_suite_passes(&config(Firmware::Bios, "128M", 4, "test"));
 }
 
 #[test]
 fn bios_1g_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Bios, "1G", 1, "test"));
+    assert_full_suite_passes(&config(Firmware::Bios, "1G", 4, "test"));
 }
 
 #[test]
 fn uefi_128m_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Uefi, "128M", 1, "test"));
+    assert_full_suite_passes(&config(Firmware::Uefi, "128M", 4, "test"));
 }
 
 #[test]
 fn uefi_1g_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Uefi, "1G", 1, "test"));
+    assert_full_suite_passes(&config(Firmware::Uefi, "1G", 4, "test"));
+}
+
+#[test]
+fn bios_one_cpu_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Bios, "256M", 1, "test"));
+}
+
+#[test]
+fn uefi_eight_cpus_full_suite() {
+    let r = assert_full_suite_passes(&config(Firmware::Uefi, "512M", 8, "test"));
+    assert!(r.transcript.contains("smp: 8 CPU(s) online"), "{}", r.tail(30));
 }
 
 /// The demo (no command line) prints the banner and the firmware map, then exits 0.

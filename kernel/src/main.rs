@@ -68,6 +68,14 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     boot_info::record(boot_info);
     boot_info::print_firmware_map();
 
+    let facts = boot_info::facts();
+    match boot_info::trampoline_page() {
+        Some(page) => {
+            arch::init_smp(facts.rsdp_addr, page);
+        }
+        None => log::error!("no usable page below 1 MiB for the AP trampoline; staying on one CPU"),
+    }
+
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
     }

@@ -115,6 +115,11 @@ fn build() -> InterruptDescriptorTable {
     idt.hv_injection_exception.set_handler_fn(hv_injection);
     idt.vmm_communication_exception.set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security);
+    idt[super::apic::TIMER_VECTOR].set_handler_fn(super::smp::timer_irq);
+    idt[super::smp::CALL_VECTOR].set_handler_fn(super::smp::call_ipi);
+    idt[super::smp::SHOOTDOWN_VECTOR].set_handler_fn(super::smp::shootdown_ipi);
+    idt[super::smp::WAKE_VECTOR].set_handler_fn(super::smp::wake_ipi);
+    idt[super::apic::SPURIOUS_VECTOR].set_handler_fn(super::smp::spurious_irq);
     idt
 }
 

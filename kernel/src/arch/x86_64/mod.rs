@@ -5,10 +5,16 @@
 
 #[macro_use]
 pub mod serial;
+pub mod acpi;
+pub mod apic;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod idt;
+pub mod paging;
+pub mod percpu;
 pub mod qemu;
+pub mod smp;
+pub mod time;
 
 /// Halt this CPU for good, with interrupts off.
 pub fn halt_forever() -> ! {
@@ -18,8 +24,49 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Bring up the boot CPU's descriptor tables and exception handlers.
+/// Bring up the boot CPU's descriptor tables, exception handlers and per-CPU block.
 pub fn init_bsp() {
     gdt::init_bsp();
     idt::load();
+    percpu::init_bsp();
+    paging::init();
+}
+
+/// Find the CPUs, start the application processors through the trampoline page `page`
+/// (physical, below 1 MiB, reserved by the caller), start every CPU's timer and enable
+/// interrupts. Returns the number of CPUs online.
+pub fn init_smp(rsdp: Option<u64>, page: u64) -> usize {
+    apic::disable_legacy_pic();
+    let topo = match acpi::topology(rsdp) {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("ACPI MADT unavailable ({e:?}); running on the boot CPU only");
+            acpi::Topology { cpus: alloc::vec::Vec::new(), lapic_phys: 0xfee0_0000, ioapics: alloc::vec::Vec::new() }
+        }
+    };
+    if let Err(e) = apic::map(topo.lapic_phys) {
+        crate::crash::die(format_args!("cannot map the local APIC at {:#x}: {e:?}", topo.lapic_phys));
+    }
+    apic::enable();
+    let tsc_hz = time::calibrate(10);
+    let apic_per_ms = apic::calibrate_timer();
+    kprintln!(
+        "smp: {} CPU(s) in MADT, local APIC at {:#x}, {} I/O APIC(s){}; TSC {} MHz, APIC timer {} ticks/ms",
+        topo.cpus.len(),
+        topo.lapic_phys,
+        topo.ioapics.len(),
+        topo.ioapics.first().map_or(alloc::string::String::new(), |io| alloc::format!(
+            " (id {} at {:#x}, GSI base {})",
+            io.id,
+            io.address,
+            io.gsi_base
+        )),
+        tsc_hz / 1_000_000,
+        apic_per_ms
+    );
+    let online = smp::start_aps(&topo, page);
+    apic::start_timer(smp::TIMER_HZ);
+    x86_64::instructions::interrupts::enable();
+    kprintln!("smp: {online} CPU(s) online");
+    online
 }

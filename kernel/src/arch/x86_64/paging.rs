@@ -1,0 +1,188 @@
+//! The kernel's page tables: mapping, unmapping and translating through the direct map.
+//!
+//! The bootloader leaves us a 4-level hierarchy with all physical memory mapped at
+//! [`crate::PHYS_OFFSET`]; page-table pages are reached through that direct map, which is
+//! what the x86_64 crate's `OffsetPageTable` expects. New mappings (the uncached local APIC
+//! window, stack guard pages, later the movable "user memory" region that page migration
+//! rewrites) need page-table pages of their own. Those come from a [`FrameSource`]: an early
+//! pool of frames inside the kernel image until the page allocator is up, then the
+//! allocator itself.
+//!
+//! All mutation happens under one lock, [`KERNEL_PT`], taken with interrupts disabled: page
+//! tables are shared by every CPU, and an interrupt handler that touched them while this CPU
+//! held the lock would deadlock.
+
+use spin::Mutex;
+use x86_64::{
+    PhysAddr, VirtAddr,
+    registers::control::Cr3,
+    structures::paging::{
+        FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
+        Size4KiB, Translate, mapper::MapToError,
+    },
+};
+
+use crate::PHYS_OFFSET;
+
+/// Somewhere page-table pages come from.
+pub trait FrameSource {
+    /// A zeroed 4 KiB frame, or `None` when exhausted.
+    fn alloc_frame(&mut self) -> Option<PhysFrame>;
+}
+
+/// Frames reserved inside the kernel image for page tables created before the page
+/// allocator exists (a handful of tables: the LAPIC window, guard pages, the trampoline).
+const EARLY_POOL_FRAMES: usize = 32;
+
+#[repr(C, align(4096))]
+struct EarlyPool([[u8; 4096]; EARLY_POOL_FRAMES]);
+
+static mut EARLY_POOL: EarlyPool = EarlyPool([[0; 4096]; EARLY_POOL_FRAMES]);
+
+/// The early pool, handing out its frames in order.
+pub struct EarlyFrames {
+    next: usize,
+    /// Physical address of each pool frame, computed once by [`init`] so that handing out
+    /// a frame never walks the page tables while a mapper is live.
+    phys: [u64; EARLY_POOL_FRAMES],
+}
+
+/// The single early pool.
+static EARLY: Mutex<EarlyFrames> = Mutex::new(EarlyFrames { next: 0, phys: [0; EARLY_POOL_FRAMES] });
+
+/// Record the early pool's physical frames. Call once at boot, before any mapping.
+pub fn init() {
+    let mut pool = EARLY.lock();
+    for i in 0..EARLY_POOL_FRAMES {
+        // SAFETY: taking the address of a pool frame creates no reference to its contents.
+        let va = unsafe { core::ptr::addr_of!(EARLY_POOL.0[i]) as u64 };
+        pool.phys[i] = translate(VirtAddr::new(va)).map_or(0, |pa| pa.as_u64());
+    }
+}
+
+impl FrameSource for EarlyFrames {
+    fn alloc_frame(&mut self) -> Option<PhysFrame> {
+        while self.next < EARLY_POOL_FRAMES {
+            let pa = self.phys[self.next];
+            // Each index is handed out once: `next` only grows, under EARLY's lock. The
+            // frames are zero (static memory never written by anyone else).
+            self.next += 1;
+            if pa != 0 {
+                return PhysFrame::from_start_address(PhysAddr::new(pa)).ok();
+            }
+        }
+        None
+    }
+}
+
+/// Adapter from [`FrameSource`] to the x86_64 crate's allocator trait.
+struct Adapter<'a>(&'a mut dyn FrameSource);
+
+// SAFETY: every frame comes from a FrameSource, whose contract is to return unused, zeroed
+// frames that nobody else will hand out.
+unsafe impl FrameAllocator<Size4KiB> for Adapter<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        self.0.alloc_frame()
+    }
+}
+
+/// Lock serialising every change to the kernel page tables.
+pub static KERNEL_PT: Mutex<()> = Mutex::new(());
+
+/// The active top-level table as an `OffsetPageTable`.
+///
+/// # Safety
+/// The caller must hold [`KERNEL_PT`] (or be the only CPU running) for as long as it uses
+/// the returned value to change mappings, and must not create a second live instance.
+unsafe fn active() -> OffsetPageTable<'static> {
+    let (frame, _) = Cr3::read();
+    let va = PHYS_OFFSET + frame.start_address().as_u64();
+    // SAFETY: the bootloader maps all physical memory at PHYS_OFFSET, so the top-level
+    // table is reachable there; exclusivity is the caller's obligation (see above).
+    unsafe { OffsetPageTable::new(&mut *(va as *mut PageTable), VirtAddr::new(PHYS_OFFSET)) }
+}
+
+/// Physical address behind `va` in the current page tables, if mapped.
+pub fn translate(va: VirtAddr) -> Option<PhysAddr> {
+    // SAFETY: translation only reads the tables; a concurrent change could at worst make the
+    // answer stale, which callers (boot-time lookups of kernel-image addresses) never face.
+    let pt = unsafe { active() };
+    pt.translate_addr(va)
+}
+
+/// Why a mapping operation failed.
+#[derive(Debug)]
+pub enum MapError {
+    /// No frame for an intermediate table.
+    OutOfFrames,
+    /// The address is already mapped (maybe by a huge page).
+    AlreadyMapped,
+    /// The address lies inside a huge page, which we do not split.
+    HugePage,
+    /// The page is not mapped.
+    NotMapped,
+}
+
+/// Map the 4 KiB page at `va` to `pa` with `flags` (PRESENT is added), using `frames` for
+/// any intermediate table. Flushes the local TLB entry; other CPUs never cached a
+/// translation for an unmapped page.
+///
+/// # Safety
+/// The caller must own `pa` (mapping it must not alias memory that Rust code treats as
+/// exclusive) and `va` must be an address the caller reserved for this purpose.
+pub unsafe fn map_page(
+    va: VirtAddr,
+    pa: PhysAddr,
+    flags: PageTableFlags,
+    frames: &mut dyn FrameSource,
+) -> Result<(), MapError> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _guard = KERNEL_PT.lock();
+        // SAFETY: KERNEL_PT is held for the whole use of the mapper.
+        let mut pt = unsafe { active() };
+        let page = Page::<Size4KiB>::containing_address(va);
+        let frame = PhysFrame::containing_address(pa);
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        // SAFETY: the caller guarantees `pa` and `va` are theirs to map (see # Safety).
+        let result = unsafe {
+            pt.map_to_with_table_flags(page, frame, flags | PageTableFlags::PRESENT, parent, &mut Adapter(frames))
+        };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
+            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
+            Err(MapToError::ParentEntryHugePage) => Err(MapError::HugePage),
+        }
+    })
+}
+
+/// Unmap the 4 KiB page at `va` (used for stack guard pages). Flushes the local TLB only:
+/// callers use it before any other CPU could have touched the page.
+///
+/// # Safety
+/// Nothing may rely on `va` being mapped afterwards.
+pub unsafe fn unmap_page(va: VirtAddr) -> Result<PhysAddr, MapError> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _guard = KERNEL_PT.lock();
+        // SAFETY: KERNEL_PT is held for the whole use of the mapper.
+        let mut pt = unsafe { active() };
+        let page = Page::<Size4KiB>::containing_address(va);
+        match pt.unmap(page) {
+            Ok((frame, flush)) => {
+                flush.flush();
+                Ok(frame.start_address())
+            }
+            Err(x86_64::structures::paging::mapper::UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
+            Err(_) => Err(MapError::NotMapped),
+        }
+    })
+}
+
+/// Run `f` with the early frame pool (page tables made before the page allocator exists).
+pub fn with_early_frames<R>(f: impl FnOnce(&mut dyn FrameSource) -> R) -> R {
+    let mut pool = EARLY.lock();
+    f(&mut *pool)
+}
