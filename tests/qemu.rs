@@ -38,6 +38,41 @@ fn uefi_eight_cpus_full_suite() {
     assert!(r.transcript.contains("smp: 8 CPU(s) online"), "{}", r.tail(30));
 }
 
+/// 6 GiB crosses the 4 GiB PCI hole: ZONE_NORMAL is populated, DMA32 has a hole.
+#[test]
+fn bios_6g_full_suite() {
+    let r = assert_full_suite_passes(&config(Firmware::Bios, "6G", 4, "test"));
+    assert!(r.transcript.contains("Node 0, zone   Normal"), "{}", r.tail(30));
+}
+
+#[test]
+fn uefi_6g_full_suite() {
+    assert_full_suite_passes(&config(Firmware::Uefi, "6G", 4, "test"));
+}
+
+/// `movablecore=` carves ZONE_MOVABLE from the top of memory (checked in-kernel by
+/// `ktests::memory::movable_zone_follows_the_command_line`).
+#[test]
+fn movablecore_creates_zone_movable() {
+    let r = assert_full_suite_passes(&config(Firmware::Bios, "1G", 2, "test movablecore=256M"));
+    let movable = r.transcript.split("Node 0, zone  Movable").nth(1).expect("zoneinfo for Movable printed");
+    let present: u64 = movable
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("present"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("present line");
+    assert!(present >= 65536 - 1024 && present <= 65536 + 1024, "Movable present {present}");
+}
+
+/// Bad `kernelcore=`/`movablecore=` values are reported and ignored; the boot goes on.
+#[test]
+fn bad_movablecore_is_rejected_not_fatal() {
+    let r = boot(&config(Firmware::Bios, "256M", 1, "test=ktests::memory movablecore=lots"));
+    assert!(r.success(), "{}", r.tail(40));
+    assert!(!r.tests.is_empty() && r.summary == Some((r.tests.len(), 0)), "{}", r.tail(40));
+    assert!(r.transcript.contains("movablecore=lots"), "no message naming the bad value:\n{}", r.tail(40));
+}
+
 /// The demo (no command line) prints the banner and the firmware map, then exits 0.
 #[test]
 fn demo_prints_memory_map_and_exits_cleanly() {

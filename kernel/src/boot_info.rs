@@ -105,20 +105,3 @@ pub fn print_firmware_map() {
     kprintln!("firmware reports {} KiB usable", usable / 1024);
 }
 
-/// A usable page below 1 MiB (and above the real-mode IVT/BDA page) for the AP trampoline:
-/// the highest one the firmware reports usable. The memory model reserves it before the
-/// page allocator takes over the rest.
-pub fn trampoline_page() -> Option<u64> {
-    const LOW: u64 = 0x1000;
-    const HIGH: u64 = 0x9f000;
-    facts()
-        .regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-        .filter_map(|r| {
-            let start = r.start.max(LOW).next_multiple_of(4096);
-            let end = r.end.min(HIGH) & !0xfff;
-            (end >= start + 4096).then_some(end - 4096)
-        })
-        .max()
-}

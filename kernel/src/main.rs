@@ -20,6 +20,8 @@ pub mod heap;
 pub mod ktest;
 pub mod ktests;
 pub mod logger;
+pub mod memory;
+pub mod platform;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -68,13 +70,10 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     boot_info::record(boot_info);
     boot_info::print_firmware_map();
 
-    let facts = boot_info::facts();
-    match boot_info::trampoline_page() {
-        Some(page) => {
-            arch::init_smp(facts.rsdp_addr, page);
-        }
-        None => log::error!("no usable page below 1 MiB for the AP trampoline; staying on one CPU"),
-    }
+    let topo = arch::discover_cpus(boot_info::facts().rsdp_addr);
+    let model = memory::init();
+    kprint!("{}", model.boot_report());
+    arch::start_cpus(&topo, model.trampoline_phys());
 
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));

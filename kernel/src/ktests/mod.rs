@@ -2,4 +2,5 @@
 
 pub mod boot;
 pub mod harness;
+pub mod memory;
 pub mod smp;

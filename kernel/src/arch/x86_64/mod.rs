@@ -32,10 +32,9 @@ pub fn init_bsp() {
     paging::init();
 }
 
-/// Find the CPUs, start the application processors through the trampoline page `page`
-/// (physical, below 1 MiB, reserved by the caller), start every CPU's timer and enable
-/// interrupts. Returns the number of CPUs online.
-pub fn init_smp(rsdp: Option<u64>, page: u64) -> usize {
+/// Read the MADT, map and enable this CPU's local APIC, calibrate the TSC and the APIC
+/// timer. Runs before the memory model, which needs the number of possible CPUs.
+pub fn discover_cpus(rsdp: Option<u64>) -> acpi::Topology {
     apic::disable_legacy_pic();
     let topo = match acpi::topology(rsdp) {
         Ok(t) => t,
@@ -44,6 +43,7 @@ pub fn init_smp(rsdp: Option<u64>, page: u64) -> usize {
             acpi::Topology { cpus: alloc::vec::Vec::new(), lapic_phys: 0xfee0_0000, ioapics: alloc::vec::Vec::new() }
         }
     };
+    smp::record_topology(&topo);
     if let Err(e) = apic::map(topo.lapic_phys) {
         crate::crash::die(format_args!("cannot map the local APIC at {:#x}: {e:?}", topo.lapic_phys));
     }
@@ -64,7 +64,20 @@ pub fn init_smp(rsdp: Option<u64>, page: u64) -> usize {
         tsc_hz / 1_000_000,
         apic_per_ms
     );
-    let online = smp::start_aps(&topo, page);
+    topo
+}
+
+/// Start the application processors through the trampoline page `page` (physical, below
+/// 1 MiB, reserved by the early allocator), start every CPU's timer and enable interrupts.
+/// Returns the number of CPUs online.
+pub fn start_cpus(topo: &acpi::Topology, page: Option<u64>) -> usize {
+    let online = match page {
+        Some(page) => smp::start_aps(topo, page),
+        None => {
+            log::error!("no trampoline page below 1 MiB was reserved; staying on one CPU");
+            smp::start_aps(&acpi::Topology { cpus: alloc::vec::Vec::new(), ..topo.clone() }, 0)
+        }
+    };
     apic::start_timer(smp::TIMER_HZ);
     x86_64::instructions::interrupts::enable();
     kprintln!("smp: {online} CPU(s) online");

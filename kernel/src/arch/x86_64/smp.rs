@@ -240,10 +240,21 @@ fn unsafe_ref(p: *const u8) -> &'static u8 {
 /// CPUs the firmware listed as usable (MADT), recorded by [`start_aps`].
 pub static FIRMWARE_CPUS: AtomicUsize = AtomicUsize::new(1);
 
+/// Possible CPUs: the length of every per-CPU array (`num_possible_cpus()`). Known once the
+/// MADT was read ([`record_topology`]), before the allocator sizes anything per CPU.
+pub fn possible_cpus() -> usize {
+    FIRMWARE_CPUS.load(Ordering::Relaxed).clamp(1, MAX_CPUS)
+}
+
+/// Record how many CPUs the firmware lists, before anything sizes per-CPU arrays.
+pub fn record_topology(topo: &Topology) {
+    FIRMWARE_CPUS.store(topo.cpus.len().max(1), Ordering::Relaxed);
+}
+
 /// Start every usable CPU in `topo` other than this one, using the trampoline page `page`.
 /// Returns the number of CPUs online afterwards (including this one).
 pub fn start_aps(topo: &Topology, page: u64) -> usize {
-    FIRMWARE_CPUS.store(topo.cpus.len().max(1), Ordering::Relaxed);
+    record_topology(topo);
     KERNEL_CR3.store(Cr3::read().0.start_address().as_u64(), Ordering::SeqCst);
     let bsp_apic = apic::id();
     percpu::this_cpu().apic_id.store(u64::from(bsp_apic), Ordering::Relaxed);

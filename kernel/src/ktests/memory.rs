@@ -1,0 +1,215 @@
+//! The memory model against the firmware map this boot actually received.
+//!
+//! These tests recompute what the model should say from the raw bootloader regions (not
+//! from the model's own sanitised map) and compare: zone boundaries, present and managed
+//! page counts, the memmap's round trip, reserved flags, pageblock types, overhead.
+
+use alloc::{format, vec::Vec};
+
+use bootloader_api::info::MemoryRegionKind;
+use mm::{
+    mmzone::{PAGE_SHIFT, PAGEBLOCK_NR_PAGES, ZoneType, Migratetype},
+    page::PageFlags,
+    pageblock::get_pageblock_migratetype,
+};
+
+use crate::{boot_info, kassert, kassert_eq, ktest, memory::model};
+
+const PAGE: u64 = 1 << PAGE_SHIFT;
+
+/// Page-granular RAM ranges from the raw firmware map: `(start_pfn, end_pfn, usable)`,
+/// usable ranges trimmed inward, bootloader ranges outward (they are present RAM).
+fn raw_ram() -> Vec<(u64, u64, bool)> {
+    let mut v: Vec<(u64, u64, bool)> = boot_info::facts()
+        .regions
+        .iter()
+        .filter_map(|r| match r.kind {
+            MemoryRegionKind::Usable => {
+                let (s, e) = (r.start.div_ceil(PAGE), r.end / PAGE);
+                (e > s).then_some((s, e, true))
+            }
+            MemoryRegionKind::Bootloader => {
+                let (s, e) = (r.start / PAGE, r.end.div_ceil(PAGE));
+                (e > s).then_some((s, e, false))
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Pages of `ranges` inside `[lo, hi)`.
+fn overlap(ranges: &[(u64, u64, bool)], lo: u64, hi: u64) -> u64 {
+    ranges.iter().map(|&(s, e, _)| e.min(hi).saturating_sub(s.max(lo))).sum()
+}
+
+/// Is `pfn` reserved by a non-RAM firmware range (which wins over usable on overlap)?
+fn firmware_reserved(pfn: u64) -> bool {
+    let (a, b) = (pfn * PAGE, (pfn + 1) * PAGE);
+    boot_info::facts().regions.iter().any(|r| {
+        !matches!(r.kind, MemoryRegionKind::Usable | MemoryRegionKind::Bootloader) && r.start < b && r.end > a
+    })
+}
+
+ktest! {
+    fn zones_follow_linux_boundaries() -> TestResult {
+        let m = model();
+        let node = m.node(0).ok_or("no node 0")?;
+        let dma = node.zone(ZoneType::Dma);
+        let dma32 = node.zone(ZoneType::Dma32);
+        let normal = node.zone(ZoneType::Normal);
+        kassert!(dma.zone_end_pfn() <= 4096, "DMA ends at pfn {:#x}", dma.zone_end_pfn());
+        if dma32.populated() {
+            kassert!(dma32.zone_start_pfn >= 4096);
+            kassert!(dma32.zone_end_pfn() <= 1 << 20, "DMA32 ends at pfn {:#x}", dma32.zone_end_pfn());
+        }
+        if normal.populated() {
+            kassert!(normal.zone_start_pfn >= 1 << 20);
+        }
+        // Zones do not overlap and are in order.
+        let spans: Vec<(u64, u64)> = node
+            .populated_zones()
+            .map(|z| (z.zone_start_pfn, z.zone_end_pfn()))
+            .collect();
+        for w in spans.windows(2) {
+            kassert!(w[0].1 <= w[1].0, "zones overlap: {:?}", spans);
+        }
+        Ok(())
+    }
+
+    fn present_and_managed_match_the_firmware_map() -> TestResult {
+        let m = model();
+        let ram = raw_ram();
+        let usable: Vec<(u64, u64, bool)> = ram.iter().copied().filter(|r| r.2).collect();
+        let mut total_managed = 0;
+        for z in m.nodes().flat_map(|n| n.node_zones.iter()) {
+            let (lo, hi) = (z.zone_start_pfn, z.zone_end_pfn());
+            let present = overlap(&ram, lo, hi);
+            // Present counts RAM frames; reserved firmware holes inside RAM ranges are not RAM.
+            let holes = (lo..hi).filter(|&p| firmware_reserved(p) && ram.iter().any(|&(s, e, _)| p >= s && p < e)).count() as u64;
+            kassert_eq!(z.present_pages, present - holes);
+            kassert!(z.spanned_pages >= z.present_pages);
+            kassert!(z.managed_pages() <= overlap(&usable, lo, hi), "{} manages more than its usable RAM", z.name());
+            let handed: u64 = m
+                .free_pfn_ranges()
+                .filter(|r| r.nid == z.nid && r.zone == z.zone_type)
+                .map(|r| r.end_pfn - r.start_pfn)
+                .sum();
+            kassert_eq!(z.managed_pages(), handed);
+            total_managed += z.managed_pages();
+        }
+        kassert_eq!(total_managed, m.handoff_pages());
+        // All usable RAM except what memblock reserved (metadata, trampoline, frame 0) is
+        // handed over: the model may not lose more than its own metadata.
+        let usable_pages = overlap(&usable, 0, u64::MAX);
+        let lost = usable_pages - total_managed;
+        let allowance = m.metadata_bytes() / PAGE + 64;
+        kassert!(lost <= allowance, "{} usable pages not managed (metadata {} pages)", lost, m.metadata_bytes() / PAGE);
+        Ok(())
+    }
+
+    fn memmap_round_trips_and_flags_are_right() -> TestResult {
+        let m = model();
+        let mut checked = 0u64;
+        for &(s, e, usable) in &raw_ram() {
+            // Every 61st pfn plus both ends of each range.
+            let mut pfn = s;
+            while pfn < e {
+                kassert!(m.pfn_valid(pfn), "pfn {:#x} in RAM is not valid", pfn);
+                let page = m.pfn_to_page(pfn).ok_or_else(|| format!("no page for pfn {pfn:#x}"))?;
+                kassert_eq!(m.page_to_pfn(page), pfn);
+                let zone = m.page_zone(page).ok_or_else(|| format!("pfn {pfn:#x} has no zone"))?;
+                kassert!(zone.zone_spans_pfn(pfn), "pfn {:#x} flagged in {} which does not span it", pfn, zone.name());
+                if !usable {
+                    kassert!(page.test_flag(PageFlags::RESERVED), "bootloader pfn {:#x} not reserved", pfn);
+                }
+                checked += 1;
+                pfn = if pfn + 61 < e || pfn == e - 1 { pfn + 61 } else { e - 1 };
+            }
+        }
+        // Frame 0 and the trampoline page are reserved; handed-over frames are not.
+        if let Some(p) = m.pfn_to_page(0) {
+            kassert!(p.test_flag(PageFlags::RESERVED), "frame 0 not reserved");
+        }
+        let tramp = m.trampoline_phys().ok_or("no trampoline page")?;
+        kassert!(tramp < 1 << 20);
+        let tp = m.pfn_to_page(tramp >> PAGE_SHIFT).ok_or("no page for the trampoline")?;
+        kassert!(tp.test_flag(PageFlags::RESERVED), "trampoline page not reserved");
+        for r in m.free_pfn_ranges().take(64) {
+            let p = m.pfn_to_page(r.start_pfn).ok_or("handoff pfn without page")?;
+            kassert!(!p.test_flag(PageFlags::RESERVED), "free pfn {:#x} reserved", r.start_pfn);
+            kassert!(r.start_pfn != tramp >> PAGE_SHIFT && r.start_pfn != 0);
+        }
+        kassert!(checked > 100, "only {} pfns checked", checked);
+        Ok(())
+    }
+
+    fn pfn_valid_is_false_outside_sections() -> TestResult {
+        let m = model();
+        let top = raw_ram().iter().map(|r| r.1).max().unwrap_or(0);
+        // First pfn of the section after the last RAM section.
+        let beyond = (top + (1 << 15)) & !((1 << 15) - 1);
+        kassert!(!m.pfn_valid(beyond), "pfn {:#x} past RAM is valid", beyond);
+        kassert!(!m.pfn_valid(1 << 34), "pfn 2^34 is valid");
+        kassert!(m.pfn_to_page(u64::MAX >> PAGE_SHIFT).is_none());
+        Ok(())
+    }
+
+    fn every_pageblock_starts_movable() -> TestResult {
+        let m = model();
+        let mut blocks = 0;
+        for z in m.nodes().flat_map(|n| n.populated_zones()) {
+            let mut pfn = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+            while pfn < z.zone_end_pfn() {
+                if m.pfn_valid(pfn) {
+                    let mt = get_pageblock_migratetype(m.sparse(), pfn).map_err(|e| format!("{e:?}"))?;
+                    kassert_eq!(mt, Migratetype::Movable);
+                    blocks += 1;
+                }
+                pfn += PAGEBLOCK_NR_PAGES;
+            }
+        }
+        kassert!(blocks > 0);
+        Ok(())
+    }
+
+    fn metadata_overhead_is_bounded() -> TestResult {
+        let m = model();
+        // 1.6% of RAM: bytes * 16 / 1000.
+        kassert!(
+            m.metadata_bytes() * 1000 <= m.ram_bytes() * 16,
+            "metadata {} bytes for {} bytes RAM",
+            m.metadata_bytes(),
+            m.ram_bytes()
+        );
+        Ok(())
+    }
+
+    fn movable_zone_follows_the_command_line() -> TestResult {
+        let m = model();
+        let node = m.node(0).ok_or("no node 0")?;
+        let movable = node.zone(ZoneType::Movable);
+        let cmd = crate::cmdline::get();
+        match cmd.get("movablecore") {
+            // A value the parser rejects is ignored: no ZONE_MOVABLE.
+            Some(v) if mm::zone::parse_movablecore(v).is_err() && cmd.get("kernelcore").is_none() => {
+                kassert_eq!(movable.present_pages, 0);
+            }
+            Some(v) => {
+                let requested = mm::zone::parse_movablecore(v).map_err(|e| format!("{e}"))?;
+                kassert!(movable.present_pages > 0, "movablecore={} gave no ZONE_MOVABLE", v);
+                kassert!(movable.zone_end_pfn() == node.node_end_pfn(), "ZONE_MOVABLE is not at the top of the node");
+                if let mm::zone::CoreSize::Bytes(b) = requested {
+                    let want = b >> PAGE_SHIFT;
+                    // Linux aligns the movable start to MAX_ORDER_NR_PAGES: within 1024 pages.
+                    let got = movable.present_pages;
+                    kassert!(got + 1024 >= want && got <= want + 1024, "asked {} pages, got {}", want, got);
+                }
+            }
+            None if cmd.get("kernelcore").is_none() => kassert_eq!(movable.present_pages, 0),
+            None => {}
+        }
+        Ok(())
+    }
+}
