@@ -12,8 +12,10 @@
 //! - [`memblock`]: the early boot allocator.
 //! - [`sparse`]: SPARSEMEM `mem_section`s, memmaps and pageblock usemaps.
 //! - [`page`]: the 64-byte `struct Page` and its flags.
+//! - [`list`]: intrusive doubly-linked page lists through `page.lru`.
 //! - [`pageblock`]: per-pageblock flag bits (migratetype, compaction skip).
 //! - [`zone`] and [`node`]: zones and `pglist_data`.
+//! - [`mm_init`]: the memory model built from the firmware map, up to the buddy hand-off.
 //! - [`gfp`]: GFP flags and what they map to.
 //! - [`watermark`]: min_free_kbytes, per-zone watermarks, lowmem_reserve.
 //! - [`pcp`]: per-CPU page lists.
@@ -27,8 +29,10 @@ extern crate std;
 
 pub mod fragmentation;
 pub mod gfp;
+pub mod list;
 pub mod memblock;
 pub mod memmap;
+pub mod mm_init;
 pub mod mmzone;
 pub mod node;
 pub mod page;
