@@ -41,7 +41,10 @@ run: build
 
 ## test: host unit/property tests of every crate, then the QEMU integration matrix
 test: setup
-	$(CARGO) test -p mm -p boot
+	@# Separate invocations: testing mm enables its `std` feature, which must not leak
+	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
+	$(CARGO) test -p mm
+	$(CARGO) test -p boot
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
 
 ## bench: figures, not tests
