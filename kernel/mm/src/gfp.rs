@@ -304,6 +304,7 @@ impl core::error::Error for GfpError {}
 ///
 /// `__GFP_MOVABLE` alone means Normal: only a caller that also accepts highmem (one that
 /// does not need a permanent kernel mapping) may be placed in ZONE_MOVABLE.
+#[inline]
 pub fn gfp_zone(gfp: Gfp) -> Result<ZoneType, GfpError> {
     let dma = gfp.contains(Gfp::DMA);
     let dma32 = gfp.contains(Gfp::DMA32);
@@ -323,6 +324,7 @@ pub fn gfp_zone(gfp: Gfp) -> Result<ZoneType, GfpError> {
 ///
 /// `__GFP_MOVABLE|__GFP_RECLAIMABLE` would decode to MIGRATE_HIGHATOMIC in Linux's
 /// bit arithmetic, which is never a valid request type; it is an error here.
+#[inline]
 pub fn gfp_migratetype(gfp: Gfp) -> Result<Migratetype, GfpError> {
     match (gfp.contains(Gfp::MOVABLE), gfp.contains(Gfp::RECLAIMABLE)) {
         (false, false) => Ok(Migratetype::Unmovable),
@@ -351,6 +353,7 @@ pub struct GfpPlacement {
 /// `__GFP_DIRECT_RECLAIM` (Linux warns in the slow path: a caller that cannot sleep
 /// cannot wait for memory to be freed). Linux only warns about the last two; here every
 /// impossible request is an error value, reported once by the caller.
+#[inline]
 pub fn validate(gfp: Gfp, order: u32) -> Result<GfpPlacement, GfpError> {
     let unknown = gfp.bits() & !Gfp::all().bits();
     if unknown != 0 {
@@ -424,6 +427,7 @@ impl AllocFlags {
 
     /// The watermark these flags ask to be checked. The bit pattern 3 (Linux's
     /// `WMARK_PROMO`, for memory tiering) is not modelled and reads as the high mark.
+    #[inline]
     pub const fn wmark(self) -> WatermarkKind {
         match self.bits() & AllocFlags::WMARK_MASK.bits() {
             0 => WatermarkKind::Min,
@@ -433,6 +437,7 @@ impl AllocFlags {
     }
 
     /// These flags with the watermark selection replaced by `kind`.
+    #[inline]
     pub const fn with_wmark(self, kind: WatermarkKind) -> AllocFlags {
         let rest = self.bits() & !AllocFlags::WMARK_MASK.bits();
         AllocFlags::from_bits_retain(rest | kind as u32)
@@ -441,6 +446,7 @@ impl AllocFlags {
 
 /// Linux's `gfp_to_alloc_flags_cma`: a movable request may be served from CMA pageblocks,
 /// since CMA only needs its pages to be movable when the contiguous range is claimed.
+#[inline]
 pub fn gfp_to_alloc_flags_cma(gfp: Gfp, alloc_flags: AllocFlags) -> AllocFlags {
     if gfp & Gfp::MOVABLE_MASK == Gfp::MOVABLE {
         alloc_flags | AllocFlags::CMA
@@ -501,6 +507,7 @@ pub fn gfp_pfmemalloc_flags(gfp: Gfp) -> AllocFlags {
 /// take a page from DMA32 than to steal from a foreign pageblock in Normal. Lower zones are
 /// too small for that to pay, and on a multi-node machine an unpopulated DMA32 means the
 /// next zone would be remote, where locality matters more than fragmentation.
+#[inline]
 pub fn alloc_flags_nofragment(
     gfp: Gfp,
     preferred_zone: ZoneType,

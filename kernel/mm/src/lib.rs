@@ -6,6 +6,18 @@
 //! in [`sim`] (feature `std`), which is why the very same allocator code is exercised by host
 //! property tests and by in-kernel tests under QEMU.
 //!
+//! # Using it
+//!
+//! ```text
+//! let model = MemoryModel::init(&PLATFORM, &firmware_ranges, &kernel_ranges, &params)?;
+//! let pages = PageAllocator::new(model, &PLATFORM)?;   // every free page enters the buddy lists
+//! let page = pages.alloc_pages(GFP_KERNEL | Gfp::ZERO, 2).ok_or(Oom)?;
+//! let va = pages.page_address(page);                    // direct-map address
+//! pages.free_pages_page(page, 2)?;                      // Err(BadPage) on a bad free
+//! mm::debug::check(&pages)?;                            // every invariant, from scratch
+//! pages.write_buddyinfo(&mut console)?;                 // and the other /proc views
+//! ```
+//!
 //! Module map (Linux's vocabulary, one concept per file):
 //! - [`mmzone`]: constants and the shared enums (migratetypes, zone types).
 //! - [`memmap`]: the firmware memory map, sanitised.
@@ -18,7 +30,15 @@
 //! - [`mm_init`]: the memory model built from the firmware map, up to the buddy hand-off.
 //! - [`gfp`]: GFP flags and what they map to.
 //! - [`watermark`]: min_free_kbytes, per-zone watermarks, lowmem_reserve.
+//! - [`sysctl`]: the `vm.*` tunables in one place.
+//! - [`sync`]: the irq-safe spinlock, and the lock order.
+//! - [`buddy`]: free areas, split and merge, migratetype fallback.
 //! - [`pcp`]: per-CPU page lists.
+//! - [`percpu`]: per-CPU areas (event counters and pcp lists).
+//! - [`bad_page`]: what a freed page must look like.
+//! - [`page_alloc`]: the allocator: fast path, slow path, free path, reserves.
+//! - [`show_mem`]: zone snapshots and the /proc views.
+//! - [`debug`]: the invariant checker.
 //! - [`fragmentation`]: fragmentation and unusable-free indices, compaction score.
 //! - [`vmstat`]: counters and the /proc text formats.
 
@@ -27,6 +47,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bad_page;
+pub mod buddy;
+pub mod debug;
 pub mod fragmentation;
 pub mod gfp;
 pub mod list;
@@ -36,12 +59,17 @@ pub mod mm_init;
 pub mod mmzone;
 pub mod node;
 pub mod page;
+pub mod page_alloc;
 pub mod pageblock;
 pub mod pcp;
+pub mod percpu;
 pub mod platform;
+pub mod show_mem;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod sparse;
+pub mod sync;
+pub mod sysctl;
 pub mod vmstat;
 pub mod watermark;
 pub mod zone;

@@ -50,21 +50,25 @@ impl PageList {
     }
 
     /// True if no page is linked.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.first.is_null()
     }
 
     /// Number of pages linked.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// The first page.
+    #[inline]
     pub fn first(&self) -> Option<NonNull<Page>> {
         NonNull::new(self.first)
     }
 
     /// The last page.
+    #[inline]
     pub fn last(&self) -> Option<NonNull<Page>> {
         NonNull::new(self.last)
     }
@@ -75,6 +79,7 @@ impl PageList {
     ///
     /// `page` is on no list, lives in a memmap that outlives its membership of this list,
     /// and the caller holds the lock that protects this list.
+    #[inline]
     pub unsafe fn push_front(&mut self, page: &Page) {
         let p = page as *const Page as *mut Page;
         page.lru.prev.store(ptr::null_mut(), Relaxed);
@@ -94,6 +99,7 @@ impl PageList {
     /// # Safety
     ///
     /// As for [`PageList::push_front`].
+    #[inline]
     pub unsafe fn push_back(&mut self, page: &Page) {
         let p = page as *const Page as *mut Page;
         page.lru.next.store(ptr::null_mut(), Relaxed);
@@ -113,6 +119,7 @@ impl PageList {
     /// # Safety
     ///
     /// `page` is on this list, and the caller holds the lock that protects it.
+    #[inline]
     pub unsafe fn remove(&mut self, page: &Page) {
         let next = page.lru.next.load(Relaxed);
         let prev = page.lru.prev.load(Relaxed);
@@ -138,6 +145,7 @@ impl PageList {
     /// # Safety
     ///
     /// The caller holds the lock that protects this list.
+    #[inline]
     pub unsafe fn pop_front(&mut self) -> Option<NonNull<Page>> {
         let first = NonNull::new(self.first)?;
         // SAFETY: `first` is linked on this list; the caller holds its lock.
@@ -150,6 +158,7 @@ impl PageList {
     /// # Safety
     ///
     /// The caller holds the lock that protects this list.
+    #[inline]
     pub unsafe fn pop_back(&mut self) -> Option<NonNull<Page>> {
         let last = NonNull::new(self.last)?;
         // SAFETY: `last` is linked on this list; the caller holds its lock.

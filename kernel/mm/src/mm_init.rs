@@ -471,6 +471,64 @@ impl MemoryModel {
         handoff_ranges(&self.memblock, nodes)
     }
 
+    /// Allocate `size` bytes aligned to `align` from memblock after the model is built,
+    /// for the page allocator's own boot-time structures (the per-CPU areas), and keep
+    /// every count consistent: the pages become `PG_reserved` (so a stray free of one is
+    /// refused), and each zone's `managed_pages` and the hand-off total are recounted from
+    /// the free ranges that remain.
+    pub fn memblock_alloc_late<P: Platform + ?Sized>(
+        &mut self,
+        platform: &P,
+        size: u64,
+        align: u64,
+    ) -> Result<u64, MemblockError> {
+        let reserved_before = self.memblock.reserved_size();
+        let pa = self
+            .memblock
+            .alloc(platform, size, align, AllocConstraint::ANYWHERE)?;
+        if self.memblock.reserved_size() - reserved_before > size {
+            // memblock grew its reserved array: mark everything it reserves, which covers
+            // the new array wherever it went.
+            let mut i = 0;
+            while let Some(r) = self.memblock.reserved().get(i).copied() {
+                self.mark_reserved(r.base, r.end());
+                i += 1;
+            }
+        } else {
+            self.mark_reserved(pa, pa + size);
+        }
+        self.recount_managed();
+        Ok(pa)
+    }
+
+    /// Set `PG_reserved` on every page overlapping `[start, end)` bytes.
+    fn mark_reserved(&self, start: u64, end: u64) {
+        for pfn in (start >> PAGE_SHIFT)..end.div_ceil(PAGE_SIZE) {
+            if let Some(p) = self.sparse.pfn_to_page(pfn) {
+                p.set_reserved();
+            }
+        }
+    }
+
+    /// Recount `managed_pages` of every zone and the hand-off total from memblock's free
+    /// ranges.
+    fn recount_managed(&mut self) {
+        for n in self.nodes() {
+            for z in &n.node_zones {
+                z.managed_pages
+                    .store(0, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let mut total = 0;
+        for r in self.free_pfn_ranges() {
+            if let Some(z) = self.zone(r.nid, r.zone) {
+                z.adjust_managed_page_count((r.end_pfn - r.start_pfn) as i64);
+            }
+            total += r.end_pfn - r.start_pfn;
+        }
+        self.handoff_pages = total;
+    }
+
     /// Bytes of RAM present (usable and bootloader RAM).
     pub fn ram_bytes(&self) -> u64 {
         self.memblock.phys_mem_size()

@@ -92,6 +92,7 @@ impl Migratetype {
     }
 
     /// The type stored as `bits` in a pageblock bitmap, or `None` for an invalid value.
+    #[inline]
     pub const fn from_bits(bits: u8) -> Option<Migratetype> {
         match bits {
             0 => Some(Migratetype::Unmovable),
@@ -105,11 +106,13 @@ impl Migratetype {
     }
 
     /// Index into per-type arrays.
+    #[inline]
     pub const fn index(self) -> usize {
         self as usize
     }
 
     /// True for the types that have per-CPU lists.
+    #[inline]
     pub const fn is_pcptype(self) -> bool {
         (self as usize) < MIGRATE_PCPTYPES
     }
@@ -118,6 +121,7 @@ impl Migratetype {
     ///
     /// Unmovable and Reclaimable prefer each other before polluting Movable blocks; Movable
     /// prefers Reclaimable. HighAtomic, CMA and Isolate have no fallbacks.
+    #[inline]
     pub const fn fallbacks(self) -> &'static [Migratetype] {
         match self {
             Migratetype::Unmovable => &[Migratetype::Reclaimable, Migratetype::Movable],
@@ -148,8 +152,12 @@ pub const MAX_NR_ZONES: usize = 4;
 
 impl ZoneType {
     /// Every zone type, lowest first.
-    pub const ALL: [ZoneType; MAX_NR_ZONES] =
-        [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Movable];
+    pub const ALL: [ZoneType; MAX_NR_ZONES] = [
+        ZoneType::Dma,
+        ZoneType::Dma32,
+        ZoneType::Normal,
+        ZoneType::Movable,
+    ];
 
     /// The name printed in /proc files (`%8s`-padded by the formatters).
     pub const fn name(self) -> &'static str {
@@ -162,11 +170,13 @@ impl ZoneType {
     }
 
     /// Index into per-zone arrays.
+    #[inline]
     pub const fn index(self) -> usize {
         self as usize
     }
 
     /// The zone type with index `idx`, if any.
+    #[inline]
     pub const fn from_index(idx: usize) -> Option<ZoneType> {
         match idx {
             0 => Some(ZoneType::Dma),

@@ -10,10 +10,10 @@
 //!
 //! | bytes | field | use |
 //! |-------|-------|-----|
-//! | 0–7   | `flags`         | `PG_*` bits (low 30 bits), zone, node and section number (high bits) |
+//! | 0–7   | `flags`         | `PG_*` bits (low 24 bits), order field (bits 24–27), zone, node and section number (high bits) |
 //! | 8–23  | `lru`           | intrusive list links: buddy free lists, pcp lists, LRU |
 //! | 24–31 | `mapping`       | owner pointer with tag bits 0–1 (`PAGE_MAPPING_ANON`, `_MOVABLE`) |
-//! | 32–39 | `index`         | offset within the mapping (migration needs it) |
+//! | 32–39 | `index`         | offset within the mapping (migration needs it); free-list migratetype while `PG_buddy` |
 //! | 40–47 | `private`       | buddy order while `PG_buddy`; owner's use otherwise |
 //! | 48–51 | `_mapcount`     | page-table mappings minus one (−1: unmapped), as in Linux |
 //! | 52–55 | `_refcount`     | references; 0 means free |
@@ -36,6 +36,23 @@
 //! classic SPARSEMEM does (`set_page_links`): the section number is what makes
 //! `page_to_pfn` O(1) without a virtually contiguous memmap, and the zone and node are what
 //! the free path needs to find the right free lists.
+//!
+//! Between the `PG_*` bits and the zone sits a 4-bit **order field** ([`Page::order_field`]).
+//! In the first tail page of a compound page it holds the compound order, as Linux keeps
+//! the folio order in the low byte of the first tail's flags (`folio->_flags_1`). In the
+//! head page of every allocated block it holds the order the block was allocated with:
+//! Linux trusts the caller of `__free_pages(page, order)` to pass the order back
+//! correctly, and a wrong order silently corrupts the free lists; recording it lets the
+//! free path reject a wrong order (see [`crate::bad_page`]) before touching anything.
+//!
+//! # Who writes what, and when
+//!
+//! While a page is free (on a buddy or pcp list, refcount 0) only the allocator touches it,
+//! under the lock of the list it is on, so the buddy bookkeeping (`PG_buddy`, `private`,
+//! `index`, the order field) uses plain load/store pairs rather than atomic
+//! read-modify-writes, as Linux's non-atomic `__SetPageBuddy` does. Once a page is handed
+//! out (refcount 1, published with release ordering) its flags are only changed with
+//! atomic operations, because other holders of references may flip bits concurrently.
 
 use core::fmt;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -54,8 +71,16 @@ pub const SECTIONS_PGSHIFT: u32 = 64 - SECTIONS_WIDTH;
 pub const NODES_PGSHIFT: u32 = SECTIONS_PGSHIFT - NODES_WIDTH;
 /// Shift of the zone index in the flags word.
 pub const ZONES_PGSHIFT: u32 = NODES_PGSHIFT - ZONES_WIDTH;
-/// Bits available for `PG_*` flags: everything below the zone field.
-pub const NR_PAGEFLAG_BITS: u32 = ZONES_PGSHIFT;
+/// Bits of the order field (orders 0 to 15; `MAX_PAGE_ORDER` is 10).
+pub const ORDER_WIDTH: u32 = 4;
+/// Shift of the order field in the flags word.
+pub const ORDER_PGSHIFT: u32 = 24;
+/// Bits available for `PG_*` flags: everything below the order field.
+pub const NR_PAGEFLAG_BITS: u32 = ORDER_PGSHIFT;
+const ORDER_MASK: u64 = (1 << ORDER_WIDTH) - 1;
+/// The flag-word bits that describe where a page is (`set_page_links`): section, node and
+/// zone. Everything else is per-use state, cleared when the page is freed.
+pub const PAGE_LINKS_MASK: u64 = !((1u64 << ZONES_PGSHIFT) - 1);
 
 const SECTIONS_MASK: u64 = (1 << SECTIONS_WIDTH) - 1;
 const NODES_MASK: u64 = (1 << NODES_WIDTH) - 1;
@@ -68,6 +93,8 @@ const _: () = {
     assert!(MAX_NUMNODES as u64 <= 1 << NODES_WIDTH);
     assert!(MAX_NR_ZONES as u64 <= 1 << ZONES_WIDTH);
     assert!(PageFlags::all().bits() >> NR_PAGEFLAG_BITS == 0);
+    assert!(ORDER_PGSHIFT + ORDER_WIDTH <= ZONES_PGSHIFT);
+    assert!(crate::mmzone::MAX_PAGE_ORDER as u64 <= ORDER_MASK);
 };
 
 bitflags::bitflags! {
@@ -398,6 +425,129 @@ impl Page {
         self.private() as u32
     }
 
+    /// The order field of the flags word (see the module documentation): the compound
+    /// order in a compound page's first tail, the allocation order in an allocated block's
+    /// head, 0 otherwise.
+    #[inline]
+    pub fn order_field(&self) -> u32 {
+        ((self.flags_word() >> ORDER_PGSHIFT) & ORDER_MASK) as u32
+    }
+
+    /// Atomically replace the order field (values above 15 are truncated), leaving every
+    /// other bit as it is even if another CPU changes flags concurrently.
+    #[inline]
+    pub fn set_order_field(&self, order: u32) {
+        let bits = (order as u64 & ORDER_MASK) << ORDER_PGSHIFT;
+        let mut old = self.flags.load(Ordering::Relaxed);
+        loop {
+            let new = (old & !(ORDER_MASK << ORDER_PGSHIFT)) | bits;
+            if new == old {
+                return;
+            }
+            match self
+                .flags
+                .compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Replace the whole flags word with a plain store. Only for a page nobody else can
+    /// reach: a free page under the lock of its list, or one just taken off a list before
+    /// its refcount is published.
+    #[inline]
+    pub(crate) fn set_flags_word_exclusive(&self, word: u64) {
+        self.flags.store(word, Ordering::Relaxed);
+    }
+
+    /// Set the order field with a plain store. Exclusive access as for
+    /// [`Page::set_flags_word_exclusive`].
+    #[inline]
+    pub(crate) fn set_order_field_exclusive(&self, order: u32) {
+        let w = self.flags.load(Ordering::Relaxed) & !(ORDER_MASK << ORDER_PGSHIFT);
+        self.flags.store(
+            w | ((order as u64 & ORDER_MASK) << ORDER_PGSHIFT),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Atomically clear the order field, returning its previous value.
+    #[inline]
+    pub fn take_order_field(&self) -> u32 {
+        let old = self
+            .flags
+            .fetch_and(!(ORDER_MASK << ORDER_PGSHIFT), Ordering::AcqRel);
+        ((old >> ORDER_PGSHIFT) & ORDER_MASK) as u32
+    }
+
+    /// Mark a free block head (`__SetPageBuddy` + `set_buddy_order`), recording the
+    /// migratetype of the free list it goes on in `index`. Exclusive access as for
+    /// [`Page::set_flags_word_exclusive`].
+    #[inline]
+    pub(crate) fn set_buddy_exclusive(&self, order: u32, list_mt: u8) {
+        self.private.store(order as u64, Ordering::Relaxed);
+        self.index.store(list_mt as u64, Ordering::Relaxed);
+        let w = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store(w | PageFlags::BUDDY.bits(), Ordering::Relaxed);
+    }
+
+    /// Unmark a free block head (`__ClearPageBuddy` + `set_page_private(page, 0)`).
+    /// Exclusive access as for [`Page::set_flags_word_exclusive`].
+    #[inline]
+    pub(crate) fn clear_buddy_exclusive(&self) {
+        self.private.store(0, Ordering::Relaxed);
+        self.index.store(0, Ordering::Relaxed);
+        let w = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store(w & !PageFlags::BUDDY.bits(), Ordering::Relaxed);
+    }
+
+    /// The migratetype number recorded by [`Page::set_buddy_exclusive`] for a free block
+    /// head: which free list of its order the block is on.
+    #[inline]
+    pub(crate) fn buddy_list_mt(&self) -> u8 {
+        self.index() as u8
+    }
+
+    /// Publish a freshly allocated page: its reference count becomes 1 with release
+    /// ordering, so a CPU that takes a speculative reference (`get_page_unless_zero`)
+    /// sees every write the allocator made before (`set_page_refcounted`).
+    #[inline]
+    pub(crate) fn set_refcounted(&self) {
+        self.refcount.store(1, Ordering::Release);
+    }
+
+    /// Drop a reference unless the count is already 0 or below; returns the count before
+    /// the decrement, or `None` if it was not positive (a page that is already free: the
+    /// count is left alone). The last reference is dropped with acquire-release ordering
+    /// like [`Page::ref_dec_and_test`].
+    #[inline]
+    pub fn ref_dec_if_positive(&self) -> Option<i32> {
+        let mut cur = self.refcount.load(Ordering::Relaxed);
+        loop {
+            if cur <= 0 {
+                return None;
+            }
+            match self.refcount.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if cur == 1 {
+                        core::sync::atomic::fence(Ordering::Acquire);
+                    }
+                    return Some(cur);
+                }
+                Err(v) => cur = v,
+            }
+        }
+    }
+
     /// The raw `mapping` word, pointer and tag bits together.
     #[inline]
     pub fn mapping_raw(&self) -> usize {
@@ -466,6 +616,28 @@ impl Page {
         self.compound_head
             .store(head as *const Page as usize | 1, Ordering::Release);
         self.set_tail();
+    }
+
+    /// [`Page::set_compound_head`] with plain stores, for a page nobody else can reach
+    /// (being prepared for its first owner). Exclusive access as for
+    /// [`Page::set_flags_word_exclusive`].
+    #[inline]
+    pub(crate) fn set_compound_head_exclusive(&self, head: &Page) {
+        self.compound_head
+            .store(head as *const Page as usize | 1, Ordering::Relaxed);
+        let w = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store(w | PageFlags::TAIL.bits(), Ordering::Relaxed);
+    }
+
+    /// [`Page::clear_compound_head`] with plain stores, for a page whose last reference is
+    /// gone. Exclusive access as for [`Page::set_flags_word_exclusive`].
+    #[inline]
+    pub(crate) fn clear_compound_head_exclusive(&self) {
+        self.compound_head.store(0, Ordering::Relaxed);
+        let w = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store(w & !PageFlags::TAIL.bits(), Ordering::Relaxed);
     }
 
     /// Make this page no longer a tail page (`clear_compound_head`).

@@ -36,11 +36,13 @@ impl core::fmt::Display for InvalidPfn {
 }
 
 /// Bit index of `pfn`'s pageblock inside its section's usemap (`pfn_to_bitidx`).
+#[inline]
 pub const fn pfn_to_bitidx(pfn: u64) -> u64 {
     ((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS as u64
 }
 
 /// Read the pageblock bits selected by `mask` from a usemap (the word-level primitive).
+#[inline]
 pub fn usemap_get(usemap: &[AtomicU64; USEMAP_WORDS], pfn: u64, mask: u64) -> u64 {
     let bitidx = pfn_to_bitidx(pfn);
     let word = usemap[(bitidx / 64) as usize].load(Ordering::Relaxed);
@@ -70,6 +72,7 @@ pub fn usemap_set(usemap: &[AtomicU64; USEMAP_WORDS], pfn: u64, flags: u64, mask
 }
 
 /// The pageblock bits of `pfn` selected by `mask` (`get_pfnblock_flags_mask`).
+#[inline]
 pub fn get_pfnblock_flags_mask(mem: &SparseMem, pfn: u64, mask: u64) -> Result<u64, InvalidPfn> {
     let usemap = mem.usemap(pfn).ok_or(InvalidPfn(pfn))?;
     Ok(usemap_get(usemap, pfn, mask))
@@ -90,6 +93,7 @@ pub fn set_pfnblock_flags_mask(
 /// The migratetype of `pfn`'s pageblock (`get_pageblock_migratetype`). A stored value that
 /// names no migratetype (only possible through corruption) reads as `Unmovable`, the type
 /// that is never handed out as movable.
+#[inline]
 pub fn get_pageblock_migratetype(mem: &SparseMem, pfn: u64) -> Result<Migratetype, InvalidPfn> {
     let bits = get_pfnblock_flags_mask(mem, pfn, MIGRATETYPE_MASK)?;
     Ok(Migratetype::from_bits(bits as u8).unwrap_or(Migratetype::Unmovable))

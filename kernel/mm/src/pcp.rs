@@ -26,10 +26,25 @@
 //!   list (their real type is re-read when they go back to the buddy allocator); Isolate
 //!   pages never enter a pcp list.
 //!
-//! The lists themselves (refill, drain, remote drain under the per-pcp lock) come with the
-//! buddy allocator; nothing here allocates or frees.
+//! The lists themselves are [`PerCpuPages`]: one per CPU per populated zone, each behind
+//! its own spinlock (Linux's `pcp->lock`). The owning CPU takes that lock with interrupts
+//! disabled, which costs one uncontended compare-exchange on a line nobody else writes;
+//! the lock exists so that *another* CPU can drain the lists (`drain_all_pages`) without
+//! interrupting the owner. Refilling and draining against the buddy lists is done by
+//! [`crate::page_alloc`] (`rmqueue_bulk`, `free_pcppages_bulk`), which holds the pcp lock
+//! and then the zone lock, never the reverse.
+//!
+//! `count` is in base pages, like `high` and `batch`; a pageblock-order page on a list
+//! counts 512. Pages on pcp lists are *not* free in the zone's `NR_FREE_PAGES`: they are
+//! already taken from the buddy allocator, and counting them as free would let the
+//! watermark checks pass on pages no other CPU can get at.
 
+use core::ptr::NonNull;
+
+use crate::list::PageList;
 use crate::mmzone::{MIGRATE_PCPTYPES, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER};
+use crate::page::Page;
+use crate::sync::SpinLock;
 
 /// Lists for the low orders: one per pcp migratetype for each order `0..=3`.
 pub const NR_LOWORDER_PCP_LISTS: usize = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER as usize + 1);
@@ -48,6 +63,7 @@ pub const BOOT_PAGESET_BATCH: u64 = 1;
 pub const MIN_PERCPU_PAGELIST_HIGH_FRACTION: u64 = 8;
 
 /// True when pages of `order` may be kept on pcp lists (Linux's `pcp_allowed_order`).
+#[inline]
 pub const fn pcp_allowed_order(order: u32) -> bool {
     order <= PAGE_ALLOC_COSTLY_ORDER || order == PAGEBLOCK_ORDER
 }
@@ -59,6 +75,7 @@ pub const fn pcp_allowed_order(order: u32) -> bool {
 /// Low orders use `3 * order + type`; pageblock order uses list 12 for unmovable and
 /// reclaimable pages and 13 for movable ones. HighAtomic and CMA pages use the Movable
 /// lists.
+#[inline]
 pub const fn order_to_pindex(migratetype: Migratetype, order: u32) -> Option<usize> {
     let mt = match migratetype {
         Migratetype::Unmovable | Migratetype::Movable | Migratetype::Reclaimable => migratetype,
@@ -77,6 +94,7 @@ pub const fn order_to_pindex(migratetype: Migratetype, order: u32) -> Option<usi
 
 /// The order of the pages on pcp list `pindex` (Linux's `pindex_to_order`), or `None` for
 /// an index past [`NR_PCP_LISTS`].
+#[inline]
 pub const fn pindex_to_order(pindex: usize) -> Option<u32> {
     if pindex < NR_LOWORDER_PCP_LISTS {
         Some((pindex / MIGRATE_PCPTYPES) as u32)
@@ -163,10 +181,180 @@ pub const fn pageset_high_and_batch(
     PcpSizing { batch, high }
 }
 
+/// The state behind a pcp lock (the body of Linux's `struct per_cpu_pages`).
+#[derive(Debug)]
+pub struct PcpLists {
+    /// Base pages on all lists.
+    pub count: u64,
+    /// Drain when `count` reaches this.
+    pub high: u64,
+    /// Pages moved per refill or drain.
+    pub batch: u64,
+    /// Frees since the last allocation, as a shift: each drain without an intervening
+    /// allocation frees twice as much, up to `high - batch` (`free_factor`).
+    pub free_factor: u32,
+    lists: [PageList; NR_PCP_LISTS],
+}
+
+impl PcpLists {
+    /// Empty lists with the given sizes.
+    pub const fn new(high: u64, batch: u64) -> PcpLists {
+        PcpLists {
+            count: 0,
+            high,
+            batch,
+            free_factor: 0,
+            lists: [const { PageList::new() }; NR_PCP_LISTS],
+        }
+    }
+
+    /// List `pindex` (see [`order_to_pindex`]).
+    #[inline]
+    pub fn list(&self, pindex: usize) -> &PageList {
+        &self.lists[pindex]
+    }
+
+    /// Link a page at the head of list `pindex` (`list_add`: the most recently freed page
+    /// is the first reused, while it is still hot in the cache). Counts are the caller's.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a memmap descriptor that is on no list (its last reference was just
+    /// dropped, or it was just taken off a buddy list), and the caller holds this pcp's
+    /// lock (it has `&mut self`) with interrupts disabled.
+    #[inline]
+    pub unsafe fn push_front(&mut self, pindex: usize, page: &Page) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.lists[pindex].push_front(page) };
+    }
+
+    /// Link a page at the tail of list `pindex` (refills keep physical order).
+    ///
+    /// # Safety
+    ///
+    /// As for [`PcpLists::push_front`].
+    #[inline]
+    pub unsafe fn push_back(&mut self, pindex: usize, page: &Page) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.lists[pindex].push_back(page) };
+    }
+
+    /// Unlink the first page of list `pindex` (allocation side).
+    #[inline]
+    pub fn pop_front(&mut self, pindex: usize) -> Option<NonNull<Page>> {
+        // SAFETY: `&mut self` means the caller holds this pcp's lock, which protects the
+        // list.
+        unsafe { self.lists.get_mut(pindex)?.pop_front() }
+    }
+
+    /// Unlink the last page of list `pindex` (drain side: the coldest page).
+    #[inline]
+    pub fn pop_back(&mut self, pindex: usize) -> Option<NonNull<Page>> {
+        // SAFETY: as in `pop_front`.
+        unsafe { self.lists.get_mut(pindex)?.pop_back() }
+    }
+
+    /// Iterate the pages of list `pindex`.
+    pub fn iter(&self, pindex: usize) -> impl Iterator<Item = NonNull<Page>> + '_ {
+        // SAFETY: `&self` borrowed from the lock guard: the list cannot change meanwhile.
+        unsafe { self.lists[pindex].iter() }
+    }
+}
+
+/// Pages a refill of a list of `order` takes from the buddy lists (`nr_pcp_alloc`,
+/// without the adaptive scaling of v6.7+): `batch` base pages for order 0, but no more
+/// than fit below `high`; for higher orders `batch >> order` blocks, at least 2, unless the
+/// batch is 1 (boot or tiny zones), which never stores pages.
+#[inline]
+pub const fn nr_pcp_alloc(count: u64, high: u64, batch: u64, order: u32) -> u64 {
+    if high < batch {
+        return 1;
+    }
+    if order == 0 {
+        let room = high.saturating_sub(count).saturating_sub(batch);
+        let max_nr_alloc = if room > batch { room } else { batch };
+        return if batch < max_nr_alloc {
+            batch
+        } else {
+            max_nr_alloc
+        };
+    }
+    if batch > 1 {
+        let b = batch >> order;
+        if b > 2 { b } else { 2 }
+    } else {
+        1
+    }
+}
+
+/// Base pages a drain frees once `count` reached `high` (`nr_pcp_free`): `batch`, doubled
+/// for every drain since the last allocation (`free_factor`), kept within
+/// `[batch, high - batch]` so a list never empties completely on a drain.
+#[inline]
+pub const fn nr_pcp_free(high: u64, batch: u64, free_factor: u32) -> u64 {
+    if high < batch {
+        return 1;
+    }
+    let min_nr_free = batch;
+    let max_nr_free = high - batch;
+    let scaled = if free_factor >= 63 {
+        u64::MAX
+    } else {
+        batch.saturating_mul(1 << free_factor)
+    };
+    let v = if scaled > max_nr_free {
+        max_nr_free
+    } else {
+        scaled
+    };
+    if v < min_nr_free { min_nr_free } else { v }
+}
+
+/// One CPU's pcp lists for one zone, with their lock (`struct per_cpu_pages`). Cache-line
+/// aligned, and allocated inside its CPU's per-CPU area, so the owner's fast path never
+/// writes a line another CPU writes.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct PerCpuPages {
+    /// `pcp->lock` and what it protects.
+    pub lock: SpinLock<PcpLists>,
+}
+
+impl PerCpuPages {
+    /// Empty lists with the given sizes.
+    pub const fn new(high: u64, batch: u64) -> PerCpuPages {
+        PerCpuPages {
+            lock: SpinLock::new(PcpLists::new(high, batch)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mmzone::NR_PAGE_ORDERS;
+
+    #[test]
+    fn refill_and_drain_amounts() {
+        // Order 0: a batch, unless the list is nearly at high.
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 0), 63);
+        assert_eq!(nr_pcp_alloc(200, 252, 63, 0), 63);
+        // Higher orders: batch >> order blocks, at least two.
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 1), 31);
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 3), 7);
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 9), 2);
+        assert_eq!(nr_pcp_alloc(0, 4, 1, 9), 1);
+        assert_eq!(nr_pcp_alloc(0, 0, 1, 0), 1);
+        // Drains: batch, doubling while frees continue, capped at high - batch.
+        assert_eq!(nr_pcp_free(252, 63, 0), 63);
+        assert_eq!(nr_pcp_free(252, 63, 1), 126);
+        assert_eq!(nr_pcp_free(252, 63, 2), 189);
+        assert_eq!(nr_pcp_free(252, 63, 40), 189);
+        assert_eq!(nr_pcp_free(4, 1, 0), 1);
+        assert_eq!(nr_pcp_free(4, 1, 5), 3);
+        assert_eq!(nr_pcp_free(0, 1, 0), 1);
+        assert_eq!(core::mem::align_of::<PerCpuPages>(), 64);
+    }
 
     #[test]
     fn list_counts() {

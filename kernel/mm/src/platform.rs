@@ -18,10 +18,11 @@
 //! # What is not here yet
 //!
 //! DESIGN.md's port surface also names TLB shootdown, running a function on another CPU
-//! (remote pcp drain) and the page-table operations used by migration. They arrive with the
-//! issues that need them (pcp draining, migration and compaction). They are deliberately not
-//! declared now: a method with no caller and no tested implementation would be a promise the
-//! kernel cannot check.
+//! and the page-table operations used by migration. They arrive with the issues that need
+//! them (migration and compaction). They are deliberately not declared now: a method with
+//! no caller and no tested implementation would be a promise the kernel cannot check.
+//! Remote pcp draining needs no cross-CPU call: every pcp list has its own lock, and
+//! another CPU drains it under that lock.
 
 /// The saved local interrupt state returned by [`Platform::local_irq_save`].
 ///
@@ -35,11 +36,13 @@ pub struct IrqState(u64);
 
 impl IrqState {
     /// Wrap a platform-specific saved state. Only [`Platform`] implementations call this.
+    #[inline]
     pub const fn from_raw(raw: u64) -> IrqState {
         IrqState(raw)
     }
 
     /// The platform-specific bits, for the platform's `local_irq_restore`.
+    #[inline]
     pub const fn into_raw(self) -> u64 {
         self.0
     }
@@ -70,6 +73,15 @@ pub trait Platform: Sync {
     /// checks that a per-CPU structure is touched only with interrupts off.
     fn irqs_disabled(&self) -> bool;
 
+    /// The NUMA node CPU `cpu` belongs to (`cpu_to_node`): the allocator prefers that
+    /// node's zones for the CPU's allocations, and splits each zone's pcp `high` between the
+    /// CPUs of its node. The default puts every CPU on node 0, which is right for a machine
+    /// without SRAT processor affinity.
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        let _ = cpu;
+        0
+    }
+
     /// The direct-map virtual address of physical address `pa` (`__va`).
     ///
     /// Computing the address is safe; dereferencing it is not, and is only sound for
@@ -87,6 +99,7 @@ pub struct LocalIrqGuard<'a, P: Platform + ?Sized> {
 
 impl<'a, P: Platform + ?Sized> LocalIrqGuard<'a, P> {
     /// Save the local interrupt state and disable interrupts.
+    #[inline]
     pub fn new(platform: &'a P) -> Self {
         let state = platform.local_irq_save();
         LocalIrqGuard {
@@ -97,6 +110,7 @@ impl<'a, P: Platform + ?Sized> LocalIrqGuard<'a, P> {
 }
 
 impl<P: Platform + ?Sized> Drop for LocalIrqGuard<'_, P> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(state) = self.state.take() {
             self.platform.local_irq_restore(state);

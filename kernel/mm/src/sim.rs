@@ -23,9 +23,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 
+use std::boxed::Box;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
 use crate::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
 use crate::mm_init::{InitError, MemoryModel, ModelParams};
 use crate::mmzone::PAGE_SIZE;
+use crate::page_alloc::{self, PageAllocator};
 use crate::platform::{IrqState, Platform};
 
 static NEXT_PLATFORM_ID: AtomicU64 = AtomicU64::new(1);
@@ -48,6 +54,8 @@ pub enum SimError {
     BadGeometry,
     /// The memory model could not be built.
     Init(InitError),
+    /// The page allocator could not be set up.
+    Alloc(page_alloc::InitError),
 }
 
 impl fmt::Display for SimError {
@@ -59,6 +67,7 @@ impl fmt::Display for SimError {
                 f.write_str("sim: bad geometry (size, alignment or CPU count)")
             }
             SimError::Init(e) => write!(f, "sim: memory model init failed: {e}"),
+            SimError::Alloc(e) => write!(f, "sim: {e}"),
         }
     }
 }
@@ -243,6 +252,7 @@ impl Platform for SimPlatform {
     /// # Panics
     ///
     /// If the thread is not bound to a CPU of this platform: a test set-up bug.
+    #[inline]
     fn cpu_id(&self) -> usize {
         let (id, cpu) = CPU.with(|c| c.get());
         assert!(
@@ -252,19 +262,23 @@ impl Platform for SimPlatform {
         cpu
     }
 
+    #[inline]
     fn nr_cpus(&self) -> usize {
         self.nr_cpus
     }
 
+    #[inline]
     fn local_irq_save(&self) -> IrqState {
         let was = IRQS_DISABLED.with(|d| d.replace(true));
         IrqState::from_raw(was as u64)
     }
 
+    #[inline]
     fn local_irq_restore(&self, state: IrqState) {
         IRQS_DISABLED.with(|d| d.set(state.into_raw() != 0));
     }
 
+    #[inline]
     fn irqs_disabled(&self) -> bool {
         IRQS_DISABLED.with(|d| d.get())
     }
@@ -273,6 +287,7 @@ impl Platform for SimPlatform {
     ///
     /// If `pa` is outside the simulated physical span: the allocator computed an address
     /// that is not RAM, which is a bug to catch, not to paper over.
+    #[inline]
     fn phys_to_virt(&self, pa: u64) -> *mut u8 {
         assert!(
             pa >= self.base && pa <= self.base + self.size,
@@ -306,6 +321,113 @@ impl SimMachine {
         let model =
             MemoryModel::init(&platform, ranges, extra_reserved, params).map_err(SimError::Init)?;
         Ok(SimMachine { model, platform })
+    }
+}
+
+/// A simulated machine with its page allocator running: what host tests and benchmarks
+/// allocate from. Dereferences to the [`PageAllocator`].
+///
+/// The allocator needs a `&'static` platform (the kernel's is a static); here the platform
+/// is boxed and owned by this value, and the allocator, the only holder of the reference,
+/// is dropped first. [`PageAllocator::platform`] only lends the platform for the
+/// allocator's own lifetime, so the reference cannot escape.
+pub struct SimAllocator {
+    alloc: ManuallyDrop<PageAllocator<SimPlatform>>,
+    platform: NonNull<SimPlatform>,
+}
+
+// SAFETY: the allocator is `Send + Sync`, and the platform it points to is `Sync` and owned
+// by this value.
+unsafe impl Send for SimAllocator {}
+// SAFETY: as above.
+unsafe impl Sync for SimAllocator {}
+
+impl SimAllocator {
+    /// Simulate a machine ([`SimMachine::build`]) and start its page allocator. The calling
+    /// thread is CPU 0.
+    pub fn build(
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+        nr_cpus: usize,
+    ) -> Result<SimAllocator, SimError> {
+        let platform = Box::new(SimPlatform::for_map(ranges, extra_reserved, nr_cpus)?);
+        let raw = NonNull::from(Box::leak(platform));
+        // SAFETY: `raw` comes from a leaked box, so it is valid until we free it in `drop`,
+        // which happens only after the allocator (the one holder of this reference) is
+        // gone; see the type documentation.
+        let p: &'static SimPlatform = unsafe { &*raw.as_ptr() };
+        let built = MemoryModel::init(p, ranges, extra_reserved, params)
+            .map_err(SimError::Init)
+            .and_then(|model| PageAllocator::new(model, p).map_err(SimError::Alloc));
+        match built {
+            Ok(alloc) => Ok(SimAllocator {
+                alloc: ManuallyDrop::new(alloc),
+                platform: raw,
+            }),
+            Err(e) => {
+                // SAFETY: nothing refers to the platform any more (model and allocator
+                // construction failed and dropped everything); the box is reclaimed once.
+                drop(unsafe { Box::from_raw(raw.as_ptr()) });
+                Err(e)
+            }
+        }
+    }
+
+    /// Throw the allocator away and build a new memory model and allocator on the same
+    /// simulated RAM (which keeps its host pages: a rebuilt machine does not pay the
+    /// host's page faults again). The platform's CPU count is kept.
+    pub fn rebuild(
+        self,
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+    ) -> Result<SimAllocator, SimError> {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped (ManuallyDrop), so the allocator is dropped exactly
+        // once, here, and nothing borrowed from it survives (`self` was moved in).
+        unsafe { ManuallyDrop::drop(&mut me.alloc) };
+        let raw = me.platform;
+        // SAFETY: as in `build`: the box stays alive until the new allocator is dropped.
+        let p: &'static SimPlatform = unsafe { &*raw.as_ptr() };
+        let built = MemoryModel::init(p, ranges, extra_reserved, params)
+            .map_err(SimError::Init)
+            .and_then(|model| PageAllocator::new(model, p).map_err(SimError::Alloc));
+        match built {
+            Ok(alloc) => Ok(SimAllocator {
+                alloc: ManuallyDrop::new(alloc),
+                platform: raw,
+            }),
+            Err(e) => {
+                // SAFETY: nothing refers to the platform any more; reclaimed once.
+                drop(unsafe { Box::from_raw(raw.as_ptr()) });
+                Err(e)
+            }
+        }
+    }
+
+    /// The simulated platform.
+    pub fn sim_platform(&self) -> &SimPlatform {
+        // SAFETY: valid until `drop` (see the type documentation).
+        unsafe { self.platform.as_ref() }
+    }
+}
+
+impl Deref for SimAllocator {
+    type Target = PageAllocator<SimPlatform>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.alloc
+    }
+}
+
+impl Drop for SimAllocator {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here; nothing borrowed from it can outlive `self`.
+        unsafe { ManuallyDrop::drop(&mut self.alloc) };
+        // SAFETY: the allocator, the only holder of a reference to the platform, is gone;
+        // the box is reclaimed once.
+        drop(unsafe { Box::from_raw(self.platform.as_ptr()) });
     }
 }
 

@@ -91,26 +91,43 @@ pub struct MemSection {
 
 impl MemSection {
     /// True if the section contains RAM.
+    #[inline]
     pub fn present(&self) -> bool {
         self.section_mem_map & SECTION_MARKED_PRESENT != 0
     }
 
     /// True if the section's memmap is initialised.
+    #[inline]
     pub fn has_mem_map(&self) -> bool {
         self.section_mem_map & SECTION_HAS_MEM_MAP != 0
     }
 
+    /// The section's pageblock usemap, if its memmap is published.
+    #[inline]
+    pub fn usemap(&self) -> Option<&[AtomicU64; USEMAP_WORDS]> {
+        if !self.has_mem_map() {
+            return None;
+        }
+        // SAFETY: a published section's usemap holds USEMAP_WORDS initialised atomics,
+        // reserved for as long as the `SparseMem` this section belongs to (which `&self`
+        // borrows from).
+        Some(unsafe { &*(self.usemap as *const [AtomicU64; USEMAP_WORDS]) })
+    }
+
+    #[inline]
     fn biased_map(&self) -> usize {
         self.section_mem_map & SECTION_MAP_MASK
     }
 }
 
 /// The section number of `pfn` (`pfn_to_section_nr`).
+#[inline]
 pub const fn pfn_to_section_nr(pfn: u64) -> u64 {
     pfn >> PFN_SECTION_SHIFT
 }
 
 /// The first pfn of section `nr` (`section_nr_to_pfn`).
+#[inline]
 pub const fn section_nr_to_pfn(nr: u64) -> u64 {
     nr << PFN_SECTION_SHIFT
 }
@@ -305,6 +322,7 @@ impl SparseMem {
     }
 
     /// Raw pointer to section `nr`'s descriptor, if its root exists.
+    #[inline]
     fn section_ptr(&self, nr: u64) -> Option<*mut MemSection> {
         let root = nr / SECTIONS_PER_ROOT;
         if root >= self.nr_roots {
@@ -320,12 +338,14 @@ impl SparseMem {
     }
 
     /// Section `nr`'s descriptor (`__nr_to_section`), if its root exists.
+    #[inline]
     pub fn nr_to_section(&self, nr: u64) -> Option<&MemSection> {
         // SAFETY: section slots are initialised (zeroed) when their root is allocated and
         // only written during construction, before any `&self` exists.
         self.section_ptr(nr).map(|p| unsafe { &*p })
     }
 
+    #[inline]
     fn section_with_map(&self, pfn: u64) -> Option<&MemSection> {
         self.nr_to_section(pfn_to_section_nr(pfn))
             .filter(|ms| ms.has_mem_map())
@@ -401,6 +421,20 @@ impl SparseMem {
         Some(unsafe { &*(p as *const Page) })
     }
 
+    /// The whole memmap of the section holding `pfn` (its `PAGES_PER_SECTION`
+    /// descriptors, the first describing the section's first pfn), if it has one. Lets a
+    /// walk over many pfns look the section up once.
+    pub fn section_memmap(&self, pfn: u64) -> Option<&[Page]> {
+        let start = section_nr_to_pfn(pfn_to_section_nr(pfn));
+        let first = self.pfn_to_page(start)?;
+        // SAFETY: the section has SECTION_HAS_MEM_MAP (`pfn_to_page` succeeded), so its
+        // memmap holds PAGES_PER_SECTION initialised, contiguous descriptors starting with
+        // `first`, reserved for the life of `self`.
+        Some(unsafe {
+            core::slice::from_raw_parts(first as *const Page, PAGES_PER_SECTION as usize)
+        })
+    }
+
     /// The pfn described by `page` (`page_to_pfn`), using the section number in its flags.
     ///
     /// `page` must be a descriptor from this memmap (every `&Page` obtained from
@@ -416,19 +450,31 @@ impl SparseMem {
 
     /// [`SparseMem::page_to_pfn`], checked: `None` unless `page` is the descriptor of a
     /// valid pfn of this memmap.
+    ///
+    /// One section lookup: the section named in the page's flags must have a memmap, and
+    /// the pfn computed from it must lie in that same section. Then `page` is exactly the
+    /// descriptor of that pfn, because both the memmap base and every `Page` are 64-byte
+    /// aligned, so the offset from the base is a whole number of descriptors.
+    #[inline]
     pub fn try_page_to_pfn(&self, page: &Page) -> Option<u64> {
-        let pfn = self.page_to_pfn(page);
-        let back = self.pfn_to_page(pfn)?;
-        ptr::eq(back, page).then_some(pfn)
+        self.page_to_pfn_section(page).map(|(pfn, _)| pfn)
+    }
+
+    /// [`SparseMem::try_page_to_pfn`] together with the page's section, so that a caller
+    /// needing the pageblock bits too does the section lookup once.
+    #[inline]
+    pub fn page_to_pfn_section(&self, page: &Page) -> Option<(u64, &MemSection)> {
+        let nr = page.section_nr();
+        let ms = self.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
+        let pfn = ((page as *const Page as usize).wrapping_sub(ms.biased_map()) / size_of::<Page>())
+            as u64;
+        (pfn_to_section_nr(pfn) == nr).then_some((pfn, ms))
     }
 
     /// The usemap words of the section holding `pfn`, if it has a memmap.
     #[inline]
     pub fn usemap(&self, pfn: u64) -> Option<&[AtomicU64; USEMAP_WORDS]> {
-        let ms = self.section_with_map(pfn)?;
-        // SAFETY: a published section's usemap holds USEMAP_WORDS initialised atomics,
-        // reserved for the life of `self`.
-        Some(unsafe { &*(ms.usemap as *const [AtomicU64; USEMAP_WORDS]) })
+        self.section_with_map(pfn)?.usemap()
     }
 
     /// Numbers of the sections that are present (contain RAM), in increasing order.

@@ -149,6 +149,8 @@ counter_enum! {
         PcpDrainRemote = "pcp_drain_remote",
         /// Ours: allocations that failed and returned `None`.
         PgallocFail = "pgalloc_fail",
+        /// Ours: allocation requests refused as impossible (bad GFP flags or order).
+        PgallocInvalid = "pgalloc_invalid",
         /// Ours: allocations served by stealing from a pageblock of another migratetype.
         PgallocFallback = "pgalloc_fallback",
         /// Ours: fallbacks that claimed (repainted) a whole pageblock.
@@ -382,8 +384,19 @@ pub fn zoneinfo<W: Write + ?Sized>(w: &mut W, zones: &[ZoneSnapshot<'_>]) -> fmt
     Ok(())
 }
 
-/// One zone's `/proc/zoneinfo` block.
+/// One zone's `/proc/zoneinfo` block, with the pagesets of [`ZoneSnapshot::pagesets`].
 fn zoneinfo_zone<W: Write + ?Sized>(w: &mut W, z: &ZoneSnapshot<'_>) -> fmt::Result {
+    zoneinfo_zone_with(w, z, z.pagesets.iter().copied())
+}
+
+/// One zone's `/proc/zoneinfo` block with the per-CPU pagesets given by an iterator
+/// instead of [`ZoneSnapshot::pagesets`] (which is ignored), so a caller can produce them
+/// one CPU at a time without a buffer for all of them.
+pub fn zoneinfo_zone_with<W: Write + ?Sized>(
+    w: &mut W,
+    z: &ZoneSnapshot<'_>,
+    pagesets: impl IntoIterator<Item = PagesetSnapshot>,
+) -> fmt::Result {
     let wm = &z.watermarks;
     write!(w, "Node {}, zone {:>8}", z.node, z.zone.name())?;
     write!(w, "\n  pages free     {}", z.free_pages())?;
@@ -407,7 +420,7 @@ fn zoneinfo_zone<W: Write + ?Sized>(w: &mut W, z: &ZoneSnapshot<'_>) -> fmt::Res
         write!(w, "\n      {:<12} {}", item.name(), z.vm_stat[item.index()])?;
     }
     w.write_str("\n  pagesets")?;
-    for p in z.pagesets {
+    for p in pagesets {
         write!(w, "\n    cpu: {}", p.cpu)?;
         write!(w, "\n              count: {}", p.count)?;
         write!(w, "\n              high:  {}", p.high)?;

@@ -84,26 +84,31 @@ pub struct Watermarks {
 
 impl Watermarks {
     /// `min_wmark_pages`: the min mark including the boost.
+    #[inline]
     pub const fn min_wmark_pages(&self) -> u64 {
         self.min.saturating_add(self.boost)
     }
 
     /// `low_wmark_pages`: the low mark including the boost.
+    #[inline]
     pub const fn low_wmark_pages(&self) -> u64 {
         self.low.saturating_add(self.boost)
     }
 
     /// `high_wmark_pages`: the high mark including the boost.
+    #[inline]
     pub const fn high_wmark_pages(&self) -> u64 {
         self.high.saturating_add(self.boost)
     }
 
     /// `wmark_pages(zone, kind)`: the selected mark including the boost.
+    #[inline]
     pub const fn wmark_pages(&self, kind: WatermarkKind) -> u64 {
         self.unboosted(kind).saturating_add(self.boost)
     }
 
     /// The selected mark without the boost.
+    #[inline]
     pub const fn unboosted(&self, kind: WatermarkKind) -> u64 {
         match kind {
             WatermarkKind::Min => self.min,
@@ -316,6 +321,7 @@ pub struct ZoneFreeState {
 }
 
 /// `1 << order`, saturating for absurd orders.
+#[inline]
 const fn order_pages(order: u32) -> u64 {
     match 1u64.checked_shl(order) {
         Some(v) => v,
@@ -327,6 +333,7 @@ const fn order_pages(order: u32) -> u64 {
 /// `(1 << order) - 1` (the request itself takes a block, so only what is left after it
 /// counts), plus free highatomic pages unless the request may use reserves, plus free CMA
 /// pages unless it may use CMA.
+#[inline]
 pub fn zone_watermark_unusable_free(
     order: u32,
     alloc_flags: AllocFlags,

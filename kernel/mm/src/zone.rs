@@ -16,15 +16,104 @@
 //!   offlined, ballooning) while readers (watermark calculation, /proc) take no lock; the
 //!   other two are fixed once the zone is set up and stay plain integers.
 //!
-//! The `Zone` struct here carries only that identity and sizing. The buddy free areas, the
-//! zone lock, watermarks and pcp pointers are added by the modules that own them; keep it a
-//! plain struct with public sizing fields so they can.
+//! Besides that identity and sizing, a zone carries the allocator's per-zone state, laid
+//! out by who writes it, so that the hot read-mostly fields do not share a cache line with
+//! fields every refill rewrites (Linux's `ZONE_PADDING`):
+//!
+//! - [`ZoneWatermarkState`]: watermarks, boost, `lowmem_reserve`, the pcp `high`/`batch`
+//!   and zone flags. Read on every allocation, written only when tunables change (and the
+//!   boost on fragmenting fallbacks).
+//! - [`ZoneCounters`]: `NR_FREE_PAGES` and friends, the highatomic counts and a summary of
+//!   which free lists are non-empty. Written only under the zone lock, read locklessly by
+//!   the watermark checks.
+//! - `lock`: the zone lock and the buddy free areas it protects ([`crate::buddy`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::buddy::FreeAreas;
 use crate::memblock::MemblockRegion;
-use crate::mmzone::{MAX_NR_ZONES, MAX_NUMNODES, MAX_ORDER_NR_PAGES, PAGE_SHIFT, ZoneType};
+use crate::mmzone::{
+    MAX_NR_ZONES, MAX_NUMNODES, MAX_ORDER_NR_PAGES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT,
+    ZoneType,
+};
+use crate::sync::SpinLock;
+use crate::vmstat::{NR_VM_ZONE_STAT_ITEMS, ZoneStatItem};
+use crate::watermark::{NR_WMARK, Watermarks, ZoneFreeState};
+
+/// Zone flag: a fragmenting fallback boosted the watermarks and kswapd should be woken
+/// (`ZONE_BOOSTED_WATERMARK`).
+pub const ZONE_BOOSTED_WATERMARK: u64 = 1 << 0;
+
+/// The read-mostly allocator state of a zone (one cache line).
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct ZoneWatermarkState {
+    /// Unboosted min, low, high (`_watermark[]`).
+    pub(crate) wmark: [AtomicU64; NR_WMARK],
+    /// `watermark_boost`: written under the zone lock.
+    pub(crate) boost: AtomicU64,
+    /// `lowmem_reserve[]`, indexed by the request's highest zone.
+    pub(crate) lowmem_reserve: [AtomicU64; MAX_NR_ZONES],
+    /// pcp `high` of every CPU's pageset for this zone.
+    pub(crate) pageset_high: AtomicU64,
+    /// pcp `batch`.
+    pub(crate) pageset_batch: AtomicU64,
+    /// `ZONE_*` flag bits.
+    pub(crate) flags: AtomicU64,
+}
+
+impl ZoneWatermarkState {
+    const fn new() -> ZoneWatermarkState {
+        ZoneWatermarkState {
+            wmark: [const { AtomicU64::new(0) }; NR_WMARK],
+            boost: AtomicU64::new(0),
+            lowmem_reserve: [const { AtomicU64::new(0) }; MAX_NR_ZONES],
+            pageset_high: AtomicU64::new(0),
+            pageset_batch: AtomicU64::new(1),
+            flags: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The counters of a zone that change with every buddy operation (one cache line). Each
+/// is written only under the zone lock (a load and a store, no atomic read-modify-write)
+/// and read without it.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct ZoneCounters {
+    /// `vm_stat[]`, indexed by [`ZoneStatItem::index`]. `NR_FREE_PAGES` counts pages on
+    /// the buddy free lists only: pages on pcp lists are not free in this sense.
+    pub(crate) vm_stat: [AtomicU64; NR_VM_ZONE_STAT_ITEMS],
+    /// Free pages in MIGRATE_HIGHATOMIC pageblocks (`nr_free_highatomic`).
+    pub(crate) nr_free_highatomic: AtomicU64,
+    /// Pages in pageblocks reserved as MIGRATE_HIGHATOMIC (`nr_reserved_highatomic`).
+    pub(crate) nr_reserved_highatomic: AtomicU64,
+    /// Per order, bit `mt` set when `free_area[order].free_list[mt]` is non-empty: lets the
+    /// lockless watermark check ask "is a block of this order free" without the lock.
+    pub(crate) free_nonempty: [AtomicU8; NR_PAGE_ORDERS],
+}
+
+impl ZoneCounters {
+    const fn new() -> ZoneCounters {
+        ZoneCounters {
+            vm_stat: [const { AtomicU64::new(0) }; NR_VM_ZONE_STAT_ITEMS],
+            nr_free_highatomic: AtomicU64::new(0),
+            nr_reserved_highatomic: AtomicU64::new(0),
+            free_nonempty: [const { AtomicU8::new(0) }; NR_PAGE_ORDERS],
+        }
+    }
+}
+
+/// Add a signed delta to a counter only one CPU writes at a time (under a lock): a load and
+/// a store, which is all the exclusion the lock leaves to do.
+#[inline]
+pub(crate) fn counter_add(c: &AtomicU64, delta: i64) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add(delta as u64),
+        Ordering::Relaxed,
+    );
+}
 
 /// One zone of one node.
 #[derive(Debug)]
@@ -41,6 +130,12 @@ pub struct Zone {
     pub present_pages: u64,
     /// Present pages handed to (or held by) the buddy allocator.
     pub managed_pages: AtomicU64,
+    /// Watermarks, reserves, pcp sizes, flags.
+    pub(crate) wm: ZoneWatermarkState,
+    /// Free page counters.
+    pub(crate) counters: ZoneCounters,
+    /// `zone->lock` and the free areas it protects.
+    pub(crate) lock: SpinLock<FreeAreas>,
 }
 
 impl Zone {
@@ -53,6 +148,9 @@ impl Zone {
             spanned_pages: 0,
             present_pages: 0,
             managed_pages: AtomicU64::new(0),
+            wm: ZoneWatermarkState::new(),
+            counters: ZoneCounters::new(),
+            lock: SpinLock::new(FreeAreas::new()),
         }
     }
 
@@ -62,11 +160,13 @@ impl Zone {
     }
 
     /// One past the last spanned pfn (`zone_end_pfn`).
+    #[inline]
     pub const fn zone_end_pfn(&self) -> u64 {
         self.zone_start_pfn + self.spanned_pages
     }
 
     /// True if `pfn` lies in the span (`zone_spans_pfn`).
+    #[inline]
     pub const fn zone_spans_pfn(&self, pfn: u64) -> bool {
         self.zone_start_pfn <= pfn && pfn < self.zone_end_pfn()
     }
@@ -82,11 +182,13 @@ impl Zone {
     }
 
     /// Pages managed by the buddy allocator (`zone_managed_pages`).
+    #[inline]
     pub fn managed_pages(&self) -> u64 {
         self.managed_pages.load(Ordering::Relaxed)
     }
 
     /// True if the buddy allocator manages any page of the zone (`managed_zone`).
+    #[inline]
     pub fn managed_zone(&self) -> bool {
         self.managed_pages() != 0
     }
@@ -95,6 +197,83 @@ impl Zone {
     pub fn adjust_managed_page_count(&self, delta: i64) {
         self.managed_pages
             .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// A zone counter (`zone_page_state`), read without the lock.
+    #[inline]
+    pub fn zone_page_state(&self, item: ZoneStatItem) -> u64 {
+        self.counters.vm_stat[item.index()].load(Ordering::Relaxed)
+    }
+
+    /// Free pages on the buddy lists (`NR_FREE_PAGES`; pcp pages are not counted).
+    #[inline]
+    pub fn nr_free_pages(&self) -> u64 {
+        self.zone_page_state(ZoneStatItem::NrFreePages)
+    }
+
+    /// Free pages in MIGRATE_HIGHATOMIC pageblocks.
+    #[inline]
+    pub fn nr_free_highatomic(&self) -> u64 {
+        self.counters.nr_free_highatomic.load(Ordering::Relaxed)
+    }
+
+    /// Pages in pageblocks reserved as MIGRATE_HIGHATOMIC.
+    #[inline]
+    pub fn nr_reserved_highatomic(&self) -> u64 {
+        self.counters.nr_reserved_highatomic.load(Ordering::Relaxed)
+    }
+
+    /// The watermarks and the current boost.
+    #[inline]
+    pub fn watermarks(&self) -> Watermarks {
+        Watermarks {
+            min: self.wm.wmark[0].load(Ordering::Relaxed),
+            low: self.wm.wmark[1].load(Ordering::Relaxed),
+            high: self.wm.wmark[2].load(Ordering::Relaxed),
+            boost: self.wm.boost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `lowmem_reserve[]` (printed as `protection` in /proc/zoneinfo).
+    #[inline]
+    pub fn lowmem_reserve(&self) -> [u64; MAX_NR_ZONES] {
+        core::array::from_fn(|i| self.wm.lowmem_reserve[i].load(Ordering::Relaxed))
+    }
+
+    /// The pcp `(high, batch)` every CPU's pageset for this zone uses.
+    #[inline]
+    pub fn pageset_high_batch(&self) -> (u64, u64) {
+        (
+            self.wm.pageset_high.load(Ordering::Relaxed),
+            self.wm.pageset_batch.load(Ordering::Relaxed),
+        )
+    }
+
+    /// True if the zone flag bit(s) `flag` are set.
+    #[inline]
+    pub fn test_flag(&self, flag: u64) -> bool {
+        self.wm.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
+    /// The inputs of the watermark check, read without the lock.
+    #[inline]
+    pub fn free_state(&self) -> ZoneFreeState {
+        ZoneFreeState {
+            free_pages: self.nr_free_pages(),
+            nr_free_highatomic: self.nr_free_highatomic(),
+            nr_free_cma: self.zone_page_state(ZoneStatItem::NrFreeCmaPages),
+            lowmem_reserve: self.lowmem_reserve(),
+        }
+    }
+
+    /// True if `free_area[order].free_list[mt]` was non-empty when last changed (a
+    /// lockless hint, exact under the zone lock).
+    #[inline]
+    pub fn has_free_block(&self, order: u32, mt: Migratetype) -> bool {
+        match self.counters.free_nonempty.get(order as usize) {
+            Some(bits) => bits.load(Ordering::Relaxed) & (1 << mt as u8) != 0,
+            None => false,
+        }
     }
 }
 

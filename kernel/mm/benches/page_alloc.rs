@@ -1,0 +1,263 @@
+//! Page allocator figures on simulated RAM, printed, never asserted (benchmarks are not
+//! tests): the order-0 alloc+free pair on a pcp hit; allocating then freeing half of
+//! memory at order 0 and at order 9; a mixed-order workload; the same workloads against
+//! `buddy_system_allocator`'s `FrameAllocator` (same frames, same sizes, same binary) with
+//! the ratio; and the pcp fast path with one and two threads (CPUs) and its scaling.
+//!
+//! `cargo bench -p mm --bench page_alloc`. The machine has 1 GiB at 4 GiB plus 48 MiB of
+//! low memory. `MM_BENCH_ONLY=pair` runs only the pair loop (for a profiler);
+//! `MM_BENCH_ONLY=threads<N>` only the fast-path throughput with N CPUs.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use buddy_system_allocator::FrameAllocator;
+use mm::gfp::GFP_KERNEL;
+use mm::memmap::{FirmwareRange, RangeKind};
+use mm::mm_init::ModelParams;
+use mm::page::Page;
+use mm::sim::SimAllocator;
+
+const MIB: u64 = 1 << 20;
+
+fn machine(cpus: usize) -> SimAllocator {
+    let map = [
+        FirmwareRange::new(0x100000, 48 * MIB, RangeKind::Usable),
+        FirmwareRange::new(4 << 30, (4 << 30) + 1024 * MIB, RangeKind::Usable),
+    ];
+    SimAllocator::build(&map, &[], &ModelParams::default(), cpus).expect("bench machine")
+}
+
+/// A FrameAllocator holding the same free pfn ranges as our allocator.
+fn baseline(a: &SimAllocator) -> FrameAllocator<33> {
+    let mut f = FrameAllocator::<33>::new();
+    for r in a.model().free_pfn_ranges() {
+        f.add_frame(r.start_pfn as usize, r.end_pfn as usize);
+    }
+    f
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn ns(t: Instant, n: u64) -> f64 {
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
+    (0..runs).map(|_| f()).fold(f64::MAX, f64::min)
+}
+
+fn pair_ours(a: &SimAllocator, n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = a.alloc_page(GFP_KERNEL).unwrap();
+        let _ = a.free_pages_page(black_box(p), 0);
+    }
+    ns(t, n)
+}
+
+fn pair_baseline(f: &mut FrameAllocator<33>, n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = f.alloc(1).unwrap();
+        f.dealloc(black_box(p), 1);
+    }
+    ns(t, n)
+}
+
+/// Allocate half of memory in blocks of `order`, then free it all; ns per block for
+/// each phase.
+fn half_ours(a: &SimAllocator, order: u32) -> (f64, f64) {
+    let blocks = (a.totalram_pages() / 2) >> order;
+    let mut held: Vec<&Page> = Vec::with_capacity(blocks as usize);
+    let t = Instant::now();
+    for _ in 0..blocks {
+        held.push(a.alloc_pages(GFP_KERNEL, order).unwrap());
+    }
+    let alloc = ns(t, blocks);
+    let t = Instant::now();
+    for p in held {
+        let _ = a.free_pages_page(p, order);
+    }
+    (alloc, ns(t, blocks))
+}
+
+fn half_baseline(f: &mut FrameAllocator<33>, total: u64, order: u32) -> (f64, f64) {
+    let blocks = (total / 2) >> order;
+    let mut held = Vec::with_capacity(blocks as usize);
+    let t = Instant::now();
+    for _ in 0..blocks {
+        held.push(f.alloc(1 << order).unwrap());
+    }
+    let alloc = ns(t, blocks);
+    let t = Instant::now();
+    for p in held {
+        f.dealloc(p, 1 << order);
+    }
+    (alloc, ns(t, blocks))
+}
+
+/// Orders 0 (60%), 1-3 (25%), 4-8 (10%), 9-10 (5%) over a working set of 2048 blocks:
+/// each step frees a random block and allocates a new one. ns per step.
+fn mixed_orders(steps: u64) -> Vec<u32> {
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    (0..steps)
+        .map(|_| match r.next() % 100 {
+            0..60 => 0,
+            60..85 => 1 + (r.next() % 3) as u32,
+            85..95 => 4 + (r.next() % 5) as u32,
+            _ => 9 + (r.next() % 2) as u32,
+        })
+        .collect()
+}
+
+fn mixed_ours(a: &SimAllocator, orders: &[u32]) -> f64 {
+    let mut r = Rng(42);
+    let mut set: Vec<(&Page, u32)> = Vec::with_capacity(2048);
+    let t = Instant::now();
+    for &o in orders {
+        if set.len() >= 2048 {
+            let i = (r.next() % set.len() as u64) as usize;
+            let (p, po) = set.swap_remove(i);
+            let _ = a.free_pages_page(p, po);
+        }
+        if let Some(p) = a.alloc_pages(GFP_KERNEL, o) {
+            set.push((p, o));
+        }
+    }
+    let v = ns(t, orders.len() as u64);
+    for (p, o) in set {
+        let _ = a.free_pages_page(p, o);
+    }
+    v
+}
+
+fn mixed_baseline(f: &mut FrameAllocator<33>, orders: &[u32]) -> f64 {
+    let mut r = Rng(42);
+    let mut set: Vec<(usize, u32)> = Vec::with_capacity(2048);
+    let t = Instant::now();
+    for &o in orders {
+        if set.len() >= 2048 {
+            let i = (r.next() % set.len() as u64) as usize;
+            let (p, po) = set.swap_remove(i);
+            f.dealloc(p, 1 << po);
+        }
+        if let Some(p) = f.alloc(1 << o) {
+            set.push((p, o));
+        }
+    }
+    let v = ns(t, orders.len() as u64);
+    for (p, o) in set {
+        f.dealloc(p, 1 << o);
+    }
+    v
+}
+
+/// Pairs per second over all threads, each thread a CPU doing `n` order-0 pairs.
+fn throughput(a: &SimAllocator, n: u64) -> f64 {
+    let plat = a.sim_platform();
+    let t = Instant::now();
+    plat.run_on_cpus(|_| {
+        // Warm the pcp list, then measure pairs.
+        for _ in 0..n {
+            let p = a.alloc_page(GFP_KERNEL).unwrap();
+            let _ = a.free_pages_page(black_box(p), 0);
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    (n * plat_cpus(a)) as f64 / secs
+}
+
+fn plat_cpus(a: &SimAllocator) -> u64 {
+    use mm::platform::Platform;
+    a.sim_platform().nr_cpus() as u64
+}
+
+fn main() {
+    if let Ok(v) = std::env::var("MM_BENCH_ONLY")
+        && let Some(cpus) = v.strip_prefix("threads")
+    {
+        let cpus: usize = cpus.parse().unwrap_or(2);
+        let m = machine(cpus);
+        throughput(&m, 200_000);
+        let t = (0..3)
+            .map(|_| throughput(&m, 10_000_000))
+            .fold(0.0, f64::max);
+        println!("{cpus} threads: {:.1} M pairs/s", t / 1e6);
+        return;
+    }
+    let a = machine(1);
+    let mut f = baseline(&a);
+    let total = a.totalram_pages();
+    println!(
+        "page_alloc bench: {} MiB managed ({} pages), host-native, simulated RAM",
+        total >> 8,
+        total
+    );
+
+    // Warm up both (host page faults, caches).
+    pair_ours(&a, 200_000);
+    pair_baseline(&mut f, 200_000);
+    let n = 5_000_000;
+    let ours = best_of(5, || pair_ours(&a, n));
+    let theirs = best_of(5, || pair_baseline(&mut f, n));
+    println!(
+        "order-0 alloc+free pair (pcp hit):   {ours:7.2} ns/pair   buddy_system_allocator {theirs:7.2} ns/pair   ratio {:.3}x",
+        ours / theirs
+    );
+    if std::env::var("MM_BENCH_ONLY").is_ok_and(|v| v == "pair") {
+        for _ in 0..20 {
+            pair_ours(&a, n);
+        }
+        return;
+    }
+
+    for order in [0u32, 9] {
+        let (oa, of) = half_ours(&a, order);
+        let (ba, bf) = half_baseline(&mut f, total, order);
+        let (oa2, of2) = half_ours(&a, order);
+        let (ba2, bf2) = half_baseline(&mut f, total, order);
+        let (oa, of, ba, bf) = (oa.min(oa2), of.min(of2), ba.min(ba2), bf.min(bf2));
+        println!(
+            "50% of memory at order {order}: alloc {oa:8.1} ns/block free {of:8.1} ns/block   buddy_system_allocator alloc {ba:8.1} free {bf:8.1}   ratio alloc {:.3}x free {:.3}x",
+            oa / ba,
+            of / bf
+        );
+    }
+
+    let orders = mixed_orders(2_000_000);
+    mixed_ours(&a, &orders[..200_000]);
+    let mo = best_of(3, || mixed_ours(&a, &orders));
+    let mb = best_of(3, || mixed_baseline(&mut f, &orders));
+    println!(
+        "mixed orders 0-10, 2048-block working set: {mo:7.1} ns/step   buddy_system_allocator {mb:7.1} ns/step   ratio {:.3}x",
+        mo / mb
+    );
+    a.drain_all_pages();
+    mm::debug::check(&a).expect("consistent after the benchmark");
+    drop(a);
+
+    let n = 10_000_000;
+    let one = machine(1);
+    throughput(&one, 200_000);
+    let t1 = (0..3).map(|_| throughput(&one, n)).fold(0.0, f64::max);
+    let two = machine(2);
+    throughput(&two, 200_000);
+    let t2 = (0..3).map(|_| throughput(&two, n)).fold(0.0, f64::max);
+    println!(
+        "pcp fast path: 1 thread {:.1} M pairs/s ({:.2} ns/pair), 2 threads {:.1} M pairs/s total ({:.2} ns/pair/thread), scaling {:.2}x",
+        t1 / 1e6,
+        1e9 / t1,
+        t2 / 1e6,
+        2e9 / t2,
+        t2 / t1
+    );
+}

@@ -1,0 +1,137 @@
+//! The highatomic reserve: the 1% cap, the reservation after a high-order atomic
+//! allocation in the slow path, and giving blocks back before failing.
+
+extern crate std;
+use std::vec::Vec;
+
+use super::*;
+use crate::gfp::{GFP_ATOMIC, GFP_KERNEL};
+use crate::memmap::{FirmwareRange, RangeKind};
+use crate::mm_init::ModelParams;
+use crate::sim::SimAllocator;
+
+const MIB: u64 = 1 << 20;
+
+/// Low memory plus a Normal zone of `mib` MiB at 4 GiB.
+fn machine(mib: u64) -> SimAllocator {
+    let map = [
+        FirmwareRange::new(0x100000, 32 * MIB, RangeKind::Usable),
+        FirmwareRange::new(4 << 30, (4 << 30) + mib * MIB, RangeKind::Usable),
+    ];
+    SimAllocator::build(&map, &[], &ModelParams::default(), 1).unwrap()
+}
+
+fn highatomic_blocks(a: &SimAllocator) -> u64 {
+    a.zone_snapshot(0, ZoneType::Normal).unwrap().nr_pageblocks[Migratetype::HighAtomic.index()]
+}
+
+#[test]
+fn reserve_is_capped_at_one_percent() {
+    let a = machine(512);
+    let z = a.zone_of(0, ZoneType::Normal).unwrap();
+    let cap = (z.managed_pages() / 100).next_multiple_of(PAGEBLOCK_NR_PAGES);
+    assert_eq!(cap, 3 * PAGEBLOCK_NR_PAGES);
+    // Reserve the pageblocks of order-9 allocations, one block each, until the cap.
+    let mut held = Vec::new();
+    for i in 0..6u64 {
+        let p = a.alloc_pages(GFP_KERNEL, 9).unwrap();
+        let pfn = a.page_to_pfn(p);
+        held.push(p);
+        a.reserve_highatomic_pageblock(z, pfn, 9);
+        let want = ((i + 1) * PAGEBLOCK_NR_PAGES).min(cap);
+        assert_eq!(z.nr_reserved_highatomic(), want);
+    }
+    assert_eq!(highatomic_blocks(&a), 3);
+    assert_eq!(a.vm_event(VmEvent::HighatomicReserve), 3);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    // Freed into a HighAtomic block, pages go to its free list and out of ordinary
+    // watermark arithmetic.
+    for p in held {
+        a.free_pages_page(p, 9).unwrap();
+    }
+    a.drain_all_pages();
+    assert_eq!(z.nr_free_highatomic(), cap);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+
+    // Giving back: without force, one pageblock is always kept.
+    let mut flags = AllocFlags::WMARK_LOW;
+    let ac = a.prepare_alloc_pages(GFP_KERNEL, 0, 0, &mut flags).unwrap();
+    // (A free block spanning two reserved pageblocks goes back whole, as in Linux.)
+    let mut n = 0;
+    while a.unreserve_highatomic_pageblock(&ac, false) {
+        n += 1;
+        assert!(n <= 3);
+    }
+    assert!(n >= 1);
+    assert!(z.nr_reserved_highatomic() <= PAGEBLOCK_NR_PAGES);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    while a.unreserve_highatomic_pageblock(&ac, true) {}
+    assert_eq!(z.nr_reserved_highatomic(), 0);
+    assert_eq!(highatomic_blocks(&a), 0);
+    assert_eq!(z.nr_free_highatomic(), 0);
+    assert!(a.vm_event(VmEvent::HighatomicUnreserve) >= 2);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+
+    // Zones too small for a pageblock at 1% keep no reserve.
+    let small = machine(64);
+    let z = small.zone_of(0, ZoneType::Normal).unwrap();
+    let p = small.alloc_pages(GFP_KERNEL, 3).unwrap();
+    small.reserve_highatomic_pageblock(z, small.page_to_pfn(p), 3);
+    assert_eq!(z.nr_reserved_highatomic(), 0);
+}
+
+/// Pushed below the low watermark, a high-order GFP_ATOMIC allocation succeeds in the
+/// slow path and reserves its pageblock; a GFP_KERNEL request that runs out of memory
+/// later takes the reserve back before failing.
+#[test]
+fn slow_path_reserves_and_oom_unreserves() {
+    let a = machine(512);
+    let z = a.zone_of(0, ZoneType::Normal).unwrap();
+    // Exhaust everything ordinary requests may have.
+    let mut held: Vec<(&Page, u32)> = Vec::new();
+    while let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
+        held.push((p, 0));
+    }
+    // Give back a contiguous run in Normal: between min and low.
+    let w = z.watermarks();
+    let target = w.min + (w.low - w.min) / 2;
+    held.sort_by_key(|(p, _)| a.page_to_pfn(p));
+    let mut i = held
+        .iter()
+        .position(|(p, _)| p.zone_type() == Some(ZoneType::Normal))
+        .unwrap();
+    while z.nr_free_pages() < target {
+        let (p, _) = held.remove(i);
+        a.free_pages_page(p, 0).unwrap();
+        a.drain_all_pages();
+        if i >= held.len() || held[i].0.zone_type() != Some(ZoneType::Normal) {
+            i = held
+                .iter()
+                .position(|(p, _)| p.zone_type() == Some(ZoneType::Normal))
+                .unwrap();
+        }
+    }
+    assert!(z.nr_free_pages() > w.min && z.nr_free_pages() < w.low);
+    let p = a
+        .alloc_pages(GFP_ATOMIC, 3)
+        .expect("atomic high-order succeeds at min");
+    assert_eq!(p.zone_type(), Some(ZoneType::Normal));
+    held.push((p, 3));
+    assert_eq!(z.nr_reserved_highatomic(), PAGEBLOCK_NR_PAGES);
+    assert_eq!(highatomic_blocks(&a), 1);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    // The reserve's free pages are not for GFP_KERNEL ... until it is about to fail.
+    let before = a.vm_event(VmEvent::HighatomicUnreserve);
+    while let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
+        held.push((p, 0));
+    }
+    assert!(a.vm_event(VmEvent::HighatomicUnreserve) > before);
+    assert_eq!(z.nr_reserved_highatomic(), 0);
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    for (p, o) in held {
+        a.free_pages_page(p, o).unwrap();
+    }
+    a.drain_all_pages();
+    assert_eq!(a.nr_free_pages(), a.totalram_pages());
+    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+}
