@@ -35,6 +35,13 @@ pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 /// Where all physical memory is mapped: Linux's `PAGE_OFFSET` (the direct map).
 pub const PHYS_OFFSET: u64 = 0xffff_8880_0000_0000;
 
+// The rest of the kernel half of the address space:
+//   0xffff_c000_0000_0000 .. 0xffff_d000_0000_0000  bootloader's own mappings (boot info,
+//                                                    boot stack, framebuffer)
+//   0xffff_d000_0000_0000 ..                         kernel stacks of the other CPUs
+//   0xffff_fe00_0000_0000 ..                         fixed device mappings (local APIC)
+//   0xffff_ffff_8000_0000 ..                         the kernel image
+
 /// Ask the bootloader for a direct map of all physical memory at [`PHYS_OFFSET`] (the
 /// allocator reaches every frame through it), the kernel at [`KERNEL_BASE`], its other
 /// mappings in the upper half, and a roomier boot stack.
@@ -43,6 +50,7 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     config.mappings.physical_memory = Some(Mapping::FixedAddress(PHYS_OFFSET));
     config.mappings.kernel_base = Mapping::FixedAddress(KERNEL_BASE);
     config.mappings.dynamic_range_start = Some(0xffff_c000_0000_0000);
+    config.mappings.dynamic_range_end = Some(0xffff_cfff_ffff_f000);
     config.kernel_stack_size = 512 * 1024;
     config
 };
