@@ -44,6 +44,7 @@ test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
 	$(CARGO) test -p mm
+	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
 
