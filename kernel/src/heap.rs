@@ -53,19 +53,27 @@ struct Regions {
     source: Option<PageSource>,
     /// Bytes handed out as whole page blocks.
     large_bytes: usize,
+    /// Bytes of regions taken from the page allocator (never returned).
+    grown_bytes: usize,
 }
 
 impl Regions {
     fn region_of(&self, ptr: usize) -> Option<usize> {
-        self.spans[..self.len].iter().position(|&(s, e)| ptr >= s && ptr < e)
+        self.spans[..self.len]
+            .iter()
+            .position(|&(s, e)| ptr >= s && ptr < e)
     }
 
     fn try_small(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        self.heaps[..self.len].iter_mut().find_map(|h| h.allocate_first_fit(layout).ok())
+        self.heaps[..self.len]
+            .iter_mut()
+            .find_map(|h| h.allocate_first_fit(layout).ok())
     }
 
     fn grow(&mut self, layout: Layout) -> bool {
-        let Some(source) = self.source else { return false };
+        let Some(source) = self.source else {
+            return false;
+        };
         if self.len == MAX_REGIONS {
             return false;
         }
@@ -74,13 +82,16 @@ impl Regions {
         while (PAGE << order) < need {
             order += 1;
         }
-        let Some(addr) = (source.alloc)(order) else { return false };
+        let Some(addr) = (source.alloc)(order) else {
+            return false;
+        };
         let size = PAGE << order;
         // SAFETY: the page allocator just gave us `size` bytes at `addr` (direct map) that
         // nothing else references; the region is owned by the heap from now on.
         unsafe { self.heaps[self.len].init(addr as *mut u8, size) };
         self.spans[self.len] = (addr, addr + size);
         self.len += 1;
+        self.grown_bytes += size;
         true
     }
 }
@@ -95,10 +106,17 @@ static HEAP: KernelHeap = KernelHeap(Mutex::new(Regions {
     len: 0,
     source: None,
     large_bytes: 0,
+    grown_bytes: 0,
 }));
 
 fn large_order(layout: Layout) -> Option<u32> {
-    (layout.size() >= PAGE && layout.align() <= PAGE).then(|| layout.size().div_ceil(PAGE).next_power_of_two().trailing_zeros())
+    (layout.size() >= PAGE && layout.align() <= PAGE).then(|| {
+        layout
+            .size()
+            .div_ceil(PAGE)
+            .next_power_of_two()
+            .trailing_zeros()
+    })
 }
 
 // SAFETY: allocations come from disjoint heap regions or from the page allocator; every
@@ -176,6 +194,8 @@ pub struct Usage {
     pub regions: usize,
     /// Bytes handed out as whole page blocks.
     pub large: usize,
+    /// Bytes of heap regions taken from the page allocator.
+    pub grown: usize,
 }
 
 /// Current usage.
@@ -187,6 +207,12 @@ pub fn usage() -> Usage {
             used += h.used();
             free += h.free();
         }
-        Usage { used, free, regions: r.len, large: r.large_bytes }
+        Usage {
+            used,
+            free,
+            regions: r.len,
+            large: r.large_bytes,
+            grown: r.grown_bytes,
+        }
     })
 }
