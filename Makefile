@@ -44,12 +44,16 @@ test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
 	$(CARGO) test -p mm
+	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
 
-## bench: figures, not tests
-bench: setup
-	@echo "no benchmarks yet"
+## bench: figures, not tests (host benches, then the in-guest ones under TCG)
+bench: build
+	$(CARGO) bench -p mm --bench memmap
+	$(CARGO) bench -p mm --bench page_alloc
+	@echo "in-guest figures (BIOS, 1G, 4 CPUs, TCG):"
+	@$(BOOT) --capture --firmware bios --mem 1G --cpus 4 --cmdline bench --timeout 900 2>&1 | grep -E '^bench:|kernel reported|error'
 
 ## gdb: start QEMU halted with a gdb stub; prints the gdb command that loads the symbols
 gdb: build

@@ -7,7 +7,7 @@ use boot::{Firmware, Outcome, RunConfig, RunResult};
 
 /// Every in-kernel suite a full `test` run must report. A suite missing from a run means
 /// the kernel died or skipped it, and fails the configuration.
-pub const EXPECTED_SUITES: &[&str] = &["ktests::boot", "ktests::harness", "ktests::memory", "ktests::smp"];
+pub const EXPECTED_SUITES: &[&str] = &["ktests::boot", "ktests::harness", "ktests::memory", "ktests::page_alloc", "ktests::smp", "ktests::stress"];
 
 /// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel
 /// must still end the test instead of stalling CI.

@@ -73,6 +73,29 @@ fn bad_movablecore_is_rejected_not_fatal() {
     assert!(r.transcript.contains("movablecore=lots"), "no message naming the bad value:\n{}", r.tail(40));
 }
 
+/// The SMP stress proof: 4 CPUs, at least 10^6 allocator operations, at least a quarter of
+/// the frees done by another CPU, and the free count restored exactly.
+#[test]
+fn stress_four_cpus_a_million_operations() {
+    let r = boot(&config(Firmware::Bios, "1G", 4, "test=ktests::stress stress_ops=1000000"));
+    assert!(r.success(), "{}", r.tail(30));
+    assert_eq!(r.summary, Some((1, 0)), "{}", r.tail(30));
+    let line = r.transcript.lines().find(|l| l.starts_with("stress: ")).expect("stress report line");
+    let num_before = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words.iter().position(|w| *w == word).unwrap_or_else(|| panic!("'{word}' in {line}"));
+        words[i - 1].trim_matches(|c: char| !c.is_ascii_digit()).parse().expect("number")
+    };
+    assert_eq!(num_before("CPUs,"), 4, "{line}");
+    assert!(num_before("operations,") >= 1_000_000, "{line}");
+    let (frees, remote) = (num_before("frees"), num_before("by"));
+    assert!(remote * 4 >= frees, "{line}");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let before = words[words.iter().position(|w| *w == "before").unwrap() + 1];
+    let after = words[words.iter().position(|w| *w == "after").unwrap() + 1];
+    assert_eq!(before, after, "{line}");
+}
+
 /// The demo (no command line) prints the banner and the firmware map, then exits 0.
 #[test]
 fn demo_prints_memory_map_and_exits_cleanly() {

@@ -32,12 +32,19 @@ pub fn record(info: &'static mut BootInfo) {
     let rsdp_addr = info.rsdp_addr.into_option();
     let kernel = (info.kernel_addr, info.kernel_len);
     let regions: &'static [bootloader_api::info::MemoryRegion] = &info.memory_regions;
-    FACTS.call_once(|| BootFacts { physical_memory_offset: offset, rsdp_addr, regions, kernel });
+    FACTS.call_once(|| BootFacts {
+        physical_memory_offset: offset,
+        rsdp_addr,
+        regions,
+        kernel,
+    });
 }
 
 /// The recorded facts. Panics only if called before [`record`], which `kmain` runs first.
 pub fn facts() -> &'static BootFacts {
-    FACTS.get().expect("boot_info::record runs at the start of kmain")
+    FACTS
+        .get()
+        .expect("boot_info::record runs at the start of kmain")
 }
 
 /// A human name for a region kind, with the firmware's own type number when it has one.
@@ -98,10 +105,24 @@ pub fn print_firmware_map() {
         }
         let (v, unit) = human_size(size);
         match ty {
-            Some(t) => kprintln!("  [{:#014x}-{:#014x}) {:>6} {:<3} {} ({})", r.start, r.end, v, unit, name, t),
-            None => kprintln!("  [{:#014x}-{:#014x}) {:>6} {:<3} {}", r.start, r.end, v, unit, name),
+            Some(t) => kprintln!(
+                "  [{:#014x}-{:#014x}) {:>6} {:<3} {} ({})",
+                r.start,
+                r.end,
+                v,
+                unit,
+                name,
+                t
+            ),
+            None => kprintln!(
+                "  [{:#014x}-{:#014x}) {:>6} {:<3} {}",
+                r.start,
+                r.end,
+                v,
+                unit,
+                name
+            ),
         }
     }
     kprintln!("firmware reports {} KiB usable", usable / 1024);
 }
-

@@ -11,10 +11,26 @@ use spin::Once;
 
 /// Options the kernel understands, with what they do.
 pub const KNOWN: &[(&str, &str)] = &[
-    ("test", "run the in-kernel test suite (`test=PATTERN` runs the tests whose name contains PATTERN)"),
-    ("loglevel", "log threshold: off, error, warn, info, debug, trace"),
-    ("kernelcore", "memory kept out of ZONE_MOVABLE: nn[KMGTPE] or nn%"),
-    ("movablecore", "memory given to ZONE_MOVABLE: nn[KMGTPE] or nn%"),
+    (
+        "test",
+        "run the in-kernel test suite (`test=PATTERN` runs the tests whose name contains PATTERN)",
+    ),
+    (
+        "bench",
+        "run the in-guest benchmarks and print their figures",
+    ),
+    (
+        "loglevel",
+        "log threshold: off, error, warn, info, debug, trace",
+    ),
+    (
+        "kernelcore",
+        "memory kept out of ZONE_MOVABLE: nn[KMGTPE] or nn%",
+    ),
+    (
+        "movablecore",
+        "memory given to ZONE_MOVABLE: nn[KMGTPE] or nn%",
+    ),
 ];
 
 /// A parsed command line.
@@ -35,7 +51,10 @@ impl Cmdline {
                 None => (String::from(w), None),
             })
             .collect();
-        Cmdline { raw: String::from(raw.trim()), words }
+        Cmdline {
+            raw: String::from(raw.trim()),
+            words,
+        }
     }
 
     /// The line as given.
@@ -50,7 +69,11 @@ impl Cmdline {
 
     /// The value of the last `key=value` for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.words.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.as_deref())
+        self.words
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
     }
 
     /// Keys that no part of the kernel understands.
@@ -68,7 +91,8 @@ static CMDLINE: Once<Cmdline> = Once::new();
 pub fn init() -> &'static Cmdline {
     CMDLINE.call_once(|| {
         let mut buf = [0u8; 4096];
-        let raw = match crate::arch::fw_cfg::read_file(crate::arch::fw_cfg::CMDLINE_FILE, &mut buf) {
+        let raw = match crate::arch::fw_cfg::read_file(crate::arch::fw_cfg::CMDLINE_FILE, &mut buf)
+        {
             Some((n, size)) => {
                 if size > n {
                     log::warn!("command line is {size} bytes; only the first {n} are used");

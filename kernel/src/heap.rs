@@ -1,34 +1,218 @@
 //! The kernel heap behind `alloc`.
 //!
-//! Boot code needs `Vec` and `String` before the page allocator exists (the memory model is
-//! built from a firmware map the kernel has to sort and print first), so the heap starts as
-//! a static region inside the kernel image. The buddy allocator feeds it real pages later.
+//! Boot code needs `Vec` and `String` before the page allocator exists (the firmware map
+//! must be sorted and printed, the MADT parsed), so the heap starts as a static region
+//! inside the kernel image. Once the buddy allocator is up, the heap grows from it:
+//!
+//! - Requests of a page or more (with at most page alignment) go straight to the page
+//!   allocator as one block of the smallest order that fits, like Linux's `kmalloc_large`;
+//!   freeing them returns the block. There is no point carving pages out of a list heap.
+//! - Smaller requests are served from a set of linked-list heap regions; when none can
+//!   serve a request, a new region of [`GROW_ORDER`] pages is taken from the page allocator.
+//!
+//! Regions are never returned (a simple, bounded choice: small objects are few and
+//! long-lived in this kernel). The heap takes one lock with interrupts disabled; nothing in
+//! the page allocator allocates from the heap, so growing while holding it cannot recurse.
 
-use linked_list_allocator::LockedHeap;
+use core::{
+    alloc::{GlobalAlloc, Layout},
+    ptr::NonNull,
+};
 
-/// Bytes in the boot heap.
+use linked_list_allocator::Heap;
+use spin::Mutex;
+
+/// Bytes in the static boot region.
 pub const BOOT_HEAP_SIZE: usize = 4 << 20;
+/// Order of the page blocks a growing heap takes (2^6 pages, 256 KiB).
+pub const GROW_ORDER: u32 = 6;
+/// At most this many regions (boot region included).
+const MAX_REGIONS: usize = 128;
+const PAGE: usize = 4096;
 
 #[repr(align(4096))]
 struct HeapArea([u8; BOOT_HEAP_SIZE]);
 
 static mut BOOT_HEAP: HeapArea = HeapArea([0; BOOT_HEAP_SIZE]);
 
-#[global_allocator]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+/// Where pages come from once the page allocator runs: allocate `2^order` contiguous pages
+/// and return their direct-map address, or free them.
+#[derive(Clone, Copy)]
+pub struct PageSource {
+    /// Allocate a zero-initialised-or-not block of `2^order` pages.
+    pub alloc: fn(order: u32) -> Option<usize>,
+    /// Free a block returned by `alloc`.
+    pub free: fn(addr: usize, order: u32),
+}
 
-/// Hand the static boot region to the allocator. Call once, before any allocation.
-pub fn init() {
-    // SAFETY: BOOT_HEAP is used for nothing else; this runs once on the boot CPU, so the
-    // region is handed to the allocator exactly once and is valid for 'static.
-    unsafe {
-        let start = core::ptr::addr_of_mut!(BOOT_HEAP.0) as *mut u8;
-        ALLOCATOR.lock().init(start, BOOT_HEAP_SIZE);
+struct Regions {
+    heaps: [Heap; MAX_REGIONS],
+    /// `[start, end)` of each region, for finding the owner on dealloc.
+    spans: [(usize, usize); MAX_REGIONS],
+    len: usize,
+    source: Option<PageSource>,
+    /// Bytes handed out as whole page blocks.
+    large_bytes: usize,
+    /// Bytes of regions taken from the page allocator (never returned).
+    grown_bytes: usize,
+}
+
+impl Regions {
+    fn region_of(&self, ptr: usize) -> Option<usize> {
+        self.spans[..self.len]
+            .iter()
+            .position(|&(s, e)| ptr >= s && ptr < e)
+    }
+
+    fn try_small(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.heaps[..self.len]
+            .iter_mut()
+            .find_map(|h| h.allocate_first_fit(layout).ok())
+    }
+
+    fn grow(&mut self, layout: Layout) -> bool {
+        let Some(source) = self.source else {
+            return false;
+        };
+        if self.len == MAX_REGIONS {
+            return false;
+        }
+        let need = layout.size() + layout.align();
+        let mut order = GROW_ORDER;
+        while (PAGE << order) < need {
+            order += 1;
+        }
+        let Some(addr) = (source.alloc)(order) else {
+            return false;
+        };
+        let size = PAGE << order;
+        // SAFETY: the page allocator just gave us `size` bytes at `addr` (direct map) that
+        // nothing else references; the region is owned by the heap from now on.
+        unsafe { self.heaps[self.len].init(addr as *mut u8, size) };
+        self.spans[self.len] = (addr, addr + size);
+        self.len += 1;
+        self.grown_bytes += size;
+        true
     }
 }
 
-/// (used, free) bytes in the heap.
-pub fn usage() -> (usize, usize) {
-    let heap = ALLOCATOR.lock();
-    (heap.used(), heap.free())
+/// The global allocator.
+pub struct KernelHeap(Mutex<Regions>);
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap(Mutex::new(Regions {
+    heaps: [const { Heap::empty() }; MAX_REGIONS],
+    spans: [(0, 0); MAX_REGIONS],
+    len: 0,
+    source: None,
+    large_bytes: 0,
+    grown_bytes: 0,
+}));
+
+fn large_order(layout: Layout) -> Option<u32> {
+    (layout.size() >= PAGE && layout.align() <= PAGE).then(|| {
+        layout
+            .size()
+            .div_ceil(PAGE)
+            .next_power_of_two()
+            .trailing_zeros()
+    })
+}
+
+// SAFETY: allocations come from disjoint heap regions or from the page allocator; every
+// pointer returned is valid for `layout`, and dealloc returns memory to where it came from
+// (the region containing it, or the page allocator for large blocks outside all regions).
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut r = self.0.lock();
+            if let (Some(order), Some(source)) = (large_order(layout), r.source) {
+                if let Some(addr) = (source.alloc)(order) {
+                    r.large_bytes += PAGE << order;
+                    return addr as *mut u8;
+                }
+            }
+            if let Some(p) = r.try_small(layout) {
+                return p.as_ptr();
+            }
+            if r.grow(layout) {
+                if let Some(p) = r.try_small(layout) {
+                    return p.as_ptr();
+                }
+            }
+            core::ptr::null_mut()
+        })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut r = self.0.lock();
+            let addr = ptr as usize;
+            match r.region_of(addr) {
+                Some(i) => {
+                    // SAFETY: `ptr` came from this region's heap with this layout (the
+                    // GlobalAlloc contract), so handing it back is sound.
+                    unsafe { r.heaps[i].deallocate(NonNull::new_unchecked(ptr), layout) };
+                }
+                None => {
+                    // Outside every region: a large block straight from the page allocator.
+                    if let (Some(order), Some(source)) = (large_order(layout), r.source) {
+                        r.large_bytes -= PAGE << order;
+                        (source.free)(addr, order);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Hand the static boot region to the heap. Call once, before any allocation.
+pub fn init() {
+    let mut r = HEAP.0.lock();
+    // SAFETY: BOOT_HEAP is used for nothing else; this runs once on the boot CPU, so the
+    // region is handed to the heap exactly once and is valid for 'static.
+    let start = unsafe { core::ptr::addr_of_mut!(BOOT_HEAP.0) as *mut u8 };
+    // SAFETY: as above.
+    unsafe { r.heaps[0].init(start, BOOT_HEAP_SIZE) };
+    r.spans[0] = (start as usize, start as usize + BOOT_HEAP_SIZE);
+    r.len = 1;
+}
+
+/// Let the heap grow from the page allocator from now on.
+pub fn set_page_source(source: PageSource) {
+    x86_64::instructions::interrupts::without_interrupts(|| HEAP.0.lock().source = Some(source));
+}
+
+/// Heap usage figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Bytes in use in the list regions.
+    pub used: usize,
+    /// Bytes free in the list regions.
+    pub free: usize,
+    /// Number of regions (the boot region included).
+    pub regions: usize,
+    /// Bytes handed out as whole page blocks.
+    pub large: usize,
+    /// Bytes of heap regions taken from the page allocator.
+    pub grown: usize,
+}
+
+/// Current usage.
+pub fn usage() -> Usage {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let r = HEAP.0.lock();
+        let (mut used, mut free) = (0, 0);
+        for h in &r.heaps[..r.len] {
+            used += h.used();
+            free += h.free();
+        }
+        Usage {
+            used,
+            free,
+            regions: r.len,
+            large: r.large_bytes,
+            grown: r.grown_bytes,
+        }
+    })
 }

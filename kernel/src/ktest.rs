@@ -98,7 +98,12 @@ macro_rules! kassert_eq {
         if l != r {
             return Err(alloc::format!(
                 "{} == {} failed: left {:?}, right {:?} at {}:{}",
-                stringify!($left), stringify!($right), l, r, file!(), line!()
+                stringify!($left),
+                stringify!($right),
+                l,
+                r,
+                file!(),
+                line!()
             ));
         }
     }};
@@ -153,11 +158,17 @@ fn selected(test: &KernelTest, pattern: Option<&str>) -> bool {
 
 /// Run the selected tests and exit QEMU with the result.
 pub fn run(pattern: Option<&str>) -> ! {
-    let mut tests: Vec<&'static KernelTest> =
-        all_tests().iter().filter(|t| selected(t, pattern)).collect();
+    let mut tests: Vec<&'static KernelTest> = all_tests()
+        .iter()
+        .filter(|t| selected(t, pattern))
+        .collect();
     tests.sort_by_key(|t| t.name());
 
-    kprintln!("running {} tests (pattern: {})", tests.len(), pattern.unwrap_or("<all>"));
+    kprintln!(
+        "running {} tests (pattern: {})",
+        tests.len(),
+        pattern.unwrap_or("<all>")
+    );
     let mut suites: Vec<(&str, usize)> = Vec::new();
     for t in &tests {
         match suites.last_mut() {
@@ -186,5 +197,9 @@ pub fn run(pattern: Option<&str>) -> ! {
     }
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     kprintln!("{} passed, {} failed", passed, failed);
-    exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure })
+    exit(if failed == 0 && passed > 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }

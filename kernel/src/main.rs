@@ -4,6 +4,29 @@
 //! report), then descriptor tables and exception handlers (so a bug reports instead of
 //! triple-faulting), the boot heap, the logger and the command line, and only then the
 //! memory model and whatever mode the command line selects.
+//!
+//! # Locking
+//!
+//! Every kernel spinlock, what may take it, and the order in which they nest (a lock may
+//! only be taken while holding locks listed *above* it):
+//!
+//! 1. `smp` mailbox locks (one per CPU and mailbox): thread context only, held while
+//!    waiting for the target CPU, interrupts enabled (the waiter must keep answering IPIs);
+//!    several are taken in ascending CPU id order.
+//! 2. `smp::SHOOTDOWN`: thread context only, interrupts enabled while waiting, for the
+//!    same reason.
+//! 3. `heap` region lock: interrupts disabled; calls into `mm` to grow or to return page
+//!    blocks while held.
+//! 4. `paging::KERNEL_PT`, then the early frame pool: interrupts disabled; page-table pages
+//!    may come from `mm` while KERNEL_PT is held.
+//! 5. `mm`'s per-CPU page-list locks, then `mm`'s zone locks (the order inside `mm` is
+//!    documented there): local interrupts disabled. `mm` never allocates from the heap and
+//!    never maps memory, so it takes nothing above.
+//! 6. `serial::PORT`: interrupts disabled; innermost (anything may log). The crash path
+//!    breaks it after stopping every other use.
+//!
+//! Interrupt handlers take no lock except `smp`'s timer-hook list, with `try_lock` (a tick
+//! that finds it busy skips the hooks).
 
 #![no_std]
 #![no_main]
@@ -13,27 +36,33 @@ extern crate alloc;
 
 #[macro_use]
 pub mod arch;
+pub mod bench;
 pub mod boot_info;
 pub mod cmdline;
 pub mod crash;
+pub mod fault;
 pub mod heap;
+pub mod kstack;
 pub mod ktest;
 pub mod ktests;
 pub mod logger;
 pub mod memory;
 pub mod platform;
 
-use bootloader_api::{
-    BootInfo, BootloaderConfig,
-    config::Mapping,
-    entry_point,
-};
+use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 
 /// Where the kernel image is mapped: Linux's `__START_KERNEL_map`, so addresses in reports
 /// look familiar and `make gdb` can load symbols at a fixed offset.
 pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 /// Where all physical memory is mapped: Linux's `PAGE_OFFSET` (the direct map).
 pub const PHYS_OFFSET: u64 = 0xffff_8880_0000_0000;
+
+// The rest of the kernel half of the address space:
+//   0xffff_c000_0000_0000 .. 0xffff_d000_0000_0000  bootloader's own mappings (boot info,
+//                                                    boot stack, framebuffer)
+//   0xffff_d000_0000_0000 ..                         kernel stacks of the other CPUs
+//   0xffff_fe00_0000_0000 ..                         fixed device mappings (local APIC)
+//   0xffff_ffff_8000_0000 ..                         the kernel image
 
 /// Ask the bootloader for a direct map of all physical memory at [`PHYS_OFFSET`] (the
 /// allocator reaches every frame through it), the kernel at [`KERNEL_BASE`], its other
@@ -43,24 +72,39 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     config.mappings.physical_memory = Some(Mapping::FixedAddress(PHYS_OFFSET));
     config.mappings.kernel_base = Mapping::FixedAddress(KERNEL_BASE);
     config.mappings.dynamic_range_start = Some(0xffff_c000_0000_0000);
+    config.mappings.dynamic_range_end = Some(0xffff_cfff_ffff_f000);
     config.kernel_stack_size = 512 * 1024;
     config
 };
 
 entry_point!(kmain, config = &BOOTLOADER_CONFIG);
 
+/// Adapts a `write_*` view method (taking `&mut dyn fmt::Write`) to `Display`.
+pub struct ViewText<F: Fn(&mut dyn core::fmt::Write) -> core::fmt::Result>(pub F);
+
+impl<F: Fn(&mut dyn core::fmt::Write) -> core::fmt::Result> core::fmt::Display for ViewText<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        (self.0)(f)
+    }
+}
+
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     arch::serial::init();
     arch::init_bsp();
     heap::init();
     logger::init();
-    kprintln!("memkernel {}: a Linux-style physical page allocator", env!("CARGO_PKG_VERSION"));
+    kprintln!(
+        "memkernel {}: a Linux-style physical page allocator",
+        env!("CARGO_PKG_VERSION")
+    );
 
     let cmdline = cmdline::init();
     if let Some(level) = cmdline.get("loglevel") {
         match logger::parse_level(level) {
             Some(l) => log::set_max_level(l),
-            None => log::warn!("loglevel={level}: expected off, error, warn, info, debug or trace; keeping info"),
+            None => log::warn!(
+                "loglevel={level}: expected off, error, warn, info, debug or trace; keeping info"
+            ),
         }
     }
     if !cmdline.raw().is_empty() {
@@ -71,10 +115,16 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     boot_info::print_firmware_map();
 
     let topo = arch::discover_cpus(boot_info::facts().rsdp_addr);
-    let model = memory::init();
-    kprint!("{}", model.boot_report());
-    arch::start_cpus(&topo, model.trampoline_phys());
+    let alloc = memory::init();
+    kprint!("{}", ViewText(|w| alloc.write_buddyinfo(w)));
+    kprint!("{}", ViewText(|w| alloc.write_pagetypeinfo(w)));
+    arch::start_cpus(&topo, alloc.model().trampoline_phys(), &mut |cpu| {
+        kstack::alloc(cpu).map(|s| (s.guard, s.top))
+    });
 
+    if cmdline.has("bench") {
+        bench::run();
+    }
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
     }

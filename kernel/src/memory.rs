@@ -1,23 +1,52 @@
-//! Building the memory model from what the bootloader reported.
+//! Building the memory model and the page allocator from what the bootloader reported.
 //!
 //! This is the only place where bootloader_api's region kinds meet `mm`'s: BIOS regions
 //! carry E820 type numbers, UEFI regions carry UEFI memory types (the bootloader has already
 //! folded conventional and boot-services memory into `Usable`), and `Bootloader` regions are
-//! RAM holding the kernel, its page tables and the boot information. The model is built
-//! once and kept in a static for the rest of the kernel's life.
+//! RAM holding the kernel, its page tables and the boot information. The allocator is built
+//! once, kept in a static for the rest of the kernel's life, and immediately becomes the
+//! source of the kernel heap's growth and of new page-table pages.
 
 use alloc::vec::Vec;
 
 use bootloader_api::info::MemoryRegionKind;
 use mm::{
+    gfp::{GFP_KERNEL, Gfp},
     memmap::{FirmwareRange, RangeKind},
     mm_init::{MemoryModel, ModelParams},
+    mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
+    page_alloc::PageAllocator,
+    pageblock::get_pageblock_migratetype,
 };
 use spin::Once;
+use x86_64::{PhysAddr, structures::paging::PhysFrame};
 
-use crate::{boot_info, cmdline, platform::PLATFORM};
+use crate::{
+    arch::paging::FrameSource,
+    boot_info, cmdline,
+    heap::{self, PageSource},
+    platform::{KernelPlatform, PLATFORM},
+};
 
-static MODEL: Once<MemoryModel> = Once::new();
+static ALLOCATOR: Once<PageAllocator<KernelPlatform>> = Once::new();
+
+/// Pageblocks of each migratetype when the memory model was complete, before the page
+/// allocator took over (and started claiming blocks for other types).
+pub static INITIAL_PAGEBLOCKS: Once<[u64; MIGRATE_TYPES]> = Once::new();
+
+fn record_initial_pageblocks(model: &MemoryModel) {
+    let mut counts = [0u64; MIGRATE_TYPES];
+    for z in model.nodes().flat_map(|n| n.populated_zones()) {
+        let mut pfn = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+        while pfn < z.zone_end_pfn() {
+            if let Ok(mt) = get_pageblock_migratetype(model.sparse(), pfn) {
+                counts[mt.index()] += 1;
+            }
+            pfn += PAGEBLOCK_NR_PAGES;
+        }
+    }
+    INITIAL_PAGEBLOCKS.call_once(|| counts);
+}
 
 /// `mm`'s kind for a bootloader region kind.
 pub fn range_kind(kind: MemoryRegionKind) -> RangeKind {
@@ -40,27 +69,76 @@ pub fn firmware_ranges() -> Vec<FirmwareRange> {
     boot_info::facts()
         .regions
         .iter()
-        .map(|r| FirmwareRange { start: r.start, end: r.end, kind: range_kind(r.kind) })
+        .map(|r| FirmwareRange {
+            start: r.start,
+            end: r.end,
+            kind: range_kind(r.kind),
+        })
         .collect()
 }
 
-/// Build the memory model (once) and print its boot report. A map the model rejects is
-/// fatal: there is no memory to run on.
-pub fn init() -> &'static MemoryModel {
-    MODEL.call_once(|| {
+fn heap_alloc(order: u32) -> Option<usize> {
+    allocator()
+        .get_free_pages(GFP_KERNEL | Gfp::NOWARN, order)
+        .map(|a| a as usize)
+}
+
+fn heap_free(addr: usize, order: u32) {
+    if let Err(e) = allocator().free_pages(addr as u64, order) {
+        log::error!("heap: returning {addr:#x} (order {order}) to the page allocator failed: {e}");
+    }
+}
+
+/// Build the memory model and the page allocator (once), print the boot report, and let
+/// the heap grow from the allocator. A map the model rejects is fatal: there is no memory
+/// to run on.
+pub fn init() -> &'static PageAllocator<KernelPlatform> {
+    let a = ALLOCATOR.call_once(|| {
         let ranges = firmware_ranges();
         let facts = boot_info::facts();
         let kernel = (facts.kernel.0, facts.kernel.0 + facts.kernel.1);
         let mut params = ModelParams::default();
         params.parse_cmdline(cmdline::get().raw());
-        match MemoryModel::init(&PLATFORM, &ranges, &[kernel], &params) {
+        let model = match MemoryModel::init(&PLATFORM, &ranges, &[kernel], &params) {
             Ok(model) => model,
             Err(e) => crate::crash::die(format_args!("memory model: {e}")),
+        };
+        kprint!("{}", model.boot_report());
+        record_initial_pageblocks(&model);
+        match PageAllocator::new(model, &PLATFORM) {
+            Ok(a) => a,
+            Err(e) => crate::crash::die(format_args!("page allocator: {e}")),
         }
-    })
+    });
+    heap::set_page_source(PageSource {
+        alloc: heap_alloc,
+        free: heap_free,
+    });
+    a
 }
 
-/// The memory model. Panics if called before [`init`], which kmain runs before any user.
+/// The page allocator. Panics if called before [`init`], which kmain runs before any user.
+pub fn allocator() -> &'static PageAllocator<KernelPlatform> {
+    ALLOCATOR.get().expect("memory::init runs during boot")
+}
+
+/// Page-table pages from the buddy allocator (zeroed, unmovable kernel memory).
+pub struct BuddyFrames;
+
+impl FrameSource for BuddyFrames {
+    fn alloc_frame(&mut self) -> Option<PhysFrame> {
+        let a = allocator();
+        let page = a.alloc_pages(GFP_KERNEL | Gfp::ZERO, 0)?;
+        PhysFrame::from_start_address(PhysAddr::new(a.page_to_pfn(page) << 12)).ok()
+    }
+}
+
+/// The memory model the allocator was built from.
 pub fn model() -> &'static MemoryModel {
-    MODEL.get().expect("memory::init runs during boot")
+    allocator().model()
+}
+
+/// The memory model, if the allocator exists yet (the page-fault path may run before).
+pub fn try_model() -> Option<&'static MemoryModel> {
+    ALLOCATOR.get().map(|a| a.model())
 }

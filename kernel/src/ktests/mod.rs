@@ -3,4 +3,6 @@
 pub mod boot;
 pub mod harness;
 pub mod memory;
+pub mod page_alloc;
 pub mod smp;
+pub mod stress;

@@ -8,7 +8,10 @@
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, madt::{Madt, MadtEntry}};
+use acpi::{
+    AcpiHandler, AcpiTables, PhysicalMapping,
+    madt::{Madt, MadtEntry},
+};
 
 use crate::PHYS_OFFSET;
 
@@ -17,12 +20,24 @@ use crate::PHYS_OFFSET;
 pub struct DirectMapHandler;
 
 impl AcpiHandler for DirectMapHandler {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = (PHYS_OFFSET as usize + physical_address) as *mut T;
         // SAFETY: the bootloader maps all physical memory (and at least the first 4 GiB,
         // where firmware tables live) at PHYS_OFFSET, so `virt` is mapped and non-null; the
         // caller guarantees a valid T lives there. Nothing needs undoing on unmap.
-        unsafe { PhysicalMapping::new(physical_address, NonNull::new_unchecked(virt), size, size, *self) }
+        unsafe {
+            PhysicalMapping::new(
+                physical_address,
+                NonNull::new_unchecked(virt),
+                size,
+                size,
+                *self,
+            )
+        }
     }
 
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
@@ -73,7 +88,8 @@ pub fn topology(rsdp_phys: Option<u64>) -> Result<Topology, AcpiError> {
     let rsdp = rsdp_phys.ok_or(AcpiError::NoRsdp)?;
     // SAFETY: the bootloader got this RSDP address from the firmware; the crate validates
     // the signature and checksums before trusting anything it points to.
-    let tables = unsafe { AcpiTables::from_rsdp(DirectMapHandler, rsdp as usize) }.map_err(AcpiError::Tables)?;
+    let tables = unsafe { AcpiTables::from_rsdp(DirectMapHandler, rsdp as usize) }
+        .map_err(AcpiError::Tables)?;
     let madt = tables.find_table::<Madt>().map_err(AcpiError::Tables)?;
     let mut topo = Topology {
         cpus: Vec::new(),
@@ -87,14 +103,23 @@ pub fn topology(rsdp_phys: Option<u64>) -> Result<Topology, AcpiError> {
             MadtEntry::LocalApic(e) => {
                 let flags = e.flags;
                 if usable(flags) {
-                    topo.cpus.push(CpuEntry { processor_uid: u32::from(e.processor_id), apic_id: u32::from(e.apic_id) });
+                    topo.cpus.push(CpuEntry {
+                        processor_uid: u32::from(e.processor_id),
+                        apic_id: u32::from(e.apic_id),
+                    });
                 }
             }
             MadtEntry::LocalX2Apic(e) => {
                 let (flags, apic_id, uid) = (e.flags, e.x2apic_id, e.processor_uid);
                 // xAPIC mode addresses 8-bit ids only; larger ids would need x2APIC.
-                if usable(flags) && apic_id < 0xff && !topo.cpus.iter().any(|c| c.apic_id == apic_id) {
-                    topo.cpus.push(CpuEntry { processor_uid: uid, apic_id });
+                if usable(flags)
+                    && apic_id < 0xff
+                    && !topo.cpus.iter().any(|c| c.apic_id == apic_id)
+                {
+                    topo.cpus.push(CpuEntry {
+                        processor_uid: uid,
+                        apic_id,
+                    });
                 }
             }
             MadtEntry::IoApic(e) => topo.ioapics.push(IoApic {

@@ -84,7 +84,14 @@ pub fn map(phys: u64) -> Result<(), paging::MapError> {
     paging::with_early_frames(|frames| {
         // SAFETY: LAPIC_VIRT is reserved for this window (see the layout in main.rs) and the
         // physical page is the APIC's MMIO page, which no RAM allocation can alias.
-        unsafe { paging::map_page(VirtAddr::new(LAPIC_VIRT), PhysAddr::new(phys), flags, frames) }
+        unsafe {
+            paging::map_page(
+                VirtAddr::new(LAPIC_VIRT),
+                PhysAddr::new(phys),
+                flags,
+                frames,
+            )
+        }
     })
 }
 

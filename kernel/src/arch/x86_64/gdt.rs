@@ -58,7 +58,10 @@ impl CpuTables {
     /// Takes `&'static mut` because the CPU keeps pointing at the tables for the rest of
     /// its life; they must never move or be freed.
     pub fn load(&'static mut self) {
-        for (slot, stack) in [DOUBLE_FAULT_IST, NMI_IST].into_iter().zip(self.ist_stacks.iter()) {
+        for (slot, stack) in [DOUBLE_FAULT_IST, NMI_IST]
+            .into_iter()
+            .zip(self.ist_stacks.iter())
+        {
             let top = VirtAddr::from_ptr(stack.as_ptr()) + IST_STACK_SIZE as u64;
             // Stacks grow down; keep the top 16-byte aligned as the ABI expects.
             self.tss.interrupt_stack_table[slot as usize] = top.align_down(16u64);

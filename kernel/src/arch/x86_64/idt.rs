@@ -77,6 +77,12 @@ handler!(security, 30, "security exception", error);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let addr = Cr2::read_raw();
+    let interrupts_were_enabled = frame
+        .cpu_flags
+        .contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
+    if crate::fault::handle_page_fault(addr, code, interrupts_were_enabled) {
+        return;
+    }
     let rip = frame.instruction_pointer.as_u64();
     let rsp = frame.stack_pointer.as_u64();
     crate::crash::die(format_args!(
@@ -93,19 +99,27 @@ fn build() -> InterruptDescriptorTable {
     // SAFETY: NMI_IST and DOUBLE_FAULT_IST name IST slots that gdt::CpuTables::load fills
     // with dedicated stacks on every CPU before it loads this IDT.
     unsafe {
-        idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(NMI_IST);
-        idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST);
-        idt.machine_check.set_handler_fn(machine_check).set_stack_index(NMI_IST);
+        idt.non_maskable_interrupt
+            .set_handler_fn(nmi)
+            .set_stack_index(NMI_IST);
+        idt.double_fault
+            .set_handler_fn(double_fault)
+            .set_stack_index(DOUBLE_FAULT_IST);
+        idt.machine_check
+            .set_handler_fn(machine_check)
+            .set_stack_index(NMI_IST);
     }
     idt.breakpoint.set_handler_fn(breakpoint);
     idt.overflow.set_handler_fn(overflow);
     idt.bound_range_exceeded.set_handler_fn(bound_range);
     idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available.set_handler_fn(device_not_available);
+    idt.device_not_available
+        .set_handler_fn(device_not_available);
     idt.invalid_tss.set_handler_fn(invalid_tss);
     idt.segment_not_present.set_handler_fn(segment_not_present);
     idt.stack_segment_fault.set_handler_fn(stack_segment);
-    idt.general_protection_fault.set_handler_fn(general_protection);
+    idt.general_protection_fault
+        .set_handler_fn(general_protection);
     idt.page_fault.set_handler_fn(page_fault);
     idt.x87_floating_point.set_handler_fn(x87_fp);
     idt.alignment_check.set_handler_fn(alignment_check);
@@ -113,7 +127,8 @@ fn build() -> InterruptDescriptorTable {
     idt.virtualization.set_handler_fn(virtualization);
     idt.cp_protection_exception.set_handler_fn(cp_protection);
     idt.hv_injection_exception.set_handler_fn(hv_injection);
-    idt.vmm_communication_exception.set_handler_fn(vmm_communication);
+    idt.vmm_communication_exception
+        .set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security);
     idt[super::apic::TIMER_VECTOR].set_handler_fn(super::smp::timer_irq);
     idt[super::smp::CALL_VECTOR].set_handler_fn(super::smp::call_ipi);

@@ -40,12 +40,19 @@ pub fn discover_cpus(rsdp: Option<u64>) -> acpi::Topology {
         Ok(t) => t,
         Err(e) => {
             log::error!("ACPI MADT unavailable ({e:?}); running on the boot CPU only");
-            acpi::Topology { cpus: alloc::vec::Vec::new(), lapic_phys: 0xfee0_0000, ioapics: alloc::vec::Vec::new() }
+            acpi::Topology {
+                cpus: alloc::vec::Vec::new(),
+                lapic_phys: 0xfee0_0000,
+                ioapics: alloc::vec::Vec::new(),
+            }
         }
     };
     smp::record_topology(&topo);
     if let Err(e) = apic::map(topo.lapic_phys) {
-        crate::crash::die(format_args!("cannot map the local APIC at {:#x}: {e:?}", topo.lapic_phys));
+        crate::crash::die(format_args!(
+            "cannot map the local APIC at {:#x}: {e:?}",
+            topo.lapic_phys
+        ));
     }
     apic::enable();
     let tsc_hz = time::calibrate(10);
@@ -55,12 +62,14 @@ pub fn discover_cpus(rsdp: Option<u64>) -> acpi::Topology {
         topo.cpus.len(),
         topo.lapic_phys,
         topo.ioapics.len(),
-        topo.ioapics.first().map_or(alloc::string::String::new(), |io| alloc::format!(
-            " (id {} at {:#x}, GSI base {})",
-            io.id,
-            io.address,
-            io.gsi_base
-        )),
+        topo.ioapics
+            .first()
+            .map_or(alloc::string::String::new(), |io| alloc::format!(
+                " (id {} at {:#x}, GSI base {})",
+                io.id,
+                io.address,
+                io.gsi_base
+            )),
         tsc_hz / 1_000_000,
         apic_per_ms
     );
@@ -68,14 +77,26 @@ pub fn discover_cpus(rsdp: Option<u64>) -> acpi::Topology {
 }
 
 /// Start the application processors through the trampoline page `page` (physical, below
-/// 1 MiB, reserved by the early allocator), start every CPU's timer and enable interrupts.
+/// 1 MiB, reserved by the early allocator) on stacks from `stack(cpu)`, start every CPU's
+/// timer and enable interrupts.
 /// Returns the number of CPUs online.
-pub fn start_cpus(topo: &acpi::Topology, page: Option<u64>) -> usize {
+pub fn start_cpus(
+    topo: &acpi::Topology,
+    page: Option<u64>,
+    stack: &mut dyn FnMut(usize) -> Result<(u64, u64), &'static str>,
+) -> usize {
     let online = match page {
-        Some(page) => smp::start_aps(topo, page),
+        Some(page) => smp::start_aps(topo, page, stack),
         None => {
             log::error!("no trampoline page below 1 MiB was reserved; staying on one CPU");
-            smp::start_aps(&acpi::Topology { cpus: alloc::vec::Vec::new(), ..topo.clone() }, 0)
+            smp::start_aps(
+                &acpi::Topology {
+                    cpus: alloc::vec::Vec::new(),
+                    ..topo.clone()
+                },
+                0,
+                stack,
+            )
         }
     };
     apic::start_timer(smp::TIMER_HZ);

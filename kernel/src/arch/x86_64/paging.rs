@@ -12,6 +12,8 @@
 //! tables are shared by every CPU, and an interrupt handler that touched them while this CPU
 //! held the lock would deadlock.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::Mutex;
 use x86_64::{
     PhysAddr, VirtAddr,
@@ -48,7 +50,10 @@ pub struct EarlyFrames {
 }
 
 /// The single early pool.
-static EARLY: Mutex<EarlyFrames> = Mutex::new(EarlyFrames { next: 0, phys: [0; EARLY_POOL_FRAMES] });
+static EARLY: Mutex<EarlyFrames> = Mutex::new(EarlyFrames {
+    next: 0,
+    phys: [0; EARLY_POOL_FRAMES],
+});
 
 /// Record the early pool's physical frames. Call once at boot, before any mapping.
 pub fn init() {
@@ -145,7 +150,13 @@ pub unsafe fn map_page(
         let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
         // SAFETY: the caller guarantees `pa` and `va` are theirs to map (see # Safety).
         let result = unsafe {
-            pt.map_to_with_table_flags(page, frame, flags | PageTableFlags::PRESENT, parent, &mut Adapter(frames))
+            pt.map_to_with_table_flags(
+                page,
+                frame,
+                flags | PageTableFlags::PRESENT,
+                parent,
+                &mut Adapter(frames),
+            )
         };
         match result {
             Ok(flush) => {
@@ -175,7 +186,9 @@ pub unsafe fn unmap_page(va: VirtAddr) -> Result<PhysAddr, MapError> {
                 flush.flush();
                 Ok(frame.start_address())
             }
-            Err(x86_64::structures::paging::mapper::UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
+            Err(x86_64::structures::paging::mapper::UnmapError::ParentEntryHugePage) => {
+                Err(MapError::HugePage)
+            }
             Err(_) => Err(MapError::NotMapped),
         }
     })
@@ -185,4 +198,54 @@ pub unsafe fn unmap_page(va: VirtAddr) -> Result<PhysAddr, MapError> {
 pub fn with_early_frames<R>(f: impl FnOnce(&mut dyn FrameSource) -> R) -> R {
     let mut pool = EARLY.lock();
     f(&mut *pool)
+}
+
+/// A software bit of non-present PTEs: set in a *migration entry*, which stands in for the
+/// PTE of a page while page migration copies it. Bits 12..52 keep the old frame number, so
+/// a CPU that faults on it knows which page to wait for.
+pub const MIGRATION_ENTRY_BIT: u64 = 1 << 11;
+const PTE_PRESENT: u64 = 1;
+const PTE_HUGE: u64 = 1 << 7;
+const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// The PTE value of a migration entry for frame `pfn`: not present, marked, frame kept.
+pub const fn make_migration_entry(pfn: u64) -> u64 {
+    ((pfn << 12) & PTE_ADDR_MASK) | MIGRATION_ENTRY_BIT
+}
+
+/// The frame a migration entry stands for, if `pte` is one.
+pub const fn migration_entry_pfn(pte: u64) -> Option<u64> {
+    if pte & PTE_PRESENT == 0 && pte & MIGRATION_ENTRY_BIT != 0 {
+        Some((pte & PTE_ADDR_MASK) >> 12)
+    } else {
+        None
+    }
+}
+
+/// The leaf (4 KiB) page-table entry for `va`, as an atomic word, if every upper level is
+/// present and none maps a huge page.
+///
+/// Entries are reached through the direct map and read and written atomically, without
+/// creating references to whole tables: page migration changes single PTEs of pages it has
+/// locked while other CPUs walk and use the same tables.
+pub fn leaf_pte(va: VirtAddr) -> Option<&'static AtomicU64> {
+    let (root, _) = Cr3::read();
+    let mut table = root.start_address().as_u64();
+    let indices = [va.p4_index(), va.p3_index(), va.p2_index(), va.p1_index()];
+    for (level, index) in indices.iter().enumerate() {
+        let slot = (PHYS_OFFSET + table + u64::from(*index) * 8) as *const AtomicU64;
+        // SAFETY: `table` is the physical address of a page table (CR3 or a present
+        // non-huge entry above), mapped in the direct map; entries are 8-byte aligned and
+        // page tables are never freed while the kernel runs, so the reference stays valid.
+        let entry: &'static AtomicU64 = unsafe { &*slot };
+        if level == 3 {
+            return Some(entry);
+        }
+        let v = entry.load(Ordering::Acquire);
+        if v & PTE_PRESENT == 0 || v & PTE_HUGE != 0 {
+            return None;
+        }
+        table = v & PTE_ADDR_MASK;
+    }
+    None
 }

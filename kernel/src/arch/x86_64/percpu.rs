@@ -89,7 +89,8 @@ struct UnsafeCellSync<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for UnsafeCellSync<T> {}
 
 /// Every CPU's block by dense id (null until that CPU is set up).
-static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 /// Number of CPUs whose block is registered (ids are dense: 0..count).
 static NR_CPUS: AtomicUsize = AtomicUsize::new(0);
 
@@ -146,5 +147,7 @@ pub fn nr_cpus() -> usize {
 
 /// Iterate over the online CPUs' blocks.
 pub fn online_cpus() -> impl Iterator<Item = &'static PerCpu> {
-    (0..nr_cpus()).filter_map(cpu).filter(|c| c.online.load(Ordering::Acquire))
+    (0..nr_cpus())
+        .filter_map(cpu)
+        .filter(|c| c.online.load(Ordering::Acquire))
 }

@@ -63,7 +63,9 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 /// Read one byte if one is waiting (the console polls this).
 pub fn try_read_byte() -> Option<u8> {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        PORT.lock().as_mut().and_then(|uart| uart.try_receive_byte().ok())
+        PORT.lock()
+            .as_mut()
+            .and_then(|uart| uart.try_receive_byte().ok())
     })
 }
 

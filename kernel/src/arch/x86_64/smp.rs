@@ -53,9 +53,6 @@ pub const SHOOTDOWN_VECTOR: u8 = 0xf1;
 /// IPI vector: wake an idle CPU to look at its work mailbox.
 pub const WAKE_VECTOR: u8 = 0xf2;
 
-/// Bytes of kernel stack per AP (plus one unmapped guard page below it).
-pub const AP_STACK_SIZE: usize = 128 * 1024;
-
 /// Timer frequency on every CPU.
 pub const TIMER_HZ: u64 = 100;
 
@@ -161,23 +158,25 @@ fn sym(s: &u8) -> u64 {
 /// half) from early frames; returns the root's physical address, below 4 GiB.
 fn trampoline_page_table() -> Result<u64, &'static str> {
     paging::with_early_frames(|frames| {
-        let pml4 = frames.alloc_frame().ok_or("out of early page-table frames")?;
-        let pdpt = frames.alloc_frame().ok_or("out of early page-table frames")?;
-        let pd = frames.alloc_frame().ok_or("out of early page-table frames")?;
+        let pml4 = frames
+            .alloc_frame()
+            .ok_or("out of early page-table frames")?;
+        let pdpt = frames
+            .alloc_frame()
+            .ok_or("out of early page-table frames")?;
+        let pd = frames
+            .alloc_frame()
+            .ok_or("out of early page-table frames")?;
         if pml4.start_address().as_u64() >= 1 << 32 {
             return Err("trampoline page table root above 4 GiB");
         }
         let table = |f: PhysFrame| (PHYS_OFFSET + f.start_address().as_u64()) as *mut PageTable;
-        let (cur, _) = Cr3::read();
         let rw = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-        // SAFETY: the three frames are fresh, zeroed early-pool frames owned by us; the
-        // current root is read only. All are reached through the direct map.
+        share_kernel_half(pml4.start_address().as_u64());
+        // SAFETY: the three frames are fresh, zeroed early-pool frames owned by us, reached
+        // through the direct map.
         unsafe {
             let root = &mut *table(pml4);
-            let kernel_root = &*table(cur);
-            for i in 256..512 {
-                root[i] = kernel_root[i].clone();
-            }
             root[0].set_addr(pdpt.start_address(), rw);
             (&mut *table(pdpt))[0].set_addr(pd.start_address(), rw);
             (&mut *table(pd))[0].set_addr(PhysAddr::new(0), rw | PageTableFlags::HUGE_PAGE);
@@ -186,20 +185,21 @@ fn trampoline_page_table() -> Result<u64, &'static str> {
     })
 }
 
-/// A kernel stack for an AP, with the page below it unmapped as a guard. Returns the top.
-fn alloc_stack() -> u64 {
-    let layout = core::alloc::Layout::from_size_align(AP_STACK_SIZE + 4096, 4096).expect("valid layout");
-    // SAFETY: non-zero size; the memory is leaked on purpose (stacks live forever).
-    let base = unsafe { alloc::alloc::alloc(layout) };
-    if base.is_null() {
-        crate::crash::die(format_args!("no heap memory for an AP stack"));
+/// Copy the kernel's upper-half top-level entries into the trampoline's root table at
+/// physical `pml4`. Called again before each AP starts: its stack may live in a top-level
+/// slot created after the trampoline table was first built.
+fn share_kernel_half(pml4: u64) {
+    let (cur, _) = Cr3::read();
+    let root = (PHYS_OFFSET + pml4) as *mut PageTable;
+    let kernel_root = (PHYS_OFFSET + cur.start_address().as_u64()) as *const PageTable;
+    // SAFETY: `pml4` is the trampoline's own root (an early-pool frame no one else uses,
+    // and no AP is running on it while we write: each AP has switched to the kernel's root
+    // before the next one starts); the kernel root is only read.
+    unsafe {
+        for i in 256..512 {
+            (&mut *root)[i] = (&*kernel_root)[i].clone();
+        }
     }
-    // SAFETY: the guard page is the first page of our own fresh allocation, which nothing
-    // else references; the stack above it is the rest of the allocation.
-    if let Err(e) = unsafe { paging::unmap_page(VirtAddr::from_ptr(base)) } {
-        log::warn!("AP stack guard page not installed ({e:?}); overflow will not be caught");
-    }
-    base as u64 + (AP_STACK_SIZE + 4096) as u64
 }
 
 /// Copy the trampoline to `page` (physical, < 1 MiB) and fill its constant parameters.
@@ -215,8 +215,15 @@ fn install_trampoline(page: u64, cr3: u64) {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(off), bytes.len()) }
     };
     // SAFETY: the trampoline code is `len` bytes of the kernel's text.
-    put(0, unsafe { core::slice::from_raw_parts(start as *const u8, len) });
-    let gdt: [u64; 4] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0x00af_9a00_0000_ffff];
+    put(0, unsafe {
+        core::slice::from_raw_parts(start as *const u8, len)
+    });
+    let gdt: [u64; 4] = [
+        0,
+        0x00cf_9a00_0000_ffff,
+        0x00cf_9200_0000_ffff,
+        0x00af_9a00_0000_ffff,
+    ];
     for (i, d) in gdt.iter().enumerate() {
         put(P_GDT + 8 * i, &d.to_le_bytes());
     }
@@ -252,12 +259,19 @@ pub fn record_topology(topo: &Topology) {
 }
 
 /// Start every usable CPU in `topo` other than this one, using the trampoline page `page`.
-/// Returns the number of CPUs online afterwards (including this one).
-pub fn start_aps(topo: &Topology, page: u64) -> usize {
+/// `stack(cpu)` provides each AP's kernel stack as `(guard page, top)`. Returns the number
+/// of CPUs online afterwards (including this one).
+pub fn start_aps(
+    topo: &Topology,
+    page: u64,
+    stack: &mut dyn FnMut(usize) -> Result<(u64, u64), &'static str>,
+) -> usize {
     record_topology(topo);
     KERNEL_CR3.store(Cr3::read().0.start_address().as_u64(), Ordering::SeqCst);
     let bsp_apic = apic::id();
-    percpu::this_cpu().apic_id.store(u64::from(bsp_apic), Ordering::Relaxed);
+    percpu::this_cpu()
+        .apic_id
+        .store(u64::from(bsp_apic), Ordering::Relaxed);
     percpu::this_cpu().online.store(true, Ordering::Release);
 
     if topo.cpus.len() <= 1 {
@@ -279,11 +293,16 @@ pub fn start_aps(topo: &Topology, page: u64) -> usize {
     let mut next_id = 1;
     for entry in topo.cpus.iter().filter(|c| c.apic_id != bsp_apic) {
         if next_id >= MAX_CPUS {
-            log::warn!("more than {MAX_CPUS} CPUs; ignoring APIC id {}", entry.apic_id);
+            log::warn!(
+                "more than {MAX_CPUS} CPUs; ignoring APIC id {}",
+                entry.apic_id
+            );
             continue;
         }
         let block = Box::leak(Box::new(PerCpu::new(next_id)));
-        block.apic_id.store(u64::from(entry.apic_id), Ordering::Relaxed);
+        block
+            .apic_id
+            .store(u64::from(entry.apic_id), Ordering::Relaxed);
         let tables = Box::leak(Box::new(CpuTables::new()));
         let start = Box::leak(Box::new(ApStart {
             block,
@@ -291,8 +310,20 @@ pub fn start_aps(topo: &Topology, page: u64) -> usize {
             kernel_cr3: KERNEL_CR3.load(Ordering::SeqCst),
             state: AtomicU8::new(STARTING),
         }));
-        let stack_top = alloc_stack();
-        STACK_GUARDS.lock().push(stack_top - (AP_STACK_SIZE + 4096) as u64);
+        let stack_top = match stack(next_id) {
+            Ok((guard, top)) => {
+                STACK_GUARDS.lock().push(guard);
+                top
+            }
+            Err(e) => {
+                log::error!(
+                    "smp: no stack for CPU with APIC id {}: {e}; not starting it",
+                    entry.apic_id
+                );
+                continue;
+            }
+        };
+        share_kernel_half(cr3);
         let dst = (PHYS_OFFSET + page) as *mut u8;
         // SAFETY: the trampoline page is ours (see install_trampoline); the previous AP has
         // left it (it went online or was abandoned) before we rewrite its parameters.
@@ -314,7 +345,10 @@ pub fn start_aps(topo: &Topology, page: u64) -> usize {
         while start.state.load(Ordering::Acquire) == STARTING && time::now_ns() < deadline {
             core::hint::spin_loop();
         }
-        match start.state.compare_exchange(STARTING, ABANDONED, Ordering::AcqRel, Ordering::Acquire) {
+        match start
+            .state
+            .compare_exchange(STARTING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+        {
             Err(ONLINE) => {
                 // Wait until it has registered (it does right after winning).
                 while percpu::cpu(next_id).is_none_or(|c| !c.online.load(Ordering::Acquire)) {
@@ -323,7 +357,10 @@ pub fn start_aps(topo: &Topology, page: u64) -> usize {
                 kprintln!("smp: CPU {} (APIC id {}) online", next_id, entry.apic_id);
                 next_id += 1;
             }
-            _ => log::error!("smp: CPU with APIC id {} did not start; continuing without it", entry.apic_id),
+            _ => log::error!(
+                "smp: CPU with APIC id {} did not start; continuing without it",
+                entry.apic_id
+            ),
         }
     }
     next_id
@@ -339,9 +376,16 @@ extern "C" fn ap_entry(start: *mut ApStart) -> ! {
     // SAFETY: the kernel's root table maps everything the trampoline's did in the upper half
     // (the latter was copied from it), and we run from the upper half.
     unsafe {
-        Cr3::write(PhysFrame::containing_address(PhysAddr::new(start.kernel_cr3)), Cr3Flags::empty());
+        Cr3::write(
+            PhysFrame::containing_address(PhysAddr::new(start.kernel_cr3)),
+            Cr3Flags::empty(),
+        );
     }
-    if start.state.compare_exchange(STARTING, ONLINE, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if start
+        .state
+        .compare_exchange(STARTING, ONLINE, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         // The boot CPU gave up on us and may have reused our id: stay out of the way.
         super::halt_forever();
     }
@@ -389,14 +433,22 @@ fn run_mailbox(mb: &percpu::Mailbox) {
 
 /// Post `f` to `mb` (which must belong to an online CPU), kick it with `vector`, and
 /// return the mailbox guard; the caller waits on `done` and then drops the guard.
-fn post<'a>(target: &'a PerCpu, mb: &'a percpu::Mailbox, f: &(dyn Fn() + Sync), vector: u8) -> spin::MutexGuard<'a, ()> {
+fn post<'a>(
+    target: &'a PerCpu,
+    mb: &'a percpu::Mailbox,
+    f: &(dyn Fn() + Sync),
+    vector: u8,
+) -> spin::MutexGuard<'a, ()> {
     let guard = mb.lock.lock();
     mb.done.store(false, Ordering::Relaxed);
     // SAFETY: we hold the mailbox lock and `pending` is false, so the receiver does not
     // touch `func`. The lifetime is erased, but callers wait for `done` before `f` dies.
     unsafe {
         let f: *const (dyn Fn() + Sync + '_) = f;
-        *mb.func.get() = Some(core::mem::transmute::<*const (dyn Fn() + Sync + '_), percpu::LentFn>(f));
+        *mb.func.get() = Some(core::mem::transmute::<
+            *const (dyn Fn() + Sync + '_),
+            percpu::LentFn,
+        >(f));
     }
     mb.pending.store(true, Ordering::Release);
     apic::send_ipi(target.apic_id.load(Ordering::Relaxed) as u32, vector);
@@ -431,8 +483,15 @@ pub fn call_on_cpu(cpu: usize, f: &(dyn Fn() + Sync)) -> bool {
 /// not online are skipped. Returns how many CPUs ran `f`.
 pub fn run_on_cpus(cpus: &[usize], f: &(dyn Fn(usize) + Sync)) -> usize {
     let me = percpu::cpu_id();
-    let closures: Vec<(usize, Box<dyn Fn() + Sync + '_>)> =
-        cpus.iter().map(|&c| (c, Box::new(move || f(c)) as Box<dyn Fn() + Sync + '_>)).collect();
+    // Mailbox locks are taken in ascending CPU order, so two callers can never each hold a
+    // lock the other waits for.
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let closures: Vec<(usize, Box<dyn Fn() + Sync + '_>)> = sorted
+        .iter()
+        .map(|&c| (c, Box::new(move || f(c)) as Box<dyn Fn() + Sync + '_>))
+        .collect();
     let mut guards = Vec::new();
     let mut ran = 0;
     for (cpu, g) in &closures {
@@ -513,7 +572,10 @@ pub(super) extern "x86-interrupt" fn call_ipi(_frame: InterruptStackFrame) {
 }
 
 pub(super) extern "x86-interrupt" fn shootdown_ipi(_frame: InterruptStackFrame) {
-    flush_range(SD_START.load(Ordering::Relaxed), SD_END.load(Ordering::Relaxed));
+    flush_range(
+        SD_START.load(Ordering::Relaxed),
+        SD_END.load(Ordering::Relaxed),
+    );
     SD_PENDING.fetch_sub(1, Ordering::AcqRel);
     apic::eoi();
 }

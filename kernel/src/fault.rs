@@ -1,0 +1,58 @@
+//! Page faults that are not bugs: waiting for a page under migration.
+//!
+//! Page migration replaces the PTE of the page it moves with a *migration entry* (a
+//! non-present PTE that remembers the old frame) and holds the page lock while it copies.
+//! A CPU that touches the page meanwhile faults here, recognises the entry, waits for the
+//! page lock to be released, and returns so the access is retried: it then sees the new
+//! PTE (or the old one, if migration gave up). No access ever reads a half-copied page.
+//!
+//! The wait runs with interrupts enabled when the faulting code had them enabled: the
+//! migrating CPU may be waiting for this CPU to acknowledge a TLB shootdown. Movable memory
+//! is therefore only touched with interrupts enabled.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::{VirtAddr, structures::idt::PageFaultErrorCode};
+
+use crate::arch::paging::{leaf_pte, migration_entry_pfn};
+
+/// Faults resolved by waiting for a migration to finish.
+pub static MIGRATION_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Try to resolve a page fault at `addr`. Returns true when the access should be retried,
+/// false when the fault is a genuine bug.
+pub fn handle_page_fault(
+    addr: u64,
+    error: PageFaultErrorCode,
+    interrupts_were_enabled: bool,
+) -> bool {
+    if error.contains(PageFaultErrorCode::PROTECTION_VIOLATION) {
+        return false;
+    }
+    let Ok(va) = VirtAddr::try_new(addr) else {
+        return false;
+    };
+    let Some(pte) = leaf_pte(va) else {
+        return false;
+    };
+    let Some(pfn) = migration_entry_pfn(pte.load(Ordering::Acquire)) else {
+        return false;
+    };
+    let Some(model) = crate::memory::try_model() else {
+        return false;
+    };
+    let Some(page) = model.pfn_to_page(pfn) else {
+        return false;
+    };
+    if interrupts_were_enabled {
+        x86_64::instructions::interrupts::enable();
+    }
+    // The migrating CPU holds the page lock from before it installs the entry until after
+    // it has replaced it; waiting for the unlock is waiting for the new PTE.
+    while page.is_locked() && migration_entry_pfn(pte.load(Ordering::Acquire)) == Some(pfn) {
+        core::hint::spin_loop();
+    }
+    x86_64::instructions::interrupts::disable();
+    MIGRATION_WAITS.fetch_add(1, Ordering::Relaxed);
+    true
+}

@@ -1,0 +1,204 @@
+//! The buddy allocator inside the kernel: every order, every zone modifier, zeroing,
+//! compound pages, bad frees, exhaustion and exact recovery of the free count.
+
+use alloc::{boxed::Box, format, vec::Vec};
+
+use mm::{
+    gfp::{GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp},
+    mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType},
+    page::PageFlags,
+    page_alloc::AllocError,
+};
+
+use crate::{kassert, kassert_eq, ktest, memory::allocator};
+
+/// Free pages with every pcp list drained: the count that must come back exactly.
+fn settled_free() -> u64 {
+    let a = allocator();
+    a.drain_all_pages();
+    a.nr_free_pages()
+}
+
+fn fill(addr: u64, bytes: u64, seed: u64) {
+    let p = addr as *mut u64;
+    for i in 0..bytes / 8 {
+        // SAFETY: the caller owns [addr, addr + bytes), freshly allocated from the buddy.
+        unsafe { p.add(i as usize).write_volatile(seed ^ i) };
+    }
+}
+
+fn verify(addr: u64, bytes: u64, seed: u64) -> bool {
+    let p = addr as *const u64;
+    // SAFETY: as in `fill`.
+    (0..bytes / 8).all(|i| unsafe { p.add(i as usize).read_volatile() } == seed ^ i)
+}
+
+fn check_invariants() -> Result<(), alloc::string::String> {
+    mm::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+}
+
+ktest! {
+    fn every_order_allocates_aligned_writable_blocks() -> TestResult {
+        let a = allocator();
+        let before = settled_free();
+        for order in 0..=MAX_PAGE_ORDER {
+            let page = a.alloc_pages(GFP_KERNEL, order).ok_or_else(|| format!("order {order} failed"))?;
+            let pfn = a.page_to_pfn(page);
+            kassert!(pfn % (1 << order) == 0, "order {} block at pfn {:#x} is misaligned", order, pfn);
+            let addr = a.page_address(page);
+            let bytes = PAGE_SIZE << order;
+            fill(addr, bytes, 0x5eed_0000 + u64::from(order));
+            kassert!(verify(addr, bytes, 0x5eed_0000 + u64::from(order)), "order {} pattern lost", order);
+            a.free_pages_page(page, order).map_err(|e| format!("free order {order}: {e}"))?;
+        }
+        kassert_eq!(settled_free(), before);
+        check_invariants()
+    }
+
+    fn zone_modifiers_land_in_their_zones() -> TestResult {
+        let a = allocator();
+        let before = settled_free();
+        let dma = a.alloc_pages(GFP_DMA, 0).ok_or("GFP_DMA failed")?;
+        kassert_eq!(dma.zone_type(), Some(ZoneType::Dma));
+        kassert!(a.page_to_pfn(dma) < 4096);
+        let dma32 = a.alloc_pages(GFP_DMA32, 2).ok_or("GFP_DMA32 failed")?;
+        kassert!(matches!(dma32.zone_type(), Some(ZoneType::Dma32 | ZoneType::Dma)));
+        kassert!(a.page_to_pfn(dma32) + 4 <= 1 << 20);
+        let movable = a.alloc_pages(GFP_HIGHUSER_MOVABLE, 0).ok_or("GFP_HIGHUSER_MOVABLE failed")?;
+        a.free_pages_page(dma, 0).map_err(|e| format!("{e}"))?;
+        a.free_pages_page(dma32, 2).map_err(|e| format!("{e}"))?;
+        a.free_pages_page(movable, 0).map_err(|e| format!("{e}"))?;
+        kassert_eq!(settled_free(), before);
+        Ok(())
+    }
+
+    fn gfp_zero_returns_zeroed_memory() -> TestResult {
+        let a = allocator();
+        for order in [0u32, 1, 3, 9] {
+            // Dirty a block, free it, then ask for zeroed blocks of the same order: the
+            // dirty one is the likeliest to come back (pcp/free-list LIFO).
+            let dirty = a.alloc_pages(GFP_KERNEL, order).ok_or("alloc failed")?;
+            fill(a.page_address(dirty), PAGE_SIZE << order, 0xdead_beef);
+            a.free_pages_page(dirty, order).map_err(|e| format!("{e}"))?;
+            let page = a.alloc_pages(GFP_KERNEL | Gfp::ZERO, order).ok_or("zeroed alloc failed")?;
+            let p = a.page_address(page) as *const u64;
+            // SAFETY: the block is ours until freed below.
+            let nonzero = (0..(PAGE_SIZE << order) / 8).filter(|&i| unsafe { p.add(i as usize).read_volatile() } != 0).count();
+            a.free_pages_page(page, order).map_err(|e| format!("{e}"))?;
+            kassert_eq!(nonzero, 0);
+        }
+        let z = a.get_zeroed_page(GFP_KERNEL).ok_or("get_zeroed_page failed")?;
+        // SAFETY: the page is ours until freed below.
+        kassert!((0..512).all(|i| unsafe { (z as *const u64).add(i).read_volatile() } == 0));
+        a.free_pages(z, 0).map_err(|e| format!("{e}"))?;
+        Ok(())
+    }
+
+    fn compound_pages_have_head_and_tails() -> TestResult {
+        let a = allocator();
+        let order = 4;
+        let head = a.alloc_pages(GFP_KERNEL | Gfp::COMP, order).ok_or("compound alloc failed")?;
+        kassert!(head.test_flag(PageFlags::HEAD), "head lacks PG_head");
+        let pfn = a.page_to_pfn(head);
+        for i in 1..(1u64 << order) {
+            let tail = a.pfn_to_page(pfn + i).ok_or("tail without page")?;
+            kassert!(core::ptr::eq(tail.compound_head(), head), "tail {} does not point to its head", i);
+        }
+        a.free_pages_page(head, order).map_err(|e| format!("{e}"))?;
+        check_invariants()
+    }
+
+    fn refcounted_free_keeps_pages_until_the_last_put() -> TestResult {
+        let a = allocator();
+        let before = settled_free();
+        let page = a.alloc_pages(GFP_KERNEL, 0).ok_or("alloc failed")?;
+        a.get_page(page);
+        kassert_eq!(page.refcount(), 2);
+        a.put_page(page).map_err(|e| format!("{e}"))?;
+        kassert_eq!(page.refcount(), 1);
+        kassert!(!page.test_flag(PageFlags::BUDDY));
+        a.put_page(page).map_err(|e| format!("{e}"))?;
+        kassert_eq!(settled_free(), before);
+        Ok(())
+    }
+
+    fn double_free_is_caught_and_harmless() -> TestResult {
+        let a = allocator();
+        let page = a.alloc_pages(GFP_KERNEL, 2).ok_or("alloc failed")?;
+        a.free_pages_page(page, 2).map_err(|e| format!("first free: {e}"))?;
+        let before = settled_free();
+        let second = a.free_pages_page(page, 2);
+        kassert!(second.is_err(), "double free was accepted");
+        kassert_eq!(settled_free(), before);
+        check_invariants()
+    }
+
+    fn wrong_order_free_is_caught() -> TestResult {
+        let a = allocator();
+        let page = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 3).ok_or("alloc failed")?;
+        let bad = a.free_pages_page(page, 2);
+        kassert!(bad.is_err(), "freeing an order-3 compound page as order 2 was accepted");
+        check_invariants()
+    }
+
+    fn invalid_requests_are_errors() -> TestResult {
+        let a = allocator();
+        let before = settled_free();
+        let both = a.try_alloc_pages(Gfp::MOVABLE | Gfp::RECLAIMABLE | GFP_KERNEL, 0);
+        kassert!(matches!(both, Err(AllocError::Invalid(_))), "MOVABLE|RECLAIMABLE accepted");
+        let zones = a.try_alloc_pages(Gfp::DMA | Gfp::DMA32 | GFP_KERNEL, 0);
+        kassert!(matches!(zones, Err(AllocError::Invalid(_))), "DMA|DMA32 accepted");
+        let order = a.try_alloc_pages(GFP_KERNEL, MAX_PAGE_ORDER + 1);
+        kassert!(matches!(order, Err(AllocError::Invalid(_))), "order 11 accepted");
+        kassert!(a.free_pages(0x1234, 0).is_err(), "freeing a non-direct-map address was accepted");
+        kassert_eq!(settled_free(), before);
+        check_invariants()
+    }
+
+    fn exhaustion_returns_none_and_everything_comes_back() -> TestResult {
+        let a = allocator();
+        let before = settled_free();
+        for gfp in [GFP_DMA, GFP_DMA32, GFP_KERNEL] {
+            let gfp = gfp | Gfp::NOWARN;
+            // Reserve bookkeeping first: the heap must not need to grow while memory is gone.
+            let mut held: Vec<(u64, u32)> = Vec::with_capacity(8192 + (before >> 9) as usize);
+            for order in (0..=MAX_PAGE_ORDER).rev() {
+                while held.len() < held.capacity() {
+                    match a.alloc_pages(gfp, order) {
+                        Some(p) => held.push((a.page_address(p), order)),
+                        None => break,
+                    }
+                }
+            }
+            let got: u64 = held.iter().map(|&(_, o)| 1u64 << o).sum();
+            kassert!(got > 0, "nothing allocated with {}", gfp);
+            kassert!(a.alloc_pages(gfp, 0).is_none(), "{} still succeeds after exhaustion", gfp);
+            for (addr, order) in held {
+                a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+            }
+            kassert_eq!(settled_free(), before);
+            check_invariants()?;
+        }
+        Ok(())
+    }
+
+    fn heap_grows_from_buddy_pages() -> TestResult {
+        let start = crate::heap::usage();
+        // More small objects than the 4 MiB boot region holds.
+        let boxes: Vec<Box<[u64; 64]>> = (0..12_000u64).map(|i| Box::new([i; 64])).collect();
+        let big: Vec<u8> = alloc::vec![7u8; 3 << 20];
+        let grown = crate::heap::usage();
+        kassert!(grown.regions > start.regions, "heap did not grow: {:?}", grown);
+        kassert!(grown.large >= 3 << 20, "large allocation not page-backed: {:?}", grown);
+        kassert!(boxes.iter().enumerate().all(|(i, b)| b[63] == i as u64));
+        kassert!(big.iter().all(|&b| b == 7));
+        drop(big);
+        drop(boxes);
+        kassert_eq!(crate::heap::usage().large, start.large);
+        Ok(())
+    }
+
+    fn invariants_hold_after_boot() -> TestResult {
+        check_invariants()
+    }
+}
