@@ -45,7 +45,10 @@ fn calibrate() {
     });
     kprintln!(
         "bench: calibration: loop {} cycles, atomic RMW {} cycles, irq save/restore {} cycles, cpu_id {} cycles",
-        plain, atomic, irq, cpu
+        plain,
+        atomic,
+        irq,
+        cpu
     );
 }
 

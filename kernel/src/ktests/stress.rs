@@ -155,8 +155,10 @@ ktest! {
             let mut live: Vec<Block> = Vec::with_capacity(LIVE);
             let mut mailbag: Vec<Block> = Vec::with_capacity(4 * LIVE);
             let peer = cpus[(cpus.iter().position(|&c| c == cpu).unwrap_or(0) + 1) % n];
+            // Operations this CPU performed: allocation attempts (refused ones too) and
+            // frees; it runs until it has done its share of the total.
             let mut done = 0u64;
-            while done < pairs {
+            while done < 2 * pairs {
                 let r = rng.next();
                 if live.len() < LIVE && (r & 1 == 0 || live.is_empty()) {
                     let order = pick_order(rng.next());
@@ -197,6 +199,7 @@ ktest! {
                     } else {
                         free_block(&b, &totals);
                     }
+                    done += 1;
                 }
                 // Free what other CPUs handed us.
                 if r % 8 == 0 {
