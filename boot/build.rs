@@ -10,7 +10,8 @@ use bootloader::{BootConfig, DiskImageBuilder};
 
 fn main() {
     let kernel = PathBuf::from(
-        env::var_os("CARGO_BIN_FILE_KERNEL_kernel").expect("cargo did not pass the kernel artifact"),
+        env::var_os("CARGO_BIN_FILE_KERNEL_kernel")
+            .expect("cargo did not pass the kernel artifact"),
     );
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
 
@@ -22,8 +23,12 @@ fn main() {
 
     let bios = out_dir.join("bios.img");
     let uefi = out_dir.join("uefi.img");
-    builder.create_bios_image(&bios).expect("creating the BIOS disk image");
-    builder.create_uefi_image(&uefi).expect("creating the UEFI disk image");
+    builder
+        .create_bios_image(&bios)
+        .expect("creating the BIOS disk image");
+    builder
+        .create_uefi_image(&uefi)
+        .expect("creating the UEFI disk image");
 
     println!("cargo:rustc-env=KERNEL_ELF={}", kernel.display());
     println!("cargo:rustc-env=BIOS_IMAGE={}", bios.display());

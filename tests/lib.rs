@@ -7,7 +7,14 @@ use boot::{Firmware, Outcome, RunConfig, RunResult};
 
 /// Every in-kernel suite a full `test` run must report. A suite missing from a run means
 /// the kernel died or skipped it, and fails the configuration.
-pub const EXPECTED_SUITES: &[&str] = &["ktests::boot", "ktests::harness", "ktests::memory", "ktests::page_alloc", "ktests::smp", "ktests::stress"];
+pub const EXPECTED_SUITES: &[&str] = &[
+    "ktests::boot",
+    "ktests::harness",
+    "ktests::memory",
+    "ktests::page_alloc",
+    "ktests::smp",
+    "ktests::stress",
+];
 
 /// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel
 /// must still end the test instead of stalling CI.
@@ -45,13 +52,24 @@ pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
         r.elapsed.as_secs_f64(),
         r.tail(40)
     );
-    assert!(r.failed_tests().is_empty(), "failed tests {:?}\n{ctx}", r.failed_tests());
+    assert!(
+        r.failed_tests().is_empty(),
+        "failed tests {:?}\n{ctx}",
+        r.failed_tests()
+    );
     assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
     for suite in EXPECTED_SUITES {
         let announced = r.suites.iter().find(|(s, _)| s == suite);
         let (_, n) = announced.unwrap_or_else(|| panic!("suite {suite} did not run\n{ctx}"));
-        let ran = r.tests.iter().filter(|t| t.name.rsplit_once("::").map(|(s, _)| s) == Some(suite)).count();
-        assert_eq!(ran, *n, "suite {suite} announced {n} tests but {ran} reported\n{ctx}");
+        let ran = r
+            .tests
+            .iter()
+            .filter(|t| t.name.rsplit_once("::").map(|(s, _)| s) == Some(suite))
+            .count();
+        assert_eq!(
+            ran, *n,
+            "suite {suite} announced {n} tests but {ran} reported\n{ctx}"
+        );
     }
     let total: usize = r.suites.iter().map(|(_, n)| n).sum();
     assert_eq!(r.summary, Some((total, 0)), "closing line disagrees\n{ctx}");

@@ -162,7 +162,11 @@ impl RunResult {
 
     /// Names of failed tests.
     pub fn failed_tests(&self) -> Vec<&str> {
-        self.tests.iter().filter(|t| t.failure.is_some()).map(|t| t.name.as_str()).collect()
+        self.tests
+            .iter()
+            .filter(|t| t.failure.is_some())
+            .map(|t| t.name.as_str())
+            .collect()
     }
 
     /// The last `n` lines of the transcript, for error messages.
@@ -173,7 +177,9 @@ impl RunResult {
 }
 
 /// Parse the kernel's test protocol out of a transcript.
-pub fn parse_transcript(transcript: &str) -> (Vec<TestLine>, Vec<(String, usize)>, Option<(usize, usize)>) {
+pub fn parse_transcript(
+    transcript: &str,
+) -> (Vec<TestLine>, Vec<(String, usize)>, Option<(usize, usize)>) {
     let mut tests = Vec::new();
     let mut suites = Vec::new();
     let mut summary = None;
@@ -188,7 +194,10 @@ pub fn parse_transcript(transcript: &str) -> (Vec<TestLine>, Vec<(String, usize)
                 } else {
                     continue;
                 };
-                tests.push(TestLine { name: name.to_string(), failure });
+                tests.push(TestLine {
+                    name: name.to_string(),
+                    failure,
+                });
             }
         } else if let Some(rest) = line.strip_prefix("suite ") {
             if let Some((name, count)) = rest.split_once(": ") {
@@ -232,7 +241,10 @@ fn vars_copy() -> std::io::Result<VarsCopy> {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::copy(OVMF_VARS, &path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("copying {OVMF_VARS} (install the `ovmf` package): {e}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("copying {OVMF_VARS} (install the `ovmf` package): {e}"),
+        )
     })?;
     Ok(VarsCopy(path))
 }
@@ -247,19 +259,38 @@ fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
     cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"]);
     cmd.args(["-m", &cfg.memory, "-smp", &cfg.cpus.to_string()]);
     for (i, size) in cfg.numa_nodes.iter().enumerate() {
-        cmd.args(["-object", &format!("memory-backend-ram,id=mem{i},size={size}")]);
+        cmd.args([
+            "-object",
+            &format!("memory-backend-ram,id=mem{i},size={size}"),
+        ]);
         cmd.args(["-numa", &format!("node,nodeid={i},memdev=mem{i}")]);
     }
     if let (Firmware::Uefi, Some(vars)) = (cfg.firmware, vars) {
-        cmd.args(["-drive", &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}")]);
-        cmd.args(["-drive", &format!("if=pflash,format=raw,file={}", vars.display())]);
+        cmd.args([
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+        ]);
+        cmd.args([
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", vars.display()),
+        ]);
     }
-    cmd.args(["-drive", &format!("format=raw,file={},snapshot=on", qemu_escape(image))]);
+    cmd.args([
+        "-drive",
+        &format!("format=raw,file={},snapshot=on", qemu_escape(image)),
+    ]);
     cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
-    cmd.args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    cmd.args([
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]);
     // QEMU refuses an empty fw_cfg string; the kernel reads "no file" as an empty line.
     if !cfg.cmdline.trim().is_empty() {
-        cmd.args(["-fw_cfg", &format!("name={CMDLINE_FW_CFG},string={}", qemu_escape(&cfg.cmdline))]);
+        cmd.args([
+            "-fw_cfg",
+            &format!("name={CMDLINE_FW_CFG},string={}", qemu_escape(&cfg.cmdline)),
+        ]);
     }
     if cfg.gdb {
         cmd.args(["-s", "-S"]);
@@ -312,7 +343,9 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
         });
     }
 
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(spawn_error)?;
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut stderr = child.stderr.take().expect("stderr was piped");
@@ -353,7 +386,14 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
     }
     let (tests, suites, summary) = parse_transcript(&transcript);
     drop(vars);
-    Ok(RunResult { outcome, transcript, tests, suites, summary, elapsed: start.elapsed() })
+    Ok(RunResult {
+        outcome,
+        transcript,
+        tests,
+        suites,
+        summary,
+        elapsed: start.elapsed(),
+    })
 }
 
 fn spawn_error(e: std::io::Error) -> std::io::Error {
@@ -381,14 +421,21 @@ mod tests {
         let (tests, suites, summary) = parse_transcript(t);
         assert_eq!(suites, vec![("ktests::boot".to_string(), 2)]);
         assert_eq!(tests.len(), 2);
-        assert_eq!(tests[0], TestLine { name: "ktests::boot::a".into(), failure: None });
+        assert_eq!(
+            tests[0],
+            TestLine {
+                name: "ktests::boot::a".into(),
+                failure: None
+            }
+        );
         assert_eq!(tests[1].failure.as_deref(), Some("left 1, right 2"));
         assert_eq!(summary, Some((1, 1)));
     }
 
     #[test]
     fn ignores_lookalike_lines() {
-        let (tests, suites, summary) = parse_transcript("test of something\nsuite x: many tests\n3 passed\n");
+        let (tests, suites, summary) =
+            parse_transcript("test of something\nsuite x: many tests\n3 passed\n");
         assert!(tests.is_empty() && suites.is_empty() && summary.is_none());
     }
 

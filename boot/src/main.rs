@@ -17,27 +17,43 @@ fn usage() -> &'static str {
 }
 
 fn parse_args(args: &[String]) -> Result<RunConfig, String> {
-    let mut cfg = RunConfig { interactive: true, timeout: Duration::from_secs(3600), ..Default::default() };
+    let mut cfg = RunConfig {
+        interactive: true,
+        timeout: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
             "--firmware" => cfg.firmware = Firmware::parse(&value("--firmware")?)?,
             "--mem" => cfg.memory = value("--mem")?,
             "--cpus" => {
                 let v = value("--cpus")?;
-                cfg.cpus = v.parse().ok().filter(|&n| (1..=255).contains(&n)).ok_or_else(|| {
-                    format!("--cpus {v}: expected a number from 1 to 255")
-                })?;
+                cfg.cpus = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| (1..=255).contains(&n))
+                    .ok_or_else(|| format!("--cpus {v}: expected a number from 1 to 255"))?;
             }
             "--numa" => {
                 let v = value("--numa")?;
-                cfg.numa_nodes = v.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+                cfg.numa_nodes = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
             }
             "--cmdline" => cfg.cmdline = value("--cmdline")?,
             "--timeout" => {
                 let v = value("--timeout")?;
-                let secs: u64 = v.parse().map_err(|_| format!("--timeout {v}: expected seconds"))?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout {v}: expected seconds"))?;
                 cfg.timeout = Duration::from_secs(secs);
             }
             "--capture" => cfg.interactive = false,
@@ -73,7 +89,11 @@ fn main() -> ExitCode {
         cfg.firmware,
         cfg.memory,
         cfg.cpus,
-        if cfg.cmdline.is_empty() { String::new() } else { format!(", command line '{}'", cfg.cmdline) }
+        if cfg.cmdline.is_empty() {
+            String::new()
+        } else {
+            format!(", command line '{}'", cfg.cmdline)
+        }
     );
     let result = match boot::run(&cfg) {
         Ok(r) => r,
@@ -84,7 +104,10 @@ fn main() -> ExitCode {
     };
     match result.outcome {
         Outcome::KernelSuccess => {
-            eprintln!("kernel reported success ({:.1} s)", result.elapsed.as_secs_f64());
+            eprintln!(
+                "kernel reported success ({:.1} s)",
+                result.elapsed.as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Outcome::KernelFailure => {

@@ -53,7 +53,12 @@ impl Default for LineEditor {
 impl LineEditor {
     /// An empty editor.
     pub const fn new() -> Self {
-        LineEditor { buf: [0; MAX_LINE], len: 0, escape: Escape::None, after_cr: false }
+        LineEditor {
+            buf: [0; MAX_LINE],
+            len: 0,
+            escape: Escape::None,
+            after_cr: false,
+        }
     }
 
     /// The line typed so far (always ASCII).
@@ -73,7 +78,11 @@ impl LineEditor {
         let after_cr = core::mem::replace(&mut self.after_cr, false);
         match self.escape {
             Escape::Start => {
-                self.escape = if byte == b'[' { Escape::Csi } else { Escape::None };
+                self.escape = if byte == b'[' {
+                    Escape::Csi
+                } else {
+                    Escape::None
+                };
                 return Event::None;
             }
             Escape::Csi => {
@@ -106,7 +115,11 @@ impl LineEditor {
             0x15 => {
                 let n = self.len;
                 self.len = 0;
-                if n > 0 { Event::Echo(b"\r\x1b[K") } else { Event::None }
+                if n > 0 {
+                    Event::Echo(b"\r\x1b[K")
+                } else {
+                    Event::None
+                }
             }
             0x1b => {
                 self.escape = Escape::Start;

@@ -14,11 +14,23 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("ls", "ls PATH", "list a directory of /proc or /sys"),
     ("cat", "cat PATH", "print a /proc or /sys file"),
     ("echo", "echo VALUE > PATH", "write VALUE to a tunable"),
-    ("alloc", "alloc ORDER [GFP]", "allocate 2^ORDER pages (GFP like GFP_KERNEL|__GFP_ZERO)"),
-    ("free", "free [all|last]", "free what alloc allocated (default: all)"),
+    (
+        "alloc",
+        "alloc ORDER [GFP]",
+        "allocate 2^ORDER pages (GFP like GFP_KERNEL|__GFP_ZERO)",
+    ),
+    (
+        "free",
+        "free [all|last]",
+        "free what alloc allocated (default: all)",
+    ),
     ("frag", "frag", "build the fragmentation scenario"),
     ("stress", "stress", "run the allocator stress on every CPU"),
-    ("compact", "compact", "compact every zone (as echo 1 > /proc/sys/vm/compact_memory)"),
+    (
+        "compact",
+        "compact",
+        "compact every zone (as echo 1 > /proc/sys/vm/compact_memory)",
+    ),
     ("meminfo", "meminfo", "print /proc/meminfo"),
     ("poweroff", "poweroff", "power the machine off"),
 ];
@@ -103,19 +115,32 @@ pub enum ParseError<'a> {
 impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::Unknown { word, hint: Some(h) } => {
-                write!(f, "{word}: unknown command; did you mean '{h}'? ('help' lists them)")
+            ParseError::Unknown {
+                word,
+                hint: Some(h),
+            } => {
+                write!(
+                    f,
+                    "{word}: unknown command; did you mean '{h}'? ('help' lists them)"
+                )
             }
-            ParseError::Unknown { word, hint: None } => write!(f, "{word}: unknown command ('help' lists them)"),
+            ParseError::Unknown { word, hint: None } => {
+                write!(f, "{word}: unknown command ('help' lists them)")
+            }
             ParseError::Missing { usage } => write!(f, "missing argument; usage: {usage}"),
-            ParseError::Bad { arg, usage } => write!(f, "'{arg}' is not valid here; usage: {usage}"),
+            ParseError::Bad { arg, usage } => {
+                write!(f, "'{arg}' is not valid here; usage: {usage}")
+            }
             ParseError::TooMany { usage } => write!(f, "too many arguments; usage: {usage}"),
         }
     }
 }
 
 fn usage(name: &str) -> &'static str {
-    COMMANDS.iter().find(|c| c.0 == name).map_or("help", |c| c.1)
+    COMMANDS
+        .iter()
+        .find(|c| c.0 == name)
+        .map_or("help", |c| c.1)
 }
 
 /// Edit distance, capped (inputs are short command names).
@@ -145,12 +170,22 @@ fn hint(word: &str) -> Option<&'static str> {
         .iter()
         .map(|c| c.0)
         .filter(|c| c.starts_with(word) && !word.is_empty())
-        .chain(COMMANDS.iter().map(|c| c.0).filter(|c| distance(word, c) <= 2))
+        .chain(
+            COMMANDS
+                .iter()
+                .map(|c| c.0)
+                .filter(|c| distance(word, c) <= 2),
+        )
         .next()
 }
 
-fn one_arg<'a>(mut words: core::str::SplitAsciiWhitespace<'a>, name: &str) -> Result<&'a str, ParseError<'a>> {
-    let arg = words.next().ok_or(ParseError::Missing { usage: usage(name) })?;
+fn one_arg<'a>(
+    mut words: core::str::SplitAsciiWhitespace<'a>,
+    name: &str,
+) -> Result<&'a str, ParseError<'a>> {
+    let arg = words
+        .next()
+        .ok_or(ParseError::Missing { usage: usage(name) })?;
     no_more(words, name)?;
     Ok(arg)
 }
@@ -166,30 +201,45 @@ fn no_more<'a>(mut words: impl Iterator<Item = &'a str>, name: &str) -> Result<(
 pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
     let line = line.trim();
     let mut words = line.split_ascii_whitespace();
-    let Some(name) = words.next() else { return Ok(Command::Empty) };
+    let Some(name) = words.next() else {
+        return Ok(Command::Empty);
+    };
     let cmd = match name {
         "help" | "?" => no_more(words, "help").map(|_| Command::Help)?,
         "ls" => Command::Ls(one_arg(words, "ls")?),
         "cat" => Command::Cat(one_arg(words, "cat")?),
         "echo" => {
             let rest = line["echo".len()..].trim();
-            let (value, path) = rest.split_once('>').ok_or(ParseError::Missing { usage: usage("echo") })?;
+            let (value, path) = rest.split_once('>').ok_or(ParseError::Missing {
+                usage: usage("echo"),
+            })?;
             let (value, path) = (value.trim(), path.trim());
             if value.is_empty() || path.is_empty() {
-                return Err(ParseError::Missing { usage: usage("echo") });
+                return Err(ParseError::Missing {
+                    usage: usage("echo"),
+                });
             }
             if path.contains(char::is_whitespace) || path.contains('>') {
-                return Err(ParseError::Bad { arg: path, usage: usage("echo") });
+                return Err(ParseError::Bad {
+                    arg: path,
+                    usage: usage("echo"),
+                });
             }
             Command::Echo { value, path }
         }
         "alloc" => {
-            let order_s = words.next().ok_or(ParseError::Missing { usage: usage("alloc") })?;
-            let order = order_s
-                .parse::<u32>()
-                .ok()
-                .filter(|&o| o <= 10)
-                .ok_or(ParseError::Bad { arg: order_s, usage: usage("alloc") })?;
+            let order_s = words.next().ok_or(ParseError::Missing {
+                usage: usage("alloc"),
+            })?;
+            let order =
+                order_s
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&o| o <= 10)
+                    .ok_or(ParseError::Bad {
+                        arg: order_s,
+                        usage: usage("alloc"),
+                    })?;
             let gfp = words.next();
             no_more(words, "alloc")?;
             Command::Alloc { order, gfp }
@@ -198,7 +248,12 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
             let what = match words.next() {
                 None | Some("all") => FreeWhat::All,
                 Some("last") => FreeWhat::Last,
-                Some(other) => return Err(ParseError::Bad { arg: other, usage: usage("free") }),
+                Some(other) => {
+                    return Err(ParseError::Bad {
+                        arg: other,
+                        usage: usage("free"),
+                    });
+                }
             };
             no_more(words, "free")?;
             Command::Free(what)
@@ -208,7 +263,12 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "compact" => no_more(words, "compact").map(|_| Command::Compact)?,
         "meminfo" => no_more(words, "meminfo").map(|_| Command::Meminfo)?,
         "poweroff" | "exit" | "quit" => no_more(words, "poweroff").map(|_| Command::Poweroff)?,
-        word => return Err(ParseError::Unknown { word, hint: hint(word) }),
+        word => {
+            return Err(ParseError::Unknown {
+                word,
+                hint: hint(word),
+            });
+        }
     };
     Ok(cmd)
 }
@@ -216,7 +276,10 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
 /// The commands of a batch script: separated by `;` or newlines, trimmed, empty ones
 /// dropped.
 pub fn split_script(script: &str) -> impl Iterator<Item = &str> {
-    script.split([';', '\n']).map(str::trim).filter(|s| !s.is_empty())
+    script
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -227,17 +290,47 @@ mod tests {
     fn every_command_parses() {
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse("  ls /proc/sys/vm "), Ok(Command::Ls("/proc/sys/vm")));
-        assert_eq!(parse("cat /proc/buddyinfo"), Ok(Command::Cat("/proc/buddyinfo")));
+        assert_eq!(
+            parse("cat /proc/buddyinfo"),
+            Ok(Command::Cat("/proc/buddyinfo"))
+        );
         assert_eq!(
             parse("echo 256 256 32 0 > /proc/sys/vm/lowmem_reserve_ratio"),
-            Ok(Command::Echo { value: "256 256 32 0", path: "/proc/sys/vm/lowmem_reserve_ratio" })
+            Ok(Command::Echo {
+                value: "256 256 32 0",
+                path: "/proc/sys/vm/lowmem_reserve_ratio"
+            })
         );
-        assert_eq!(parse("echo 1>/proc/sys/vm/compact_memory"), Ok(Command::Echo { value: "1", path: "/proc/sys/vm/compact_memory" }));
-        assert_eq!(parse("alloc 3"), Ok(Command::Alloc { order: 3, gfp: None }));
-        assert_eq!(parse("alloc 9 GFP_KERNEL|__GFP_ZERO"), Ok(Command::Alloc { order: 9, gfp: Some("GFP_KERNEL|__GFP_ZERO") }));
+        assert_eq!(
+            parse("echo 1>/proc/sys/vm/compact_memory"),
+            Ok(Command::Echo {
+                value: "1",
+                path: "/proc/sys/vm/compact_memory"
+            })
+        );
+        assert_eq!(
+            parse("alloc 3"),
+            Ok(Command::Alloc {
+                order: 3,
+                gfp: None
+            })
+        );
+        assert_eq!(
+            parse("alloc 9 GFP_KERNEL|__GFP_ZERO"),
+            Ok(Command::Alloc {
+                order: 9,
+                gfp: Some("GFP_KERNEL|__GFP_ZERO")
+            })
+        );
         assert_eq!(parse("free"), Ok(Command::Free(FreeWhat::All)));
         assert_eq!(parse("free last"), Ok(Command::Free(FreeWhat::Last)));
-        for (w, c) in [("frag", Command::Frag), ("stress", Command::Stress), ("compact", Command::Compact), ("meminfo", Command::Meminfo), ("poweroff", Command::Poweroff)] {
+        for (w, c) in [
+            ("frag", Command::Frag),
+            ("stress", Command::Stress),
+            ("compact", Command::Compact),
+            ("meminfo", Command::Meminfo),
+            ("poweroff", Command::Poweroff),
+        ] {
             assert_eq!(parse(w), Ok(c));
         }
         assert_eq!(parse("   "), Ok(Command::Empty));
@@ -245,32 +338,110 @@ mod tests {
 
     #[test]
     fn mistakes_are_explained() {
-        assert_eq!(parse("alloc"), Err(ParseError::Missing { usage: "alloc ORDER [GFP]" }));
-        assert_eq!(parse("alloc 11"), Err(ParseError::Bad { arg: "11", usage: "alloc ORDER [GFP]" }));
-        assert_eq!(parse("alloc -1"), Err(ParseError::Bad { arg: "-1", usage: "alloc ORDER [GFP]" }));
-        assert_eq!(parse("alloc 99999999999999999999"), Err(ParseError::Bad { arg: "99999999999999999999", usage: "alloc ORDER [GFP]" }));
+        assert_eq!(
+            parse("alloc"),
+            Err(ParseError::Missing {
+                usage: "alloc ORDER [GFP]"
+            })
+        );
+        assert_eq!(
+            parse("alloc 11"),
+            Err(ParseError::Bad {
+                arg: "11",
+                usage: "alloc ORDER [GFP]"
+            })
+        );
+        assert_eq!(
+            parse("alloc -1"),
+            Err(ParseError::Bad {
+                arg: "-1",
+                usage: "alloc ORDER [GFP]"
+            })
+        );
+        assert_eq!(
+            parse("alloc 99999999999999999999"),
+            Err(ParseError::Bad {
+                arg: "99999999999999999999",
+                usage: "alloc ORDER [GFP]"
+            })
+        );
         assert_eq!(parse("cat"), Err(ParseError::Missing { usage: "cat PATH" }));
-        assert_eq!(parse("cat a b"), Err(ParseError::TooMany { usage: "cat PATH" }));
-        assert_eq!(parse("echo 5"), Err(ParseError::Missing { usage: "echo VALUE > PATH" }));
-        assert_eq!(parse("echo > x"), Err(ParseError::Missing { usage: "echo VALUE > PATH" }));
-        assert_eq!(parse("echo 1 > a b"), Err(ParseError::Bad { arg: "a b", usage: "echo VALUE > PATH" }));
-        assert_eq!(parse("free some"), Err(ParseError::Bad { arg: "some", usage: "free [all|last]" }));
-        assert_eq!(parse("compact now"), Err(ParseError::TooMany { usage: "compact" }));
+        assert_eq!(
+            parse("cat a b"),
+            Err(ParseError::TooMany { usage: "cat PATH" })
+        );
+        assert_eq!(
+            parse("echo 5"),
+            Err(ParseError::Missing {
+                usage: "echo VALUE > PATH"
+            })
+        );
+        assert_eq!(
+            parse("echo > x"),
+            Err(ParseError::Missing {
+                usage: "echo VALUE > PATH"
+            })
+        );
+        assert_eq!(
+            parse("echo 1 > a b"),
+            Err(ParseError::Bad {
+                arg: "a b",
+                usage: "echo VALUE > PATH"
+            })
+        );
+        assert_eq!(
+            parse("free some"),
+            Err(ParseError::Bad {
+                arg: "some",
+                usage: "free [all|last]"
+            })
+        );
+        assert_eq!(
+            parse("compact now"),
+            Err(ParseError::TooMany { usage: "compact" })
+        );
     }
 
     #[test]
     fn unknown_commands_get_a_hint() {
-        assert_eq!(parse("comapct"), Err(ParseError::Unknown { word: "comapct", hint: Some("compact") }));
-        assert_eq!(parse("mem"), Err(ParseError::Unknown { word: "mem", hint: Some("meminfo") }));
-        assert_eq!(parse("xyzzy"), Err(ParseError::Unknown { word: "xyzzy", hint: None }));
+        assert_eq!(
+            parse("comapct"),
+            Err(ParseError::Unknown {
+                word: "comapct",
+                hint: Some("compact")
+            })
+        );
+        assert_eq!(
+            parse("mem"),
+            Err(ParseError::Unknown {
+                word: "mem",
+                hint: Some("meminfo")
+            })
+        );
+        assert_eq!(
+            parse("xyzzy"),
+            Err(ParseError::Unknown {
+                word: "xyzzy",
+                hint: None
+            })
+        );
         let msg = format!("{}", parse("stres").unwrap_err());
         assert!(msg.contains("did you mean 'stress'"), "{msg}");
     }
 
     #[test]
     fn scripts_split_on_semicolons_and_newlines() {
-        let cmds: Vec<&str> = split_script("frag; cat /proc/buddyinfo;;compact\n cat /proc/buddyinfo ;").collect();
-        assert_eq!(cmds, ["frag", "cat /proc/buddyinfo", "compact", "cat /proc/buddyinfo"]);
+        let cmds: Vec<&str> =
+            split_script("frag; cat /proc/buddyinfo;;compact\n cat /proc/buddyinfo ;").collect();
+        assert_eq!(
+            cmds,
+            [
+                "frag",
+                "cat /proc/buddyinfo",
+                "compact",
+                "cat /proc/buddyinfo"
+            ]
+        );
         assert_eq!(split_script(" ; \n ").count(), 0);
     }
 }
