@@ -142,3 +142,20 @@ pub fn model() -> &'static MemoryModel {
 pub fn try_model() -> Option<&'static MemoryModel> {
     ALLOCATOR.get().map(|a| a.model())
 }
+
+/// Ask CPU `cpu` to drain its own per-CPU page lists, by IPI (the "pcp drain request").
+/// `drain_all_pages` reaches remote lists under their pcp lock instead; this is the path for
+/// a caller that wants the owning CPU to do the work. Returns false if `cpu` is offline.
+pub fn drain_cpu_by_ipi(cpu: usize) -> bool {
+    crate::arch::smp::call_on_cpu(cpu, &|| allocator().drain_local_pages())
+}
+
+/// Pages sitting on CPU `cpu`'s per-CPU lists, over every zone.
+pub fn pcp_pages_of(cpu: usize) -> u64 {
+    let a = allocator();
+    a.model()
+        .nodes()
+        .flat_map(|n| n.populated_zones().map(move |z| (n.node_id, z.zone_type)))
+        .filter_map(|(nid, zt)| a.with_pcp(cpu, nid, zt, |l| l.count))
+        .sum()
+}

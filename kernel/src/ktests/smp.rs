@@ -134,6 +134,36 @@ ktest! {
         }
     }
 
+    fn pcp_lists_drain_by_ipi_and_remotely() -> TestResult {
+        let a = crate::memory::allocator();
+        let ids = smp::online_ids();
+        if ids.len() < 2 {
+            return Ok(());
+        }
+        // Leave pages on every other CPU's pcp lists: allocate a batch there, free it there.
+        let fill = || {
+            smp::run_on_cpus(&ids[1..], &|_| {
+                let pages: Vec<u64> = (0..64).filter_map(|_| a.get_free_pages(mm::gfp::GFP_KERNEL, 0)).collect();
+                for p in pages {
+                    let _ = a.free_pages(p, 0);
+                }
+            });
+        };
+        fill();
+        for &cpu in &ids[1..] {
+            kassert!(crate::memory::pcp_pages_of(cpu) > 0, "CPU {} has no pcp pages to drain", cpu);
+            kassert!(crate::memory::drain_cpu_by_ipi(cpu), "CPU {} unreachable", cpu);
+            kassert_eq!(crate::memory::pcp_pages_of(cpu), 0);
+        }
+        // drain_all_pages from this CPU empties the others' lists under their pcp locks.
+        fill();
+        a.drain_all_pages();
+        for &cpu in &ids {
+            kassert_eq!(crate::memory::pcp_pages_of(cpu), 0);
+        }
+        Ok(())
+    }
+
     fn ap_stacks_have_guard_pages() -> TestResult {
         let guards = smp::STACK_GUARDS.lock().clone();
         kassert_eq!(guards.len(), smp::nr_online() - 1);
