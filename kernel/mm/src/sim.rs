@@ -353,6 +353,17 @@ impl SimAllocator {
     ) -> Result<SimAllocator, SimError> {
         let platform = Box::new(SimPlatform::for_map(ranges, extra_reserved, nr_cpus)?);
         let raw = NonNull::from(Box::leak(platform));
+        Self::assemble(raw, ranges, extra_reserved, params)
+    }
+
+    /// Build the memory model and allocator on the leaked platform `raw`; on failure the
+    /// platform is reclaimed.
+    fn assemble(
+        raw: NonNull<SimPlatform>,
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+    ) -> Result<SimAllocator, SimError> {
         // SAFETY: `raw` comes from a leaked box, so it is valid until we free it in `drop`,
         // which happens only after the allocator (the one holder of this reference) is
         // gone; see the type documentation.
@@ -387,23 +398,7 @@ impl SimAllocator {
         // SAFETY: `me` is never dropped (ManuallyDrop), so the allocator is dropped exactly
         // once, here, and nothing borrowed from it survives (`self` was moved in).
         unsafe { ManuallyDrop::drop(&mut me.alloc) };
-        let raw = me.platform;
-        // SAFETY: as in `build`: the box stays alive until the new allocator is dropped.
-        let p: &'static SimPlatform = unsafe { &*raw.as_ptr() };
-        let built = MemoryModel::init(p, ranges, extra_reserved, params)
-            .map_err(SimError::Init)
-            .and_then(|model| PageAllocator::new(model, p).map_err(SimError::Alloc));
-        match built {
-            Ok(alloc) => Ok(SimAllocator {
-                alloc: ManuallyDrop::new(alloc),
-                platform: raw,
-            }),
-            Err(e) => {
-                // SAFETY: nothing refers to the platform any more; reclaimed once.
-                drop(unsafe { Box::from_raw(raw.as_ptr()) });
-                Err(e)
-            }
-        }
+        Self::assemble(me.platform, ranges, extra_reserved, params)
     }
 
     /// The simulated platform.
