@@ -244,7 +244,8 @@ fn unsafe_ref(p: *const u8) -> &'static u8 {
     unsafe { &*p }
 }
 
-/// CPUs the firmware listed as usable (MADT), recorded by [`start_aps`].
+/// CPUs the firmware listed as usable (MADT), recorded once by [`record_topology`] before
+/// the allocator sizes its per-CPU arrays from it; starting CPUs never changes it.
 pub static FIRMWARE_CPUS: AtomicUsize = AtomicUsize::new(1);
 
 /// Possible CPUs: the length of every per-CPU array (`num_possible_cpus()`). Known once the
@@ -266,7 +267,6 @@ pub fn start_aps(
     page: u64,
     stack: &mut dyn FnMut(usize) -> Result<(u64, u64), &'static str>,
 ) -> usize {
-    record_topology(topo);
     KERNEL_CR3.store(Cr3::read().0.start_address().as_u64(), Ordering::SeqCst);
     let bsp_apic = apic::id();
     percpu::this_cpu()
