@@ -47,37 +47,11 @@ pub fn facts() -> &'static BootFacts {
         .expect("boot_info::record runs at the start of kmain")
 }
 
-/// A human name for a region kind, with the firmware's own type number when it has one.
-pub fn kind_name(kind: MemoryRegionKind) -> (&'static str, Option<u32>) {
+/// The firmware's own type number for a region kind, when it has one (E820 or UEFI).
+fn firmware_type(kind: MemoryRegionKind) -> Option<u32> {
     match kind {
-        MemoryRegionKind::Usable => ("usable", None),
-        MemoryRegionKind::Bootloader => ("bootloader", None),
-        MemoryRegionKind::UnknownBios(t) => (
-            match t {
-                2 => "reserved",
-                3 => "ACPI data",
-                4 => "ACPI NVS",
-                5 => "unusable",
-                7 => "persistent",
-                _ => "e820 type",
-            },
-            Some(t),
-        ),
-        MemoryRegionKind::UnknownUefi(t) => (
-            match t {
-                0 => "reserved",
-                5 | 6 => "runtime services",
-                8 => "unusable",
-                9 => "ACPI reclaim",
-                10 => "ACPI NVS",
-                11 | 12 => "MMIO",
-                13 => "PAL code",
-                14 => "persistent",
-                _ => "uefi type",
-            },
-            Some(t),
-        ),
-        _ => ("unknown", None),
+        MemoryRegionKind::UnknownBios(t) | MemoryRegionKind::UnknownUefi(t) => Some(t),
+        _ => None,
     }
 }
 
@@ -98,7 +72,10 @@ pub fn print_firmware_map() {
     kprintln!("firmware memory map: {} regions", facts.regions.len());
     let mut usable = 0u64;
     for r in facts.regions {
-        let (name, ty) = kind_name(r.kind);
+        // One table maps firmware kinds (crate::memory::range_kind); the raw type number is
+        // kept in parentheses so nothing the firmware said is lost.
+        let name = crate::memory::range_kind(r.kind);
+        let ty = firmware_type(r.kind);
         let size = r.end.saturating_sub(r.start);
         if r.kind == MemoryRegionKind::Usable {
             usable += size;
