@@ -15,14 +15,18 @@
 //! instructions in the kernel, and `?Sized` still accepts a trait object where a caller
 //! prefers one.
 //!
-//! # What is not here yet
+//! # Page tables and TLBs
 //!
-//! DESIGN.md's port surface also names TLB shootdown, running a function on another CPU
-//! and the page-table operations used by migration. They arrive with the issues that need
-//! them (migration and compaction). They are deliberately not declared now: a method with
-//! no caller and no tested implementation would be a promise the kernel cannot check.
-//! Remote pcp draining needs no cross-CPU call: every pcp list has its own lock, and
-//! another CPU drains it under that lock.
+//! Page migration moves a page that is mapped into the kernel's own page tables (this
+//! kernel's "user memory", see [`crate::rmap`]). The allocator never walks page tables
+//! itself: it names a virtual address inside the range the platform reserves for movable
+//! memory ([`Platform::movable_va_range`]) and asks the platform to read, map or
+//! compare-and-exchange the one leaf entry for it ([`Pte`]), and to invalidate TLBs on every
+//! CPU. A migration entry ([`Pte::Migration`]) is a non-present entry that remembers the old
+//! frame; a CPU touching it must fault, wait for the page lock of that frame, and retry.
+//!
+//! kcompactd is a per-node background worker; how it runs (a thread, a CPU's idle loop) is
+//! the platform's business, so the allocator only asks for it to be woken.
 
 /// The saved local interrupt state returned by [`Platform::local_irq_save`].
 ///
@@ -88,6 +92,63 @@ pub trait Platform: Sync {
     /// physical memory the caller owns (memory handed out by memblock or by the buddy
     /// allocator). The allocator only ever asks for addresses inside usable RAM.
     fn phys_to_virt(&self, pa: u64) -> *mut u8;
+
+    /// The virtual range `[start, end)` reserved for movable memory ([`crate::rmap`]):
+    /// page aligned, mapped by 4 KiB leaf entries only, and used for nothing else.
+    fn movable_va_range(&self) -> (u64, u64);
+
+    /// The leaf entry for page-aligned `va` inside [`Platform::movable_va_range`]
+    /// ([`Pte::None`] when no page table covers it).
+    fn pte_read(&self, va: u64) -> Pte;
+
+    /// Map `pfn` at `va` (present, writable, not executable) where nothing is mapped,
+    /// allocating page-table pages as needed (those are unmovable kernel memory). Does not
+    /// flush any TLB: a previously non-present entry cannot be cached.
+    fn pte_map(&self, va: u64, pfn: u64) -> Result<(), PteError>;
+
+    /// Atomically replace the entry for `va` with `new` if it currently equals `old`;
+    /// true if it did. This one primitive is how entries are cleared (`Present → None`),
+    /// turned into migration entries (`Present(p) → Migration(p)`), and restored or
+    /// re-pointed (`Migration(p) → Present(q)`). It never flushes a TLB; the caller
+    /// decides when [`Platform::flush_tlb_range`] is needed (after a present entry
+    /// changed).
+    fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool;
+
+    /// Invalidate `[start, end)` in the TLB of every CPU and return only when every CPU
+    /// has done so (TLB shootdown). Called with interrupts enabled and no spinlock held:
+    /// the other CPUs may be waiting for something this CPU must answer.
+    fn flush_tlb_range(&self, start: u64, end: u64);
+
+    /// Wake node `nid`'s kcompactd (`wakeup_kcompactd`): the allocator has recorded why
+    /// (see [`crate::compaction`]); the platform makes the worker run soon. A platform
+    /// that runs no kcompactd leaves this empty and compaction then happens only directly
+    /// and on request.
+    fn wake_kcompactd(&self, nid: usize) {
+        let _ = nid;
+    }
+}
+
+/// A leaf page-table entry of the movable range, as the allocator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    /// Nothing mapped.
+    None,
+    /// A present, writable mapping of this pfn.
+    Present(u64),
+    /// A migration entry: not present; the page at this pfn is being migrated, and a CPU
+    /// that touches the address waits for that page's lock and retries.
+    Migration(u64),
+}
+
+/// Why a page-table operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PteError {
+    /// The address is not page aligned or not inside [`Platform::movable_va_range`].
+    OutOfRange,
+    /// A page-table page could not be allocated.
+    NoMemory,
+    /// The entry is not [`Pte::None`].
+    Busy,
 }
 
 /// Interrupts disabled for as long as the guard lives (`local_irq_save` + `local_irq_restore`
