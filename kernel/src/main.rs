@@ -48,6 +48,7 @@ pub mod ktests;
 pub mod logger;
 pub mod memory;
 pub mod platform;
+pub mod scenario;
 
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 

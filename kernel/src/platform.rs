@@ -5,7 +5,7 @@
 //! array is sized), interrupt masking (RFLAGS.IF), and the direct map at
 //! [`crate::PHYS_OFFSET`].
 
-use mm::platform::{IrqState, Platform};
+use mm::platform::{IrqState, Platform, Pte, PteError};
 use x86_64::{instructions::interrupts, registers::rflags::RFlags};
 
 use crate::arch::{percpu, smp};
@@ -49,5 +49,28 @@ impl Platform for KernelPlatform {
     #[inline]
     fn phys_to_virt(&self, pa: u64) -> *mut u8 {
         (crate::PHYS_OFFSET + pa) as *mut u8
+    }
+
+    fn movable_va_range(&self) -> (u64, u64) {
+        todo!("movable range: being written")
+    }
+
+    fn pte_read(&self, va: u64) -> Pte {
+        let _ = va;
+        todo!("being written")
+    }
+
+    fn pte_map(&self, va: u64, pfn: u64) -> Result<(), PteError> {
+        let _ = (va, pfn);
+        todo!("being written")
+    }
+
+    fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool {
+        let _ = (va, old, new);
+        todo!("being written")
+    }
+
+    fn flush_tlb_range(&self, start: u64, end: u64) {
+        smp::tlb_shootdown(start, end);
     }
 }

@@ -41,6 +41,10 @@
 //! - [`debug`]: the invariant checker.
 //! - [`fragmentation`]: fragmentation and unusable-free indices, compaction score.
 //! - [`vmstat`]: counters and the /proc text formats.
+//! - [`rmap`]: anon regions (movable "user memory") and their O(1) reverse map.
+//! - [`migrate`]: page migration and `movable_operations`.
+//! - [`zpool`]: a movable object store, the in-kernel user of `movable_operations`.
+//! - [`compaction`]: the two scanners, direct compaction, kcompactd.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -49,12 +53,14 @@ extern crate std;
 
 pub mod bad_page;
 pub mod buddy;
+pub mod compaction;
 pub mod debug;
 pub mod fragmentation;
 pub mod gfp;
 pub mod list;
 pub mod memblock;
 pub mod memmap;
+pub mod migrate;
 pub mod mm_init;
 pub mod mmzone;
 pub mod node;
@@ -64,6 +70,7 @@ pub mod pageblock;
 pub mod pcp;
 pub mod percpu;
 pub mod platform;
+pub mod rmap;
 pub mod show_mem;
 #[cfg(feature = "std")]
 pub mod sim;
@@ -73,3 +80,4 @@ pub mod sysctl;
 pub mod vmstat;
 pub mod watermark;
 pub mod zone;
+pub mod zpool;
