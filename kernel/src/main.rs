@@ -42,6 +42,7 @@ pub mod cmdline;
 pub mod crash;
 pub mod fault;
 pub mod heap;
+pub mod kcompactd;
 pub mod kstack;
 pub mod ktest;
 pub mod ktests;
@@ -123,11 +124,19 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kstack::alloc(cpu).map(|s| (s.guard, s.top))
     });
 
+    kcompactd::start(!cmdline.has("test") && !cmdline.has("bench"));
+
     if cmdline.has("bench") {
         bench::run();
     }
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
+    }
+    if !cmdline.has("test") && !cmdline.has("bench") {
+        let mut out = scenario::SerialOut;
+        if let Err(e) = scenario::demo(&mut out) {
+            kprintln!("fragmentation demo: {e}");
+        }
     }
     kprintln!("demo finished; powering off");
     arch::qemu::exit(arch::qemu::ExitCode::Success)
