@@ -228,6 +228,8 @@ pub struct PageAllocator<P: Platform + 'static> {
     bad_page_limit: ReportLimit,
     /// Floods of allocation-failure and refusal reports are thinned out (Linux: 10 per 5 s).
     warn_limit: ReportLimit,
+    /// Anon regions (movable "user memory") and their descriptors ([`crate::rmap`]).
+    pub(crate) anon_regions: crate::rmap::RegionTable,
 }
 
 // SAFETY: the raw zone pointers lead into node descriptors owned by `model` (memblock
@@ -304,6 +306,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             stray_events: [const { AtomicU64::new(0) }; NR_VM_EVENT_ITEMS],
             bad_page_limit: ReportLimit::new(60),
             warn_limit: ReportLimit::new(10),
+            anon_regions: crate::rmap::RegionTable::new(),
         };
         alloc.memblock_free_all();
         alloc.init_per_zone_wmark_min();
