@@ -124,12 +124,14 @@ pub struct AnonRegion {
 }
 
 impl AnonRegion {
-    const EMPTY: AnonRegion = AnonRegion {
-        state: AtomicU64::new(0),
-        start: AtomicU64::new(0),
-        nr_pages: AtomicU64::new(0),
-        nr_mapped: AtomicU64::new(0),
-    };
+    const fn empty() -> AnonRegion {
+        AnonRegion {
+            state: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            nr_pages: AtomicU64::new(0),
+            nr_mapped: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The allocator's table of anon regions. See the module documentation.
@@ -150,7 +152,7 @@ impl RegionTable {
     pub const fn new() -> RegionTable {
         RegionTable {
             lock: SpinLock::new(()),
-            regions: [AnonRegion::EMPTY; MAX_ANON_REGIONS],
+            regions: [const { AnonRegion::empty() }; MAX_ANON_REGIONS],
         }
     }
 

@@ -214,7 +214,7 @@ impl<'a, P: Platform + 'static, const N: usize> ZPool<'a, P, N> {
     }
 
     /// The live entry of `h`.
-    fn entry<'i>(inner: &'i mut Inner<N>, h: ZHandle) -> Result<&'i mut HandleEntry, ZError> {
+    fn entry(inner: &mut Inner<N>, h: ZHandle) -> Result<&mut HandleEntry, ZError> {
         match inner.handles.get_mut(h.index as usize) {
             Some(e) if e.live && e.generation == h.generation => Ok(e),
             _ => Err(ZError::BadHandle),

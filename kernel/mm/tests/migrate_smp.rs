@@ -1,6 +1,6 @@
 //! Migration under load: three simulated CPUs keep reading, verifying and rewriting
 //! checksummed anon pages through the simulated MMU while CPU 0 migrates those same pages
-//! again and again (at least 10,000 migrations). Every page must always read back exactly
+//! again and again (20,000 migrations by default). Every page must always read back exactly
 //! what its owner last wrote (a lost write or a half-copied page shows up as a bad
 //! checksum), and the accessors must actually have run into migration entries, or the
 //! test proves nothing. `MM_MIGRATE_SMP_PAGES` raises the number of migrations.
@@ -34,7 +34,7 @@ fn accessors_never_see_a_page_in_flight() {
     let target: u64 = std::env::var("MM_MIGRATE_SMP_PAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(20_000);
     let a = machine(128, CPUS);
     let free0 = free_pages(&a);
     let regions: Vec<RegionId> = (1..CPUS)

@@ -25,7 +25,7 @@ fn leaked(mib: u64, cpus: usize) -> (&'static SimAllocator, &'static Pool) {
 /// The bytes of object `key`, `len` long.
 fn object(key: u64, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (key.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 3) as u8)
+        .map(|i| (key.wrapping_mul(31).wrapping_add((i as u64) * 7) >> 3) as u8)
         .collect()
 }
 
@@ -37,7 +37,7 @@ fn check_object(pool: &Pool, h: ZHandle, key: u64, len: usize) {
 
 /// Every page that belongs to a movable_operations owner (only the pool, here).
 fn pool_pages(a: &SimAllocator) -> Vec<&Page> {
-    (0..(64 * MIB >> 12))
+    (0..((64 * MIB) >> 12))
         .filter_map(|pfn| a.pfn_to_page(pfn))
         .filter(|p| p.is_movable_ops())
         .collect()
