@@ -35,7 +35,15 @@ pub fn handle_page_fault(
     let Some(pte) = leaf_pte(va) else {
         return false;
     };
-    let Some(pfn) = migration_entry_pfn(pte.load(Ordering::Acquire)) else {
+    let raw = pte.load(Ordering::Acquire);
+    if raw & 1 != 0 {
+        // Not-present fault, but the entry is present now: the CPU saw a migration entry
+        // that the migrating CPU replaced before we got here. Non-present entries are
+        // never cached in the TLB, so retrying the access sees the new entry.
+        MIGRATION_WAITS.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    let Some(pfn) = migration_entry_pfn(raw) else {
         return false;
     };
     let Some(model) = crate::memory::try_model() else {

@@ -182,8 +182,14 @@ pub fn run(pattern: Option<&str>) -> ! {
 
     for t in tests {
         RUNNING.store(t as *const KernelTest as *mut KernelTest, Ordering::SeqCst);
+        let t0 = crate::arch::time::now_ns();
         let result = (t.func)();
         RUNNING.store(core::ptr::null_mut(), Ordering::SeqCst);
+        kprintln!(
+            "time: {} {} ms",
+            t.name(),
+            (crate::arch::time::now_ns() - t0) / 1_000_000
+        );
         match result {
             Ok(()) => {
                 PASSED.fetch_add(1, Ordering::SeqCst);

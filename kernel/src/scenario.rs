@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use mm::{
-    gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
+    gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
     mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
     rmap::RegionId,
 };
@@ -55,8 +55,8 @@ pub struct Scenario {
     pub start: u64,
     /// Pages in the region (mapped or not).
     pub nr_pages: u64,
-    /// Every `keep_every`-th index (0, k, 2k, ...) is still mapped after fragmenting.
-    pub keep_every: u64,
+    /// The indices still mapped after fragmenting, ascending.
+    pub kept: Vec<u64>,
     /// Direct-map addresses of the unmovable order-0 pages.
     unmovable: Vec<u64>,
     /// Direct-map addresses of order-9 blocks held so that none is left free.
@@ -81,11 +81,6 @@ impl Scenario {
     /// Virtual address of page `index`.
     pub fn va(&self, index: u64) -> u64 {
         self.start + index * PAGE_SIZE
-    }
-
-    /// Is page `index` meant to be mapped?
-    pub fn is_kept(&self, index: u64) -> bool {
-        index.is_multiple_of(self.keep_every)
     }
 
     /// Write page `index` at `version` (version word and check words).
@@ -127,7 +122,7 @@ impl Scenario {
             .anon_region_check(self.region)
             .map_err(|_| "anon region check failed (reverse map inconsistent)")?;
         let mut n = 0;
-        for index in (0..self.nr_pages).step_by(self.keep_every as usize) {
+        for &index in &self.kept {
             self.verify_page(index)?;
             let pfn = a
                 .anon_region_pfn(self.region, index)
@@ -147,8 +142,9 @@ impl Scenario {
 
     /// Build the scenario: fill at least `movable_pct`% of free memory with movable pages,
     /// allocating one unmovable page after every `unmovable_every` movable ones, and go on
-    /// filling until no free block of order >= 9 is left; then zap all but every
-    /// `keep_every`-th movable page.
+    /// filling until no free block of order >= 9 is left; then zap the movable pages whose
+    /// frame number is odd when `keep_even_pfns` (about half of them, and no two zapped
+    /// pages are buddies, so nothing merges beyond order 0), or none at all.
     ///
     /// Filling can stop at the watermark with a few 2 MiB blocks still free (the
     /// allocator keeps its reserve in whatever blocks it has). Those blocks are then taken
@@ -157,7 +153,7 @@ impl Scenario {
     pub fn build(
         movable_pct: u64,
         unmovable_every: u64,
-        keep_every: u64,
+        keep_even_pfns: bool,
         seed: u64,
     ) -> Result<Scenario, &'static str> {
         let a = allocator();
@@ -172,7 +168,7 @@ impl Scenario {
             region,
             start,
             nr_pages: 0,
-            keep_every: keep_every.max(1),
+            kept: Vec::new(),
             unmovable: Vec::with_capacity((free / unmovable_every.max(1)) as usize + 64),
             held_order9: Vec::new(),
             seed,
@@ -190,9 +186,6 @@ impl Scenario {
                 break;
             }
             s.nr_pages = index + 1;
-            if s.is_kept(index) {
-                s.write_page(index, 0);
-            }
             if unmovable_every > 0 && index % unmovable_every == unmovable_every - 1 {
                 match a.get_free_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
                     Some(addr) => s.unmovable.push(addr),
@@ -205,14 +198,23 @@ impl Scenario {
             s.release();
             return Err("out of memory before 80% of free memory was filled");
         }
-        while let Some(addr) = a.get_free_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER) {
+        while let Some(addr) = a.get_free_pages(GFP_ATOMIC | Gfp::NOWARN, PAGEBLOCK_ORDER) {
             s.held_order9.push(addr);
         }
-        for index in 0..s.nr_pages {
-            if !s.is_kept(index) {
-                a.anon_region_zap(region, index)
-                    .map_err(|_| "zapping a movable page failed")?;
+        let mut kept = Vec::with_capacity(s.nr_pages as usize / 2 + 1);
+        if let Err(_e) = a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {
+            let zap = keep_even_pfns && pfn % 2 == 1;
+            if !zap {
+                kept.push(index);
             }
+            zap
+        }) {
+            s.release();
+            return Err("zapping movable pages failed");
+        }
+        s.kept = kept;
+        for &index in &s.kept {
+            s.write_page(index, 0);
         }
         a.drain_all_pages();
         Ok(s)
@@ -225,7 +227,7 @@ impl Scenario {
 
     /// Movable pages still mapped.
     pub fn movable_pages(&self) -> u64 {
-        self.nr_pages.div_ceil(self.keep_every)
+        self.kept.len() as u64
     }
 
     /// Unmovable pages held.
@@ -342,7 +344,7 @@ pub fn fragment(out: &mut dyn Write) -> Result<FragSummary, &'static str> {
         out,
         "frag: filling free memory with movable pages (at least 80%; 1 unmovable page per 8) until no 2 MiB block is free, then freeing every other movable page"
     );
-    let s = Scenario::build(80, 8, 2, crate::arch::time::rdtsc())?;
+    let s = Scenario::build(80, 8, true, crate::arch::time::rdtsc())?;
     let l = free_layout();
     let summary = FragSummary {
         movable_pages: s.movable_pages(),

@@ -14,7 +14,7 @@ use alloc::{format, string::String, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mm::{
-    gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
+    gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
     mmzone::{PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
     vmstat::VmEvent,
 };
@@ -67,7 +67,7 @@ ktest! {
     fn fragmentation_scenario_compacts_to_order9() -> TestResult {
         let a = allocator();
         let free_before = { a.drain_all_pages(); a.nr_free_pages() };
-        let mut s = Scenario::build(80, 8, 2, 0xc0ffee)?;
+        let mut s = Scenario::build(80, 8, true, 0xc0ffee)?;
         let result = (|| -> TestResult {
             kassert!(
                 s.nr_pages * 100 >= free_before * 80,
@@ -110,7 +110,7 @@ ktest! {
 
     fn direct_compaction_serves_order9_allocations() -> TestResult {
         let a = allocator();
-        let mut s = Scenario::build(80, 8, 2, 0xd1ec7)?;
+        let mut s = Scenario::build(80, 8, true, 0xd1ec7)?;
         let (stall0, success0) = (ev(VmEvent::CompactStall), ev(VmEvent::CompactSuccess));
         let mut got = Vec::new();
         let result = (|| -> TestResult {
@@ -137,13 +137,17 @@ ktest! {
     fn deferral_engages_on_a_pinned_zone_and_resets_after_success() -> TestResult {
         let a = allocator();
         a.drain_all_pages();
-        // Pin every pageblock: take all free memory as order-0 unmovable pages, then give
-        // back three in four, keeping every pfn that is a multiple of 4.
+        // Pin every pageblock: take all free memory as order-0 unmovable pages (down into
+        // the atomic reserve), then give back three in four, keeping every pfn that is a
+        // multiple of 4. Blocks of order >= 9 that the reserves kept free are then taken
+        // whole (GFP_ATOMIC never compacts), so only compaction could make a new one.
         let mut held: Vec<u64> = Vec::with_capacity(a.nr_free_pages() as usize + 4096);
-        while held.len() < held.capacity() {
-            match a.get_free_pages(GFP_NOWAIT | Gfp::NOWARN, 0) {
-                Some(addr) => held.push(addr),
-                None => break,
+        for gfp in [GFP_NOWAIT, GFP_ATOMIC] {
+            while held.len() < held.capacity() {
+                match a.get_free_pages(gfp | Gfp::NOWARN, 0) {
+                    Some(addr) => held.push(addr),
+                    None => break,
+                }
             }
         }
         held.retain(|&addr| {
@@ -156,6 +160,10 @@ ktest! {
             }
         });
         a.drain_all_pages();
+        let mut held9 = Vec::new();
+        while let Some(addr) = a.get_free_pages(GFP_ATOMIC | Gfp::NOWARN, PAGEBLOCK_ORDER) {
+            held9.push(addr);
+        }
         let fail0 = ev(VmEvent::CompactFail);
         let mut failed = 0;
         for _ in 0..4 {
@@ -170,6 +178,9 @@ ktest! {
         for addr in held.drain(..) {
             let _ = a.free_pages(addr, 0);
         }
+        for addr in held9.drain(..) {
+            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+        }
         kprintln!("deferral: {failed} of 4 order-9 allocations failed, compact_fail +{fails}, defer shifts {shifts_failed:?}");
         kassert_eq!(failed, 4);
         kassert!(fails > 0, "compaction never ran (and failed) on the pinned zones");
@@ -180,7 +191,7 @@ ktest! {
         );
         // Now compaction can succeed: fragment movable memory and allocate order-9 until
         // a direct compaction succeeds, which resets the deferral.
-        let mut s = Scenario::build(80, 0, 2, 0xdefe)?;
+        let mut s = Scenario::build(80, 0, true, 0xdefe)?;
         let success0 = ev(VmEvent::CompactSuccess);
         let mut got = Vec::new();
         for _ in 0..64 {
@@ -217,7 +228,7 @@ ktest! {
         let mut rounds = 0;
         while ev(VmEvent::PgmigrateSuccess) - migrated0 < 10_000 && rounds < 8 {
             rounds += 1;
-            let mut s = Scenario::build(80, 0, 2, 0xacce55 + rounds)?;
+            let mut s = Scenario::build(80, 0, true, 0xacce55 + rounds)?;
             let stop = AtomicBool::new(false);
             let workers = others.len() as u64;
             let mut all = others.clone();
@@ -236,7 +247,7 @@ ktest! {
                 while !stop.load(Ordering::Acquire) {
                     let mut k = slot;
                     while k < kept && !stop.load(Ordering::Relaxed) {
-                        let index = k * s.keep_every;
+                        let index = s.kept[k as usize];
                         match s.verify_page(index) {
                             Ok(_) => s.write_page(index, version),
                             Err(_) => {
@@ -347,38 +358,46 @@ ktest! {
     fn kcompactd_compacts_proactively_and_wakes_on_failure() -> TestResult {
         let a = allocator();
         let was = kcompactd::set_enabled(false);
-        let mut s = Scenario::build(80, 8, 2, 0x6cd)?;
+        // Proactive: a fragmented node (score near 100) is compacted in the background
+        // until its score is at most the high threshold (90 at proactiveness 20).
+        let mut s = Scenario::build(80, 8, true, 0x6cd)?;
         let score0 = a.fragmentation_score_node(0);
         let scanned0 = ev(VmEvent::CompactDaemonMigrateScanned);
         kcompactd::set_enabled(true);
-        let dropped = wait_until(120, || a.fragmentation_score_node(0) <= 90);
+        let dropped = wait_until(300, || a.fragmentation_score_node(0) <= 90);
+        kcompactd::set_enabled(false);
         let score1 = a.fragmentation_score_node(0);
         let scanned = ev(VmEvent::CompactDaemonMigrateScanned) - scanned0;
-        // A failed high-order allocation wakes it.
+        let verified = s.verify();
+        s.release();
+        verified?;
+        // Woken: with proactive compaction off, only a failed high-order allocation can
+        // make it run.
+        let proactiveness = a.sysctl().compaction_proactiveness;
+        a.set_compaction_proactiveness(0).map_err(|e| format!("{e:?}"))?;
+        let mut s = Scenario::build(80, 8, true, 0x6ce)?;
         let wake0 = ev(VmEvent::CompactDaemonWake);
-        let _ = a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, mm::mmzone::MAX_PAGE_ORDER);
-        let mut tries = 0;
-        let woke = wait_until(60, || {
-            tries += 1;
-            if ev(VmEvent::CompactDaemonWake) > wake0 {
-                return true;
+        kcompactd::set_enabled(true);
+        let failed = match a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER) {
+            Some(p) => {
+                let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+                false
             }
-            // Keep asking: a wake-up is only recorded while compaction could help.
-            if tries % 100 == 0 {
-                let _ = a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER).map(|p| a.free_pages_page(p, PAGEBLOCK_ORDER));
-            }
-            false
-        });
+            None => true,
+        };
+        let woke = wait_until(300, || ev(VmEvent::CompactDaemonWake) > wake0);
         kcompactd::set_enabled(was);
+        a.set_compaction_proactiveness(proactiveness).map_err(|e| format!("{e:?}"))?;
         let verified = s.verify();
         s.release();
         kprintln!(
-            "kcompactd: score {score0} -> {score1}, {scanned} pages scanned by the daemon, {} wake-ups",
+            "kcompactd: proactive score {score0} -> {score1} with {scanned} pages scanned by the daemon; {} wake-up(s) after a failed order-9 allocation",
             ev(VmEvent::CompactDaemonWake) - wake0
         );
         verified?;
         kassert!(dropped, "kcompactd did not bring the fragmentation score to 90 or below ({} -> {})", score0, score1);
         kassert!(scanned > 0, "kcompactd scanned nothing");
+        kassert!(failed, "the order-9 GFP_NOWAIT allocation succeeded on fragmented memory");
         kassert!(woke, "a failed high-order allocation did not wake kcompactd");
         check_invariants()
     }
