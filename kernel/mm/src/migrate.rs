@@ -443,7 +443,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if let Some((start, end)) = flush {
             // Every unmapped page of the batch at once: after this no CPU can still write
             // through an old translation, so the copies below are complete.
-            self.platform().flush_tlb_range(start, end);
+            self.flush_tlb_movable_range(start, end);
         }
         for e in batch.iter().take(len).flatten() {
             match self.migrate_move(e, put_new, mode) {

@@ -65,6 +65,9 @@ fn checksummed_pages_migrate_with_their_metadata() {
     let ok0 = a.vm_event(VmEvent::PgmigrateSuccess);
     let fail0 = a.vm_event(VmEvent::PgmigrateFail);
     let flush0 = a.sim_platform().mmu_stats().tlb_flushes;
+    let remote0 = a.vm_event(VmEvent::NrTlbRemoteFlush);
+    let received0 = a.vm_event(VmEvent::NrTlbRemoteFlushReceived);
+    let one0 = a.vm_event(VmEvent::NrTlbLocalFlushOne);
 
     let mut list = isolate_region(&a, r);
     assert_eq!(list.len(), n as usize);
@@ -105,6 +108,12 @@ fn checksummed_pages_migrate_with_their_metadata() {
     // One shootdown per batch of unmapped pages.
     let flushes = a.sim_platform().mmu_stats().tlb_flushes - flush0;
     assert_eq!(flushes, n.div_ceil(MIGRATE_BATCH as u64));
+    assert_eq!(a.vm_event(VmEvent::NrTlbRemoteFlush) - remote0, flushes);
+    assert_eq!(
+        a.vm_event(VmEvent::NrTlbRemoteFlushReceived) - received0,
+        flushes
+    );
+    assert_eq!(a.vm_event(VmEvent::NrTlbLocalFlushOne) - one0, n);
     // And the pages keep working through their addresses.
     let (start, _) = a.anon_region_span(r).unwrap();
     for i in 0..n {
