@@ -345,6 +345,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
         reason: MigrateReason,
     ) -> Result<u64, MigrateError> {
         let _ = reason;
+        debug_assert!(
+            !self.platform().irqs_disabled(),
+            "migrate_pages with interrupts disabled"
+        );
         let mut tally = Tally::default();
         let mut retry = PageList::new();
         let mut failed = PageList::new();
