@@ -268,8 +268,9 @@ fn pins(page: &Page) -> bool {
 
 /// Where the free memory is: (free pages outside pageblocks holding an unmovable or
 /// reserved page, of those the pages in free blocks of pageblock order or more, all free
-/// pages). pcp lists must be drained first.
+/// pages). Drains the pcp lists first; the other CPUs must be quiet.
 pub fn free_distribution(a: &SimAllocator) -> (u64, u64, u64) {
+    a.drain_all_pages();
     let mut pinned = BTreeSet::new();
     for zt in zones(a) {
         let z = a.zone_of(0, zt).unwrap();
