@@ -804,13 +804,12 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         let mut p = start;
         while p <= end {
-            if let Some(page) = self.page_in_zone(zone, p) {
-                if (check_source && Self::page_looks_movable(page))
-                    || (check_target && page.is_buddy())
-                {
-                    let _ = clear_pageblock_skip(mem, p);
-                    return true;
-                }
+            if let Some(page) = self.page_in_zone(zone, p)
+                && ((check_source && Self::page_looks_movable(page))
+                    || (check_target && page.is_buddy()))
+            {
+                let _ = clear_pageblock_skip(mem, p);
+                return true;
             }
             p += 1 << PAGE_ALLOC_COSTLY_ORDER;
         }
@@ -1287,11 +1286,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// into order-0 pages that look freshly allocated (reference count 1), ready to be
     /// migration targets, at the end of `cc.freepages`.
     fn split_map_pages(&self, cc: &mut CompactControl<'_>, heads: &mut PageList) {
-        loop {
-            // SAFETY: `heads` is a private list of blocks this compaction isolated.
-            let Some(p) = (unsafe { heads.pop_front() }) else {
-                break;
-            };
+        // SAFETY: `heads` is a private list of blocks this compaction isolated.
+        while let Some(p) = unsafe { heads.pop_front() } {
             let head = self.list_page(p);
             let order = (head.private() as u32).min(MAX_PAGE_ORDER);
             head.set_private(0);
@@ -1335,7 +1331,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let mut heads = PageList::new();
         let mut lock: Option<CompactLock<'_, P>> = None;
         while blockpfn < end_pfn {
-            if blockpfn % COMPACT_CLUSTER_MAX == 0 {
+            if blockpfn.is_multiple_of(COMPACT_CLUSTER_MAX) {
                 // Let interrupts and other CPUs in now and then.
                 lock = None;
             }
@@ -1984,6 +1980,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// `compact_zone_order`: one direct compaction of `zone` for the allocation, with this
     /// CPU's capture armed for the run. Returns the result and the captured block, if any.
+    #[allow(clippy::too_many_arguments)]
     fn compact_zone_order(
         &self,
         zone: &Zone,
@@ -2339,7 +2336,11 @@ mod free_scanner_tests {
             let got = cc.freepages.len() as u64;
             assert_eq!(got, cc.nr_freepages);
             assert!(got >= want.min(100), "{mode:?}: isolated only {got}");
-            assert_eq!(zone.nr_free_pages(), free0 - got, "free count after isolation");
+            assert_eq!(
+                zone.nr_free_pages(),
+                free0 - got,
+                "free count after isolation"
+            );
             // SAFETY: the list is private to this test and not modified while iterating.
             for p in unsafe { cc.freepages.iter() } {
                 let page = a.list_page(p);
@@ -2366,4 +2367,3 @@ mod free_scanner_tests {
         check(&a);
     }
 }
-

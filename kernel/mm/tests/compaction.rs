@@ -92,7 +92,9 @@ fn compaction_state_report() {
         "{}",
         lines[0]
     );
-    assert!(lines[1].starts_with("Node 0, zone    DMA32 considered 0 defer_shift 0 order_failed 0 "));
+    assert!(
+        lines[1].starts_with("Node 0, zone    DMA32 considered 0 defer_shift 0 order_failed 0 ")
+    );
     assert!(lines[1].contains(" migrate_pfn 0x") && lines[1].contains(" free_pfn 0x"));
     let st = dma32(&a);
     assert!(lines[1].ends_with(&format!(" skip 0/{}", st.pageblocks)));
@@ -135,13 +137,20 @@ fn deferral_grows_skips_and_resets_on_success() {
         a.vm_event(VmEvent::PgmigrateSuccess)
     );
     assert!(st.defer_shift >= 3, "defer_shift {}", st.defer_shift);
-    assert!(shifts.windows(2).all(|w| w[0] <= w[1]), "shift never shrinks on failure");
+    assert!(
+        shifts.windows(2).all(|w| w[0] <= w[1]),
+        "shift never shrinks on failure"
+    );
     assert_eq!(st.order_failed, 0);
     assert!(saw_skip_without_scan, "no attempt was deferred outright");
     assert!(a.vm_event(VmEvent::CompactFail) >= 12);
     assert_eq!(a.vm_event(VmEvent::CompactSuccess), 0);
     // Failed runs left skip hints behind.
-    assert!(st.skip_blocks * 2 >= zone_blocks, "skip bits {}/{zone_blocks}", st.skip_blocks);
+    assert!(
+        st.skip_blocks * 2 >= zone_blocks,
+        "skip bits {}/{zone_blocks}",
+        st.skip_blocks
+    );
     sc.verify_all(&a);
 
     // Without the unmovable pages compaction can succeed again. The failed runs packed
@@ -209,10 +218,20 @@ fn skip_hints_are_set_by_failures_and_reset_when_kcompactd_sleeps() {
     assert_eq!(sleep, mm::compaction::KCOMPACTD_SLEEP_FOREVER);
     assert_eq!(a.vm_event(VmEvent::CompactDaemonWake), wakes0 + 1);
     let after = dma32(&a);
-    eprintln!("skip bits: {} -> {} of {}", st.skip_blocks, after.skip_blocks, st.pageblocks);
-    assert!(after.skip_blocks * 10 <= st.pageblocks, "skip bits left: {}", after.skip_blocks);
+    eprintln!(
+        "skip bits: {} -> {} of {}",
+        st.skip_blocks, after.skip_blocks, st.pageblocks
+    );
+    assert!(
+        after.skip_blocks * 10 <= st.pageblocks,
+        "skip bits left: {}",
+        after.skip_blocks
+    );
     // With nothing requested, another round does nothing and resets nothing more.
-    assert_eq!(a.kcompactd_run(0, 2_000), mm::compaction::KCOMPACTD_SLEEP_FOREVER);
+    assert_eq!(
+        a.kcompactd_run(0, 2_000),
+        mm::compaction::KCOMPACTD_SLEEP_FOREVER
+    );
     assert_eq!(a.vm_event(VmEvent::CompactDaemonWake), wakes0 + 1);
     check(&a);
     sc.teardown(&a);

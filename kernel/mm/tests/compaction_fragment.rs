@@ -29,7 +29,10 @@ fn compact_memory_assembles_pageblocks() {
         "before: total {total} anon {anon} unmovable {unmovable} free {free0} (outside pinned {outside0}, in order-9+ {big0})"
     );
     // Filled to at least 80% before the zap; no order-9 block free now.
-    assert!(anon * 2 + unmovable >= total * 8 / 10 - 1024, "fill too small");
+    assert!(
+        anon * 2 + unmovable >= total * 8 / 10 - 1024,
+        "fill too small"
+    );
     assert_eq!(big0, 0);
     check(&a);
 

@@ -23,7 +23,10 @@ use mm::vmstat::VmEvent;
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "gave up waiting: {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "gave up waiting: {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -38,7 +41,10 @@ fn kcompactd_woken_and_proactive() {
     let stop = AtomicBool::new(false);
     let score0 = a.fragmentation_score_node(0);
     let high = fragmentation_score_wmark(20, false);
-    assert!(score0 > high, "fragmentation score {score0} not above {high}");
+    assert!(
+        score0 > high,
+        "fragmentation score {score0} not above {high}"
+    );
 
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -61,7 +67,11 @@ fn kcompactd_woken_and_proactive() {
         });
         let wakes = a.vm_event(VmEvent::CompactDaemonWake) - wake0;
         assert!(wakes > 0, "kcompactd never woke");
-        assert_eq!(a.vm_event(VmEvent::CompactStall), stall0, "no direct compaction");
+        assert_eq!(
+            a.vm_event(VmEvent::CompactStall),
+            stall0,
+            "no direct compaction"
+        );
         assert!(a.vm_event(VmEvent::CompactDaemonMigrateScanned) > 0);
         a.free_pages_page(got.unwrap(), PAGEBLOCK_ORDER).unwrap();
         let score1 = a.fragmentation_score_node(0);

@@ -107,7 +107,12 @@ fn compaction_while_pages_are_in_use() {
     });
 
     let errors = errors.into_inner().unwrap();
-    assert!(errors.is_empty(), "{} errors, first: {}", errors.len(), errors[0]);
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {}",
+        errors.len(),
+        errors[0]
+    );
     for g in groups {
         sc.regions.extend(g.into_inner().unwrap());
     }
@@ -128,7 +133,10 @@ fn compaction_while_pages_are_in_use() {
     check(&a);
     // Nothing lost or created: free pages changed exactly by the anon pages' balance.
     let (_, _, free1) = free_distribution(&a);
-    assert_eq!(free1 as i64 - free0 as i64, mapped0 as i64 - sc.anon_pages() as i64);
+    assert_eq!(
+        free1 as i64 - free0 as i64,
+        mapped0 as i64 - sc.anon_pages() as i64
+    );
     sc.teardown(&a);
     check(&a);
 }

@@ -30,7 +30,7 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed_0f_c0ffee | 1)
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed_0fc0_ffee | 1)
     }
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -195,7 +195,7 @@ pub fn fill(a: &SimAllocator, unmovable_every: u64) -> Scenario {
     let mut n = 0u64;
     loop {
         n += 1;
-        if unmovable_every != 0 && n % unmovable_every == 0 {
+        if unmovable_every != 0 && n.is_multiple_of(unmovable_every) {
             match a.alloc_page(GFP_KERNEL | Gfp::NOWARN) {
                 Some(p) => sc.unmovable.push((a.page_to_pfn(p), 0)),
                 None => break,
