@@ -636,33 +636,52 @@ impl<'m, 'g> Buddy<'m, 'g> {
         self.rotate_free_list(order, mt, page, true);
     }
 
+    /// Rotate a free list so `page` ends up first (`inclusive == false`) or last. The cost
+    /// is the distance from `page` to the end of the list that moves (the end the caller
+    /// just scanned), not the list length: the order-0 lists can be very long.
     fn rotate_free_list(&mut self, order: u32, mt: Migratetype, page: &Page, inclusive: bool) {
-        let Some(area) = self.fa.area.get_mut(order as usize) else {
-            return;
-        };
-        let list = &mut area.free_list[mt.index()];
-        let target = page as *const Page as *mut Page;
         // Only rotate if the page is really on this list (it was found on it under the
         // same lock hold; this is a cheap guard against a caller's mistake).
         if !page.is_buddy() || page.buddy_order() != order || page.buddy_list_mt() != mt as u8 {
             return;
         }
-        let n = list.len();
-        for _ in 0..n {
-            let Some(first) = list.first() else {
-                return;
+        let Some(area) = self.fa.area.get_mut(order as usize) else {
+            return;
+        };
+        let list = &mut area.free_list[mt.index()];
+        // How many entries move: `page` and those after it (to the front), or `page` and
+        // those before it (to the back).
+        let mut moving = 1usize;
+        let mut cur = if inclusive {
+            page.lru.prev.load(Ordering::Relaxed)
+        } else {
+            page.lru.next.load(Ordering::Relaxed)
+        };
+        while let Some(p) = NonNull::new(cur) {
+            moving += 1;
+            // SAFETY: `p` is linked on this list, which the zone lock (held: we have
+            // `&mut FreeAreas`) keeps unchanged while we walk it.
+            let p = unsafe { p.as_ref() };
+            cur = if inclusive {
+                p.lru.prev.load(Ordering::Relaxed)
+            } else {
+                p.lru.next.load(Ordering::Relaxed)
             };
-            if first.as_ptr() == target && !inclusive {
-                return;
-            }
-            // SAFETY: we hold the zone lock (`&mut FreeAreas`); `first` is linked on this
-            // list and is relinked at its tail at once, so membership does not change.
+        }
+        if moving >= list.len() && !inclusive {
+            return;
+        }
+        for _ in 0..moving {
+            // SAFETY: we hold the zone lock; each page taken off one end of this list is
+            // relinked at the other end at once, so list membership does not change.
             unsafe {
-                let p = list.pop_front().expect("non-empty");
-                list.push_back(p.as_ref());
-            }
-            if first.as_ptr() == target {
-                return;
+                if inclusive {
+                    let Some(p) = list.pop_front() else { return };
+                    list.push_back(p.as_ref());
+                } else {
+                    let Some(p) = list.pop_back() else { return };
+                    list.push_front(p.as_ref());
+                }
             }
         }
     }

@@ -345,6 +345,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
         reason: MigrateReason,
     ) -> Result<u64, MigrateError> {
         let _ = reason;
+        debug_assert!(
+            !self.platform().irqs_disabled(),
+            "migrate_pages with interrupts disabled"
+        );
         let mut tally = Tally::default();
         let mut retry = PageList::new();
         let mut failed = PageList::new();
@@ -443,7 +447,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if let Some((start, end)) = flush {
             // Every unmapped page of the batch at once: after this no CPU can still write
             // through an old translation, so the copies below are complete.
-            self.platform().flush_tlb_range(start, end);
+            self.flush_tlb_movable_range(start, end);
         }
         for e in batch.iter().take(len).flatten() {
             match self.migrate_move(e, put_new, mode) {

@@ -16,6 +16,10 @@
 //! The kernel keeps each `Node` in memory allocated from memblock on that node (Linux's
 //! `NODE_DATA(nid)`), not inside the model object: the zones will grow free areas, locks
 //! and per-CPU pointers, and a node descriptor should be local to its node's CPUs.
+//!
+//! Besides its zones a node carries the state of its background compactor
+//! ([`KcompactdState`], driven by [`crate::kcompactd`]): what failed allocations asked it
+//! to do, and when its next proactive check is due.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 

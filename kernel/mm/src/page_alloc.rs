@@ -481,11 +481,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub(crate) fn free_isolated_pages(&self, zone: &Zone, list: &mut PageList) -> u64 {
         let mut ok = PageList::new();
         let mut high = 0;
-        loop {
-            // SAFETY: `list` is the caller's private list of pages it owns.
-            let Some(p) = (unsafe { list.pop_front() }) else {
-                break;
-            };
+        // SAFETY: `list` is the caller's private list of pages it owns.
+        while let Some(p) = unsafe { list.pop_front() } {
             let page = self.page_ref(p);
             let pfn = self.mem().page_to_pfn(page);
             match page.ref_dec_if_positive() {
@@ -519,11 +516,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         let mut g = zone.lock.lock_irqsave(self.platform);
         let mut b = self.buddy(zone, &mut g);
-        loop {
-            // SAFETY: as above.
-            let Some(p) = (unsafe { ok.pop_front() }) else {
-                break;
-            };
+        // SAFETY: as above.
+        while let Some(p) = unsafe { ok.pop_front() } {
             let pfn = self.mem().page_to_pfn(self.page_ref(p));
             let mt = b.pageblock_mt(pfn);
             b.__free_one_page(pfn, 0, mt, false);

@@ -48,6 +48,7 @@ use crate::page::{PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, Page, PageFlags};
 use crate::page_alloc::PageAllocator;
 use crate::platform::{Platform, Pte, PteError};
 use crate::sync::SpinLock;
+use crate::vmstat::VmEvent;
 
 /// Most anon regions that can exist at once.
 pub const MAX_ANON_REGIONS: usize = 256;
@@ -211,7 +212,32 @@ pub(crate) fn wait_migration_entry<P: Platform + ?Sized>(platform: &P, va: u64, 
     }
 }
 
+/// Ranges up to this many pages are flushed page by page, larger ones by flushing the
+/// whole TLB (Linux's x86 `tlb_single_page_flush_ceiling`); only the counters see it.
+pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
+
 impl<P: Platform + 'static> PageAllocator<P> {
+    /// Shoot down `[start, end)` of the movable window on every CPU
+    /// ([`Platform::flush_tlb_range`]) and count it as Linux's x86 `flush_tlb_mm_range`
+    /// does: `nr_tlb_local_flush_one` per page (or one `nr_tlb_local_flush_all` above the
+    /// ceiling), and with other CPUs one `nr_tlb_remote_flush` plus one
+    /// `nr_tlb_remote_flush_received` per other CPU (counted here, on the sender: the
+    /// platform cannot reach the counters). Interrupts enabled, no spinlock held.
+    pub(crate) fn flush_tlb_movable_range(&self, start: u64, end: u64) {
+        let pages = end.saturating_sub(start).div_ceil(PAGE_SIZE);
+        if pages <= TLB_SINGLE_PAGE_FLUSH_CEILING {
+            self.count_vm_events(VmEvent::NrTlbLocalFlushOne, pages);
+        } else {
+            self.count_vm_events(VmEvent::NrTlbLocalFlushAll, 1);
+        }
+        let others = self.platform().nr_cpus().saturating_sub(1) as u64;
+        if others > 0 {
+            self.count_vm_events(VmEvent::NrTlbRemoteFlush, 1);
+            self.count_vm_events(VmEvent::NrTlbRemoteFlushReceived, others);
+        }
+        self.platform().flush_tlb_range(start, end);
+    }
+
     fn region_table(&self) -> &RegionTable {
         &self.anon_regions
     }
@@ -404,7 +430,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                         // the entry must go.
                         log::error!("anon zap: {va:#x} maps pfn {pfn:#x}, which is not in use");
                         if platform.pte_cmpxchg(va, Pte::Present(pfn), Pte::None) {
-                            platform.flush_tlb_range(va, va + PAGE_SIZE);
+                            self.flush_tlb_movable_range(va, va + PAGE_SIZE);
                             region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
                             return true;
                         }
@@ -420,7 +446,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 self.put_page_logged(page, "anon zap (raced)");
                 continue;
             }
-            platform.flush_tlb_range(va, va + PAGE_SIZE);
+            self.flush_tlb_movable_range(va, va + PAGE_SIZE);
             clear_anon_metadata(page);
             region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
             page.unlock();

@@ -27,6 +27,8 @@
 //!   which free lists are non-empty. Written only under the zone lock, read locklessly by
 //!   the watermark checks.
 //! - `lock`: the zone lock and the buddy free areas it protects ([`crate::buddy`]).
+//! - [`ZoneCompaction`]: what compaction remembers between runs (cached scanner
+//!   positions, deferral), written only by compaction ([`crate::compaction`]).
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};

@@ -65,6 +65,9 @@ fn checksummed_pages_migrate_with_their_metadata() {
     let ok0 = a.vm_event(VmEvent::PgmigrateSuccess);
     let fail0 = a.vm_event(VmEvent::PgmigrateFail);
     let flush0 = a.sim_platform().mmu_stats().tlb_flushes;
+    let remote0 = a.vm_event(VmEvent::NrTlbRemoteFlush);
+    let received0 = a.vm_event(VmEvent::NrTlbRemoteFlushReceived);
+    let one0 = a.vm_event(VmEvent::NrTlbLocalFlushOne);
 
     let mut list = isolate_region(&a, r);
     assert_eq!(list.len(), n as usize);
@@ -105,6 +108,12 @@ fn checksummed_pages_migrate_with_their_metadata() {
     // One shootdown per batch of unmapped pages.
     let flushes = a.sim_platform().mmu_stats().tlb_flushes - flush0;
     assert_eq!(flushes, n.div_ceil(MIGRATE_BATCH as u64));
+    assert_eq!(a.vm_event(VmEvent::NrTlbRemoteFlush) - remote0, flushes);
+    assert_eq!(
+        a.vm_event(VmEvent::NrTlbRemoteFlushReceived) - received0,
+        flushes
+    );
+    assert_eq!(a.vm_event(VmEvent::NrTlbLocalFlushOne) - one0, n);
     // And the pages keep working through their addresses.
     let (start, _) = a.anon_region_span(r).unwrap();
     for i in 0..n {
@@ -327,6 +336,135 @@ fn zap_waits_out_a_migration_and_destroy_frees_the_new_page() {
         assert_eq!(a.anon_region_check(r), Ok(4));
         a.anon_region_destroy(r).unwrap();
     }
+    assert_eq!(free_pages(&a), free0);
+    check(&a);
+}
+
+/// A toy movable_operations owner whose answers the test chooses.
+struct Toy {
+    /// 0: migrate succeeds; 1: Again; 2: Busy; 3: refuse isolation.
+    mode: std::sync::atomic::AtomicU8,
+    isolated: std::sync::atomic::AtomicU64,
+    migrated: std::sync::atomic::AtomicU64,
+    putback: std::sync::atomic::AtomicU64,
+    last_dst: std::sync::atomic::AtomicU64,
+}
+
+use std::sync::atomic::Ordering::Relaxed;
+
+impl mm::migrate::MovableOperations for Toy {
+    fn isolate_page(&self, page: &Page, _mode: MigrateMode) -> bool {
+        assert!(page.is_locked());
+        if self.mode.load(Relaxed) == 3 {
+            return false;
+        }
+        self.isolated.fetch_add(1, Relaxed);
+        true
+    }
+    fn migrate_page(&self, dst: &Page, src: &Page, _mode: MigrateMode) -> Result<(), MigrateError> {
+        assert!(dst.is_locked() && src.is_locked());
+        match self.mode.load(Relaxed) {
+            1 => Err(MigrateError::Again),
+            2 => Err(MigrateError::Busy),
+            _ => {
+                self.migrated.fetch_add(1, Relaxed);
+                self.last_dst.store(dst as *const Page as u64, Relaxed);
+                Ok(())
+            }
+        }
+    }
+    fn putback_page(&self, page: &Page) {
+        assert!(page.is_locked());
+        self.putback.fetch_add(1, Relaxed);
+    }
+}
+
+static TOY: Toy = Toy {
+    mode: std::sync::atomic::AtomicU8::new(0),
+    isolated: std::sync::atomic::AtomicU64::new(0),
+    migrated: std::sync::atomic::AtomicU64::new(0),
+    putback: std::sync::atomic::AtomicU64::new(0),
+    last_dst: std::sync::atomic::AtomicU64::new(0),
+};
+static TOY_OPS: mm::migrate::MovableOps = mm::migrate::MovableOps(&TOY);
+
+#[test]
+fn movable_operations_are_dispatched_and_their_answers_respected() {
+    let a = machine(64, 1);
+    let free0 = free_pages(&a);
+    let toy_page = || {
+        let p = a.alloc_page(GFP_KERNEL | Gfp::MOVABLE).unwrap();
+        assert!(p.trylock());
+        mm::migrate::set_page_movable(p, &TOY_OPS);
+        p.unlock();
+        assert!(p.is_movable_ops());
+        p
+    };
+    let release = |p: &Page| {
+        assert!(p.trylock());
+        mm::migrate::clear_page_movable(p);
+        p.unlock();
+        a.free_pages_page(p, 0).unwrap();
+    };
+    let one = |p: &Page| {
+        let mut l = PageList::new();
+        // SAFETY: the caller just isolated `p`.
+        unsafe { l.push_back(p) };
+        l
+    };
+
+    // The owner refuses isolation: nothing changes.
+    let p = toy_page();
+    TOY.mode.store(3, Relaxed);
+    assert!(!a.isolate_migratepage(p, MigrateMode::Sync));
+    assert!(!p.is_isolated());
+    assert_eq!(p.refcount(), 1);
+
+    // Busy: put back at once through putback_page, the target goes back.
+    TOY.mode.store(2, Relaxed);
+    assert!(a.isolate_migratepage(p, MigrateMode::Sync));
+    let (res, got, back) = migrate(&a, &mut one(p), MigrateMode::Sync);
+    assert_eq!(res, Ok(1));
+    assert_eq!((got, back), (1, 1));
+    assert_eq!(TOY.putback.load(Relaxed), 1);
+    assert!(!p.is_isolated() && p.is_movable_ops());
+    assert_eq!(p.refcount(), 1);
+
+    // Again: every pass, then put back.
+    TOY.mode.store(1, Relaxed);
+    assert!(a.isolate_migratepage(p, MigrateMode::Sync));
+    let (res, got, back) = migrate(&a, &mut one(p), MigrateMode::Sync);
+    assert_eq!(res, Ok(1));
+    assert_eq!((got, back), (10, 10));
+    assert_eq!(TOY.putback.load(Relaxed), 2);
+
+    // Success: the owner now has dst, which inherits the ops; src is freed.
+    TOY.mode.store(0, Relaxed);
+    assert!(a.isolate_migratepage(p, MigrateMode::Async));
+    let (res, got, back) = migrate(&a, &mut one(p), MigrateMode::Async);
+    assert_eq!(res, Ok(0));
+    assert_eq!((got, back), (1, 0));
+    assert_eq!(p.refcount(), 0, "src freed");
+    assert_eq!(p.mapping_raw(), 0);
+    // SAFETY: the toy recorded the address of a memmap page that is still allocated.
+    let dst = unsafe { &*(TOY.last_dst.load(Relaxed) as *const Page) };
+    assert!(dst.is_movable_ops() && !dst.is_isolated() && !dst.is_locked());
+    assert_eq!(dst.refcount(), 1);
+
+    // Released by its owner while isolated: migration just drops its reference.
+    assert!(a.isolate_migratepage(dst, MigrateMode::Sync));
+    assert!(dst.trylock());
+    mm::migrate::clear_page_movable(dst);
+    dst.unlock();
+    a.free_pages_page(dst, 0).unwrap();
+    assert_eq!(dst.refcount(), 1);
+    let (res, got, _) = migrate(&a, &mut one(dst), MigrateMode::Sync);
+    assert_eq!(res, Ok(0));
+    assert_eq!(got, 0);
+    assert_eq!(dst.refcount(), 0);
+
+    let q = toy_page();
+    release(q);
     assert_eq!(free_pages(&a), free0);
     check(&a);
 }
