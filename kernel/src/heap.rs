@@ -39,8 +39,11 @@ static mut BOOT_HEAP: HeapArea = HeapArea([0; BOOT_HEAP_SIZE]);
 /// and return their direct-map address, or free them.
 #[derive(Clone, Copy)]
 pub struct PageSource {
-    /// Allocate a zero-initialised-or-not block of `2^order` pages.
-    pub alloc: fn(order: u32) -> Option<usize>,
+    /// Allocate a zero-initialised-or-not block of `2^order` pages. `may_wait` is false
+    /// when the caller runs with interrupts disabled or holds the heap lock: the page
+    /// allocator must then not compact (compaction migrates pages, which needs TLB
+    /// shootdowns answered by other CPUs, with interrupts enabled here).
+    pub alloc: fn(order: u32, may_wait: bool) -> Option<usize>,
     /// Free a block returned by `alloc`.
     pub free: fn(addr: usize, order: u32),
 }
@@ -82,7 +85,7 @@ impl Regions {
         while (PAGE << order) < need {
             order += 1;
         }
-        let Some(addr) = (source.alloc)(order) else {
+        let Some(addr) = (source.alloc)(order, false) else {
             return false;
         };
         let size = PAGE << order;
@@ -124,14 +127,20 @@ fn large_order(layout: Layout) -> Option<u32> {
 // (the region containing it, or the page allocator for large blocks outside all regions).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Large blocks come straight from the page allocator, outside the heap lock and
+        // with the caller's interrupt state, so a high-order request may compact.
+        let may_wait = x86_64::instructions::interrupts::are_enabled();
+        let source = x86_64::instructions::interrupts::without_interrupts(|| self.0.lock().source);
+        if let (Some(order), Some(source)) = (large_order(layout), source) {
+            if let Some(addr) = (source.alloc)(order, may_wait) {
+                x86_64::instructions::interrupts::without_interrupts(|| {
+                    self.0.lock().large_bytes += PAGE << order;
+                });
+                return addr as *mut u8;
+            }
+        }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut r = self.0.lock();
-            if let (Some(order), Some(source)) = (large_order(layout), r.source) {
-                if let Some(addr) = (source.alloc)(order) {
-                    r.large_bytes += PAGE << order;
-                    return addr as *mut u8;
-                }
-            }
             if let Some(p) = r.try_small(layout) {
                 return p.as_ptr();
             }
@@ -145,7 +154,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        x86_64::instructions::interrupts::without_interrupts(|| {
+        let _ = x86_64::instructions::interrupts::without_interrupts(|| {
             let mut r = self.0.lock();
             let addr = ptr as usize;
             match r.region_of(addr) {
@@ -155,14 +164,17 @@ unsafe impl GlobalAlloc for KernelHeap {
                     unsafe { r.heaps[i].deallocate(NonNull::new_unchecked(ptr), layout) };
                 }
                 None => {
-                    // Outside every region: a large block straight from the page allocator.
+                    // Outside every region: a large block straight from the page allocator
+                    // (freed after the heap lock is dropped).
                     if let (Some(order), Some(source)) = (large_order(layout), r.source) {
                         r.large_bytes -= PAGE << order;
-                        (source.free)(addr, order);
+                        return Some((source, order));
                     }
                 }
             }
+            None
         })
+        .map(|(source, order)| (source.free)(ptr as usize, order));
     }
 }
 

@@ -86,7 +86,7 @@ pub fn poll(cpu: usize) {
         let woken = WOKEN[nid].swap(false, Ordering::AcqRel);
         if woken || now >= NEXT_MS[nid].load(Ordering::Relaxed) {
             let sleep = alloc.kcompactd_run(nid, now);
-            NEXT_MS[nid].store(time::now_ns() / 1_000_000 + sleep, Ordering::Relaxed);
+            NEXT_MS[nid].store((time::now_ns() / 1_000_000).saturating_add(sleep), Ordering::Relaxed);
             ROUNDS.fetch_add(1, Ordering::Relaxed);
         }
     }

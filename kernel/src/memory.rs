@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use bootloader_api::info::MemoryRegionKind;
 use mm::{
-    gfp::{GFP_KERNEL, Gfp},
+    gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp},
     memmap::{FirmwareRange, RangeKind},
     mm_init::{MemoryModel, ModelParams},
     mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
@@ -77,9 +77,10 @@ pub fn firmware_ranges() -> Vec<FirmwareRange> {
         .collect()
 }
 
-fn heap_alloc(order: u32) -> Option<usize> {
+fn heap_alloc(order: u32, may_wait: bool) -> Option<usize> {
+    let gfp = if may_wait { GFP_KERNEL } else { GFP_ATOMIC };
     allocator()
-        .get_free_pages(GFP_KERNEL | Gfp::NOWARN, order)
+        .get_free_pages(gfp | Gfp::NOWARN, order)
         .map(|a| a as usize)
 }
 

@@ -147,9 +147,10 @@ impl Scenario {
     /// pages are buddies, so nothing merges beyond order 0), or none at all.
     ///
     /// Filling can stop at the watermark with a few 2 MiB blocks still free (the
-    /// allocator keeps its reserve in whatever blocks it has). Those blocks are then taken
-    /// as unmovable order-9 allocations, so that afterwards no order-9 block is free and
-    /// only moving pages can make one.
+    /// allocator keeps its reserve in whatever blocks it has, and lowmem_reserve keeps
+    /// movable requests out of the DMA zone). Those blocks are then taken as unmovable
+    /// order-9 allocations, so that afterwards no order-9 block is free and only moving
+    /// pages can make one.
     pub fn build(
         movable_pct: u64,
         unmovable_every: u64,
@@ -198,8 +199,14 @@ impl Scenario {
             s.release();
             return Err("out of memory before 80% of free memory was filled");
         }
-        while let Some(addr) = a.get_free_pages(GFP_ATOMIC | Gfp::NOWARN, PAGEBLOCK_ORDER) {
-            s.held_order9.push(addr);
+        // Each zone's own requests, so lowmem_reserve (which keeps the lower zones
+        // from movable requests) does not hide a free block.
+        for zone_gfp in [Gfp::empty(), Gfp::DMA32, Gfp::DMA] {
+            while let Some(addr) =
+                a.get_free_pages(GFP_ATOMIC | zone_gfp | Gfp::NOWARN, PAGEBLOCK_ORDER)
+            {
+                s.held_order9.push(addr);
+            }
         }
         let mut kept = Vec::with_capacity(s.nr_pages as usize / 2 + 1);
         if let Err(_e) = a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {

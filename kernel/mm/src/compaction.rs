@@ -862,7 +862,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// `reset_isolation_suitable`: the hints of every zone of node `nid` that a direct
     /// compaction went through completely.
-    pub(crate) fn reset_isolation_suitable(&self, nid: usize) {
+    pub fn reset_isolation_suitable(&self, nid: usize) {
         let Some(node) = self.model().node(nid) else {
             return;
         };

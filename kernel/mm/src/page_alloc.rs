@@ -1460,6 +1460,14 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if order == 0 {
             return None;
         }
+        if self.platform().irqs_disabled() {
+            // Migration shoots down TLBs, which needs the other CPUs to answer while this
+            // one waits with interrupts enabled. A caller that may sleep but runs with
+            // interrupts off (a gfp bug) gets no compaction rather than a deadlock.
+            *compact_result = CompactResult::Skipped;
+            log::warn!("direct compaction skipped: order-{order} {gfp:?} request with interrupts disabled");
+            return None;
+        }
         let (result, captured) = self.try_to_compact_pages(gfp, order, alloc_flags, ac, prio);
         *compact_result = result;
         if result == CompactResult::Skipped && captured.is_none() {
