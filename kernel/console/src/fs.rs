@@ -492,7 +492,10 @@ mod tests {
             ["extfrag_index", "unusable_index"]
         );
         assert_eq!(ls("/proc/buddyinfo", 1).unwrap(), ["buddyinfo"]);
-        assert_eq!(ls("/proc/sys/vm/min_free_kbytes", 1).unwrap(), ["min_free_kbytes"]);
+        assert_eq!(
+            ls("/proc/sys/vm/min_free_kbytes", 1).unwrap(),
+            ["min_free_kbytes"]
+        );
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub enum GfpParseError<'a> {
 impl fmt::Display for GfpParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            GfpParseError::Empty => f.write_str("empty GFP flag (write e.g. GFP_KERNEL|__GFP_ZERO)"),
+            GfpParseError::Empty => {
+                f.write_str("empty GFP flag (write e.g. GFP_KERNEL|__GFP_ZERO)")
+            }
             GfpParseError::Unknown(w) => write!(
                 f,
                 "'{w}' is not a GFP flag (e.g. GFP_KERNEL, GFP_HIGHUSER_MOVABLE, __GFP_ZERO, or a number)"

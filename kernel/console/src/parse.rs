@@ -11,7 +11,11 @@ use core::fmt;
 /// Every command with its usage line, in the order `help` lists them.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("help", "help", "list the commands"),
-    ("ls", "ls [PATH]", "list a directory of /proc or /sys (default: /)"),
+    (
+        "ls",
+        "ls [PATH]",
+        "list a directory of /proc or /sys (default: /)",
+    ),
     ("cat", "cat PATH...", "print /proc or /sys files"),
     ("echo", "echo VALUE > PATH", "write VALUE to a tunable"),
     (
@@ -430,14 +434,20 @@ mod tests {
                 usage: "cat PATH..."
             })
         );
-        assert_eq!(parse("cat a  b").unwrap().paths().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            parse("cat a  b").unwrap().paths().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(
             parse(&format!("cat {}", ["x"; MAX_CAT_PATHS + 1].join(" "))),
             Err(ParseError::TooMany {
                 usage: "cat PATH..."
             })
         );
-        assert_eq!(parse("sleep"), Err(ParseError::Missing { usage: "sleep MS" }));
+        assert_eq!(
+            parse("sleep"),
+            Err(ParseError::Missing { usage: "sleep MS" })
+        );
         for bad in ["-1", "1.5", "600001", "99999999999999999999999", "soon"] {
             assert_eq!(
                 parse(&format!("sleep {bad}")),

@@ -351,7 +351,10 @@ mod tests {
         assert_eq!(parse_int("0"), Ok(0));
         assert_eq!(parse_int("-0"), Ok(0));
         assert_eq!(parse_int("2147483647"), Ok(INT_MAX));
-        assert_eq!(parse_int("2147483648"), Err(ValueError::TooBig("2147483648")));
+        assert_eq!(
+            parse_int("2147483648"),
+            Err(ValueError::TooBig("2147483648"))
+        );
         assert_eq!(
             parse_int("99999999999999999999999999999"),
             Err(ValueError::TooBig("99999999999999999999999999999"))
@@ -418,7 +421,10 @@ mod tests {
         );
         assert_eq!(parse_value(k, "1 x"), Err(ValueError::NotANumber("x")));
         assert_eq!(parse_value(k, ""), Err(ValueError::Empty));
-        assert_eq!(format!("{}", ListText(&[256, 256, 32, 0])), "256\t256\t32\t0\n");
+        assert_eq!(
+            format!("{}", ListText(&[256, 256, 32, 0])),
+            "256\t256\t32\t0\n"
+        );
     }
 
     #[test]
