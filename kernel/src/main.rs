@@ -39,6 +39,7 @@ pub mod arch;
 pub mod bench;
 pub mod boot_info;
 pub mod cmdline;
+pub mod console;
 pub mod crash;
 pub mod fault;
 pub mod heap;
@@ -48,6 +49,7 @@ pub mod ktests;
 pub mod logger;
 pub mod memory;
 pub mod platform;
+pub mod procfs;
 pub mod scenario;
 
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
@@ -123,11 +125,22 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kstack::alloc(cpu).map(|s| (s.guard, s.top))
     });
 
+    procfs::apply_cmdline(cmdline);
+
     if cmdline.has("bench") {
         bench::run();
     }
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
+    }
+    // Only an explicit `console=1` waits for input: tests and scripts must never hang.
+    let interactive = cmdline.get("console") == Some("1");
+    if let Some(script) = console::script_from_fw_cfg() {
+        console::run_script(&script, interactive);
+    }
+    if interactive {
+        kprintln!("demo finished");
+        console::interactive();
     }
     kprintln!("demo finished; powering off");
     arch::qemu::exit(arch::qemu::ExitCode::Success)
