@@ -9,6 +9,7 @@ use boot::{Firmware, Outcome, RunConfig, RunResult};
 /// the kernel died or skipped it, and fails the configuration.
 pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::boot",
+    "ktests::compaction",
     "ktests::harness",
     "ktests::memory",
     "ktests::page_alloc",

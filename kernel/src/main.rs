@@ -43,6 +43,7 @@ pub mod console;
 pub mod crash;
 pub mod fault;
 pub mod heap;
+pub mod kcompactd;
 pub mod kstack;
 pub mod ktest;
 pub mod ktests;
@@ -125,6 +126,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kstack::alloc(cpu).map(|s| (s.guard, s.top))
     });
 
+    kcompactd::start(!cmdline.has("test") && !cmdline.has("bench"));
     procfs::apply_cmdline(cmdline);
 
     if cmdline.has("bench") {
@@ -133,9 +135,17 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
     }
+    // A script replaces the demo (it can run `frag` and `compact` itself).
+    let script = console::script_from_fw_cfg();
+    if script.is_none() && !cmdline.has("test") && !cmdline.has("bench") {
+        let mut out = scenario::SerialOut;
+        if let Err(e) = scenario::demo(&mut out) {
+            kprintln!("fragmentation demo: {e}");
+        }
+    }
     // Only an explicit `console=1` waits for input: tests and scripts must never hang.
     let interactive = cmdline.get("console") == Some("1");
-    if let Some(script) = console::script_from_fw_cfg() {
+    if let Some(script) = script {
         console::run_script(&script, interactive);
     }
     if interactive {

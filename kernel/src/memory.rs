@@ -122,6 +122,11 @@ pub fn allocator() -> &'static PageAllocator<KernelPlatform> {
     ALLOCATOR.get().expect("memory::init runs during boot")
 }
 
+/// The page allocator, if it exists yet.
+pub fn try_allocator() -> Option<&'static PageAllocator<KernelPlatform>> {
+    ALLOCATOR.get()
+}
+
 /// Page-table pages from the buddy allocator (zeroed, unmovable kernel memory).
 pub struct BuddyFrames;
 

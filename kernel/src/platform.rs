@@ -8,7 +8,15 @@
 use mm::platform::{IrqState, Platform, Pte, PteError};
 use x86_64::{instructions::interrupts, registers::rflags::RFlags};
 
-use crate::arch::{percpu, smp};
+use core::sync::atomic::Ordering;
+
+use mm::gfp::{GFP_KERNEL, Gfp};
+use x86_64::{
+    PhysAddr, VirtAddr,
+    structures::paging::{PageTableFlags, PhysFrame},
+};
+
+use crate::arch::{paging, percpu, smp};
 
 /// The x86_64 kernel as an `mm` platform.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,25 +60,98 @@ impl Platform for KernelPlatform {
     }
 
     fn movable_va_range(&self) -> (u64, u64) {
-        todo!("movable range: being written")
+        (paging::MOVABLE_START, paging::MOVABLE_END)
     }
 
     fn pte_read(&self, va: u64) -> Pte {
-        let _ = va;
-        todo!("being written")
+        match VirtAddr::try_new(va).ok().and_then(paging::leaf_pte) {
+            Some(slot) if in_window(va) => paging::decode_pte(slot.load(Ordering::Acquire)),
+            _ => Pte::None,
+        }
     }
 
     fn pte_map(&self, va: u64, pfn: u64) -> Result<(), PteError> {
-        let _ = (va, pfn);
-        todo!("being written")
+        if !in_window(va) {
+            return Err(PteError::OutOfRange);
+        }
+        // Fast path: the leaf table exists, so mapping is one atomic store into it.
+        if VirtAddr::try_new(va).ok().and_then(paging::leaf_pte).is_some() {
+            return if paging::pte_cmpxchg(va, Pte::None, Pte::Present(pfn)) {
+                Ok(())
+            } else {
+                Err(PteError::Busy)
+            };
+        }
+        // Page tables are missing. Their frames are allocated here, with interrupts enabled
+        // and no page-table lock held, because an allocation may have to wait (drain other
+        // CPUs' lists, compact); `map_page` then only takes what it needs from them.
+        let mut frames = Prealloc::new().ok_or(PteError::NoMemory)?;
+        // SAFETY: `va` lies in the movable window, which nothing but anon regions uses,
+        // and `pfn` is a page the caller (mm::rmap) owns and maps exactly once.
+        let r = unsafe {
+            paging::map_page(
+                VirtAddr::new(va),
+                PhysAddr::new(pfn << 12),
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                &mut frames,
+            )
+        };
+        frames.release();
+        match r {
+            Ok(()) => Ok(()),
+            Err(paging::MapError::OutOfFrames) => Err(PteError::NoMemory),
+            Err(_) => Err(PteError::Busy),
+        }
     }
 
     fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool {
-        let _ = (va, old, new);
-        todo!("being written")
+        in_window(va) && paging::pte_cmpxchg(va, old, new)
     }
 
     fn flush_tlb_range(&self, start: u64, end: u64) {
         smp::tlb_shootdown(start, end);
+    }
+
+    fn wake_kcompactd(&self, nid: usize) {
+        crate::kcompactd::wake(nid);
+    }
+}
+
+fn in_window(va: u64) -> bool {
+    (paging::MOVABLE_START..paging::MOVABLE_END).contains(&va) && va & 0xfff == 0
+}
+
+/// Up to three zeroed page-table frames allocated before `map_page` takes the page-table
+/// lock (a 4 KiB mapping needs at most a PDPT, a PD and a PT); unused ones go back.
+struct Prealloc {
+    frames: [Option<PhysFrame>; 3],
+}
+
+impl Prealloc {
+    fn new() -> Option<Prealloc> {
+        let a = crate::memory::allocator();
+        let mut p = Prealloc { frames: [None; 3] };
+        for i in 0..3 {
+            let Some(page) = a.alloc_pages(GFP_KERNEL | Gfp::ZERO, 0) else {
+                p.release();
+                return None;
+            };
+            p.frames[i] =
+                PhysFrame::from_start_address(PhysAddr::new(a.page_to_pfn(page) << 12)).ok();
+        }
+        Some(p)
+    }
+
+    fn release(self) {
+        let a = crate::memory::allocator();
+        for f in self.frames.into_iter().flatten() {
+            let _ = a.free_pages(crate::PHYS_OFFSET + f.start_address().as_u64(), 0);
+        }
+    }
+}
+
+impl paging::FrameSource for Prealloc {
+    fn alloc_frame(&mut self) -> Option<PhysFrame> {
+        self.frames.iter_mut().find_map(Option::take)
     }
 }

@@ -1,9 +1,38 @@
-//! The fragmentation scenario: movable memory with checksums interleaved with unmovable
-//! allocations, then half the movable pages freed, scattered.
+//! The fragmentation scenario: movable memory carrying checksums, interleaved with
+//! unmovable allocations, then half of the movable pages freed, scattered.
 //!
-//! SKELETON: the API is fixed; the body is being written.
+//! This is the situation compaction exists for. Movable pages fill most of memory and are
+//! freed one in two, so free memory is plentiful but no 2 MiB block is free: an order-9
+//! allocation fails unless something moves pages. About one allocation in nine is
+//! unmovable (kernel memory); the allocator's anti-fragmentation rules collect those in
+//! their own pageblocks, which compaction can never empty ("pinned" pageblocks below).
+//!
+//! Every movable page lives in one anon region (`mm::rmap`) and is only ever touched
+//! through its virtual address there. Each carries a version number and eight check
+//! words spread over the page, all derived from its index and version, so a page that
+//! moved to the wrong frame, was copied partially, or was read while half-copied fails
+//! [`Scenario::verify_page`]. After compaction every page must also still satisfy the
+//! reverse map: its PTE names a frame whose `mapping`/`index` point back to it.
+//!
+//! The same scenario serves the in-kernel tests, the `make run` demo, the console's
+//! `frag` command and the guest benchmark.
 
+use alloc::vec::Vec;
 use core::fmt::Write;
+
+use mm::{
+    gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
+    mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
+    rmap::RegionId,
+};
+use spin::Mutex;
+
+use crate::memory::allocator;
+
+/// Bytes between two check words: eight per page.
+const STRIDE: u64 = 512;
+/// Byte offset of the version word (inside the first stride, after the first check word).
+const VERSION_OFF: u64 = 8;
 
 /// What [`fragment`] built.
 #[derive(Clone, Copy, Debug, Default)]
@@ -18,19 +47,394 @@ pub struct FragSummary {
     pub free_order9_blocks: u64,
 }
 
+/// A built scenario: the region, which of its pages are mapped, and the unmovable pages.
+pub struct Scenario {
+    /// The anon region holding every movable page.
+    pub region: RegionId,
+    /// First virtual address of the region.
+    pub start: u64,
+    /// Pages in the region (mapped or not).
+    pub nr_pages: u64,
+    /// Every `keep_every`-th index (0, k, 2k, ...) is still mapped after fragmenting.
+    pub keep_every: u64,
+    /// Direct-map addresses of the unmovable order-0 pages.
+    unmovable: Vec<u64>,
+    /// Direct-map addresses of order-9 blocks held so that none is left free.
+    held_order9: Vec<u64>,
+    seed: u64,
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64's finaliser: cheap and good enough to make every word distinct.
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Scenario {
+    /// The check word `k` of page `index` at `version`.
+    fn word(&self, index: u64, version: u64, k: u64) -> u64 {
+        mix(self.seed ^ (index << 20) ^ (version << 4) ^ k)
+    }
+
+    /// Virtual address of page `index`.
+    pub fn va(&self, index: u64) -> u64 {
+        self.start + index * PAGE_SIZE
+    }
+
+    /// Is page `index` meant to be mapped?
+    pub fn is_kept(&self, index: u64) -> bool {
+        index.is_multiple_of(self.keep_every)
+    }
+
+    /// Write page `index` at `version` (version word and check words).
+    ///
+    /// Movable memory is touched with interrupts enabled only: a CPU that meets a
+    /// migration entry waits in the page-fault handler for the migrating CPU, which may
+    /// need this CPU to answer its TLB shootdown.
+    pub fn write_page(&self, index: u64, version: u64) {
+        let va = self.va(index);
+        for k in 0..PAGE_SIZE / STRIDE {
+            // SAFETY: `va` is a mapped page of this scenario's region (callers only pass
+            // kept indices), owned by the scenario; the offsets stay inside the page.
+            unsafe { ((va + k * STRIDE) as *mut u64).write_volatile(self.word(index, version, k)) };
+        }
+        // SAFETY: as above.
+        unsafe { ((va + VERSION_OFF) as *mut u64).write_volatile(version) };
+    }
+
+    /// Check page `index`: its version word and every check word for that version.
+    /// Returns the version.
+    pub fn verify_page(&self, index: u64) -> Result<u64, &'static str> {
+        let va = self.va(index);
+        // SAFETY: as in write_page.
+        let version = unsafe { ((va + VERSION_OFF) as *const u64).read_volatile() };
+        for k in 0..PAGE_SIZE / STRIDE {
+            // SAFETY: as in write_page.
+            let w = unsafe { ((va + k * STRIDE) as *const u64).read_volatile() };
+            if w != self.word(index, version, k) {
+                return Err("movable page content corrupted (check word mismatch)");
+            }
+        }
+        Ok(version)
+    }
+
+    /// Check every kept page's content and reverse map. Returns the pages checked.
+    pub fn verify(&self) -> Result<u64, &'static str> {
+        let a = allocator();
+        let mapped = a
+            .anon_region_check(self.region)
+            .map_err(|_| "anon region check failed (reverse map inconsistent)")?;
+        let mut n = 0;
+        for index in (0..self.nr_pages).step_by(self.keep_every as usize) {
+            self.verify_page(index)?;
+            let pfn = a
+                .anon_region_pfn(self.region, index)
+                .map_err(|_| "region handle went stale")?
+                .ok_or("a kept page is not mapped")?;
+            let page = a.pfn_to_page(pfn).ok_or("mapped pfn has no struct page")?;
+            if a.page_anon_address(page) != Some(self.va(index)) {
+                return Err("reverse map of a mapped page does not point back to its address");
+            }
+            n += 1;
+        }
+        if n != mapped {
+            return Err("region maps pages the scenario did not keep");
+        }
+        Ok(n)
+    }
+
+    /// Build the scenario: fill at least `movable_pct`% of free memory with movable pages,
+    /// allocating one unmovable page after every `unmovable_every` movable ones, and go on
+    /// filling until no free block of order >= 9 is left; then zap all but every
+    /// `keep_every`-th movable page.
+    ///
+    /// Filling can stop at the watermark with a few 2 MiB blocks still free (the
+    /// allocator keeps its reserve in whatever blocks it has). Those blocks are then taken
+    /// as unmovable order-9 allocations, so that afterwards no order-9 block is free and
+    /// only moving pages can make one.
+    pub fn build(
+        movable_pct: u64,
+        unmovable_every: u64,
+        keep_every: u64,
+        seed: u64,
+    ) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        a.drain_all_pages();
+        let free = a.nr_free_pages();
+        let target = free * movable_pct / 100;
+        let region = a
+            .anon_region_create(free)
+            .map_err(|_| "no room for the scenario's anon region")?;
+        let (start, _) = a.anon_region_span(region).map_err(|_| "fresh region went stale")?;
+        let mut s = Scenario {
+            region,
+            start,
+            nr_pages: 0,
+            keep_every: keep_every.max(1),
+            unmovable: Vec::with_capacity((free / unmovable_every.max(1)) as usize + 64),
+            held_order9: Vec::new(),
+            seed,
+        };
+        let no_order9_free = || free_blocks_per_order()[PAGEBLOCK_ORDER as usize..].iter().all(|&n| n == 0);
+        let mut index = 0;
+        while index < free {
+            if index >= target && index.is_multiple_of(PAGEBLOCK_NR_PAGES) && no_order9_free() {
+                break;
+            }
+            if a
+                .anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                .is_err()
+            {
+                break;
+            }
+            s.nr_pages = index + 1;
+            if s.is_kept(index) {
+                s.write_page(index, 0);
+            }
+            if unmovable_every > 0 && index % unmovable_every == unmovable_every - 1 {
+                match a.get_free_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
+                    Some(addr) => s.unmovable.push(addr),
+                    None => break,
+                }
+            }
+            index += 1;
+        }
+        if s.nr_pages < target {
+            s.release();
+            return Err("out of memory before 80% of free memory was filled");
+        }
+        while let Some(addr) = a.get_free_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER) {
+            s.held_order9.push(addr);
+        }
+        for index in 0..s.nr_pages {
+            if !s.is_kept(index) {
+                a.anon_region_zap(region, index)
+                    .map_err(|_| "zapping a movable page failed")?;
+            }
+        }
+        a.drain_all_pages();
+        Ok(s)
+    }
+
+    /// Order-9 blocks taken as unmovable because filling stopped at the watermark.
+    pub fn held_order9_blocks(&self) -> u64 {
+        self.held_order9.len() as u64
+    }
+
+    /// Movable pages still mapped.
+    pub fn movable_pages(&self) -> u64 {
+        self.nr_pages.div_ceil(self.keep_every)
+    }
+
+    /// Unmovable pages held.
+    pub fn unmovable_pages(&self) -> u64 {
+        self.unmovable.len() as u64
+    }
+
+    /// Free everything.
+    pub fn release(&mut self) {
+        let a = allocator();
+        let _ = a.anon_region_destroy(self.region);
+        for addr in self.unmovable.drain(..) {
+            let _ = a.free_pages(addr, 0);
+        }
+        for addr in self.held_order9.drain(..) {
+            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+        }
+    }
+}
+
+/// Where free memory is, pageblock by pageblock (pcp lists drained first).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreeLayout {
+    /// Free pages in total.
+    pub free: u64,
+    /// Free pages in blocks of order >= pageblock_order.
+    pub free_in_order9: u64,
+    /// Free order >= 9 blocks, counted in pageblocks.
+    pub order9_blocks: u64,
+    /// Free pages in pageblocks that hold an unmovable or reserved page (compaction cannot
+    /// empty those).
+    pub free_in_pinned: u64,
+    /// Pageblocks holding an unmovable or reserved page.
+    pub pinned_blocks: u64,
+}
+
+impl FreeLayout {
+    /// Free pages compaction could gather into order-9 blocks.
+    pub fn eligible(&self) -> u64 {
+        self.free - self.free_in_pinned
+    }
+
+    /// The fraction (in thousandths) of eligible free memory that is in order-9 blocks.
+    pub fn order9_permille(&self) -> u64 {
+        (self.free_in_order9 * 1000).checked_div(self.eligible()).unwrap_or(0)
+    }
+}
+
+/// Walk every populated zone's pageblocks and classify free memory. Reads page flags
+/// without the zone lock: call it when nothing else allocates (tests, the demo).
+pub fn free_layout() -> FreeLayout {
+    let a = allocator();
+    a.drain_all_pages();
+    let mut l = FreeLayout::default();
+    for z in a.model().nodes().flat_map(|n| n.populated_zones()) {
+        let mut block = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+        while block < z.zone_end_pfn() {
+            let (mut free, mut pinned, mut pfn) = (0, false, block);
+            while pfn < block + PAGEBLOCK_NR_PAGES {
+                let Some(page) = a.pfn_to_page(pfn).filter(|_| z.zone_spans_pfn(pfn)) else {
+                    pfn += 1;
+                    continue;
+                };
+                if page.test_flag(mm::page::PageFlags::BUDDY) {
+                    let order = page.buddy_order();
+                    let n = 1u64 << order;
+                    free += n.min(block + PAGEBLOCK_NR_PAGES - pfn);
+                    if order >= PAGEBLOCK_ORDER && pfn == block {
+                        l.free_in_order9 += n.min(PAGEBLOCK_NR_PAGES);
+                        l.order9_blocks += 1;
+                    }
+                    pfn += n;
+                    continue;
+                }
+                if !page.is_anon() {
+                    pinned = true;
+                }
+                pfn += 1;
+            }
+            l.free += free;
+            if pinned {
+                l.free_in_pinned += free;
+                l.pinned_blocks += 1;
+            }
+            block += PAGEBLOCK_NR_PAGES;
+        }
+    }
+    l
+}
+
+/// The current scenario (console and demo).
+static CURRENT: Mutex<Option<Scenario>> = Mutex::new(None);
+
+/// Free order-N blocks summed over every zone, per order.
+pub fn free_blocks_per_order() -> [u64; NR_PAGE_ORDERS] {
+    let a = allocator();
+    let mut out = [0; NR_PAGE_ORDERS];
+    for n in a.model().nodes() {
+        for zt in n.populated_zones().map(|z| z.zone_type).collect::<Vec<_>>() {
+            if let Some(s) = a.zone_snapshot(n.node_id, zt) {
+                for (o, slot) in out.iter_mut().enumerate() {
+                    *slot += s.nr_free.iter().map(|t| t[o]).sum::<u64>();
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Build the scenario (replacing any earlier one), printing progress to `out`.
 pub fn fragment(out: &mut dyn Write) -> Result<FragSummary, &'static str> {
-    let _ = out;
-    todo!()
+    release();
+    let _ = writeln!(
+        out,
+        "frag: filling free memory with movable pages (at least 80%; 1 unmovable page per 8) until no 2 MiB block is free, then freeing every other movable page"
+    );
+    let s = Scenario::build(80, 8, 2, crate::arch::time::rdtsc())?;
+    let l = free_layout();
+    let summary = FragSummary {
+        movable_pages: s.movable_pages(),
+        unmovable_pages: s.unmovable_pages(),
+        free_pages: l.free,
+        free_order9_blocks: l.order9_blocks,
+    };
+    let _ = writeln!(
+        out,
+        "frag: {} movable pages mapped, {} unmovable pages held, {} pages free, {} free order-9 blocks",
+        summary.movable_pages, summary.unmovable_pages, summary.free_pages, summary.free_order9_blocks
+    );
+    *CURRENT.lock() = Some(s);
+    Ok(summary)
 }
 
 /// Verify every checksum and reverse map of the current scenario; the number of pages
 /// checked, or what was wrong.
 pub fn verify() -> Result<u64, &'static str> {
-    todo!()
+    CURRENT.lock().as_ref().ok_or("no scenario built (run frag first)")?.verify()
 }
 
 /// Free everything the scenario holds.
 pub fn release() {
-    todo!()
+    if let Some(mut s) = CURRENT.lock().take() {
+        s.release();
+    }
+}
+
+/// The fragmentation story for `make run`: fragment, show that an order-9 allocation
+/// fails without compaction, compact, show the result, verify every page, clean up.
+pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
+    let a = allocator();
+    let _ = writeln!(out, "\n== fragmentation and compaction ==");
+    let summary = fragment(out)?;
+    let _ = writeln!(out, "buddyinfo after fragmenting:");
+    let _ = a.write_buddyinfo(out);
+    let before = free_layout();
+    let failed = a
+        .alloc_pages(GFP_NOWAIT | Gfp::MOVABLE, PAGEBLOCK_ORDER)
+        .map(|p| {
+            let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+        })
+        .is_none();
+    let _ = writeln!(
+        out,
+        "order-9 allocation without compaction: {}",
+        if failed { "fails, as expected" } else { "succeeded (memory was not fragmented enough)" }
+    );
+    let t0 = crate::arch::time::now_ns();
+    let stats = a.compact_memory();
+    let us = (crate::arch::time::now_ns() - t0) / 1000;
+    let after = free_layout();
+    let _ = writeln!(
+        out,
+        "compact_memory: {} pages migrated ({} failed) in {} ms; migrate scanner {} pages, free scanner {} pages",
+        stats.migrated,
+        stats.failed,
+        us / 1000,
+        stats.migrate_scanned,
+        stats.free_scanned
+    );
+    let _ = writeln!(out, "buddyinfo after compaction:");
+    let _ = a.write_buddyinfo(out);
+    let _ = writeln!(
+        out,
+        "free memory in order-9 blocks: {} of {} eligible pages before, {} of {} after ({}.{}%; {} pages sit in {} pageblocks pinned by unmovable pages)",
+        before.free_in_order9,
+        before.eligible(),
+        after.free_in_order9,
+        after.eligible(),
+        after.order9_permille() / 10,
+        after.order9_permille() % 10,
+        after.free_in_pinned,
+        after.pinned_blocks
+    );
+    let checked = verify()?;
+    let _ = writeln!(
+        out,
+        "verified {checked} movable pages: checksums intact, every reverse map points back ({} movable, {} unmovable pages held)",
+        summary.movable_pages, summary.unmovable_pages
+    );
+    release();
+    Ok(())
+}
+
+/// `core::fmt::Write` onto the serial console (what [`demo`] prints through at boot).
+pub struct SerialOut;
+
+impl Write for SerialOut {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        kprint!("{s}");
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! In-kernel test suites, one module per subsystem. See [`crate::ktest`] for the harness.
 
 pub mod boot;
+pub mod compaction;
 pub mod harness;
 pub mod memory;
 pub mod page_alloc;

@@ -249,3 +249,56 @@ pub fn leaf_pte(va: VirtAddr) -> Option<&'static AtomicU64> {
     }
     None
 }
+
+/// The virtual window reserved for movable "user memory" (`mm::rmap` anon regions): one
+/// top-level slot's worth (512 GiB), mapped by 4 KiB leaf entries only. All CPUs share the
+/// kernel's root table, so a table created here by one CPU is seen by every other.
+pub const MOVABLE_START: u64 = 0xffff_b000_0000_0000;
+/// End of the movable window (exclusive).
+pub const MOVABLE_END: u64 = MOVABLE_START + (1 << 39);
+
+const PTE_WRITABLE: u64 = 1 << 1;
+/// Bits the CPU sets by itself (accessed, dirty): ignored when comparing entries.
+const PTE_HW_BITS: u64 = (1 << 5) | (1 << 6);
+
+/// A movable-window PTE as the allocator sees it.
+pub fn decode_pte(v: u64) -> mm::platform::Pte {
+    use mm::platform::Pte;
+    if v & PTE_PRESENT != 0 {
+        Pte::Present((v & PTE_ADDR_MASK) >> 12)
+    } else if let Some(pfn) = migration_entry_pfn(v) {
+        Pte::Migration(pfn)
+    } else {
+        Pte::None
+    }
+}
+
+/// The PTE value for `pte` (present entries are writable, not global).
+pub fn encode_pte(pte: mm::platform::Pte) -> u64 {
+    use mm::platform::Pte;
+    match pte {
+        Pte::None => 0,
+        Pte::Present(pfn) => ((pfn << 12) & PTE_ADDR_MASK) | PTE_PRESENT | PTE_WRITABLE,
+        Pte::Migration(pfn) => make_migration_entry(pfn),
+    }
+}
+
+/// Compare-and-exchange the leaf entry for `va` (see `Platform::pte_cmpxchg`). Hardware
+/// may set the accessed/dirty bits of a present entry at any moment, so the comparison
+/// decodes the entry and retries when only those bits changed under us.
+pub fn pte_cmpxchg(va: u64, old: mm::platform::Pte, new: mm::platform::Pte) -> bool {
+    let Some(slot) = VirtAddr::try_new(va).ok().and_then(leaf_pte) else {
+        return old == mm::platform::Pte::None && new == mm::platform::Pte::None;
+    };
+    let new_raw = encode_pte(new);
+    let mut cur = slot.load(Ordering::Acquire);
+    loop {
+        if decode_pte(cur) != old || (cur & PTE_PRESENT == 0 && cur & !PTE_HW_BITS != encode_pte(old)) {
+            return false;
+        }
+        match slot.compare_exchange_weak(cur, new_raw, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(v) => cur = v,
+        }
+    }
+}

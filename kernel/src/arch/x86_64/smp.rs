@@ -405,6 +405,8 @@ extern "C" fn ap_entry(start: *mut ApStart) -> ! {
 fn idle_loop() -> ! {
     let me = percpu::this_cpu();
     loop {
+        // Idle-time kernel work (kcompactd) runs here, with interrupts enabled, when due.
+        crate::kcompactd::poll(me.cpu);
         x86_64::instructions::interrupts::disable();
         if !me.work.pending.load(Ordering::Acquire) {
             // STI's one-instruction shadow makes "enable then halt" atomic: a wake IPI that
@@ -512,6 +514,13 @@ pub fn run_on_cpus(cpus: &[usize], f: &(dyn Fn(usize) + Sync)) -> usize {
         drop(guard);
     }
     ran
+}
+
+/// Wake CPU `cpu` from its idle halt (it then looks for work and idle-time jobs).
+pub fn wake_cpu(cpu: usize) {
+    if let Some(target) = percpu::cpu(cpu).filter(|c| c.online.load(Ordering::Acquire)) {
+        apic::send_ipi(target.apic_id.load(Ordering::Relaxed) as u32, WAKE_VECTOR);
+    }
 }
 
 /// Ids of all online CPUs.

@@ -1,0 +1,94 @@
+//! Where kcompactd runs in this kernel.
+//!
+//! Linux gives every node a kernel thread that sleeps until an allocation failure wakes it
+//! or its 500 ms proactive timer fires. This kernel has no scheduler, so the thread is an
+//! *idle-time worker*: one CPU (the highest online one, or the boot CPU on a single-CPU
+//! machine, where waits such as the console's input loop call [`poll`]) runs a round of
+//! `PageAllocator::kcompactd_run` whenever it is idle and the worker is due or was woken.
+//! Work posted to that CPU still runs first; a round is bounded by compaction's own
+//! stopping rules, like a kthread that does not yield mid-round.
+//!
+//! In test mode the worker starts disabled, so suites that count free pages exactly are
+//! not disturbed by proactive compaction in the background; the compaction suite turns it
+//! on for the tests that are about it.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::{smp, time};
+
+/// Most nodes the worker serves (one worker per node, all on the host CPU).
+const MAX_NODES: usize = 8;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static HOST_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+static WOKEN: [AtomicBool; MAX_NODES] = [const { AtomicBool::new(false) }; MAX_NODES];
+static NEXT_MS: [AtomicU64; MAX_NODES] = [const { AtomicU64::new(0) }; MAX_NODES];
+static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Rounds run, for tests and the console.
+pub static ROUNDS: AtomicU64 = AtomicU64::new(0);
+
+/// Choose the host CPU (after the APs are up) and set whether the worker runs.
+pub fn start(enabled: bool) {
+    let host = smp::online_ids().into_iter().max().unwrap_or(0);
+    HOST_CPU.store(host, Ordering::Relaxed);
+    ENABLED.store(enabled, Ordering::Release);
+    log::info!(
+        "kcompactd: runs on cpu {host} when idle ({})",
+        if enabled { "enabled" } else { "disabled until a test enables it" }
+    );
+}
+
+/// Turn the worker on or off; returns the previous setting.
+pub fn set_enabled(on: bool) -> bool {
+    let was = ENABLED.swap(on, Ordering::AcqRel);
+    if on {
+        kick();
+    }
+    was
+}
+
+/// The CPU that hosts the worker.
+pub fn host_cpu() -> usize {
+    HOST_CPU.load(Ordering::Relaxed)
+}
+
+/// `Platform::wake_kcompactd`: make node `nid`'s worker run a round soon.
+pub fn wake(nid: usize) {
+    if let Some(w) = WOKEN.get(nid) {
+        w.store(true, Ordering::Release);
+        kick();
+    }
+}
+
+fn kick() {
+    let host = host_cpu();
+    if host != usize::MAX && host != crate::arch::percpu::cpu_id() {
+        smp::wake_cpu(host);
+    }
+}
+
+/// Run any due kcompactd round if `cpu` hosts the worker. Called with interrupts enabled
+/// from the host CPU's idle loop (and from waits on a single-CPU machine).
+pub fn poll(cpu: usize) {
+    if cpu != host_cpu() || !ENABLED.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(alloc) = crate::memory::try_allocator() else {
+        return;
+    };
+    // Nested polls (an interrupt-time wait inside a round) must not start another round.
+    if RUNNING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    let now = time::now_ns() / 1_000_000;
+    let nodes = alloc.model().nodes().count().min(MAX_NODES);
+    for nid in 0..nodes {
+        let woken = WOKEN[nid].swap(false, Ordering::AcqRel);
+        if woken || now >= NEXT_MS[nid].load(Ordering::Relaxed) {
+            let sleep = alloc.kcompactd_run(nid, now);
+            NEXT_MS[nid].store(time::now_ns() / 1_000_000 + sleep, Ordering::Relaxed);
+            ROUNDS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    RUNNING.store(false, Ordering::Release);
+}

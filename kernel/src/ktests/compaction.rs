@@ -1,0 +1,385 @@
+//! Page migration and compaction inside the kernel, on the real page tables.
+//!
+//! These are the acceptance scenarios: the fragmentation story (order-9 fails
+//! without compaction, `compact_memory` then makes at least 90% of the free memory that
+//! is not pinned by unmovable pages available as order-9 blocks, with every checksum and
+//! reverse map intact), migration under concurrent access from the other CPUs, direct
+//! compaction with capture, deferral on a zone that cannot be compacted, kcompactd, and a
+//! port of Linux's `compaction_test` selftest.
+//!
+//! Movable memory is only touched through its virtual addresses in the movable window, and
+//! only with interrupts enabled (see `crate::fault`).
+
+use alloc::{format, string::String, vec::Vec};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use mm::{
+    gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
+    mmzone::{PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
+    vmstat::VmEvent,
+};
+
+use crate::{
+    arch::{percpu, smp, time},
+    kassert, kassert_eq, kcompactd, ktest,
+    ktest::TestResult,
+    memory::allocator,
+    scenario::{Scenario, free_layout},
+};
+
+fn check_invariants() -> Result<(), String> {
+    mm::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+}
+
+fn ev(e: VmEvent) -> u64 {
+    allocator().vm_event(e)
+}
+
+/// `defer_shift` of every populated zone, read from the compaction state view.
+fn defer_shifts() -> Vec<(String, u32)> {
+    let mut text = String::new();
+    let _ = allocator().write_compaction_state(&mut text);
+    text.lines()
+        .filter_map(|l| {
+            let zone = l.split("zone").nth(1)?.split_whitespace().next()?.into();
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "defer_shift")?;
+            Some((zone, words.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Wait (polling kcompactd when this CPU hosts it) until `cond` holds or `secs` pass.
+/// The deadline only guards against a hang; nothing is asserted about time.
+fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = time::now_ns() + secs * 1_000_000_000;
+    while time::now_ns() < deadline {
+        if cond() {
+            return true;
+        }
+        kcompactd::poll(percpu::cpu_id());
+        time::udelay(1000);
+    }
+    cond()
+}
+
+ktest! {
+    fn fragmentation_scenario_compacts_to_order9() -> TestResult {
+        let a = allocator();
+        let free_before = { a.drain_all_pages(); a.nr_free_pages() };
+        let mut s = Scenario::build(80, 8, 2, 0xc0ffee)?;
+        let result = (|| -> TestResult {
+            kassert!(
+                s.nr_pages * 100 >= free_before * 80,
+                "filled only {} of {} free pages with movable memory",
+                s.nr_pages,
+                free_before
+            );
+            let before = free_layout();
+            kassert_eq!(before.order9_blocks, 0);
+            // Compaction disabled: no direct reclaim/compaction in the gfp.
+            let nowait = a.alloc_pages(GFP_NOWAIT | Gfp::MOVABLE, PAGEBLOCK_ORDER);
+            kassert!(nowait.is_none(), "an order-9 block was free before compaction");
+            let migrated0 = ev(VmEvent::PgmigrateSuccess);
+            let stats = a.compact_memory();
+            let after = free_layout();
+            kprintln!(
+                "compaction: free {} pages, {} in order-9 blocks ({} blocks), {} in {} pinned pageblocks: {}.{}% of the eligible free memory is order-9; migrated {} (stats {:?})",
+                after.free,
+                after.free_in_order9,
+                after.order9_blocks,
+                after.free_in_pinned,
+                after.pinned_blocks,
+                after.order9_permille() / 10,
+                after.order9_permille() % 10,
+                ev(VmEvent::PgmigrateSuccess) - migrated0,
+                stats
+            );
+            kassert!(
+                after.order9_permille() >= 900,
+                "only {} per mille of eligible free memory in order-9 blocks",
+                after.order9_permille()
+            );
+            let checked = s.verify()?;
+            kassert_eq!(checked, s.movable_pages());
+            check_invariants()
+        })();
+        s.release();
+        result
+    }
+
+    fn direct_compaction_serves_order9_allocations() -> TestResult {
+        let a = allocator();
+        let mut s = Scenario::build(80, 8, 2, 0xd1ec7)?;
+        let (stall0, success0) = (ev(VmEvent::CompactStall), ev(VmEvent::CompactSuccess));
+        let mut got = Vec::new();
+        let result = (|| -> TestResult {
+            for i in 0..8 {
+                let page = a
+                    .alloc_pages(GFP_KERNEL | Gfp::MOVABLE | Gfp::NOWARN, PAGEBLOCK_ORDER)
+                    .ok_or_else(|| format!("order-9 allocation {i} failed despite direct compaction"))?;
+                got.push(a.page_address(page));
+            }
+            let (stalls, successes) = (ev(VmEvent::CompactStall) - stall0, ev(VmEvent::CompactSuccess) - success0);
+            kprintln!("direct compaction: 8 order-9 blocks, {stalls} stalls, {successes} successes");
+            kassert!(stalls > 0, "no allocation went through direct compaction");
+            kassert!(successes > 0, "direct compaction never succeeded");
+            s.verify()?;
+            Ok(())
+        })();
+        for addr in got {
+            a.free_pages(addr, PAGEBLOCK_ORDER).map_err(|e| format!("free: {e}"))?;
+        }
+        s.release();
+        result.and_then(|()| check_invariants())
+    }
+
+    fn deferral_engages_on_a_pinned_zone_and_resets_after_success() -> TestResult {
+        let a = allocator();
+        a.drain_all_pages();
+        // Pin every pageblock: take all free memory as order-0 unmovable pages, then give
+        // back three in four, keeping every pfn that is a multiple of 4.
+        let mut held: Vec<u64> = Vec::with_capacity(a.nr_free_pages() as usize + 4096);
+        while held.len() < held.capacity() {
+            match a.get_free_pages(GFP_NOWAIT | Gfp::NOWARN, 0) {
+                Some(addr) => held.push(addr),
+                None => break,
+            }
+        }
+        held.retain(|&addr| {
+            let pfn = (addr - crate::PHYS_OFFSET) / PAGE_SIZE;
+            if pfn % 4 == 0 {
+                true
+            } else {
+                let _ = a.free_pages(addr, 0);
+                false
+            }
+        });
+        a.drain_all_pages();
+        let fail0 = ev(VmEvent::CompactFail);
+        let mut failed = 0;
+        for _ in 0..4 {
+            if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN | Gfp::NORETRY, PAGEBLOCK_ORDER) {
+                let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+            } else {
+                failed += 1;
+            }
+        }
+        let shifts_failed = defer_shifts();
+        let fails = ev(VmEvent::CompactFail) - fail0;
+        for addr in held.drain(..) {
+            let _ = a.free_pages(addr, 0);
+        }
+        kprintln!("deferral: {failed} of 4 order-9 allocations failed, compact_fail +{fails}, defer shifts {shifts_failed:?}");
+        kassert_eq!(failed, 4);
+        kassert!(fails > 0, "compaction never ran (and failed) on the pinned zones");
+        kassert!(
+            shifts_failed.iter().any(|(_, s)| *s > 0),
+            "no zone deferred compaction after failures: {:?}",
+            shifts_failed
+        );
+        // Now compaction can succeed: fragment movable memory and allocate order-9 until
+        // a direct compaction succeeds, which resets the deferral.
+        let mut s = Scenario::build(80, 0, 2, 0xdefe)?;
+        let success0 = ev(VmEvent::CompactSuccess);
+        let mut got = Vec::new();
+        for _ in 0..64 {
+            if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::MOVABLE | Gfp::NOWARN, PAGEBLOCK_ORDER) {
+                got.push(a.page_address(p));
+            }
+            if ev(VmEvent::CompactSuccess) > success0 {
+                break;
+            }
+        }
+        let shifts_ok = defer_shifts();
+        for addr in got {
+            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+        }
+        s.release();
+        kprintln!("deferral: after success, defer shifts {shifts_ok:?}");
+        kassert!(ev(VmEvent::CompactSuccess) > success0, "no direct compaction succeeded");
+        kassert!(
+            shifts_ok.iter().any(|(_, s)| *s == 0),
+            "a successful compaction did not reset any zone's deferral: {:?}",
+            shifts_ok
+        );
+        check_invariants()
+    }
+
+    fn migration_under_concurrent_access_loses_nothing() -> TestResult {
+        let a = allocator();
+        let me = percpu::cpu_id();
+        let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
+        let migrated0 = ev(VmEvent::PgmigrateSuccess);
+        let waits0 = crate::fault::MIGRATION_WAITS.load(Ordering::Relaxed);
+        let errors = AtomicU64::new(0);
+        let accesses = AtomicU64::new(0);
+        let mut rounds = 0;
+        while ev(VmEvent::PgmigrateSuccess) - migrated0 < 10_000 && rounds < 8 {
+            rounds += 1;
+            let mut s = Scenario::build(80, 0, 2, 0xacce55 + rounds)?;
+            let stop = AtomicBool::new(false);
+            let workers = others.len() as u64;
+            let mut all = others.clone();
+            all.push(me);
+            smp::run_on_cpus(&all, &|cpu| {
+                if cpu == me {
+                    let _ = a.compact_memory();
+                    stop.store(true, Ordering::Release);
+                    return;
+                }
+                // Each other CPU owns every `workers`-th kept page: verify, then rewrite it
+                // at the next version, until compaction is done.
+                let slot = others.iter().position(|&c| c == cpu).unwrap_or(0) as u64;
+                let kept = s.movable_pages();
+                let mut version = 1;
+                while !stop.load(Ordering::Acquire) {
+                    let mut k = slot;
+                    while k < kept && !stop.load(Ordering::Relaxed) {
+                        let index = k * s.keep_every;
+                        match s.verify_page(index) {
+                            Ok(_) => s.write_page(index, version),
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        accesses.fetch_add(1, Ordering::Relaxed);
+                        k += workers;
+                    }
+                    version += 1;
+                }
+            });
+            let verified = s.verify();
+            s.release();
+            verified?;
+        }
+        let migrated = ev(VmEvent::PgmigrateSuccess) - migrated0;
+        let waits = crate::fault::MIGRATION_WAITS.load(Ordering::Relaxed) - waits0;
+        kprintln!(
+            "concurrent: {} CPUs accessing, {} rounds, {} pages migrated, {} accesses, {} migration-entry faults, {} errors",
+            others.len(),
+            rounds,
+            migrated,
+            accesses.load(Ordering::Relaxed),
+            waits,
+            errors.load(Ordering::Relaxed)
+        );
+        kassert_eq!(errors.load(Ordering::Relaxed), 0);
+        kassert!(migrated >= 10_000, "only {} pages migrated in {} rounds", migrated, rounds);
+        check_invariants()
+    }
+
+    fn compaction_test_port_allocates_hugepages() -> TestResult {
+        // Linux's tools/testing/selftests/mm/compaction_test: map 80% of free memory in
+        // 100 MiB chunks, unmap every other chunk, then ask for as many 2 MiB pages as
+        // possible. It passes when they cover at least a quarter of 0.8 x free.
+        let a = allocator();
+        a.drain_all_pages();
+        let free = a.nr_free_pages();
+        let chunk = 100 * 1024 * 1024 / PAGE_SIZE;
+        let mut fragmentable = free * 8 / 10;
+        let mut chunks = Vec::new();
+        while fragmentable > 0 {
+            let Ok(r) = a.anon_region_create(chunk) else { break };
+            let (start, _) = a.anon_region_span(r).map_err(|_| "stale region")?;
+            let mut ok = true;
+            for i in 0..chunk {
+                if a.anon_region_populate(r, i, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN).is_err() {
+                    ok = false;
+                    break;
+                }
+                let va = start + i * PAGE_SIZE;
+                // SAFETY: page `i` of region `r` was just mapped at `va` and is ours.
+                unsafe { (va as *mut u64).write_volatile(va) };
+            }
+            chunks.push((r, start));
+            if !ok {
+                break;
+            }
+            fragmentable = fragmentable.saturating_sub(chunk);
+        }
+        let mut kept = Vec::new();
+        for (i, (r, start)) in chunks.into_iter().enumerate() {
+            if i % 2 == 0 {
+                a.anon_region_destroy(r).map_err(|_| "destroy failed")?;
+            } else {
+                kept.push((r, start));
+            }
+        }
+        let free_at_request = { a.drain_all_pages(); a.nr_free_pages() };
+        let mut huge = Vec::new();
+        while let Some(p) = a.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp::NOWARN | Gfp::RETRY_MAYFAIL, PAGEBLOCK_ORDER) {
+            huge.push(a.page_address(p));
+        }
+        let mut bad = 0;
+        for &(r, start) in &kept {
+            for i in 0..chunk {
+                if let Ok(Some(_)) = a.anon_region_pfn(r, i) {
+                    let va = start + i * PAGE_SIZE;
+                    // SAFETY: page `i` of region `r` is mapped (checked above) and ours.
+                    if unsafe { (va as *const u64).read_volatile() } != va {
+                        bad += 1;
+                    }
+                }
+            }
+        }
+        let huge_pages = huge.len() as u64 * PAGEBLOCK_NR_PAGES;
+        for addr in huge {
+            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+        }
+        for (r, _) in kept {
+            let _ = a.anon_region_destroy(r);
+        }
+        let bar = free * 8 / 10;
+        kprintln!(
+            "compaction_test: {} hugepages = {}.{:03} of 0.8 x free (Linux's bar: 0.250), {}.{:03} of the free memory at the request",
+            huge_pages / PAGEBLOCK_NR_PAGES,
+            huge_pages * 1000 / bar / 1000,
+            huge_pages * 1000 / bar % 1000,
+            huge_pages * 1000 / free_at_request / 1000,
+            huge_pages * 1000 / free_at_request % 1000
+        );
+        kassert_eq!(bad, 0);
+        kassert!(huge_pages * 4 >= bar, "hugepages cover less than a quarter of 0.8 x free");
+        check_invariants()
+    }
+
+    fn kcompactd_compacts_proactively_and_wakes_on_failure() -> TestResult {
+        let a = allocator();
+        let was = kcompactd::set_enabled(false);
+        let mut s = Scenario::build(80, 8, 2, 0x6cd)?;
+        let score0 = a.fragmentation_score_node(0);
+        let scanned0 = ev(VmEvent::CompactDaemonMigrateScanned);
+        kcompactd::set_enabled(true);
+        let dropped = wait_until(120, || a.fragmentation_score_node(0) <= 90);
+        let score1 = a.fragmentation_score_node(0);
+        let scanned = ev(VmEvent::CompactDaemonMigrateScanned) - scanned0;
+        // A failed high-order allocation wakes it.
+        let wake0 = ev(VmEvent::CompactDaemonWake);
+        let _ = a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, mm::mmzone::MAX_PAGE_ORDER);
+        let mut tries = 0;
+        let woke = wait_until(60, || {
+            tries += 1;
+            if ev(VmEvent::CompactDaemonWake) > wake0 {
+                return true;
+            }
+            // Keep asking: a wake-up is only recorded while compaction could help.
+            if tries % 100 == 0 {
+                let _ = a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER).map(|p| a.free_pages_page(p, PAGEBLOCK_ORDER));
+            }
+            false
+        });
+        kcompactd::set_enabled(was);
+        let verified = s.verify();
+        s.release();
+        kprintln!(
+            "kcompactd: score {score0} -> {score1}, {scanned} pages scanned by the daemon, {} wake-ups",
+            ev(VmEvent::CompactDaemonWake) - wake0
+        );
+        verified?;
+        kassert!(dropped, "kcompactd did not bring the fragmentation score to 90 or below ({} -> {})", score0, score1);
+        kassert!(scanned > 0, "kcompactd scanned nothing");
+        kassert!(woke, "a failed high-order allocation did not wake kcompactd");
+        check_invariants()
+    }
+}
