@@ -139,8 +139,7 @@ fn interactive_with(mut shell: Shell) -> ! {
     let mut editor = LineEditor::new();
     loop {
         let Some(byte) = arch::serial::try_read_byte() else {
-            // Interrupts are on after SMP start: the next timer tick ends the halt.
-            x86_64::instructions::hlt();
+            idle();
             continue;
         };
         match editor.feed(byte) {
@@ -372,8 +371,16 @@ fn frag() -> Result<(), String> {
 fn sleep_ms(ms: u64) {
     let deadline = time::now_ns().saturating_add(ms.saturating_mul(1_000_000));
     while time::now_ns() < deadline {
-        x86_64::instructions::hlt();
+        idle();
     }
+}
+
+/// One idle moment of the console's CPU: on a single-CPU machine it hosts kcompactd, so a
+/// due round runs here; then halt until the next interrupt (interrupts are on after SMP
+/// start, so the timer tick ends the halt).
+fn idle() {
+    crate::kcompactd::poll(arch::percpu::cpu_id());
+    x86_64::instructions::hlt();
 }
 
 /// Allocations plus frees each CPU performs in `stress`.
