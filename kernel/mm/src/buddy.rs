@@ -59,16 +59,20 @@
 
 use core::sync::atomic::Ordering;
 
+use core::ptr::NonNull;
+
+use crate::compaction::CaptureControl;
 use crate::gfp::AllocFlags;
 use crate::list::PageList;
 use crate::mmzone::{
-    MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
+    MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::page::Page;
 use crate::pageblock::{get_pageblock_migratetype, set_pageblock_migratetype};
 use crate::sparse::SparseMem;
 use crate::vmstat::ZoneStatItem;
-use crate::watermark::boost_watermark;
+use crate::watermark::{boost_watermark, zone_watermark_ok};
 use crate::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 
 /// One order's free lists (`struct free_area`).
@@ -200,6 +204,10 @@ pub struct Buddy<'m, 'g> {
     mem: &'m SparseMem,
     fa: &'g mut FreeAreas,
     boost_factor: u64,
+    /// The calling CPU's armed compaction capture for this zone, if any: a block of the
+    /// wanted order freed through [`Buddy::__free_one_page`] goes there instead of onto a
+    /// free list ([`crate::compaction`]).
+    capture: Option<&'m CaptureControl>,
     /// Fallback events since this `Buddy` was made.
     pub events: BuddyEvents,
 }
@@ -218,8 +226,17 @@ impl<'m, 'g> Buddy<'m, 'g> {
             mem,
             fa,
             boost_factor,
+            capture: None,
             events: BuddyEvents::default(),
         }
+    }
+
+    /// The same, with the calling CPU's armed compaction capture for this zone (see
+    /// [`crate::compaction`]); the caller has interrupts disabled, so the CPU cannot
+    /// change while the `Buddy` lives.
+    pub(crate) fn with_capture(mut self, capture: Option<&'m CaptureControl>) -> Buddy<'m, 'g> {
+        self.capture = capture;
+        self
     }
 
     /// The zone.
@@ -430,6 +447,16 @@ impl<'m, 'g> Buddy<'m, 'g> {
         let mut order = order;
         self.account_freepages(1i64 << order, mt);
         while order < MAX_PAGE_ORDER {
+            // A direct compaction on this CPU waits for exactly this: hand the block over
+            // before it merges any further (`compaction_capture`). It leaves the free
+            // counters as it would by being allocated.
+            if let Some(capc) = self.capture
+                && capc.try_capture(pfn, order, mt)
+            {
+                self.capture = None;
+                self.account_freepages(-(1i64 << order), mt);
+                return;
+            }
             let buddy_pfn = pfn ^ (1 << order);
             let Some(buddy) = self.page(buddy_pfn) else {
                 break;
@@ -508,6 +535,135 @@ impl<'m, 'g> Buddy<'m, 'g> {
             self.account_freepages(-(1i64 << order), on);
             self.__free_one_page(head, order, on, false);
             return;
+        }
+    }
+
+    /// Take a free block off its list for compaction's free scanner (`__isolate_free_page`):
+    /// the block stops being free (counters adjusted) and becomes the caller's, with
+    /// `PG_buddy` cleared. As if it were allocated, the zone must stay above its min
+    /// watermark plus the block (blocks in isolated pageblocks, which are not counted as
+    /// free, are exempt). Taking half a pageblock or more repaints its pageblocks movable,
+    /// so the rest of their free pages are not handed to an unmovable request and the
+    /// migrated pages land in a movable block. Returns the pages taken, 0 if refused.
+    pub fn isolate_free_page(&mut self, page: &'m Page, order: u32) -> u64 {
+        debug_assert!(page.is_buddy() && page.buddy_order() == order);
+        let pfn = self.pfn_of(page);
+        let mt = self.pageblock_mt(pfn);
+        if mt != Migratetype::Isolate {
+            let zone = self.zone;
+            let mark = zone.watermarks().min_wmark_pages() + (1u64 << order);
+            if !zone_watermark_ok(
+                &zone.free_state(),
+                0,
+                mark,
+                ZoneType::Dma,
+                AllocFlags::CMA,
+                |o, t| zone.has_free_block(o, t),
+            ) {
+                return 0;
+            }
+        }
+        self.del_page_from_free_list(page, order, mt);
+        if order + 1 >= PAGEBLOCK_ORDER {
+            let end = pfn + (1u64 << order);
+            let mut p = pfn & !(PAGEBLOCK_NR_PAGES - 1);
+            while p < end {
+                let block_mt = self.pageblock_mt(p);
+                if migratetype_is_mergeable(block_mt) && block_mt != Migratetype::Movable {
+                    let _ = self.move_freepages_block(p, block_mt, Migratetype::Movable);
+                }
+                p += PAGEBLOCK_NR_PAGES;
+            }
+        }
+        1u64 << order
+    }
+
+    /// The blocks of `free_area[order].free_list[mt]`, first to last.
+    pub fn free_list_iter(
+        &self,
+        order: u32,
+        mt: Migratetype,
+    ) -> impl Iterator<Item = &'m Page> + '_ {
+        let list = self
+            .fa
+            .area
+            .get(order as usize)
+            .map(|a| &a.free_list[mt.index()]);
+        let mut cur = list.and_then(|l| l.first());
+        core::iter::from_fn(move || {
+            let p = cur?;
+            // SAFETY: `p` is linked on a free list of this zone, which cannot change while
+            // `&self` (hence the zone lock) is held; list pages are memmap descriptors
+            // that live as long as `'m`.
+            let page: &'m Page = unsafe { &*p.as_ptr() };
+            cur = NonNull::new(page.lru.next.load(Ordering::Relaxed));
+            Some(page)
+        })
+    }
+
+    /// The blocks of `free_area[order].free_list[mt]`, last to first.
+    pub fn free_list_iter_rev(
+        &self,
+        order: u32,
+        mt: Migratetype,
+    ) -> impl Iterator<Item = &'m Page> + '_ {
+        let list = self
+            .fa
+            .area
+            .get(order as usize)
+            .map(|a| &a.free_list[mt.index()]);
+        let mut cur = list.and_then(|l| l.last());
+        core::iter::from_fn(move || {
+            let p = cur?;
+            // SAFETY: as in `free_list_iter`.
+            let page: &'m Page = unsafe { &*p.as_ptr() };
+            cur = NonNull::new(page.lru.prev.load(Ordering::Relaxed));
+            Some(page)
+        })
+    }
+
+    /// Rotate `free_area[order].free_list[mt]` so that `page` (on it) comes first and the
+    /// blocks that were before it go to the end (`move_freelist_head`): the free scanner's
+    /// next search starts with blocks it has not looked at.
+    pub fn move_freelist_head(&mut self, order: u32, mt: Migratetype, page: &Page) {
+        self.rotate_free_list(order, mt, page, false);
+    }
+
+    /// Rotate `free_area[order].free_list[mt]` so that the blocks after `page` come first
+    /// and `page` with everything before it goes to the end (`move_freelist_tail`): the
+    /// migration scanner's fast search then skips the blocks it just used.
+    pub fn move_freelist_tail(&mut self, order: u32, mt: Migratetype, page: &Page) {
+        self.rotate_free_list(order, mt, page, true);
+    }
+
+    fn rotate_free_list(&mut self, order: u32, mt: Migratetype, page: &Page, inclusive: bool) {
+        let Some(area) = self.fa.area.get_mut(order as usize) else {
+            return;
+        };
+        let list = &mut area.free_list[mt.index()];
+        let target = page as *const Page as *mut Page;
+        // Only rotate if the page is really on this list (it was found on it under the
+        // same lock hold; this is a cheap guard against a caller's mistake).
+        if !page.is_buddy() || page.buddy_order() != order || page.buddy_list_mt() != mt as u8 {
+            return;
+        }
+        let n = list.len();
+        for _ in 0..n {
+            let Some(first) = list.first() else {
+                return;
+            };
+            if first.as_ptr() == target && !inclusive {
+                return;
+            }
+            // SAFETY: we hold the zone lock (`&mut FreeAreas`); `first` is linked on this
+            // list and is relinked at its tail at once, so membership does not change.
+            unsafe {
+                let p = list.pop_front().expect("non-empty");
+                list.push_back(p.as_ref());
+            }
+            if first.as_ptr() == target {
+                return;
+            }
         }
     }
 

@@ -45,7 +45,8 @@
 //! - [`rmap`]: anon regions (movable "user memory") and their O(1) reverse map.
 //! - [`migrate`]: page migration and `movable_operations`.
 //! - [`zpool`]: a movable object store, the in-kernel user of `movable_operations`.
-//! - [`compaction`]: the two scanners, direct compaction, kcompactd.
+//! - [`compaction`]: the two scanners, direct compaction, capture, manual compaction.
+//! - [`kcompactd`]: the per-node background compactor, woken and proactive.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -58,6 +59,7 @@ pub mod compaction;
 pub mod debug;
 pub mod fragmentation;
 pub mod gfp;
+pub mod kcompactd;
 pub mod list;
 pub mod memblock;
 pub mod memmap;

@@ -17,6 +17,8 @@
 //! `NODE_DATA(nid)`), not inside the model object: the zones will grow free areas, locks
 //! and per-CPU pointers, and a node descriptor should be local to its node's CPUs.
 
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+
 use crate::memblock::MemblockRegion;
 use crate::mmzone::{MAX_NR_ZONES, MAX_NUMNODES, PAGE_SHIFT, ZoneType};
 use crate::zone::{MovableLayout, Zone, ZoneLimits};
@@ -47,6 +49,52 @@ pub struct Node {
     pub node_zones: [Zone; MAX_NR_ZONES],
     /// One past the highest populated zone index (`nr_zones`).
     pub nr_zones: usize,
+    /// The node's background compactor ([`crate::compaction`]).
+    pub(crate) kcompactd: KcompactdState,
+}
+
+/// What node's kcompactd has been asked to do and when it last compacted proactively
+/// (Linux: `kcompactd_max_order`, `kcompactd_highest_zoneidx`,
+/// `proactive_compact_trigger` in `pglist_data`, plus the worker's timeout, which Linux
+/// keeps on the kthread's stack and which lives here because the worker is a function
+/// the platform calls, [`crate::page_alloc::PageAllocator::kcompactd_run`]).
+///
+/// Everything is an atomic: allocating CPUs record wake-ups while the worker reads them.
+#[derive(Debug)]
+pub struct KcompactdState {
+    /// Highest order a failed allocation asked for since the worker last ran; 0: none.
+    pub(crate) max_order: AtomicU32,
+    /// Lowest "highest zone index" among those requests; [`KCOMPACTD_NO_ZONEIDX`]: none.
+    pub(crate) highest_zoneidx: AtomicUsize,
+    /// `vm.compaction_proactiveness` was written: check the score at the next round.
+    pub(crate) proactive_trigger: AtomicBool,
+    /// When (platform milliseconds) the next proactive check is due; 0: at the first round.
+    pub(crate) next_proactive_ms: AtomicU64,
+    /// The interval chosen at the last proactive check (500 ms, or 500 << 6 after a round
+    /// that did not lower the score).
+    pub(crate) proactive_timeout_ms: AtomicU64,
+}
+
+/// [`KcompactdState::highest_zoneidx`] when no request is pending.
+pub(crate) const KCOMPACTD_NO_ZONEIDX: usize = usize::MAX;
+
+impl KcompactdState {
+    /// Nothing requested, the first proactive check due at once.
+    pub const fn new() -> KcompactdState {
+        KcompactdState {
+            max_order: AtomicU32::new(0),
+            highest_zoneidx: AtomicUsize::new(KCOMPACTD_NO_ZONEIDX),
+            proactive_trigger: AtomicBool::new(false),
+            next_proactive_ms: AtomicU64::new(0),
+            proactive_timeout_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for KcompactdState {
+    fn default() -> Self {
+        KcompactdState::new()
+    }
 }
 
 impl Node {
@@ -64,6 +112,7 @@ impl Node {
                 Zone::new(ZoneType::Movable, nid),
             ],
             nr_zones: 0,
+            kcompactd: KcompactdState::new(),
         }
     }
 

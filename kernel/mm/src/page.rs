@@ -382,6 +382,24 @@ impl Page {
         }
     }
 
+    /// Freeze the reference count (`page_ref_freeze`): if it is exactly `expected`, make it
+    /// 0 and return true. While frozen, [`Page::get_unless_zero`] fails as for a free page,
+    /// so nobody can take a new reference to a page whose contents and owner are being
+    /// moved. Undo with [`Page::ref_unfreeze`].
+    #[inline]
+    pub fn ref_freeze(&self, expected: i32) -> bool {
+        self.refcount
+            .compare_exchange(expected, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// End a freeze (`page_ref_unfreeze`): the count becomes `count`, with release
+    /// ordering so that what was written while frozen is visible to the next reference.
+    #[inline]
+    pub fn ref_unfreeze(&self, count: i32) {
+        self.refcount.store(count, Ordering::Release);
+    }
+
     /// Number of page-table mappings (`page_mapcount`: the stored value plus one).
     #[inline]
     pub fn mapcount(&self) -> i32 {
@@ -568,9 +586,22 @@ impl Page {
 
     /// Set the owner pointer and tag bits. The pointer must be at least 4-byte aligned so
     /// the tags have somewhere to live; a misaligned pointer has its low bits dropped.
+    ///
+    /// The tag [`PAGE_MAPPING_MOVABLE`] on its own (a `movable_operations` page) is only
+    /// set by [`crate::migrate::set_page_movable`], because migration calls through that
+    /// pointer: here it is dropped, so a forged owner can never be called.
     #[inline]
     pub fn set_mapping(&self, owner: *const (), tags: usize) {
-        let word = (owner as usize & !PAGE_MAPPING_FLAGS) | (tags & PAGE_MAPPING_FLAGS);
+        let mut tags = tags & PAGE_MAPPING_FLAGS;
+        if tags == PAGE_MAPPING_MOVABLE {
+            tags = 0;
+        }
+        self.set_mapping_raw((owner as usize & !PAGE_MAPPING_FLAGS) | tags);
+    }
+
+    /// Store the whole `mapping` word, tags included, with release ordering.
+    #[inline]
+    pub(crate) fn set_mapping_raw(&self, word: usize) {
         self.mapping.store(word, Ordering::Release);
     }
 
@@ -684,6 +715,11 @@ mod tests {
         p.unlock();
         assert!(!p.is_locked());
         assert_eq!(p.refcount(), 1);
+        p.ref_inc();
+        assert!(!p.ref_freeze(1));
+        assert!(p.ref_freeze(2));
+        assert!(!p.get_unless_zero());
+        p.ref_unfreeze(1);
         assert!(p.ref_dec_and_test());
         assert!(!p.get_unless_zero());
         assert_eq!(p.mapcount(), 0);
@@ -697,10 +733,14 @@ mod tests {
     fn mapping_tags() {
         let p = Page::new(0);
         let owner = 0x1000usize as *const ();
-        p.set_mapping(owner, PAGE_MAPPING_MOVABLE);
+        p.set_mapping_raw(owner as usize | PAGE_MAPPING_MOVABLE);
         assert_eq!(p.mapping(), owner);
         assert!(p.is_movable_ops());
         assert!(!p.is_anon());
+        // Only migrate::set_page_movable may make a movable_operations page.
+        p.set_mapping(owner, PAGE_MAPPING_MOVABLE);
+        assert!(!p.is_movable_ops());
+        assert_eq!(p.mapping_raw(), 0x1000);
         p.set_mapping(owner, PAGE_MAPPING_ANON);
         assert!(p.is_anon());
         assert!(!p.is_movable_ops());

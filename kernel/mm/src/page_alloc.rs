@@ -15,8 +15,10 @@
 //!                                rmqueue_bulk (one zone-lock hold per batch)
 //!           rmqueue_buddy        everything else: __rmqueue under the zone lock
 //!         prep_new_page          refcount 1, order tag, __GFP_ZERO, __GFP_COMP
-//!     __alloc_pages_slowpath     WMARK_MIN with the reserves the gfp earns, pcp drain as
-//!                                reclaim, [direct compaction hook], highatomic unreserve,
+//!     __alloc_pages_slowpath     wake kcompactd (order > 0), WMARK_MIN with the reserves
+//!                                the gfp earns, async direct compaction for costly
+//!                                orders, pcp drain as reclaim, direct compaction with
+//!                                capture and escalating priority, highatomic unreserve,
 //!                                warn_alloc, pgalloc_fail
 //! ```
 //!
@@ -55,10 +57,11 @@
 //! There is no page reclaim in this kernel (no page cache, no slab shrinkers): direct
 //! reclaim can only return the pages parked on pcp lists, which is what
 //! `PageAllocator::__perform_reclaim` does, and kswapd's boosted pass has nothing to
-//! reclaim, so waking it resets the boost at once. Direct compaction has a marked hook,
-//! `PageAllocator::__alloc_pages_direct_compact`, which the compaction issue fills in.
-//! There is no OOM killer: an allocation that cannot be satisfied fails, loudly, and is
-//! counted.
+//! reclaim, so waking it resets the boost at once; for the same reason kcompactd is woken
+//! straight from the slow path rather than by kswapd. Direct compaction
+//! (`PageAllocator::__alloc_pages_direct_compact`, [`crate::compaction`]) is the slow
+//! path's real weapon against high-order failures. There is no OOM killer: an allocation
+//! that cannot be satisfied fails, loudly, and is counted.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -67,10 +70,12 @@ use crate::bad_page::{
     self, BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc,
 };
 use crate::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
+use crate::compaction::{CaptureSlots, CompactPriority, CompactResult};
 use crate::gfp::{
     AllocFlags, Gfp, GfpError, alloc_flags_nofragment, gfp_pfmemalloc_flags, gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma, validate,
 };
+use crate::list::PageList;
 use crate::memblock::MemblockError;
 use crate::mm_init::MemoryModel;
 use crate::mmzone::{
@@ -228,6 +233,10 @@ pub struct PageAllocator<P: Platform + 'static> {
     bad_page_limit: ReportLimit,
     /// Floods of allocation-failure and refusal reports are thinned out (Linux: 10 per 5 s).
     warn_limit: ReportLimit,
+    /// Every CPU's compaction capture slot ([`crate::compaction`]).
+    capture: CaptureSlots,
+    /// Anon regions (movable "user memory") and their descriptors ([`crate::rmap`]).
+    pub(crate) anon_regions: crate::rmap::RegionTable,
 }
 
 // SAFETY: the raw zone pointers lead into node descriptors owned by `model` (memblock
@@ -262,6 +271,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         let percpu =
             PerCpu::alloc(&mut model, platform, nr_cpus, nr_slots).map_err(InitError::PerCpu)?;
+        let capture =
+            CaptureSlots::alloc(&mut model, platform, nr_cpus).map_err(InitError::PerCpu)?;
 
         let mut zones = [NO_ZONE; MAX_ZONELIST];
         let mut online = [false; MAX_NUMNODES];
@@ -304,6 +315,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
             stray_events: [const { AtomicU64::new(0) }; NR_VM_EVENT_ITEMS],
             bad_page_limit: ReportLimit::new(60),
             warn_limit: ReportLimit::new(10),
+            capture,
+            anon_regions: crate::rmap::RegionTable::new(),
         };
         alloc.memblock_free_all();
         alloc.init_per_zone_wmark_min();
@@ -359,7 +372,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// A descriptor taken off one of our lists.
     #[inline]
-    fn page_ref(&self, p: NonNull<Page>) -> &Page {
+    pub(crate) fn page_ref(&self, p: NonNull<Page>) -> &Page {
         // SAFETY: every page on a buddy or pcp list is a descriptor in the memmap of
         // `self.model`, which lives as long as `&self`.
         unsafe { &*p.as_ptr() }
@@ -426,8 +439,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
         core::array::from_fn(|i| self.vm_event(VmEvent::ALL[i]))
     }
 
+    /// The buddy operations of `zone`, whose lock the caller holds (`fa` is the guarded
+    /// data, so interrupts are off and the CPU is stable). A block freed through it may go
+    /// to this CPU's armed compaction capture ([`crate::compaction`]).
     #[inline]
-    fn buddy<'m, 'g>(
+    pub(crate) fn buddy<'m, 'g>(
         &'m self,
         zone: &'g Zone,
         fa: &'g mut crate::buddy::FreeAreas,
@@ -438,6 +454,81 @@ impl<P: Platform + 'static> PageAllocator<P> {
             fa,
             self.boost_factor.load(Ordering::Relaxed),
         )
+        .with_capture(self.capture.armed_for(self.platform.cpu_id(), zone))
+    }
+
+    /// Every CPU's compaction capture slot.
+    pub(crate) fn capture_slots(&self) -> &CaptureSlots {
+        &self.capture
+    }
+
+    /// The online nodes, in id order.
+    pub(crate) fn online_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_NUMNODES).filter(|&n| self.online[n])
+    }
+
+    /// Change tunables that need no recomputation (the compaction ones).
+    pub(crate) fn update_sysctl(&self, f: impl FnOnce(&mut VmSysctl)) {
+        f(&mut self.sysctl.lock_irqsave(self.platform));
+    }
+
+    /// Give order-0 pages this allocator handed out privately (compaction's unused
+    /// migration targets, reference count 1, on `list`) straight back to `zone`'s buddy
+    /// lists under one zone-lock hold, bypassing the pcp lists so they merge at once and
+    /// the free counters are exact as soon as this returns. A page that is still
+    /// referenced elsewhere or in a bad state is reported and kept out of circulation.
+    /// Returns the highest pfn freed (0 if none).
+    pub(crate) fn free_isolated_pages(&self, zone: &Zone, list: &mut PageList) -> u64 {
+        let mut ok = PageList::new();
+        let mut high = 0;
+        loop {
+            // SAFETY: `list` is the caller's private list of pages it owns.
+            let Some(p) = (unsafe { list.pop_front() }) else {
+                break;
+            };
+            let page = self.page_ref(p);
+            let pfn = self.mem().page_to_pfn(page);
+            match page.ref_dec_if_positive() {
+                Some(1) => {}
+                Some(_) => {
+                    log::warn!("compaction: target pfn {pfn:#x} still referenced; leaking it");
+                    continue;
+                }
+                None => {
+                    let _ = self.reject(
+                        BadPage::new(Some(pfn), BadPageReason::DoubleFree),
+                        Some(page),
+                    );
+                    continue;
+                }
+            }
+            if let Some(reason) = page_bad_reason(page) {
+                let _ = self.reject(BadPage::new(Some(pfn), reason), Some(page));
+                continue;
+            }
+            let w = page.flags_word();
+            page.set_flags_word_exclusive(w & PAGE_LINKS_MASK);
+            page.set_index(0);
+            high = high.max(pfn);
+            // SAFETY: the page's last reference is gone and it is on no list; `ok` is
+            // private to this call.
+            unsafe { ok.push_back(page) };
+        }
+        if ok.is_empty() {
+            return high;
+        }
+        let mut g = zone.lock.lock_irqsave(self.platform);
+        let mut b = self.buddy(zone, &mut g);
+        loop {
+            // SAFETY: as above.
+            let Some(p) = (unsafe { ok.pop_front() }) else {
+                break;
+            };
+            let pfn = self.mem().page_to_pfn(self.page_ref(p));
+            let mt = b.pageblock_mt(pfn);
+            b.__free_one_page(pfn, 0, mt, false);
+        }
+        high
     }
 
     /// The pfn of one of our descriptors, with its zone and section: `UnknownPfn` for a
@@ -1017,7 +1108,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// A page found in use on a free list is reported and dropped: handing it out would
     /// give one page to two owners (`check_new_pages`).
     #[cold]
-    fn bad_page_at_alloc(&self, page: &Page) {
+    pub(crate) fn bad_page_at_alloc(&self, page: &Page) {
         let pfn = self.mem().try_page_to_pfn(page);
         bad_page::report(
             &BadPage::new(pfn, BadPageReason::BadStateAtAlloc),
@@ -1106,7 +1197,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// recorded, the memory zeroed for `__GFP_ZERO`, the compound metadata built for
     /// `__GFP_COMP`, and the reference count set to 1 last, publishing the page.
     #[inline]
-    fn prep_new_page(&self, page: &Page, order: u32, gfp: Gfp) {
+    pub(crate) fn prep_new_page(&self, page: &Page, order: u32, gfp: Gfp) {
         if order > 0 {
             page.set_order_field_exclusive(order);
         }
@@ -1153,9 +1244,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
     // Allocation: the slow path.
     // ---------------------------------------------------------------------------------
 
-    /// The slow path (`__alloc_pages_slowpath`): retry at the min watermark with the
-    /// reserves the request earns, "reclaim" (drain the pcp lists), the compaction hook,
-    /// the highatomic reserve, then give up with a report.
+    /// The slow path (`__alloc_pages_slowpath`): wake kcompactd for high orders, retry at
+    /// the min watermark with the reserves the request earns, try async compaction first
+    /// for costly orders, then loop over "reclaim" (drain the pcp lists) and direct
+    /// compaction at rising priority while retrying looks worthwhile, release the
+    /// highatomic reserve, then give up with a report.
     #[cold]
     #[inline(never)]
     fn __alloc_pages_slowpath(
@@ -1168,21 +1261,47 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let costly_order = order > PAGE_ALLOC_COSTLY_ORDER;
         let mut alloc_flags = gfp_to_alloc_flags(gfp, order);
         let mut ac = ac;
+        let mut compact_result = CompactResult::Skipped;
+        let mut compact_priority = CompactPriority::DEF;
+        let mut compaction_retries = 0u32;
 
         if ac.preferred.is_some() {
-            // No kswapd to wake: background reclaim is not modelled.
+            // Linux wakes kswapd here, which wakes kcompactd when it is done; there is no
+            // kswapd, so kcompactd is woken directly.
+            if order > 0 && alloc_flags.contains(AllocFlags::KSWAPD) {
+                self.wake_all_kcompactd(order, &ac);
+            }
             if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
                 return Ok(p);
             }
 
             // Costly orders, and high orders that would fragment, try compaction before
-            // reclaim.
+            // reclaim, optimistically (async).
             if can_direct_reclaim
                 && (costly_order || (order > 0 && ac.migratetype != Migratetype::Movable))
                 && gfp_pfmemalloc_flags(gfp).is_empty()
-                && let Some(p) = self.__alloc_pages_direct_compact(gfp, order, alloc_flags, &ac)
             {
-                return Ok(p);
+                if let Some(p) = self.__alloc_pages_direct_compact(
+                    gfp,
+                    order,
+                    alloc_flags,
+                    &ac,
+                    CompactPriority::INIT,
+                    &mut compact_result,
+                ) {
+                    return Ok(p);
+                }
+                if costly_order && gfp.contains(Gfp::NORETRY) {
+                    // Compaction was refused for lack of memory or recently failed here:
+                    // a caller that asked not to retry gets no more effort.
+                    if matches!(
+                        compact_result,
+                        CompactResult::Skipped | CompactResult::Deferred
+                    ) {
+                        return self.nopage(gfp, order, &ac);
+                    }
+                    compact_priority = CompactPriority::INIT;
+                }
             }
 
             let reserve_flags = gfp_pfmemalloc_flags(gfp);
@@ -1206,7 +1325,14 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 if let Some(p) = page {
                     return Ok(p);
                 }
-                if let Some(p) = self.__alloc_pages_direct_compact(gfp, order, alloc_flags, &ac) {
+                if let Some(p) = self.__alloc_pages_direct_compact(
+                    gfp,
+                    order,
+                    alloc_flags,
+                    &ac,
+                    compact_priority,
+                    &mut compact_result,
+                ) {
                     return Ok(p);
                 }
                 if gfp.contains(Gfp::NORETRY) {
@@ -1215,21 +1341,32 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 if costly_order && !gfp.contains(Gfp::RETRY_MAYFAIL) {
                     break;
                 }
-                if !self.should_reclaim_retry(
+                if self.should_reclaim_retry(
                     order,
                     &ac,
                     alloc_flags,
                     progress,
                     &mut no_progress_loops,
                 ) {
-                    // Where Linux would invoke the OOM killer, first exhaust the
-                    // highatomic reserve: failing now is worse than failing a high-order
-                    // atomic allocation later.
-                    if self.unreserve_highatomic_pageblock(&ac, true) {
-                        continue;
-                    }
-                    break;
+                    continue;
                 }
+                // Linux retries compaction only after reclaim made progress; the only
+                // reclaim here is the pcp drain, so compaction's own verdict decides.
+                if self.should_compact_retry(
+                    order,
+                    compact_result,
+                    &mut compact_priority,
+                    &mut compaction_retries,
+                ) {
+                    continue;
+                }
+                // Where Linux would invoke the OOM killer, first exhaust the highatomic
+                // reserve: failing now is worse than failing a high-order atomic
+                // allocation later.
+                if self.unreserve_highatomic_pageblock(&ac, true) {
+                    continue;
+                }
+                break;
             }
 
             if gfp.contains(Gfp::NOFAIL) {
@@ -1249,12 +1386,30 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 );
             }
         }
+        self.nopage(gfp, order, &ac)
+    }
 
+    /// The end of a failed allocation: report (unless `__GFP_NOWARN`) and count.
+    #[cold]
+    fn nopage(&self, gfp: Gfp, order: u32, ac: &AllocContext) -> Result<&Page, AllocError> {
         if !gfp.contains(Gfp::NOWARN) {
-            self.warn_alloc(gfp, order, &ac);
+            self.warn_alloc(gfp, order, ac);
         }
         self.count_vm_events(VmEvent::PgallocFail, 1);
         Err(AllocError::NoMemory)
+    }
+
+    /// Wake the kcompactd of every node the request may use (what `wake_all_kswapds`
+    /// achieves in Linux through kswapd).
+    fn wake_all_kcompactd(&self, order: u32, ac: &AllocContext) {
+        let mut woken = [false; MAX_NUMNODES];
+        for zr in self.zonelist(ac) {
+            let nid = zr.nid as usize;
+            if !woken[nid] {
+                woken[nid] = true;
+                self.wakeup_kcompactd(nid, order, ac.highest_zoneidx.index());
+            }
+        }
     }
 
     /// Direct reclaim (`__alloc_pages_direct_reclaim`): reclaim, then retry; if that
@@ -1295,22 +1450,54 @@ impl<P: Platform + 'static> PageAllocator<P> {
         before.saturating_sub(self.nr_pcp_pages())
     }
 
-    /// DIRECT COMPACTION HOOK (`__alloc_pages_direct_compact`).
-    ///
-    /// The compaction issue fills this in: run `try_to_compact_pages` on the zonelist at
-    /// `prio`, capture a freed block of `order`, count `compact_stall` and
-    /// `compact_success`/`compact_fail`. There is no compaction yet, so nothing was
-    /// migrated and nothing new can be free: it returns `None` and counts nothing, so
-    /// `/proc/vmstat` never reports a compaction that did not happen.
+    /// Direct compaction (`__alloc_pages_direct_compact`): compact the zonelist at `prio`
+    /// for `order` ([`crate::compaction`]), then take the block a capture handed over or
+    /// retry the free lists. Counts `compact_stall` for every run that was not skipped,
+    /// then `compact_success` or `compact_fail`; a success clears the zone's deferral.
     pub(crate) fn __alloc_pages_direct_compact(
         &self,
         gfp: Gfp,
         order: u32,
         alloc_flags: AllocFlags,
         ac: &AllocContext,
+        prio: CompactPriority,
+        compact_result: &mut CompactResult,
     ) -> Option<&Page> {
-        let _ = (gfp, order, alloc_flags, ac);
-        None
+        if order == 0 {
+            return None;
+        }
+        let (result, captured) = self.try_to_compact_pages(gfp, order, alloc_flags, ac, prio);
+        *compact_result = result;
+        if result == CompactResult::Skipped && captured.is_none() {
+            return None;
+        }
+        self.count_vm_events(VmEvent::CompactStall, 1);
+        let mut page = None;
+        if let Some(p) = captured {
+            // The captured block left the free lists in the free path: prepare it like
+            // any block taken from them.
+            if page_ok_at_alloc(p) {
+                self.prep_new_page(p, order, gfp);
+                if let Some(zt) = p.zone_type() {
+                    self.count_vm_events(VmEvent::pgalloc(zt), 1 << order);
+                }
+                page = Some(p);
+            } else {
+                self.bad_page_at_alloc(p);
+            }
+        }
+        let page = page.or_else(|| self.get_page_from_freelist(gfp, order, alloc_flags, ac));
+        match page {
+            Some(p) => {
+                self.compaction_success(p, order);
+                self.count_vm_events(VmEvent::CompactSuccess, 1);
+                Some(p)
+            }
+            None => {
+                self.count_vm_events(VmEvent::CompactFail, 1);
+                None
+            }
+        }
     }
 
     /// Is another reclaim round worth it (`should_reclaim_retry`)? Only while some zone

@@ -1,6 +1,7 @@
 //! The allocator's tunables in one place (Linux: the `vm.*` sysctls of `mm/page_alloc.c`:
 //! `min_free_kbytes`, `watermark_scale_factor`, `watermark_boost_factor`,
-//! `percpu_pagelist_high_fraction`, `lowmem_reserve_ratio`).
+//! `percpu_pagelist_high_fraction`, `lowmem_reserve_ratio`; and of `mm/compaction.c`:
+//! `compaction_proactiveness`, `extfrag_threshold`, `compact_unevictable_allowed`).
 //!
 //! The values only matter through what is derived from them: every zone's watermarks,
 //! `lowmem_reserve` and pcp `high`/`batch`. Changing one therefore goes through the
@@ -12,6 +13,7 @@
 
 use core::fmt;
 
+use crate::fragmentation::{COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD};
 use crate::mmzone::MAX_NR_ZONES;
 use crate::pcp::MIN_PERCPU_PAGELIST_HIGH_FRACTION;
 use crate::watermark::{LOWMEM_RESERVE_RATIO, WATERMARK_BOOST_FACTOR, WATERMARK_SCALE_FACTOR};
@@ -38,6 +40,16 @@ pub struct VmSysctl {
     pub percpu_pagelist_high_fraction: u64,
     /// `vm.lowmem_reserve_ratio`, per zone.
     pub lowmem_reserve_ratio: [u64; MAX_NR_ZONES],
+    /// `vm.compaction_proactiveness`, 0 to 100: how hard kcompactd keeps the fragmentation
+    /// score down in the background; 0 disables proactive compaction.
+    pub compaction_proactiveness: u64,
+    /// `vm.extfrag_threshold`, 0 to 1000: fragmentation indices at or below it make a
+    /// costly-order failure "lack of memory", which compaction does not try to fix.
+    pub extfrag_threshold: u64,
+    /// `vm.compact_unevictable_allowed`, 0 or 1: may compaction move unevictable
+    /// (mlocked) pages? This kernel has no mlock, hence no unevictable pages: the value is
+    /// kept and reported but changes nothing yet.
+    pub compact_unevictable_allowed: u64,
 }
 
 impl Default for VmSysctl {
@@ -49,6 +61,9 @@ impl Default for VmSysctl {
             watermark_boost_factor: WATERMARK_BOOST_FACTOR,
             percpu_pagelist_high_fraction: 0,
             lowmem_reserve_ratio: LOWMEM_RESERVE_RATIO,
+            compaction_proactiveness: COMPACTION_PROACTIVENESS as u64,
+            extfrag_threshold: EXTFRAG_THRESHOLD as u64,
+            compact_unevictable_allowed: 1,
         }
     }
 }
@@ -124,6 +139,42 @@ impl VmSysctl {
         Ok(())
     }
 
+    /// Validate a `compaction_proactiveness` value: 0 to 100.
+    pub fn check_compaction_proactiveness(v: u64) -> Result<(), SysctlError> {
+        if v > 100 {
+            return Err(SysctlError {
+                name: "compaction_proactiveness",
+                value: v,
+                accepted: "0 to 100",
+            });
+        }
+        Ok(())
+    }
+
+    /// Validate an `extfrag_threshold` value: 0 to 1000 (the range of the index).
+    pub fn check_extfrag_threshold(v: u64) -> Result<(), SysctlError> {
+        if v > 1000 {
+            return Err(SysctlError {
+                name: "extfrag_threshold",
+                value: v,
+                accepted: "0 to 1000",
+            });
+        }
+        Ok(())
+    }
+
+    /// Validate a `compact_unevictable_allowed` value: 0 or 1.
+    pub fn check_compact_unevictable_allowed(v: u64) -> Result<(), SysctlError> {
+        if v > 1 {
+            return Err(SysctlError {
+                name: "compact_unevictable_allowed",
+                value: v,
+                accepted: "0 or 1",
+            });
+        }
+        Ok(())
+    }
+
     /// Validate `lowmem_reserve_ratio` values: 0 (no reserve) to `INT_MAX` each.
     pub fn check_lowmem_reserve_ratio(v: &[u64; MAX_NR_ZONES]) -> Result<(), SysctlError> {
         match v.iter().find(|&&r| r > SYSCTL_INT_MAX) {
@@ -164,5 +215,21 @@ mod tests {
         assert_eq!(d.watermark_scale_factor, 10);
         assert_eq!(d.watermark_boost_factor, 15_000);
         assert_eq!(d.lowmem_reserve_ratio, [256, 256, 32, 0]);
+        assert_eq!(d.compaction_proactiveness, 20);
+        assert_eq!(d.extfrag_threshold, 500);
+        assert_eq!(d.compact_unevictable_allowed, 1);
+    }
+
+    #[test]
+    fn compaction_ranges() {
+        assert!(VmSysctl::check_compaction_proactiveness(0).is_ok());
+        assert!(VmSysctl::check_compaction_proactiveness(100).is_ok());
+        assert!(VmSysctl::check_compaction_proactiveness(101).is_err());
+        assert!(VmSysctl::check_extfrag_threshold(0).is_ok());
+        assert!(VmSysctl::check_extfrag_threshold(1000).is_ok());
+        assert!(VmSysctl::check_extfrag_threshold(1001).is_err());
+        assert!(VmSysctl::check_compact_unevictable_allowed(1).is_ok());
+        assert!(VmSysctl::check_compact_unevictable_allowed(2).is_err());
+        assert!(VmSysctl::check_compact_unevictable_allowed(u64::MAX).is_err());
     }
 }

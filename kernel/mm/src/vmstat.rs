@@ -165,6 +165,9 @@ counter_enum! {
         CompactCapture = "compact_capture",
         /// Ours: frees rejected as invalid (double free, bad page state, wrong order).
         PgfreeRejected = "pgfree_rejected",
+        /// Ours: zones a direct compaction skipped because compaction there was deferred
+        /// after recent failures (`compaction_deferred`).
+        CompactDeferred = "compact_deferred",
     }
 }
 
@@ -1060,7 +1063,7 @@ mod tests {
         assert_eq!(lines[2], "pgalloc_dma 0");
         assert_eq!(lines[4], "pgalloc_normal 123456789012");
         assert!(lines.contains(&"compact_stall 7"));
-        assert!(text.ends_with("pgfree_rejected 0\n"));
+        assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\n"));
     }
 
     #[test]

@@ -29,9 +29,10 @@
 //! - `lock`: the zone lock and the buddy free areas it protects ([`crate::buddy`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::buddy::FreeAreas;
+use crate::fragmentation::CompactDefer;
 use crate::memblock::MemblockRegion;
 use crate::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_ORDER_NR_PAGES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT,
@@ -115,6 +116,46 @@ pub(crate) fn counter_add(c: &AtomicU64, delta: i64) {
     );
 }
 
+/// What compaction remembers about a zone between runs (Linux: the `compact_*` fields of
+/// `struct zone`), on its own cache line: only compaction writes it.
+///
+/// The scanner positions are hints, read and written without a lock (a stale value only
+/// makes a scanner start somewhere less useful, as in Linux); `0` in the `init` positions
+/// means "not set up yet" and is replaced by the zone's ends on first use. The deferral
+/// state is a read-modify-write of three numbers, so it sits behind a leaf spinlock that
+/// is never held while taking another lock.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct ZoneCompaction {
+    /// Where the free scanner restarts (`compact_cached_free_pfn`), a pageblock start.
+    pub(crate) cached_free_pfn: AtomicU64,
+    /// Where the migration scanner restarts, for async `[0]` and sync `[1]` runs
+    /// (`compact_cached_migrate_pfn[]`).
+    pub(crate) cached_migrate_pfn: [AtomicU64; 2],
+    /// Where a restarted migration scanner begins (`compact_init_migrate_pfn`).
+    pub(crate) init_migrate_pfn: AtomicU64,
+    /// Where a restarted free scanner begins (`compact_init_free_pfn`).
+    pub(crate) init_free_pfn: AtomicU64,
+    /// A direct compaction met the scanners: the skip bits should be cleared when the
+    /// background worker next goes to sleep (`compact_blockskip_flush`).
+    pub(crate) blockskip_flush: AtomicBool,
+    /// `compact_considered`, `compact_defer_shift`, `compact_order_failed`.
+    pub(crate) defer: SpinLock<CompactDefer>,
+}
+
+impl ZoneCompaction {
+    const fn new() -> ZoneCompaction {
+        ZoneCompaction {
+            cached_free_pfn: AtomicU64::new(0),
+            cached_migrate_pfn: [AtomicU64::new(0), AtomicU64::new(0)],
+            init_migrate_pfn: AtomicU64::new(0),
+            init_free_pfn: AtomicU64::new(0),
+            blockskip_flush: AtomicBool::new(false),
+            defer: SpinLock::new(CompactDefer::new()),
+        }
+    }
+}
+
 /// One zone of one node.
 #[derive(Debug)]
 pub struct Zone {
@@ -136,6 +177,8 @@ pub struct Zone {
     pub(crate) counters: ZoneCounters,
     /// `zone->lock` and the free areas it protects.
     pub(crate) lock: SpinLock<FreeAreas>,
+    /// Compaction's per-zone memory: cached scanner positions, deferral, skip-flush flag.
+    pub(crate) compact: ZoneCompaction,
 }
 
 impl Zone {
@@ -151,6 +194,7 @@ impl Zone {
             wm: ZoneWatermarkState::new(),
             counters: ZoneCounters::new(),
             lock: SpinLock::new(FreeAreas::new()),
+            compact: ZoneCompaction::new(),
         }
     }
 
