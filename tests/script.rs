@@ -23,8 +23,8 @@ fn huge_blocks(buddyinfo: &[String]) -> u64 {
         .map(|l| {
             let counts: Vec<u64> = l
                 .split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .skip(1) // the node id
+                .skip(4) // "Node", "N,", "zone", NAME
+                .map(|w| w.parse().unwrap_or_else(|_| panic!("count {w:?} in {l:?}")))
                 .collect();
             assert_eq!(counts.len(), 11, "buddyinfo line {l:?}");
             counts[9] + counts[10]
@@ -45,10 +45,17 @@ fn script_fragments_compacts_and_buddyinfo_shows_it() {
         "",
         "frag; cat /proc/buddyinfo; compact; cat /proc/buddyinfo; cat /proc/vmstat",
     );
-    let ctx = format!("outcome {:?}\n--- last lines ---\n{}", r.outcome, r.tail(60));
+    let ctx = format!(
+        "outcome {:?}\n--- last lines ---\n{}",
+        r.outcome,
+        r.tail(60)
+    );
     assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
     assert!(!r.transcript.contains("FATAL"), "{ctx}");
-    assert!(r.transcript.contains("script: 5 commands, 0 failed"), "{ctx}");
+    assert!(
+        r.transcript.contains("script: 5 commands, 0 failed"),
+        "{ctx}"
+    );
     let names: Vec<&str> = cmds.iter().map(|c| c.command.as_str()).collect();
     assert_eq!(
         names,
@@ -70,8 +77,14 @@ fn script_fragments_compacts_and_buddyinfo_shows_it() {
         after > before,
         "compaction did not add order-9/10 blocks ({before} -> {after})\n{ctx}"
     );
-    assert!(vmstat_value(&cmds[4].output, "compact_migrate_scanned") > 0, "{ctx}");
-    assert!(vmstat_value(&cmds[4].output, "pgmigrate_success") > 0, "{ctx}");
+    assert!(
+        vmstat_value(&cmds[4].output, "compact_migrate_scanned") > 0,
+        "{ctx}"
+    );
+    assert!(
+        vmstat_value(&cmds[4].output, "pgmigrate_success") > 0,
+        "{ctx}"
+    );
 }
 
 #[test]
@@ -88,18 +101,29 @@ fn mistakes_are_explained_and_change_nothing() {
          echo 100 > /proc/sys/vm/watermark_scale_factor; \
          cat /proc/sys/vm/watermark_scale_factor",
     );
-    let ctx = format!("outcome {:?}\n--- last lines ---\n{}", r.outcome, r.tail(60));
+    let ctx = format!(
+        "outcome {:?}\n--- last lines ---\n{}",
+        r.outcome,
+        r.tail(60)
+    );
     // Failed commands make the run fail, but nothing crashes.
     assert_eq!(r.outcome, Outcome::KernelFailure, "{ctx}");
     assert!(!r.transcript.contains("FATAL"), "{ctx}");
-    assert!(r.transcript.contains("script: 12 commands, 8 failed"), "{ctx}");
     assert!(
-        r.transcript.contains("min_free_kbytes=lots: 'lots' is not a number; ignored"),
+        r.transcript.contains("script: 12 commands, 8 failed"),
+        "{ctx}"
+    );
+    assert!(
+        r.transcript
+            .contains("min_free_kbytes=lots: 'lots' is not a number; ignored"),
         "{ctx}"
     );
     let out = |i: usize| cmds[i].output.join("\n");
     assert_eq!(out(0), "20", "{ctx}");
-    assert!(out(1).contains("5000 is out of range; accepted: an integer from 1 to 3000"), "{ctx}");
+    assert!(
+        out(1).contains("5000 is out of range; accepted: an integer from 1 to 3000"),
+        "{ctx}"
+    );
     assert!(out(2).contains("'abc' is not a number"), "{ctx}");
     assert!(out(3).contains("usage: echo VALUE > PATH"), "{ctx}");
     assert!(out(4).contains("too large"), "{ctx}");

@@ -14,10 +14,7 @@
 //! one code path with one set of error messages.
 
 use alloc::{format, string::String};
-use core::{
-    fmt::{self, Write},
-    sync::atomic::{AtomicU64, Ordering},
-};
+use core::fmt::{self, Write};
 
 use console::{
     fs::{self, File, Node, View},
@@ -51,19 +48,13 @@ pub fn node_mask() -> u64 {
         .fold(0, |m, n| m | 1 << n.node_id)
 }
 
-// The compaction tunables as last set, since `mm` takes them through setters only. They
-// start at Linux's defaults, which are also `mm`'s.
-static PROACTIVENESS: AtomicU64 = AtomicU64::new(20);
-static EXTFRAG_THRESHOLD: AtomicU64 = AtomicU64::new(500);
-static UNEVICTABLE_ALLOWED: AtomicU64 = AtomicU64::new(1);
-
 /// A tunable's current value (`None` for a write-only trigger).
 pub fn tunable_value(t: &Tunable) -> Option<TunableValue> {
     let s = allocator().sysctl();
     Some(TunableValue::Int(match t.name {
-        "compact_unevictable_allowed" => UNEVICTABLE_ALLOWED.load(Ordering::Relaxed),
-        "compaction_proactiveness" => PROACTIVENESS.load(Ordering::Relaxed),
-        "extfrag_threshold" => EXTFRAG_THRESHOLD.load(Ordering::Relaxed),
+        "compact_unevictable_allowed" => s.compact_unevictable_allowed,
+        "compaction_proactiveness" => s.compaction_proactiveness,
+        "extfrag_threshold" => s.extfrag_threshold,
         "min_free_kbytes" => s.min_free_kbytes,
         "percpu_pagelist_high_fraction" => s.percpu_pagelist_high_fraction,
         "watermark_boost_factor" => s.watermark_boost_factor,
@@ -174,15 +165,10 @@ pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(),
                 .map_err(|e| err(format!("{e}")));
         }
     };
-    let shadow = |cell: &AtomicU64, r: Result<(), mm::sysctl::SysctlError>| {
-        r.map(|()| cell.store(int, Ordering::Relaxed))
-    };
     let r = match t.name {
-        "compact_unevictable_allowed" => {
-            shadow(&UNEVICTABLE_ALLOWED, a.set_compact_unevictable_allowed(int))
-        }
-        "compaction_proactiveness" => shadow(&PROACTIVENESS, a.set_compaction_proactiveness(int)),
-        "extfrag_threshold" => shadow(&EXTFRAG_THRESHOLD, a.set_extfrag_threshold(int)),
+        "compact_unevictable_allowed" => a.set_compact_unevictable_allowed(int),
+        "compaction_proactiveness" => a.set_compaction_proactiveness(int),
+        "extfrag_threshold" => a.set_extfrag_threshold(int),
         "min_free_kbytes" => a.set_min_free_kbytes(int),
         "percpu_pagelist_high_fraction" => a.set_percpu_pagelist_high_fraction(int),
         "watermark_boost_factor" => a.set_watermark_boost_factor(int),
