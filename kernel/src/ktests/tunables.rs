@@ -120,11 +120,7 @@ fn check_pcp() -> Result<(), String> {
             n => n as u64,
         };
         let batch = zone_batchsize(managed);
-        let total = if fraction == 0 {
-            low
-        } else {
-            managed / fraction
-        };
+        let total = managed.checked_div(fraction).unwrap_or(low);
         let high = (total / sharing).max(4 * batch);
         for cpu in 0..nr_cpus {
             if let Some((h, b)) = a.with_pcp(cpu, nid, zt, |l| (l.high, l.batch)) {
