@@ -211,6 +211,7 @@ const VMSTAT_FRESH: &str = concat!(
     "watermark_boost 0\n",
     "compact_capture 0\n",
     "pgfree_rejected 0\n",
+    "compact_deferred 0\n",
 );
 
 /// The blocks freed, as `(pfn, order)`.
