@@ -6,6 +6,15 @@ MEM      ?= 512M
 CPUS     ?= 4
 CMDLINE  ?=
 TIMEOUT  ?= 3600
+# Console commands to run instead of the interactive console, `;`-separated:
+# make run SCRIPT='frag; cat /proc/buddyinfo; compact; cat /proc/buddyinfo'
+SCRIPT   ?=
+# Where `make report` writes its transcript, PNGs and report.md, and the machine it boots.
+REPORT_DIR  ?= target/report
+REPORT_MEM  ?= 512M
+REPORT_CPUS ?= 2
+# The font the report's plots are drawn with (Debian: fonts-dejavu-core).
+REPORT_FONT ?= /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 CARGO := cargo
 BOOT  := $(CARGO) run --quiet -p boot --
@@ -13,7 +22,7 @@ BOOT  := $(CARGO) run --quiet -p boot --
 # apt-get as root, through sudo otherwise.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup toolchain host-tools build run test test-host test-qemu bench gdb clean
+.PHONY: all setup toolchain host-tools report-tools build run test test-host test-qemu bench gdb report clean
 
 all: build
 
@@ -35,9 +44,22 @@ host-tools:
 build: setup
 	$(CARGO) build -p boot
 
-## run: boot the kernel in QEMU with serial on this terminal
+report-tools:
+	@if [ ! -f "$(REPORT_FONT)" ]; then \
+		echo "installing fonts-dejavu-core (the report's plots need a TrueType font)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fonts-dejavu-core >/dev/null; \
+	fi
+
+## run: boot the kernel in QEMU with serial on this terminal: the demo, then the serial
+## console ('help' lists its commands, 'poweroff' quits); with SCRIPT='cmd; cmd', run those
+## commands instead and power off
 run: build
-	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT)
+ifeq ($(strip $(SCRIPT)),)
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --interactive
+else
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
+endif
 
 ## test: host unit/property tests of every crate, then the QEMU integration matrix
 test: setup
@@ -46,7 +68,9 @@ test: setup
 	$(CARGO) test -p mm
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
+	$(CARGO) test -p report
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
+	$(CARGO) test -p integration --test script -- --test-threads=2
 
 ## bench: figures, not tests (host benches, then the in-guest ones under TCG)
 bench: build
@@ -58,6 +82,12 @@ bench: build
 ## gdb: start QEMU halted with a gdb stub; prints the gdb command that loads the symbols
 gdb: build
 	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --gdb
+
+## report: boot a scripted console session (fragment, compact, let kcompactd work) and
+## plot it: $(REPORT_DIR)/report.md with free_blocks.png, fragmentation.png, pageblock_map.png
+report: build report-tools
+	REPORT_FONT="$(REPORT_FONT)" $(CARGO) run --quiet -p report -- --out $(REPORT_DIR) --mem $(REPORT_MEM) --cpus $(REPORT_CPUS)
+	@echo "open $(REPORT_DIR)/report.md"
 
 clean:
 	$(CARGO) clean

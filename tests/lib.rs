@@ -15,6 +15,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::page_alloc",
     "ktests::smp",
     "ktests::stress",
+    "ktests::tunables",
 ];
 
 /// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel

@@ -30,6 +30,10 @@ pub const UEFI_IMAGE: &str = env!("UEFI_IMAGE");
 pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 /// The fw_cfg file the kernel reads its command line from.
 pub const CMDLINE_FW_CFG: &str = "opt/memkernel/cmdline";
+/// The fw_cfg file the kernel reads a console batch script from.
+pub const SCRIPT_FW_CFG: &str = "opt/memkernel/script";
+/// The marker the kernel's console prints before each command it runs (and as its prompt).
+pub const CONSOLE_PROMPT: &str = "memkernel# ";
 
 /// OVMF firmware, from Debian's `ovmf` package.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -83,6 +87,13 @@ pub struct RunConfig {
     pub numa_nodes: Vec<String>,
     /// Kernel command line (passed through fw_cfg).
     pub cmdline: String,
+    /// Console commands for the kernel to run after booting (`;`-separated), then power
+    /// off; passed through fw_cfg, not the serial line, so they cannot race the boot.
+    pub script: Option<String>,
+    /// Run the interactive serial console after the demo (adds `console=1` to the kernel
+    /// command line). Only for runs with a person on the terminal: the kernel waits for
+    /// input until `poweroff`.
+    pub console: bool,
     /// More QEMU arguments, appended last.
     pub extra_args: Vec<String>,
     /// Kill QEMU after this long.
@@ -104,6 +115,8 @@ impl Default for RunConfig {
             cpus: 1,
             numa_nodes: Vec::new(),
             cmdline: String::new(),
+            script: None,
+            console: false,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(300),
             interactive: false,
@@ -286,10 +299,17 @@ fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
         "isa-debug-exit,iobase=0xf4,iosize=0x04",
     ]);
     // QEMU refuses an empty fw_cfg string; the kernel reads "no file" as an empty line.
-    if !cfg.cmdline.trim().is_empty() {
+    let cmdline = kernel_cmdline(cfg);
+    if !cmdline.trim().is_empty() {
         cmd.args([
             "-fw_cfg",
-            &format!("name={CMDLINE_FW_CFG},string={}", qemu_escape(&cfg.cmdline)),
+            &format!("name={CMDLINE_FW_CFG},string={}", qemu_escape(&cmdline)),
+        ]);
+    }
+    if let Some(script) = cfg.script.as_deref().filter(|s| !s.trim().is_empty()) {
+        cmd.args([
+            "-fw_cfg",
+            &format!("name={SCRIPT_FW_CFG},string={}", qemu_escape(script)),
         ]);
     }
     if cfg.gdb {
@@ -297,6 +317,48 @@ fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
     }
     cmd.args(&cfg.extra_args);
     cmd
+}
+
+/// The command line the kernel gets: the configured one, plus `console=1` when asked for.
+pub fn kernel_cmdline(cfg: &RunConfig) -> String {
+    let mut line = cfg.cmdline.trim().to_string();
+    if cfg.console {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str("console=1");
+    }
+    line
+}
+
+/// One command of a console transcript: the command line and what it printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleCommand {
+    /// The command as echoed after the prompt.
+    pub command: String,
+    /// Its output lines (carriage returns removed), up to the next prompt or the end.
+    pub output: Vec<String>,
+}
+
+/// Split a batch transcript into the commands the console echoed and their output.
+/// Everything before the first prompt (the boot) is dropped; the closing `script:` and
+/// `powering off` lines end the last command's output.
+pub fn console_commands(transcript: &str) -> Vec<ConsoleCommand> {
+    let mut out: Vec<ConsoleCommand> = Vec::new();
+    for line in transcript.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(cmd) = line.strip_prefix(CONSOLE_PROMPT) {
+            out.push(ConsoleCommand {
+                command: cmd.trim().to_string(),
+                output: Vec::new(),
+            });
+        } else if line.starts_with("script: ") && line.ends_with(" failed") {
+            break;
+        } else if let Some(last) = out.last_mut() {
+            last.output.push(line.to_string());
+        }
+    }
+    out
 }
 
 fn outcome_of(status: ExitStatus) -> Outcome {
@@ -437,6 +499,57 @@ mod tests {
         let (tests, suites, summary) =
             parse_transcript("test of something\nsuite x: many tests\n3 passed\n");
         assert!(tests.is_empty() && suites.is_empty() && summary.is_none());
+    }
+
+    #[test]
+    fn console_flag_extends_the_command_line() {
+        let mut cfg = RunConfig::default();
+        assert_eq!(kernel_cmdline(&cfg), "");
+        cfg.console = true;
+        assert_eq!(kernel_cmdline(&cfg), "console=1");
+        cfg.cmdline = " min_free_kbytes=4096 ".into();
+        assert_eq!(kernel_cmdline(&cfg), "min_free_kbytes=4096 console=1");
+    }
+
+    #[test]
+    fn script_goes_through_fw_cfg() {
+        let cfg = RunConfig {
+            script: Some("frag; cat /proc/buddyinfo, x".into()),
+            ..Default::default()
+        };
+        let args: Vec<String> = command(&cfg, None)
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&format!(
+                "name={SCRIPT_FW_CFG},string=frag; cat /proc/buddyinfo,, x"
+            )),
+            "{args:?}"
+        );
+        let empty = RunConfig {
+            script: Some("  ".into()),
+            ..Default::default()
+        };
+        let args: Vec<String> = command(&empty, None)
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a.contains(SCRIPT_FW_CFG)));
+    }
+
+    #[test]
+    fn transcripts_split_into_commands() {
+        let t = "boot noise\r\nmemkernel# cat /proc/buddyinfo\r\nNode 0, zone DMA 1\r\n\
+                 memkernel# compact\r\ncompact: 3 ms\r\nscript: 2 commands, 0 failed\r\n\
+                 powering off\r\n";
+        let cmds = console_commands(t);
+        assert_eq!(cmds.len(), 2);
+        assert_eq!(cmds[0].command, "cat /proc/buddyinfo");
+        assert_eq!(cmds[0].output, ["Node 0, zone DMA 1"]);
+        assert_eq!(cmds[1].command, "compact");
+        assert_eq!(cmds[1].output, ["compact: 3 ms"]);
+        assert!(console_commands("no prompt here").is_empty());
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //!
 //! ```text
 //! boot [--firmware bios|uefi] [--mem 512M] [--cpus N] [--numa SIZE,SIZE,...]
-//!      [--cmdline "..."] [--timeout SECS] [--capture] [--gdb] [-- EXTRA QEMU ARGS]
+//!      [--cmdline "..."] [--script "CMD; CMD"] [--interactive] [--timeout SECS]
+//!      [--capture] [--gdb] [-- EXTRA QEMU ARGS]
 //! ```
 //! By default the serial line is the terminal; `--capture` reads it instead and ends with
-//! the in-kernel test summary. The exit status is 0 only when the kernel reported success.
+//! the in-kernel test summary. `--interactive` starts the kernel's serial console after the
+//! demo (the terminal's keystrokes go to it); `--script` hands the console a batch of
+//! commands through fw_cfg, after which the kernel powers off. The exit status is 0 only
+//! when the kernel reported success.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -13,7 +17,8 @@ use boot::{Firmware, Outcome, RunConfig};
 
 fn usage() -> &'static str {
     "usage: boot [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
-     [--cmdline TEXT] [--timeout SECS] [--capture] [--gdb] [-- QEMU ARGS...]"
+     [--cmdline TEXT] [--script 'CMD; CMD...'] [--interactive] [--timeout SECS] [--capture] \
+     [--gdb] [-- QEMU ARGS...]"
 }
 
 fn parse_args(args: &[String]) -> Result<RunConfig, String> {
@@ -49,6 +54,11 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
                     .collect();
             }
             "--cmdline" => cfg.cmdline = value("--cmdline")?,
+            "--script" => {
+                let v = value("--script")?;
+                cfg.script = (!v.trim().is_empty()).then_some(v);
+            }
+            "--interactive" => cfg.console = true,
             "--timeout" => {
                 let v = value("--timeout")?;
                 let secs: u64 = v
@@ -84,17 +94,25 @@ fn main() -> ExitCode {
         eprintln!("the bootloader loads the kernel after gdb attaches, over software ones).");
     }
     cfg.echo = !cfg.interactive;
+    if cfg.console && !cfg.interactive {
+        eprintln!("--interactive needs the terminal; it cannot be combined with --capture");
+        return ExitCode::from(2);
+    }
     eprintln!(
         "booting {} firmware, {} memory, {} CPU(s){}",
         cfg.firmware,
         cfg.memory,
         cfg.cpus,
-        if cfg.cmdline.is_empty() {
-            String::new()
-        } else {
-            format!(", command line '{}'", cfg.cmdline)
+        match boot::kernel_cmdline(&cfg) {
+            line if line.is_empty() => String::new(),
+            line => format!(", command line '{line}'"),
         }
     );
+    if cfg.console {
+        eprintln!(
+            "the serial console follows the demo: 'help' lists its commands, 'poweroff' quits"
+        );
+    }
     let result = match boot::run(&cfg) {
         Ok(r) => r,
         Err(e) => {

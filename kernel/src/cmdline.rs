@@ -3,7 +3,9 @@
 //! QEMU hands it over through fw_cfg (see [`crate::arch::fw_cfg`]). Parsing never fails:
 //! a user's typo must produce a warning naming the word, not a dead machine. Each option the
 //! kernel understands is listed in [`KNOWN`] with a line of help, so unknown keys are found
-//! in one place and the list doubles as documentation.
+//! in one place and the list doubles as documentation. The `vm.*` tunables are accepted too,
+//! by their `/proc/sys/vm` names (`min_free_kbytes=4096`) or Linux's `sysctl.vm.` spelling;
+//! [`crate::procfs::apply_cmdline`] applies them once the allocator is up.
 
 use alloc::{string::String, vec::Vec};
 
@@ -30,6 +32,14 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         "movablecore",
         "memory given to ZONE_MOVABLE: nn[KMGTPE] or nn%",
+    ),
+    (
+        "stress_ops",
+        "operations the in-kernel allocator stress test performs (default 200000)",
+    ),
+    (
+        "console",
+        "console=1: after the demo, run the interactive serial console (make run sets it)",
     ),
 ];
 
@@ -76,12 +86,17 @@ impl Cmdline {
             .and_then(|(_, v)| v.as_deref())
     }
 
+    /// Every `key` or `key=value` word, in order.
+    pub fn words(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.words.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
     /// Keys that no part of the kernel understands.
     pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
-        self.words
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| !KNOWN.iter().any(|(known, _)| known == k))
+        self.words.iter().map(|(k, _)| k.as_str()).filter(|k| {
+            !KNOWN.iter().any(|(known, _)| known == k)
+                && crate::procfs::cmdline_tunable(k).is_none()
+        })
     }
 }
 

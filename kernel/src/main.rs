@@ -39,6 +39,7 @@ pub mod arch;
 pub mod bench;
 pub mod boot_info;
 pub mod cmdline;
+pub mod console;
 pub mod crash;
 pub mod fault;
 pub mod heap;
@@ -49,6 +50,7 @@ pub mod ktests;
 pub mod logger;
 pub mod memory;
 pub mod platform;
+pub mod procfs;
 pub mod scenario;
 
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
@@ -125,6 +127,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     });
 
     kcompactd::start(!cmdline.has("test") && !cmdline.has("bench"));
+    procfs::apply_cmdline(cmdline);
 
     if cmdline.has("bench") {
         bench::run();
@@ -132,11 +135,22 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     if cmdline.has("test") {
         ktest::run(cmdline.get("test"));
     }
-    if !cmdline.has("test") && !cmdline.has("bench") {
+    // A script replaces the demo (it can run `frag` and `compact` itself).
+    let script = console::script_from_fw_cfg();
+    if script.is_none() && !cmdline.has("test") && !cmdline.has("bench") {
         let mut out = scenario::SerialOut;
         if let Err(e) = scenario::demo(&mut out) {
             kprintln!("fragmentation demo: {e}");
         }
+    }
+    // Only an explicit `console=1` waits for input: tests and scripts must never hang.
+    let interactive = cmdline.get("console") == Some("1");
+    if let Some(script) = script {
+        console::run_script(&script, interactive);
+    }
+    if interactive {
+        kprintln!("demo finished");
+        console::interactive();
     }
     kprintln!("demo finished; powering off");
     arch::qemu::exit(arch::qemu::ExitCode::Success)

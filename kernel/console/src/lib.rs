@@ -1,4 +1,5 @@
-//! The serial console's input side: a line editor and a command parser.
+//! The serial console's input side: a line editor, a command parser, the `/proc` and `/sys`
+//! path tree, and the parsers for tunable values and GFP masks.
 //!
 //! They live in their own `no_std` crate, apart from the kernel, for one reason: whatever
 //! bytes arrive on the serial line must never crash or hang the kernel, and that is only
@@ -8,7 +9,10 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod editor;
+pub mod fs;
+pub mod gfp;
 pub mod parse;
+pub mod tunable;
 
 pub use editor::{Event, LineEditor, MAX_LINE};
-pub use parse::{Command, ParseError, parse, split_script};
+pub use parse::{Command, FreeWhat, ParseError, parse, split_script};

@@ -11,8 +11,12 @@ use core::fmt;
 /// Every command with its usage line, in the order `help` lists them.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("help", "help", "list the commands"),
-    ("ls", "ls PATH", "list a directory of /proc or /sys"),
-    ("cat", "cat PATH", "print a /proc or /sys file"),
+    (
+        "ls",
+        "ls [PATH]",
+        "list a directory of /proc or /sys (default: /)",
+    ),
+    ("cat", "cat PATH...", "print /proc or /sys files"),
     ("echo", "echo VALUE > PATH", "write VALUE to a tunable"),
     (
         "alloc",
@@ -32,8 +36,17 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "compact every zone (as echo 1 > /proc/sys/vm/compact_memory)",
     ),
     ("meminfo", "meminfo", "print /proc/meminfo"),
+    (
+        "sleep",
+        "sleep MS",
+        "wait MS milliseconds (up to 600000), e.g. to let kcompactd work",
+    ),
     ("poweroff", "poweroff", "power the machine off"),
 ];
+
+/// Longest `sleep` accepted, in milliseconds (ten minutes): a typo must not park the
+/// console for a day.
+pub const MAX_SLEEP_MS: u64 = 600_000;
 
 /// What `free` releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +64,9 @@ pub enum Command<'a> {
     Empty,
     /// `help`
     Help,
-    /// `ls PATH`
+    /// `ls [PATH]` (`/` when omitted)
     Ls(&'a str),
-    /// `cat PATH`
+    /// `cat PATH...`: one or more paths separated by whitespace (see [`Command::paths`]).
     Cat(&'a str),
     /// `echo VALUE > PATH`
     Echo {
@@ -79,8 +92,24 @@ pub enum Command<'a> {
     Compact,
     /// `meminfo`
     Meminfo,
+    /// `sleep MS`
+    Sleep(u64),
     /// `poweroff`
     Poweroff,
+}
+
+/// Most paths one `cat` takes.
+pub const MAX_CAT_PATHS: usize = 16;
+
+impl<'a> Command<'a> {
+    /// The paths of a `cat` (empty for any other command).
+    pub fn paths(&self) -> impl Iterator<Item = &'a str> {
+        let list = match *self {
+            Command::Cat(list) => list,
+            _ => "",
+        };
+        list.split_ascii_whitespace()
+    }
 }
 
 /// Why a line is not a command.
@@ -206,8 +235,27 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
     };
     let cmd = match name {
         "help" | "?" => no_more(words, "help").map(|_| Command::Help)?,
-        "ls" => Command::Ls(one_arg(words, "ls")?),
-        "cat" => Command::Cat(one_arg(words, "cat")?),
+        "ls" => match words.next() {
+            None => Command::Ls("/"),
+            Some(path) => {
+                no_more(words, "ls")?;
+                Command::Ls(path)
+            }
+        },
+        "cat" => {
+            let rest = line["cat".len()..].trim();
+            if rest.is_empty() {
+                return Err(ParseError::Missing {
+                    usage: usage("cat"),
+                });
+            }
+            if rest.split_ascii_whitespace().count() > MAX_CAT_PATHS {
+                return Err(ParseError::TooMany {
+                    usage: usage("cat"),
+                });
+            }
+            Command::Cat(rest)
+        }
         "echo" => {
             let rest = line["echo".len()..].trim();
             let (value, path) = rest.split_once('>').ok_or(ParseError::Missing {
@@ -262,6 +310,18 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "stress" => no_more(words, "stress").map(|_| Command::Stress)?,
         "compact" => no_more(words, "compact").map(|_| Command::Compact)?,
         "meminfo" => no_more(words, "meminfo").map(|_| Command::Meminfo)?,
+        "sleep" => {
+            let ms_s = one_arg(words, "sleep")?;
+            let ms = ms_s
+                .parse::<u64>()
+                .ok()
+                .filter(|&ms| ms <= MAX_SLEEP_MS)
+                .ok_or(ParseError::Bad {
+                    arg: ms_s,
+                    usage: usage("sleep"),
+                })?;
+            Command::Sleep(ms)
+        }
         "poweroff" | "exit" | "quit" => no_more(words, "poweroff").map(|_| Command::Poweroff)?,
         word => {
             return Err(ParseError::Unknown {
@@ -322,6 +382,9 @@ mod tests {
                 gfp: Some("GFP_KERNEL|__GFP_ZERO")
             })
         );
+        assert_eq!(parse("ls"), Ok(Command::Ls("/")));
+        assert_eq!(parse("sleep 1500"), Ok(Command::Sleep(1500)));
+        assert_eq!(parse("sleep 0"), Ok(Command::Sleep(0)));
         assert_eq!(parse("free"), Ok(Command::Free(FreeWhat::All)));
         assert_eq!(parse("free last"), Ok(Command::Free(FreeWhat::Last)));
         for (w, c) in [
@@ -365,11 +428,35 @@ mod tests {
                 usage: "alloc ORDER [GFP]"
             })
         );
-        assert_eq!(parse("cat"), Err(ParseError::Missing { usage: "cat PATH" }));
         assert_eq!(
-            parse("cat a b"),
-            Err(ParseError::TooMany { usage: "cat PATH" })
+            parse("cat"),
+            Err(ParseError::Missing {
+                usage: "cat PATH..."
+            })
         );
+        assert_eq!(
+            parse("cat a  b").unwrap().paths().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            parse(&format!("cat {}", ["x"; MAX_CAT_PATHS + 1].join(" "))),
+            Err(ParseError::TooMany {
+                usage: "cat PATH..."
+            })
+        );
+        assert_eq!(
+            parse("sleep"),
+            Err(ParseError::Missing { usage: "sleep MS" })
+        );
+        for bad in ["-1", "1.5", "600001", "99999999999999999999999", "soon"] {
+            assert_eq!(
+                parse(&format!("sleep {bad}")),
+                Err(ParseError::Bad {
+                    arg: bad,
+                    usage: "sleep MS"
+                })
+            );
+        }
         assert_eq!(
             parse("echo 5"),
             Err(ParseError::Missing {

@@ -26,6 +26,7 @@
 //! - [`page`]: the 64-byte `struct Page` and its flags.
 //! - [`list`]: intrusive doubly-linked page lists through `page.lru`.
 //! - [`pageblock`]: per-pageblock flag bits (migratetype, compaction skip).
+//! - [`pageblock_map`]: debug views of where pageblocks sit and of fragmentation scores.
 //! - [`zone`] and [`node`]: zones and `pglist_data`.
 //! - [`mm_init`]: the memory model built from the firmware map, up to the buddy hand-off.
 //! - [`gfp`]: GFP flags and what they map to.
@@ -69,6 +70,7 @@ pub mod node;
 pub mod page;
 pub mod page_alloc;
 pub mod pageblock;
+pub mod pageblock_map;
 pub mod pcp;
 pub mod percpu;
 pub mod platform;

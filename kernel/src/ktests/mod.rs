@@ -7,3 +7,4 @@ pub mod memory;
 pub mod page_alloc;
 pub mod smp;
 pub mod stress;
+pub mod tunables;

@@ -26,10 +26,10 @@ pub fn init() {
     // SAFETY: 0x3f8..0x3ff are COM1's registers on every PC-compatible machine QEMU
     // emulates; the kernel owns them exclusively and only touches them under PORT's lock.
     let uart = unsafe { Uart16550::new_port(COM1) };
-    if let Ok(mut uart) = uart {
-        if uart.init(Config::default()).is_ok() {
-            *port = Some(uart);
-        }
+    if let Ok(mut uart) = uart
+        && uart.init(Config::default()).is_ok()
+    {
+        *port = Some(uart);
     }
 }
 
@@ -60,7 +60,9 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     });
 }
 
-/// Read one byte if one is waiting (the console polls this).
+/// Read one byte if one is waiting: the line status register's data-ready bit, then the
+/// receive buffer. The console polls this (no receive interrupt is needed: it halts until
+/// the next timer tick between polls).
 pub fn try_read_byte() -> Option<u8> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         PORT.lock()

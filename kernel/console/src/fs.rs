@@ -1,0 +1,561 @@
+//! The `/proc` and `/sys` files the console serves, as a static tree.
+//!
+//! There is no VFS in this kernel; `ls`, `cat` and `echo > PATH` only need to know which
+//! paths exist, which are directories, and what each file is. Keeping that knowledge as
+//! data here (rather than as `match` arms in the kernel) makes the path handling testable on
+//! the host, lets `ls` list exactly what `cat` can open, and keeps one list to update when a
+//! view is added. Paths are normalised first (`//`, `.`, `..`, trailing `/`), so
+//! `cat /proc//sys/vm/../vm/min_free_kbytes` works as it would on Linux.
+
+use core::fmt;
+
+use crate::tunable::{TUNABLES, Tunable};
+
+/// Deepest path accepted (the deepest real one has 5 components).
+pub const MAX_DEPTH: usize = 16;
+
+/// Nodes the tree can show (`nodeN` directories): bits of a `u64` mask.
+pub const MAX_NODES: usize = 64;
+
+/// A read-only view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// `/proc/buddyinfo`
+    Buddyinfo,
+    /// `/proc/meminfo`
+    Meminfo,
+    /// `/proc/pagetypeinfo`
+    Pagetypeinfo,
+    /// `/proc/uptime`
+    Uptime,
+    /// `/proc/vmstat`
+    Vmstat,
+    /// `/proc/zoneinfo`
+    Zoneinfo,
+    /// `/sys/kernel/debug/compaction/zones`: per-zone deferral and scanner state.
+    CompactionZones,
+    /// `/sys/kernel/debug/extfrag/extfrag_index`
+    ExtfragIndex,
+    /// `/sys/kernel/debug/extfrag/unusable_index`
+    UnusableIndex,
+    /// `/sys/kernel/debug/mm/fragmentation_score`: each node's proactive-compaction score.
+    FragmentationScore,
+    /// `/sys/kernel/debug/mm/pageblock_map`: one character per pageblock.
+    PageblockMap,
+}
+
+/// What a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum File {
+    /// A read-only view.
+    View(View),
+    /// A `/proc/sys/vm` tunable.
+    Tunable(&'static Tunable),
+    /// `/sys/devices/system/node/nodeN/compact` (write-only trigger) of node N.
+    NodeCompact(usize),
+}
+
+impl File {
+    /// Can `cat` read it? (Triggers are write-only, as in Linux.)
+    pub fn readable(&self) -> bool {
+        match self {
+            File::View(_) => true,
+            File::Tunable(t) => !matches!(t.kind, crate::tunable::Kind::Trigger),
+            File::NodeCompact(_) => false,
+        }
+    }
+
+    /// Can `echo` write it?
+    pub fn writable(&self) -> bool {
+        !matches!(self, File::View(_))
+    }
+}
+
+/// A tree entry.
+enum Ent {
+    Dir(&'static str, &'static [Ent]),
+    File(&'static str, File),
+    /// Every tunable of [`TUNABLES`], as files.
+    Tunables,
+    /// `nodeN` directories for the nodes present, each with these entries.
+    Nodes(&'static [Ent]),
+}
+
+const PLACEHOLDER_NODE: usize = usize::MAX;
+
+const ROOT: &[Ent] = &[
+    Ent::Dir(
+        "proc",
+        &[
+            Ent::File("buddyinfo", File::View(View::Buddyinfo)),
+            Ent::File("meminfo", File::View(View::Meminfo)),
+            Ent::File("pagetypeinfo", File::View(View::Pagetypeinfo)),
+            Ent::Dir("sys", &[Ent::Dir("vm", &[Ent::Tunables])]),
+            Ent::File("uptime", File::View(View::Uptime)),
+            Ent::File("vmstat", File::View(View::Vmstat)),
+            Ent::File("zoneinfo", File::View(View::Zoneinfo)),
+        ],
+    ),
+    Ent::Dir(
+        "sys",
+        &[
+            Ent::Dir(
+                "devices",
+                &[Ent::Dir(
+                    "system",
+                    &[Ent::Dir(
+                        "node",
+                        &[Ent::Nodes(&[Ent::File(
+                            "compact",
+                            File::NodeCompact(PLACEHOLDER_NODE),
+                        )])],
+                    )],
+                )],
+            ),
+            Ent::Dir(
+                "kernel",
+                &[Ent::Dir(
+                    "debug",
+                    &[
+                        Ent::Dir(
+                            "compaction",
+                            &[Ent::File("zones", File::View(View::CompactionZones))],
+                        ),
+                        Ent::Dir(
+                            "extfrag",
+                            &[
+                                Ent::File("extfrag_index", File::View(View::ExtfragIndex)),
+                                Ent::File("unusable_index", File::View(View::UnusableIndex)),
+                            ],
+                        ),
+                        Ent::Dir(
+                            "mm",
+                            &[
+                                Ent::File(
+                                    "fragmentation_score",
+                                    File::View(View::FragmentationScore),
+                                ),
+                                Ent::File("pageblock_map", File::View(View::PageblockMap)),
+                            ],
+                        ),
+                    ],
+                )],
+            ),
+        ],
+    ),
+];
+
+/// Why a path could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsError<'a> {
+    /// Paths start with `/`.
+    NotAbsolute(&'a str),
+    /// More than [`MAX_DEPTH`] components.
+    TooDeep,
+    /// Nothing by that name (the component that was not found).
+    NotFound(&'a str),
+    /// A file was used as a directory.
+    NotADirectory(&'a str),
+}
+
+impl fmt::Display for FsError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            FsError::NotAbsolute(p) => write!(f, "{p}: paths start with / (try ls /)"),
+            FsError::TooDeep => f.write_str("path too deep"),
+            FsError::NotFound(c) => write!(f, "{c}: no such file or directory"),
+            FsError::NotADirectory(c) => write!(f, "{c}: not a directory"),
+        }
+    }
+}
+
+/// A path split into normalised components.
+#[derive(Clone, Copy, Debug)]
+pub struct Path<'a> {
+    parts: [&'a str; MAX_DEPTH],
+    len: usize,
+}
+
+impl<'a> Path<'a> {
+    /// Split and normalise an absolute path.
+    pub fn parse(path: &'a str) -> Result<Path<'a>, FsError<'a>> {
+        if !path.starts_with('/') {
+            return Err(FsError::NotAbsolute(path));
+        }
+        let mut p = Path {
+            parts: [""; MAX_DEPTH],
+            len: 0,
+        };
+        for c in path.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => p.len = p.len.saturating_sub(1),
+                c => {
+                    if p.len == MAX_DEPTH {
+                        return Err(FsError::TooDeep);
+                    }
+                    p.parts[p.len] = c;
+                    p.len += 1;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// The components.
+    pub fn components(&self) -> &[&'a str] {
+        &self.parts[..self.len]
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 {
+            return f.write_str("/");
+        }
+        for c in self.components() {
+            write!(f, "/{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A directory.
+    Dir,
+    /// A file.
+    File(File),
+}
+
+fn node_id(name: &str, nodes: u64) -> Option<usize> {
+    let digits = name.strip_prefix("node")?;
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    let nid: usize = digits.parse().ok()?;
+    (nid < MAX_NODES && nodes & (1 << nid) != 0).then_some(nid)
+}
+
+enum Found {
+    Dir(&'static [Ent], Option<usize>),
+    File(File),
+}
+
+fn resolve<'a>(path: &Path<'a>, nodes: u64) -> Result<Found, FsError<'a>> {
+    let mut dir: &'static [Ent] = ROOT;
+    let mut nid = None;
+    let comps = path.components();
+    for (i, &c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let mut next = None;
+        for e in dir {
+            match *e {
+                Ent::Dir(name, children) if name == c => next = Some(Found::Dir(children, nid)),
+                Ent::File(name, file) if name == c => {
+                    let file = match file {
+                        File::NodeCompact(_) => File::NodeCompact(nid.unwrap_or(0)),
+                        f => f,
+                    };
+                    next = Some(Found::File(file));
+                }
+                Ent::Tunables => {
+                    if let Some(t) = TUNABLES.iter().find(|t| t.name == c) {
+                        next = Some(Found::File(File::Tunable(t)));
+                    }
+                }
+                Ent::Nodes(children) => {
+                    if let Some(n) = node_id(c, nodes) {
+                        nid = Some(n);
+                        next = Some(Found::Dir(children, nid));
+                    }
+                }
+                _ => {}
+            }
+            if next.is_some() {
+                break;
+            }
+        }
+        match next {
+            None => return Err(FsError::NotFound(c)),
+            Some(Found::File(f)) if last => return Ok(Found::File(f)),
+            Some(Found::File(_)) => return Err(FsError::NotADirectory(c)),
+            Some(Found::Dir(children, n)) => {
+                dir = children;
+                nid = n;
+            }
+        }
+    }
+    Ok(Found::Dir(dir, nid))
+}
+
+/// What `path` names, with `nodes` the mask of nodes that exist.
+pub fn lookup(path: &str, nodes: u64) -> Result<Node, FsError<'_>> {
+    let p = Path::parse(path)?;
+    Ok(match resolve(&p, nodes)? {
+        Found::Dir(..) => Node::Dir,
+        Found::File(f) => Node::File(f),
+    })
+}
+
+/// One name in a directory listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    /// A fixed name; `true` for a directory.
+    Static(&'static str, bool),
+    /// `nodeN` (a directory).
+    Node(usize),
+}
+
+impl Name {
+    /// Is it a directory?
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Name::Static(_, true) | Name::Node(_))
+    }
+}
+
+impl fmt::Display for Name {
+    /// Directories end in `/`, as `ls -F` shows them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Name::Static(n, false) => f.write_str(n),
+            Name::Static(n, true) => write!(f, "{n}/"),
+            Name::Node(n) => write!(f, "node{n}/"),
+        }
+    }
+}
+
+/// Call `f` for every entry of directory `path` (a file lists itself, as `ls FILE` does).
+pub fn list<'a>(path: &'a str, nodes: u64, f: &mut dyn FnMut(Name)) -> Result<(), FsError<'a>> {
+    let p = Path::parse(path)?;
+    match resolve(&p, nodes)? {
+        Found::File(_) => {
+            let last = p.components().last().copied().unwrap_or("/");
+            // The name must be 'static: find it again in the tree or the tunable table.
+            let name = TUNABLES
+                .iter()
+                .map(|t| t.name)
+                .find(|n| *n == last)
+                .or_else(|| static_file_name(ROOT, last));
+            if let Some(n) = name {
+                f(Name::Static(n, false));
+            }
+        }
+        Found::Dir(dir, _) => {
+            for e in dir {
+                match *e {
+                    Ent::Dir(name, _) => f(Name::Static(name, true)),
+                    Ent::File(name, _) => f(Name::Static(name, false)),
+                    Ent::Tunables => TUNABLES.iter().for_each(|t| f(Name::Static(t.name, false))),
+                    Ent::Nodes(_) => (0..MAX_NODES)
+                        .filter(|n| nodes & (1 << n) != 0)
+                        .for_each(|n| f(Name::Node(n))),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn static_file_name(dir: &'static [Ent], name: &str) -> Option<&'static str> {
+    dir.iter().find_map(|e| match *e {
+        Ent::File(n, _) if n == name => Some(n),
+        Ent::Dir(_, children) | Ent::Nodes(children) => static_file_name(children, name),
+        _ => None,
+    })
+}
+
+/// Call `f` with the path of every file (for tests and for `ls -R`-like walks), given the
+/// node mask. Paths are built in `buf`; `f` gets the path and what it names.
+pub fn walk_files(nodes: u64, f: &mut dyn FnMut(&str, File)) {
+    let mut buf = PathBuf::new();
+    walk(ROOT, nodes, None, &mut buf, f);
+}
+
+/// A small fixed-capacity path buffer (no allocation in this crate).
+struct PathBuf {
+    bytes: [u8; 128],
+    len: usize,
+}
+
+impl PathBuf {
+    fn new() -> PathBuf {
+        PathBuf {
+            bytes: [0; 128],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, comp: fmt::Arguments<'_>) -> usize {
+        let saved = self.len;
+        let _ = fmt::Write::write_fmt(self, format_args!("/{comp}"));
+        saved
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for PathBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > self.bytes.len() {
+            return Err(fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn walk(
+    dir: &'static [Ent],
+    nodes: u64,
+    nid: Option<usize>,
+    buf: &mut PathBuf,
+    f: &mut dyn FnMut(&str, File),
+) {
+    for e in dir {
+        match *e {
+            Ent::Dir(name, children) => {
+                let saved = buf.push(format_args!("{name}"));
+                walk(children, nodes, nid, buf, f);
+                buf.len = saved;
+            }
+            Ent::File(name, file) => {
+                let saved = buf.push(format_args!("{name}"));
+                let file = match file {
+                    File::NodeCompact(_) => File::NodeCompact(nid.unwrap_or(0)),
+                    other => other,
+                };
+                f(buf.as_str(), file);
+                buf.len = saved;
+            }
+            Ent::Tunables => {
+                for t in TUNABLES {
+                    let saved = buf.push(format_args!("{}", t.name));
+                    f(buf.as_str(), File::Tunable(t));
+                    buf.len = saved;
+                }
+            }
+            Ent::Nodes(children) => {
+                for n in (0..MAX_NODES).filter(|n| nodes & (1 << n) != 0) {
+                    let saved = buf.push(format_args!("node{n}"));
+                    walk(children, nodes, Some(n), buf, f);
+                    buf.len = saved;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ls(path: &str, nodes: u64) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        list(path, nodes, &mut |n| out.push(n.to_string())).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn directories_list_their_entries() {
+        assert_eq!(ls("/", 1).unwrap(), ["proc/", "sys/"]);
+        assert_eq!(
+            ls("/proc", 1).unwrap(),
+            [
+                "buddyinfo",
+                "meminfo",
+                "pagetypeinfo",
+                "sys/",
+                "uptime",
+                "vmstat",
+                "zoneinfo"
+            ]
+        );
+        let vm = ls("/proc/sys/vm/", 1).unwrap();
+        assert_eq!(vm.len(), TUNABLES.len());
+        assert!(vm.contains(&"watermark_scale_factor".to_string()));
+        assert_eq!(
+            ls("/sys/devices/system/node", 0b101).unwrap(),
+            ["node0/", "node2/"]
+        );
+        assert_eq!(
+            ls("/sys/devices/system/node/node2", 0b101).unwrap(),
+            ["compact"]
+        );
+        assert_eq!(
+            ls("/sys/kernel/debug/extfrag", 1).unwrap(),
+            ["extfrag_index", "unusable_index"]
+        );
+        assert_eq!(ls("/proc/buddyinfo", 1).unwrap(), ["buddyinfo"]);
+        assert_eq!(
+            ls("/proc/sys/vm/min_free_kbytes", 1).unwrap(),
+            ["min_free_kbytes"]
+        );
+    }
+
+    #[test]
+    fn lookups_resolve_and_normalise() {
+        assert_eq!(
+            lookup("/proc/buddyinfo", 1),
+            Ok(Node::File(File::View(View::Buddyinfo)))
+        );
+        assert_eq!(
+            lookup("//proc/./sys/vm/../vm/min_free_kbytes", 1),
+            Ok(Node::File(File::Tunable(
+                crate::tunable::find("min_free_kbytes").unwrap()
+            )))
+        );
+        assert_eq!(lookup("/proc/sys/", 1), Ok(Node::Dir));
+        assert_eq!(lookup("/../..", 1), Ok(Node::Dir));
+        assert_eq!(
+            lookup("/sys/devices/system/node/node3/compact", 0b1000),
+            Ok(Node::File(File::NodeCompact(3)))
+        );
+        assert_eq!(
+            lookup("/sys/devices/system/node/node1/compact", 0b1),
+            Err(FsError::NotFound("node1"))
+        );
+        assert_eq!(
+            lookup("/sys/devices/system/node/node01/compact", 0b10),
+            Err(FsError::NotFound("node01"))
+        );
+        assert_eq!(
+            lookup("/proc/buddyinfo/x", 1),
+            Err(FsError::NotADirectory("buddyinfo"))
+        );
+        assert_eq!(lookup("proc", 1), Err(FsError::NotAbsolute("proc")));
+        assert_eq!(lookup("/proc/nope", 1), Err(FsError::NotFound("nope")));
+        assert_eq!(
+            lookup(&"/a".repeat(MAX_DEPTH + 1), 1),
+            Err(FsError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn every_walked_file_looks_up_to_itself() {
+        let mut n = 0;
+        walk_files(0b11, &mut |path, file| {
+            assert_eq!(lookup(path, 0b11), Ok(Node::File(file)), "{path}");
+            n += 1;
+        });
+        // 6 in /proc, the tunables, 2 node triggers, 5 debugfs files.
+        assert_eq!(n, 6 + TUNABLES.len() + 2 + 5);
+    }
+
+    #[test]
+    fn triggers_are_write_only_and_views_read_only() {
+        let Node::File(f) = lookup("/proc/sys/vm/compact_memory", 1).unwrap() else {
+            panic!()
+        };
+        assert!(!f.readable() && f.writable());
+        let Node::File(f) = lookup("/proc/vmstat", 1).unwrap() else {
+            panic!()
+        };
+        assert!(f.readable() && !f.writable());
+    }
+}

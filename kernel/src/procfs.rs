@@ -1,0 +1,207 @@
+//! `/proc` and `/sys` for the serial console: reading views and tunables, writing tunables
+//! and triggers.
+//!
+//! There is no VFS. The tree of paths (what exists, what is a directory, what each file is)
+//! is data in the host-tested `console::fs`; this module only connects each file to the
+//! allocator: a view to its `write_*` formatter in `mm`, a tunable to its getter and
+//! setter. Values are parsed by `console::tunable` (pure, property-tested) before anything
+//! is touched, and then go through `mm`'s setters, which check the range again and rerun
+//! Linux's recomputations (watermarks, lowmem_reserve, pcp high/batch). Either refusal
+//! leaves the old value in place and comes back as a [`ProcError`] the console prints.
+//!
+//! The same write path serves the kernel command line ([`apply_cmdline`]), so
+//! `min_free_kbytes=4096` at boot and `echo 4096 > /proc/sys/vm/min_free_kbytes` later are
+//! one code path with one set of error messages.
+
+use alloc::{format, string::String};
+use core::fmt::{self, Write};
+
+use console::{
+    fs::{self, File, Node, View},
+    tunable::{self, Kind, ListText, MAX_LIST, Tunable, Value},
+};
+use mm::{mmzone::MAX_NR_ZONES, page_alloc::PageAllocator};
+
+use crate::{cmdline::Cmdline, memory::allocator, platform::KernelPlatform};
+
+/// Why a read or write failed. The message is complete ("Permission denied", the accepted
+/// range, ...); the console prefixes the command and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcError(pub String);
+
+impl fmt::Display for ProcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(msg: impl Into<String>) -> ProcError {
+    ProcError(msg.into())
+}
+
+/// Bit N set when node N exists (the `nodeN` directories).
+pub fn node_mask() -> u64 {
+    allocator()
+        .model()
+        .nodes()
+        .filter(|n| n.node_id < fs::MAX_NODES)
+        .fold(0, |m, n| m | 1 << n.node_id)
+}
+
+/// A tunable's current value (`None` for a write-only trigger).
+pub fn tunable_value(t: &Tunable) -> Option<TunableValue> {
+    let s = allocator().sysctl();
+    Some(TunableValue::Int(match t.name {
+        "compact_unevictable_allowed" => s.compact_unevictable_allowed,
+        "compaction_proactiveness" => s.compaction_proactiveness,
+        "extfrag_threshold" => s.extfrag_threshold,
+        "min_free_kbytes" => s.min_free_kbytes,
+        "percpu_pagelist_high_fraction" => s.percpu_pagelist_high_fraction,
+        "watermark_boost_factor" => s.watermark_boost_factor,
+        "watermark_scale_factor" => s.watermark_scale_factor,
+        "lowmem_reserve_ratio" => return Some(TunableValue::List(s.lowmem_reserve_ratio)),
+        _ => return None,
+    }))
+}
+
+/// A tunable's value as `cat` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunableValue {
+    /// `%d\n`
+    Int(u64),
+    /// Tab-separated, one entry per zone.
+    List([u64; MAX_NR_ZONES]),
+}
+
+impl fmt::Display for TunableValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunableValue::Int(v) => writeln!(f, "{v}"),
+            TunableValue::List(l) => write!(f, "{}", ListText(l)),
+        }
+    }
+}
+
+/// Print `path` to `out`.
+pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
+    let file = match fs::lookup(path, node_mask()).map_err(|e| err(format!("{e}")))? {
+        Node::Dir => return Err(err("Is a directory (try ls)")),
+        Node::File(f) => f,
+    };
+    if !file.readable() {
+        return Err(err("Permission denied (write-only trigger: echo 1 > it)"));
+    }
+    let a = allocator();
+    let r = match file {
+        File::View(v) => read_view(a, v, out),
+        File::Tunable(t) => match tunable_value(t) {
+            Some(v) => write!(out, "{v}"),
+            None => return Err(err("Permission denied")),
+        },
+        File::NodeCompact(_) => return Err(err("Permission denied")),
+    };
+    r.map_err(|_| err("output error"))
+}
+
+fn read_view(a: &PageAllocator<KernelPlatform>, v: View, out: &mut dyn Write) -> fmt::Result {
+    match v {
+        View::Buddyinfo => a.write_buddyinfo(out),
+        View::Meminfo => a.write_meminfo(out),
+        View::Pagetypeinfo => a.write_pagetypeinfo(out),
+        View::Uptime => write_uptime(out),
+        View::Vmstat => a.write_vmstat(out),
+        View::Zoneinfo => a.write_zoneinfo(out),
+        View::CompactionZones => a.write_compaction_state(out),
+        View::ExtfragIndex => a.write_extfrag_index(out),
+        View::UnusableIndex => a.write_unusable_index(out),
+        View::FragmentationScore => a.write_fragmentation_score(out),
+        View::PageblockMap => a.write_pageblock_map(out),
+    }
+}
+
+/// `/proc/uptime`: seconds since the TSC started (machine reset) with two decimals, then the
+/// idle time summed over CPUs, which this kernel does not account (printed as 0.00).
+fn write_uptime(out: &mut dyn Write) -> fmt::Result {
+    let cs = crate::arch::time::now_ns() / 10_000_000;
+    writeln!(out, "{}.{:02} 0.00", cs / 100, cs % 100)
+}
+
+/// Write `value` to `path`. Progress of an action (compaction) is printed to `out`.
+pub fn write(path: &str, value: &str, out: &mut dyn Write) -> Result<(), ProcError> {
+    let file = match fs::lookup(path, node_mask()).map_err(|e| err(format!("{e}")))? {
+        Node::Dir => return Err(err("Is a directory")),
+        Node::File(f) => f,
+    };
+    match file {
+        File::View(_) => Err(err("Permission denied (read-only)")),
+        File::Tunable(t) => write_tunable(t, value, out),
+        File::NodeCompact(nid) => {
+            tunable::parse_value(Kind::Trigger, value).map_err(|e| err(format!("{e}")))?;
+            crate::console::compact_with_report(Some(nid), out);
+            Ok(())
+        }
+    }
+}
+
+/// Parse `text` for tunable `t` and apply it through `mm`'s setter.
+pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(), ProcError> {
+    let value = tunable::parse_value(t.kind, text).map_err(|e| err(format!("{e}")))?;
+    let a = allocator();
+    let int = match value {
+        Value::Int(v) => v,
+        Value::Trigger => {
+            crate::console::compact_with_report(None, out);
+            return Ok(());
+        }
+        Value::List { .. } => {
+            let current = a.sysctl().lowmem_reserve_ratio;
+            let mut cur = [0u64; MAX_LIST];
+            cur[..MAX_NR_ZONES].copy_from_slice(&current);
+            let merged = value.merged(cur);
+            let mut ratio = [0u64; MAX_NR_ZONES];
+            ratio.copy_from_slice(&merged[..MAX_NR_ZONES]);
+            return a
+                .set_lowmem_reserve_ratio(ratio)
+                .map_err(|e| err(format!("{e}")));
+        }
+    };
+    let r = match t.name {
+        "compact_unevictable_allowed" => a.set_compact_unevictable_allowed(int),
+        "compaction_proactiveness" => a.set_compaction_proactiveness(int),
+        "extfrag_threshold" => a.set_extfrag_threshold(int),
+        "min_free_kbytes" => a.set_min_free_kbytes(int),
+        "percpu_pagelist_high_fraction" => a.set_percpu_pagelist_high_fraction(int),
+        "watermark_boost_factor" => a.set_watermark_boost_factor(int),
+        "watermark_scale_factor" => a.set_watermark_scale_factor(int),
+        other => return Err(err(format!("{other}: no setter"))),
+    };
+    r.map_err(|e| err(format!("{e}")))
+}
+
+/// The tunable a command-line key names: `NAME` or Linux's `sysctl.vm.NAME`.
+pub fn cmdline_tunable(key: &str) -> Option<&'static Tunable> {
+    tunable::find(key.strip_prefix("sysctl.vm.").unwrap_or(key))
+}
+
+/// Apply the tunables given on the command line (`min_free_kbytes=4096`,
+/// `lowmem_reserve_ratio=256,256,32,0`, `sysctl.vm.watermark_scale_factor=100`). A bad
+/// value is reported and ignored; the boot goes on.
+pub fn apply_cmdline(line: &Cmdline) {
+    for (key, value) in line.words() {
+        let Some(t) = cmdline_tunable(key) else {
+            continue;
+        };
+        let Some(value) = value else {
+            log::warn!("{key}: needs a value ({key}=VALUE); ignored");
+            continue;
+        };
+        let mut progress = crate::console::SerialOut;
+        match write_tunable(t, value, &mut progress) {
+            Ok(()) => {
+                let now = tunable_value(t).map_or(String::from("done\n"), |v| format!("{v}"));
+                kprint!("command line: vm.{} = {}", t.name, now);
+            }
+            Err(e) => log::warn!("{key}={value}: {e}; ignored"),
+        }
+    }
+}
