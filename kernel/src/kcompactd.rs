@@ -34,7 +34,11 @@ pub fn start(enabled: bool) {
     ENABLED.store(enabled, Ordering::Release);
     log::info!(
         "kcompactd: runs on cpu {host} when idle ({})",
-        if enabled { "enabled" } else { "disabled until a test enables it" }
+        if enabled {
+            "enabled"
+        } else {
+            "disabled until a test enables it"
+        }
     );
 }
 
@@ -86,7 +90,10 @@ pub fn poll(cpu: usize) {
         let woken = WOKEN[nid].swap(false, Ordering::AcqRel);
         if woken || now >= NEXT_MS[nid].load(Ordering::Relaxed) {
             let sleep = alloc.kcompactd_run(nid, now);
-            NEXT_MS[nid].store((time::now_ns() / 1_000_000).saturating_add(sleep), Ordering::Relaxed);
+            NEXT_MS[nid].store(
+                (time::now_ns() / 1_000_000).saturating_add(sleep),
+                Ordering::Relaxed,
+            );
             ROUNDS.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -148,11 +148,16 @@ pub fn fail_running_test(reason: fmt::Arguments<'_>) {
     );
 }
 
-/// Does `test` run under `pattern` (`None`: the whole suite)?
+/// Does `test` run under `pattern`? `None` (or empty): the whole suite; `-TEXT`: the
+/// whole suite except tests whose name contains TEXT; `TEXT`: tests whose name contains
+/// it, explicit ones included.
 fn selected(test: &KernelTest, pattern: Option<&str>) -> bool {
     match pattern {
         None | Some("") => !test.explicit,
-        Some(p) => test.name().contains(p),
+        Some(p) => match p.strip_prefix('-') {
+            Some(excluded) => !test.explicit && !test.name().contains(excluded),
+            None => test.name().contains(p),
+        },
     }
 }
 

@@ -75,7 +75,11 @@ impl Platform for KernelPlatform {
             return Err(PteError::OutOfRange);
         }
         // Fast path: the leaf table exists, so mapping is one atomic store into it.
-        if VirtAddr::try_new(va).ok().and_then(paging::leaf_pte).is_some() {
+        if VirtAddr::try_new(va)
+            .ok()
+            .and_then(paging::leaf_pte)
+            .is_some()
+        {
             return if paging::pte_cmpxchg(va, Pte::None, Pte::Present(pfn)) {
                 Ok(())
             } else {

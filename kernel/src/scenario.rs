@@ -142,9 +142,12 @@ impl Scenario {
 
     /// Build the scenario: fill at least `movable_pct`% of free memory with movable pages,
     /// allocating one unmovable page after every `unmovable_every` movable ones, and go on
-    /// filling until no free block of order >= 9 is left; then zap the movable pages whose
-    /// frame number is odd when `keep_even_pfns` (about half of them, and no two zapped
-    /// pages are buddies, so nothing merges beyond order 0), or none at all.
+    /// filling until no free block of order >= 9 is left; then, when `zap_half`, zap the
+    /// movable pages chosen by a coin toss on their frame number (about half, scattered
+    /// with no pattern: a 2 MiB block becomes free only if all of its pages are zapped,
+    /// which never happens in practice). A regular pattern (say every odd pfn) would be
+    /// adversarial to the free scanner, which samples pfns at a growing stride after
+    /// blocks without free pages, exactly as Linux's does.
     ///
     /// Filling can stop at the watermark with a few 2 MiB blocks still free (the
     /// allocator keeps its reserve in whatever blocks it has, and lowmem_reserve keeps
@@ -154,7 +157,7 @@ impl Scenario {
     pub fn build(
         movable_pct: u64,
         unmovable_every: u64,
-        keep_even_pfns: bool,
+        zap_half: bool,
         seed: u64,
     ) -> Result<Scenario, &'static str> {
         let a = allocator();
@@ -164,7 +167,9 @@ impl Scenario {
         let region = a
             .anon_region_create(free)
             .map_err(|_| "no room for the scenario's anon region")?;
-        let (start, _) = a.anon_region_span(region).map_err(|_| "fresh region went stale")?;
+        let (start, _) = a
+            .anon_region_span(region)
+            .map_err(|_| "fresh region went stale")?;
         let mut s = Scenario {
             region,
             start,
@@ -174,14 +179,17 @@ impl Scenario {
             held_order9: Vec::new(),
             seed,
         };
-        let no_order9_free = || free_blocks_per_order()[PAGEBLOCK_ORDER as usize..].iter().all(|&n| n == 0);
+        let no_order9_free = || {
+            free_blocks_per_order()[PAGEBLOCK_ORDER as usize..]
+                .iter()
+                .all(|&n| n == 0)
+        };
         let mut index = 0;
         while index < free {
             if index >= target && index.is_multiple_of(PAGEBLOCK_NR_PAGES) && no_order9_free() {
                 break;
             }
-            if a
-                .anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+            if a.anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
                 .is_err()
             {
                 break;
@@ -210,7 +218,7 @@ impl Scenario {
         }
         let mut kept = Vec::with_capacity(s.nr_pages as usize / 2 + 1);
         if let Err(_e) = a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {
-            let zap = keep_even_pfns && pfn % 2 == 1;
+            let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
             if !zap {
                 kept.push(index);
             }
@@ -279,7 +287,9 @@ impl FreeLayout {
 
     /// The fraction (in thousandths) of eligible free memory that is in order-9 blocks.
     pub fn order9_permille(&self) -> u64 {
-        (self.free_in_order9 * 1000).checked_div(self.eligible()).unwrap_or(0)
+        (self.free_in_order9 * 1000)
+            .checked_div(self.eligible())
+            .unwrap_or(0)
     }
 }
 
@@ -362,7 +372,10 @@ pub fn fragment(out: &mut dyn Write) -> Result<FragSummary, &'static str> {
     let _ = writeln!(
         out,
         "frag: {} movable pages mapped, {} unmovable pages held, {} pages free, {} free order-9 blocks",
-        summary.movable_pages, summary.unmovable_pages, summary.free_pages, summary.free_order9_blocks
+        summary.movable_pages,
+        summary.unmovable_pages,
+        summary.free_pages,
+        summary.free_order9_blocks
     );
     *CURRENT.lock() = Some(s);
     Ok(summary)
@@ -371,7 +384,11 @@ pub fn fragment(out: &mut dyn Write) -> Result<FragSummary, &'static str> {
 /// Verify every checksum and reverse map of the current scenario; the number of pages
 /// checked, or what was wrong.
 pub fn verify() -> Result<u64, &'static str> {
-    CURRENT.lock().as_ref().ok_or("no scenario built (run frag first)")?.verify()
+    CURRENT
+        .lock()
+        .as_ref()
+        .ok_or("no scenario built (run frag first)")?
+        .verify()
 }
 
 /// Free everything the scenario holds.
@@ -399,7 +416,11 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let _ = writeln!(
         out,
         "order-9 allocation without compaction: {}",
-        if failed { "fails, as expected" } else { "succeeded (memory was not fragmented enough)" }
+        if failed {
+            "fails, as expected"
+        } else {
+            "succeeded (memory was not fragmented enough)"
+        }
     );
     let t0 = crate::arch::time::now_ns();
     let stats = a.compact_memory();

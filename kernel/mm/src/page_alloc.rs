@@ -1465,7 +1465,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
             // one waits with interrupts enabled. A caller that may sleep but runs with
             // interrupts off (a gfp bug) gets no compaction rather than a deadlock.
             *compact_result = CompactResult::Skipped;
-            log::warn!("direct compaction skipped: order-{order} {gfp:?} request with interrupts disabled");
+            log::warn!(
+                "direct compaction skipped: order-{order} {gfp:?} request with interrupts disabled"
+            );
             return None;
         }
         let (result, captured) = self.try_to_compact_pages(gfp, order, alloc_flags, ac, prio);

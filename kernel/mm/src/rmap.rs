@@ -490,23 +490,24 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let (mut n, mut lo, mut hi) = (0usize, u64::MAX, 0u64);
         let single = core::cell::Cell::new(0u64);
         let batched = core::cell::Cell::new(0u64);
-        let finish = |batch: &mut [Option<&Page>; ZAP_BATCH], n: &mut usize, lo: &mut u64, hi: &mut u64| {
-            if *n == 0 {
-                return;
-            }
-            platform.flush_tlb_range(*lo, *hi);
-            for slot in batch.iter_mut().take(*n) {
-                if let Some(page) = slot.take() {
-                    clear_anon_metadata(page);
-                    region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
-                    page.unlock();
-                    self.put_page_logged(page, "anon zap");
-                    self.put_page_logged(page, "anon zap");
+        let finish =
+            |batch: &mut [Option<&Page>; ZAP_BATCH], n: &mut usize, lo: &mut u64, hi: &mut u64| {
+                if *n == 0 {
+                    return;
                 }
-            }
-            batched.set(batched.get() + *n as u64);
-            (*n, *lo, *hi) = (0, u64::MAX, 0);
-        };
+                platform.flush_tlb_range(*lo, *hi);
+                for slot in batch.iter_mut().take(*n) {
+                    if let Some(page) = slot.take() {
+                        clear_anon_metadata(page);
+                        region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
+                        page.unlock();
+                        self.put_page_logged(page, "anon zap");
+                        self.put_page_logged(page, "anon zap");
+                    }
+                }
+                batched.set(batched.get() + *n as u64);
+                (*n, *lo, *hi) = (0, u64::MAX, 0);
+            };
         let mut index = start;
         while index < end {
             if region.nr_mapped.load(Ordering::Relaxed) == 0 {

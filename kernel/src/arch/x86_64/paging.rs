@@ -293,7 +293,9 @@ pub fn pte_cmpxchg(va: u64, old: mm::platform::Pte, new: mm::platform::Pte) -> b
     let new_raw = encode_pte(new);
     let mut cur = slot.load(Ordering::Acquire);
     loop {
-        if decode_pte(cur) != old || (cur & PTE_PRESENT == 0 && cur & !PTE_HW_BITS != encode_pte(old)) {
+        if decode_pte(cur) != old
+            || (cur & PTE_PRESENT == 0 && cur & !PTE_HW_BITS != encode_pte(old))
+        {
             return false;
         }
         match slot.compare_exchange_weak(cur, new_raw, Ordering::AcqRel, Ordering::Acquire) {
