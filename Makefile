@@ -76,6 +76,7 @@ test: setup
 bench: build
 	$(CARGO) bench -p mm --bench memmap
 	$(CARGO) bench -p mm --bench page_alloc
+	$(CARGO) bench -p mm --bench compaction
 	@echo "in-guest figures (BIOS, 1G, 4 CPUs, TCG):"
 	@$(BOOT) --capture --firmware bios --mem 1G --cpus 4 --cmdline bench --timeout 900 2>&1 | grep -E '^bench:|kernel reported|error'
 
