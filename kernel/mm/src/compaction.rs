@@ -873,6 +873,34 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
     }
 
+    /// Forget every compaction hint of node `nid`: clear all pageblock skip bits and put
+    /// the cached scanner positions back at the zone ends, as on a freshly booted zone.
+    /// Deferral state is kept. Linux has no single call for this (skip bits are cleared
+    /// selectively when kswapd sleeps); tests use it so that one scenario does not inherit
+    /// the hints another left behind.
+    pub fn reset_compaction_hints(&self, nid: usize) {
+        let Some(node) = self.model().node(nid) else {
+            return;
+        };
+        let mem = self.model().sparse();
+        for zone in node.node_zones.iter().filter(|z| z.managed_zone()) {
+            self.ensure_compact_init(zone);
+            let mut pfn = pageblock_start_pfn(zone.zone_start_pfn);
+            while pfn < zone.zone_end_pfn() {
+                let _ = crate::pageblock::clear_pageblock_skip(mem, pfn);
+                pfn += PAGEBLOCK_NR_PAGES;
+            }
+            let c = &zone.compact;
+            c.blockskip_flush.store(false, Ordering::Relaxed);
+            c.cached_migrate_pfn[0].store(zone.zone_start_pfn, Ordering::Relaxed);
+            c.cached_migrate_pfn[1].store(zone.zone_start_pfn, Ordering::Relaxed);
+            c.cached_free_pfn.store(
+                pageblock_start_pfn(zone.zone_end_pfn() - 1),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// `isolation_suitable`: may `pfn`'s pageblock be scanned?
     #[inline]
     fn isolation_suitable(&self, cc: &CompactControl<'_>, pfn: u64) -> bool {

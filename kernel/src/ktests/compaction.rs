@@ -31,11 +31,14 @@ fn check_invariants() -> Result<(), String> {
     mm::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
-/// Start from the compaction state kcompactd leaves when it goes to sleep: skip hints of
-/// fully scanned zones cleared. (kcompactd is off in test mode, so nothing else would clear
-/// the hints an earlier test's failed compactions left behind.)
+/// Start from a fresh compaction state: no skip hints, scanners at the zone ends.
+/// (kcompactd is off in test mode, so nothing would clear the hints an earlier test's
+/// failed compactions left behind; deferral state is kept.)
 fn fresh_compaction_state() {
-    allocator().reset_isolation_suitable(0);
+    let a = allocator();
+    for nid in 0..a.model().nodes().count() {
+        a.reset_compaction_hints(nid);
+    }
 }
 
 fn ev(e: VmEvent) -> u64 {
@@ -103,10 +106,15 @@ ktest! {
                 ev(VmEvent::PgmigrateSuccess) - migrated0,
                 stats
             );
+            // The pageblock where the two scanners meet is necessarily left partly full, so
+            // one pageblock is allowed on top of the 10%. It only matters on small machines
+            // (at 128 MiB the eligible free memory is about 15 pageblocks; at 1 GiB, 100).
             kassert!(
-                after.order9_permille() >= 900,
-                "only {} per mille of eligible free memory in order-9 blocks",
-                after.order9_permille()
+                after.free_in_order9 * 10 + 10 * PAGEBLOCK_NR_PAGES >= after.eligible() * 9,
+                "only {} per mille of eligible free memory in order-9 blocks ({} of {} pages)",
+                after.order9_permille(),
+                after.free_in_order9,
+                after.eligible()
             );
             let checked = s.verify()?;
             kassert_eq!(checked, s.movable_pages());
@@ -145,6 +153,7 @@ ktest! {
 
     fn deferral_engages_on_a_pinned_zone_and_resets_after_success() -> TestResult {
         let a = allocator();
+        fresh_compaction_state();
         a.drain_all_pages();
         // Pin every pageblock: take all free memory as order-0 unmovable pages (down into
         // the atomic reserve), then give back three in four, keeping every pfn that is a
@@ -175,8 +184,10 @@ ktest! {
         }
         let fail0 = ev(VmEvent::CompactFail);
         let mut failed = 0;
-        for _ in 0..4 {
-            if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN | Gfp::NORETRY, PAGEBLOCK_ORDER) {
+        // Without __GFP_NORETRY the slow path escalates to synchronous compaction, whose
+        // failures (unlike async ones, as in Linux) defer the zone.
+        for _ in 0..2 {
+            if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, PAGEBLOCK_ORDER) {
                 let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
             } else {
                 failed += 1;
@@ -190,8 +201,8 @@ ktest! {
         for addr in held9.drain(..) {
             let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
         }
-        kprintln!("deferral: {failed} of 4 order-9 allocations failed, compact_fail +{fails}, defer shifts {shifts_failed:?}");
-        kassert_eq!(failed, 4);
+        kprintln!("deferral: {failed} of 2 order-9 allocations failed, compact_fail +{fails}, defer shifts {shifts_failed:?}");
+        kassert_eq!(failed, 2);
         kassert!(fails > 0, "compaction never ran (and failed) on the pinned zones");
         kassert!(
             shifts_failed.iter().any(|(_, s)| *s > 0),
@@ -228,6 +239,7 @@ ktest! {
 
     fn migration_under_concurrent_access_loses_nothing() -> TestResult {
         let a = allocator();
+        fresh_compaction_state();
         let me = percpu::cpu_id();
         let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
         let migrated0 = ev(VmEvent::PgmigrateSuccess);
@@ -290,6 +302,7 @@ ktest! {
     }
 
     fn compaction_test_port_allocates_hugepages() -> TestResult {
+        fresh_compaction_state();
         // Linux's tools/testing/selftests/mm/compaction_test: map 80% of free memory in
         // 100 MiB chunks, unmap every other chunk, then ask for as many 2 MiB pages as
         // possible. It passes when they cover at least a quarter of 0.8 x free.
@@ -366,6 +379,7 @@ ktest! {
 
     fn kcompactd_compacts_proactively_and_wakes_on_failure() -> TestResult {
         let a = allocator();
+        fresh_compaction_state();
         let was = kcompactd::set_enabled(false);
         // Proactive: a fragmented node (score near 100) is compacted in the background
         // until its score is at most the high threshold (90 at proactiveness 20).
