@@ -42,11 +42,20 @@ pub fn start(enabled: bool) {
     );
 }
 
-/// Turn the worker on or off; returns the previous setting.
+/// Turn the worker on or off; returns the previous setting. Turning it off waits for a
+/// round in progress on the host CPU to finish, so that when this returns the daemon no
+/// longer touches memory (a proactive round can take seconds under TCG).
 pub fn set_enabled(on: bool) -> bool {
-    let was = ENABLED.swap(on, Ordering::AcqRel);
+    // SeqCst pairs with `poll`: it publishes RUNNING and then rereads ENABLED, so either
+    // it sees the worker disabled or this sees the round running.
+    let was = ENABLED.swap(on, Ordering::SeqCst);
     if on {
         kick();
+    } else if crate::arch::percpu::cpu_id() != host_cpu() {
+        // (On the host CPU a round in progress is the caller's own: nothing to wait for.)
+        while RUNNING.load(Ordering::SeqCst) {
+            core::hint::spin_loop();
+        }
     }
     was
 }
@@ -81,7 +90,12 @@ pub fn poll(cpu: usize) {
         return;
     };
     // Nested polls (an interrupt-time wait inside a round) must not start another round.
-    if RUNNING.swap(true, Ordering::Acquire) {
+    if RUNNING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if !ENABLED.load(Ordering::SeqCst) {
+        // Disabled meanwhile: `set_enabled(false)` may already have seen RUNNING clear.
+        RUNNING.store(false, Ordering::Release);
         return;
     }
     let now = time::now_ns() / 1_000_000;

@@ -207,15 +207,10 @@ impl Scenario {
             s.release();
             return Err("out of memory before 80% of free memory was filled");
         }
-        // Each zone's own requests, so lowmem_reserve (which keeps the lower zones
-        // from movable requests) does not hide a free block.
-        for zone_gfp in [Gfp::empty(), Gfp::DMA32, Gfp::DMA] {
-            while let Some(addr) =
-                a.get_free_pages(GFP_ATOMIC | zone_gfp | Gfp::NOWARN, PAGEBLOCK_ORDER)
-            {
-                s.held_order9.push(addr);
-            }
-        }
+        // Pages still on per-CPU lists are invisible to the buddy lists the fill loop
+        // looked at; back in the buddy they can complete a 2 MiB block.
+        a.drain_all_pages();
+        s.hold_free_order9();
         let mut kept = Vec::with_capacity(s.nr_pages as usize / 2 + 1);
         if let Err(_e) = a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {
             let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
@@ -232,7 +227,24 @@ impl Scenario {
             s.write_page(index, 0);
         }
         a.drain_all_pages();
+        // A pageblock whose few movable pages were all zapped is whole again (rare, but the
+        // odds are not nil for a block the fill left mostly free): hold it too.
+        s.hold_free_order9();
         Ok(s)
+    }
+
+    /// Take every free block of order >= 9 as an unmovable GFP_ATOMIC allocation. Each
+    /// zone is asked with its own gfp, so lowmem_reserve (which keeps the lower zones from
+    /// movable requests) does not hide a free block.
+    fn hold_free_order9(&mut self) {
+        let a = allocator();
+        for zone_gfp in [Gfp::empty(), Gfp::DMA32, Gfp::DMA] {
+            while let Some(addr) =
+                a.get_free_pages(GFP_ATOMIC | zone_gfp | Gfp::NOWARN, PAGEBLOCK_ORDER)
+            {
+                self.held_order9.push(addr);
+            }
+        }
     }
 
     /// Order-9 blocks taken as unmovable because filling stopped at the watermark.

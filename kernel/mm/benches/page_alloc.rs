@@ -206,7 +206,11 @@ fn main() {
     // Warm up both (host page faults, caches).
     pair_ours(&a, 200_000);
     pair_baseline(&mut f, 200_000);
-    let n = 5_000_000;
+    // MM_BENCH_N shrinks the pair loop, e.g. for a run under callgrind.
+    let n = std::env::var("MM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000u64);
     let ours = best_of(5, || pair_ours(&a, n));
     let theirs = best_of(5, || pair_baseline(&mut f, n));
     println!(

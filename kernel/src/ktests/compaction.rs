@@ -87,10 +87,10 @@ ktest! {
                 free_before
             );
             let before = free_layout();
-            kassert_eq!(before.order9_blocks, 0);
+            kassert!(before.order9_blocks == 0, "order-9 blocks free after the scenario: {:?}", before);
             // Compaction disabled: no direct reclaim/compaction in the gfp.
             let nowait = a.alloc_pages(GFP_NOWAIT | Gfp::MOVABLE, PAGEBLOCK_ORDER);
-            kassert!(nowait.is_none(), "an order-9 block was free before compaction");
+            kassert!(nowait.is_none(), "an order-9 block was free before compaction: {:?}", before);
             let migrated0 = ev(VmEvent::PgmigrateSuccess);
             let stats = a.compact_memory();
             let after = free_layout();
@@ -111,10 +111,13 @@ ktest! {
             // (at 128 MiB the eligible free memory is about 15 pageblocks; at 1 GiB, 100).
             kassert!(
                 after.free_in_order9 * 10 + 10 * PAGEBLOCK_NR_PAGES >= after.eligible() * 9,
-                "only {} per mille of eligible free memory in order-9 blocks ({} of {} pages)",
+                "only {} per mille of eligible free memory in order-9 blocks ({} of {} pages); before {:?}, after {:?}, {:?}",
                 after.order9_permille(),
                 after.free_in_order9,
-                after.eligible()
+                after.eligible(),
+                before,
+                after,
+                stats
             );
             let checked = s.verify()?;
             kassert_eq!(checked, s.movable_pages());
@@ -399,6 +402,7 @@ ktest! {
         let proactiveness = a.sysctl().compaction_proactiveness;
         a.set_compaction_proactiveness(0).map_err(|e| format!("{e:?}"))?;
         let mut s = Scenario::build(80, 8, true, 0x6ce)?;
+        let held = s.held_order9_blocks();
         let wake0 = ev(VmEvent::CompactDaemonWake);
         kcompactd::set_enabled(true);
         let failed = match a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER) {
@@ -420,7 +424,7 @@ ktest! {
         verified?;
         kassert!(dropped, "kcompactd did not bring the fragmentation score to 90 or below ({} -> {})", score0, score1);
         kassert!(scanned > 0, "kcompactd scanned nothing");
-        kassert!(failed, "the order-9 GFP_NOWAIT allocation succeeded on fragmented memory");
+        kassert!(failed, "the order-9 GFP_NOWAIT allocation succeeded on fragmented memory ({} order-9 blocks held by the scenario)", held);
         kassert!(woke, "a failed high-order allocation did not wake kcompactd");
         check_invariants()
     }
