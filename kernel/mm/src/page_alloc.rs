@@ -1994,16 +1994,15 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 tail.clear_compound_head_exclusive();
             }
         }
+        // One pass over the descriptors (a 2 MiB block has 512 of them, a cache line
+        // each): check a page and, if it is clean, reset it for the free lists. When a
+        // later page turns out bad the whole block is withheld anyway, so resetting the
+        // good ones first is harmless, and the bad ones keep their state for the report.
         for (i, p) in block.iter().enumerate() {
             if let Some(reason) = page_bad_reason(p) {
                 note(BadPage::new(Some(pfn + i as u64), reason));
+                continue;
             }
-        }
-        if let Some(b) = bad {
-            let culprit = b.pfn.and_then(|p| self.mem().pfn_to_page(p));
-            return self.reject(b, culprit);
-        }
-        for p in block {
             let w = p.flags_word();
             if w & !PAGE_LINKS_MASK != 0 {
                 p.set_flags_word_exclusive(w & PAGE_LINKS_MASK);
@@ -2011,6 +2010,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
             if p.index() != 0 {
                 p.set_index(0);
             }
+        }
+        if let Some(b) = bad {
+            let culprit = b.pfn.and_then(|p| self.mem().pfn_to_page(p));
+            return self.reject(b, culprit);
         }
         Ok(())
     }
