@@ -247,7 +247,8 @@ impl Scenario {
         }
     }
 
-    /// Order-9 blocks taken as unmovable because filling stopped at the watermark.
+    /// Order-9 blocks taken as unmovable: left free where filling stopped at the watermark,
+    /// or made whole again by the zap.
     pub fn held_order9_blocks(&self) -> u64 {
         self.held_order9.len() as u64
     }
