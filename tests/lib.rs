@@ -44,18 +44,13 @@ pub fn boot(cfg: &RunConfig) -> RunResult {
 /// announced, none failed, a closing line that agrees.
 pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
     let r = boot(cfg);
-    // A failed in-kernel test's reason and what it printed just before it: the tail alone
-    // may have scrolled past them.
-    let lines: Vec<&str> = r.transcript.lines().collect();
-    let mut failures = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        if l.contains(" ... FAILED") {
-            for c in &lines[i.saturating_sub(6)..=i] {
-                failures.push_str(c);
-                failures.push('\n');
-            }
-        }
-    }
+    // Each failed in-kernel test with its reason (the boot crate parses them from the
+    // `test NAME ... FAILED: reason` lines): the tail alone may have scrolled past them.
+    let failures: String = r
+        .tests
+        .iter()
+        .filter_map(|t| Some(format!("{}: {}\n", t.name, t.failure.as_ref()?)))
+        .collect();
     let ctx = format!(
         "{} {} {} CPU(s), cmdline '{}': outcome {:?}, {:.1}s\n--- failures ---\n{failures}--- last lines ---\n{}",
         cfg.firmware,

@@ -233,9 +233,10 @@ fn drain_all_pages_from_another_cpu_while_busy() {
         // The drainer thread may have been scheduled only now: leave a page on this CPU's
         // list and wait until some remote drain has found a list non-empty, so the check
         // below does not depend on the host's scheduling.
-        if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
-            a.free_pages_page(p, 0).unwrap();
-        }
+        let p = a
+            .alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0)
+            .expect("a page is free once this CPU has given its pages back");
+        a.free_pages_page(p, 0).unwrap();
         while a.vm_event(VmEvent::PcpDrainRemote) == remote0 {
             std::hint::spin_loop();
         }
