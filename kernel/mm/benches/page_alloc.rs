@@ -55,6 +55,7 @@ fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
     (0..runs).map(|_| f()).fold(f64::MAX, f64::min)
 }
 
+#[inline(never)]
 fn pair_ours(a: &SimAllocator, n: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
@@ -64,6 +65,7 @@ fn pair_ours(a: &SimAllocator, n: u64) -> f64 {
     ns(t, n)
 }
 
+#[inline(never)]
 fn pair_baseline(f: &mut FrameAllocator<33>, n: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..n {

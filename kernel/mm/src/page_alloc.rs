@@ -67,7 +67,8 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bad_page::{
-    self, BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc,
+    self, BadPage, BadPageReason, PAGE_FLAGS_CHECK_AT_FREE, ReportLimit, page_bad_reason,
+    page_ok_at_alloc,
 };
 use crate::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
 use crate::compaction::{CaptureSlots, CompactPriority, CompactResult};
@@ -237,6 +238,11 @@ pub struct PageAllocator<P: Platform + 'static> {
     capture: CaptureSlots,
     /// Anon regions (movable "user memory") and their descriptors ([`crate::rmap`]).
     pub(crate) anon_regions: crate::rmap::RegionTable,
+    /// Per node and gfp class, what an order-0 request resolves to ([`fastpath`]).
+    fast_plans: [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES],
+    /// Unit tests run a twin machine with the fast paths off to compare the two.
+    #[cfg(test)]
+    fast_paths_off: core::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the raw zone pointers lead into node descriptors owned by `model` (memblock
@@ -299,7 +305,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         });
         let direct_map_offset = direct_map_offset(&model, platform);
 
-        let alloc = PageAllocator {
+        let mut alloc = PageAllocator {
             model,
             platform,
             zones,
@@ -317,7 +323,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
             warn_limit: ReportLimit::new(10),
             capture,
             anon_regions: crate::rmap::RegionTable::new(),
+            fast_plans: [[FastPlan::NONE; NR_GFP_CLASSES]; MAX_NUMNODES],
+            #[cfg(test)]
+            fast_paths_off: core::sync::atomic::AtomicBool::new(false),
         };
+        alloc.fast_plans = alloc.build_fast_plans();
         alloc.memblock_free_all();
         alloc.init_per_zone_wmark_min();
         Ok(alloc)
@@ -817,6 +827,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
         order: u32,
         preferred_nid: usize,
     ) -> Result<&Page, AllocError> {
+        if order == 0
+            && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
+        {
+            return Ok(page);
+        }
         let placement = match validate(gfp, order) {
             Ok(p) => p,
             Err(e) => return Err(self.refuse(gfp, order, e)),
@@ -918,24 +933,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
         highest: ZoneType,
         alloc_flags: AllocFlags,
     ) -> bool {
-        if order == 0 {
-            // The cheap order-0 comparison `watermark::zone_watermark_fast` starts with,
-            // reading only the counters it needs.
-            let c = &zone.counters;
-            let w = &zone.wm;
-            let mut unusable = 0;
-            if !alloc_flags.intersects(AllocFlags::RESERVES) {
-                unusable += c.nr_free_highatomic.load(Ordering::Relaxed);
-            }
-            if !alloc_flags.contains(AllocFlags::CMA) {
-                unusable += zone.zone_page_state(crate::vmstat::ZoneStatItem::NrFreeCmaPages);
-            }
-            let mark = w.wmark[alloc_flags.wmark() as usize].load(Ordering::Relaxed)
-                + w.boost.load(Ordering::Relaxed)
-                + w.lowmem_reserve[highest.index()].load(Ordering::Relaxed);
-            if zone.nr_free_pages() > unusable.saturating_add(mark) {
-                return true;
-            }
+        // The cheap order-0 comparison `watermark::zone_watermark_fast` starts with,
+        // reading only the counters it needs.
+        if order == 0 && zone_watermark_order0(zone, highest.index(), alloc_flags) {
+            return true;
         }
         watermark::zone_watermark_fast(
             &zone.free_state(),
@@ -1054,8 +1055,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let pindex = order_to_pindex(mt, order)?;
         let _irq = LocalIrqGuard::new(self.platform);
         let cpu = self.platform.cpu_id();
-        let hdr = self.percpu.header(cpu)?;
-        let pcp = self.percpu.pcp(cpu, zr.slot as usize)?;
+        let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
         let mut lists = pcp.lock.try_lock()?;
         if lists.free_factor != 0 {
             lists.free_factor >>= 1;
@@ -1711,10 +1711,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         {
             let _irq = LocalIrqGuard::new(self.platform);
             let cpu = self.platform.cpu_id();
-            let (Some(hdr), Some(pcp)) = (
-                self.percpu.header(cpu),
-                self.percpu.pcp(cpu, zr.slot as usize),
-            ) else {
+            let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize) else {
                 drop(_irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };
@@ -1806,6 +1803,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 Some(page),
             ),
             Some(1) => {
+                if order == 0 && self.free_page_fast(page, pfn, zr, ms) {
+                    return Ok(());
+                }
                 let free_order = if compound || owns_tails { order } else { 0 };
                 self.free_block(page, pfn, zr, ms, free_order)
             }
@@ -2040,10 +2040,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
             if let Some(pindex) = pcp_mt.and_then(|m| order_to_pindex(m, order)) {
                 let _irq = LocalIrqGuard::new(self.platform);
                 let cpu = self.platform.cpu_id();
-                if let (Some(hdr), Some(pcp)) = (
-                    self.percpu.header(cpu),
-                    self.percpu.pcp(cpu, zr.slot as usize),
-                ) && let Some(mut lists) = pcp.lock.try_lock()
+                if let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize)
+                    && let Some(mut lists) = pcp.lock.try_lock()
                 {
                     // SAFETY: the page's last reference is gone and it passed the free
                     // checks, so it is on no list; it is a memmap descriptor; we hold the
@@ -2051,14 +2049,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                     unsafe { lists.push_front(pindex, page) };
                     lists.count += nr;
                     if lists.count >= lists.high {
-                        let to_free = nr_pcp_free(lists.high, lists.batch, lists.free_factor);
-                        if lists.free_factor < 63
-                            && lists.batch.saturating_mul(1 << lists.free_factor)
-                                < lists.high.saturating_sub(lists.batch)
-                        {
-                            lists.free_factor += 1;
-                        }
-                        self.free_pcppages_bulk(zone, to_free, &mut lists, pindex, Some(hdr));
+                        self.free_unref_page_over_high(zone, &mut lists, pindex, hdr);
                     }
                     drop(lists);
                     hdr.__count_vm_events(VmEvent::Pgfree, nr);
@@ -2068,6 +2059,26 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         self.free_one_page(zone, pfn, order);
         self.count_vm_events(VmEvent::Pgfree, nr);
+    }
+
+    /// The pcp list reached `high` after a free: give back a batch, growing with each
+    /// consecutive drain (`free_factor`) so a CPU that frees a lot drains in bigger bites.
+    #[inline(never)]
+    fn free_unref_page_over_high(
+        &self,
+        zone: &Zone,
+        lists: &mut PcpLists,
+        pindex: usize,
+        hdr: &PerCpuHeader,
+    ) {
+        let to_free = nr_pcp_free(lists.high, lists.batch, lists.free_factor);
+        if lists.free_factor < 63
+            && lists.batch.saturating_mul(1 << lists.free_factor)
+                < lists.high.saturating_sub(lists.batch)
+        {
+            lists.free_factor += 1;
+        }
+        self.free_pcppages_bulk(zone, to_free, lists, pindex, Some(hdr));
     }
 
     /// Free a block straight to the buddy lists (`free_one_page`).
@@ -2373,6 +2384,9 @@ impl<P: Platform + 'static> core::fmt::Debug for PageAllocator<P> {
             .finish_non_exhaustive()
     }
 }
+
+mod fastpath;
+use fastpath::{FastPlan, NR_GFP_CLASSES, zone_watermark_order0};
 
 #[cfg(all(test, feature = "std"))]
 mod tests;

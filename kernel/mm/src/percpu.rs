@@ -151,6 +151,13 @@ impl PerCpu {
         })
     }
 
+    /// CPU `cpu`'s counters and its pcp for slot `slot`, together: what the pcp paths
+    /// need once they know their CPU.
+    #[inline]
+    pub fn header_and_pcp(&self, cpu: usize, slot: usize) -> Option<(&PerCpuHeader, &PerCpuPages)> {
+        Some((self.header(cpu)?, self.pcp(cpu, slot)?))
+    }
+
     /// The sum of `ev` over all CPUs (`sum_vm_event`).
     pub fn sum_event(&self, ev: VmEvent) -> u64 {
         (0..self.nr_cpus)
