@@ -6,6 +6,9 @@
 //! ```text
 //! alloc_pages(gfp, order)
 //!   __alloc_pages
+//!     alloc_page_fast            order 0: the preferred zone's pcp list, with the class's
+//!                                answers below computed once (fastpath.rs); on any doubt
+//!                                it changes nothing and the general path follows
 //!     prepare_alloc_pages        gfp -> highest zone, migratetype, zonelist (or an error)
 //!     get_page_from_freelist     fast path: WMARK_LOW, ALLOC_NOFRAGMENT when it pays
 //!       for each zone of the zonelist up to the highest allowed:
@@ -31,9 +34,11 @@
 //! `__free_pages(page, order)` drops a reference; the last one frees. Before anything is
 //! changed the request is checked (the pfn is ours, not reserved, not already free, the
 //! order is the one the block was allocated with); after the last reference is gone the
-//! page state is checked ([`crate::bad_page`]). Orders 0-3 and 9 go to this CPU's pcp list
-//! (drained in a batch when it reaches `high`), the rest straight to the buddy lists
-//! (`free_one_page`). Freed pages go to the free list of their pageblock's current type.
+//! page state is checked ([`crate::bad_page`]); a clean order-0 page goes straight to the
+//! pcp list (`free_page_fast`), anything else through `free_block`. Orders 0-3 and 9 go
+//! to this CPU's pcp list (drained in a batch when it reaches `high`), the rest straight
+//! to the buddy lists (`free_one_page`). Freed pages go to the free list of their
+//! pageblock's current type.
 //!
 //! # Reference counts
 //!
@@ -1896,6 +1901,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
             ),
             Some(1) => {
                 let order = head.order_field().min(MAX_PAGE_ORDER);
+                if order == 0 && self.free_page_fast(head, head_pfn, zr, ms) {
+                    return Ok(());
+                }
                 self.free_block(head, head_pfn, zr, ms, order)
             }
             Some(_) => Ok(()),
