@@ -192,6 +192,19 @@ pub fn page_bad_reason(page: &Page) -> Option<BadPageReason> {
     reason
 }
 
+/// True exactly when [`page_bad_reason`] finds nothing, decided with one branch: the
+/// free paths run it on every descriptor of a block (512 for a 2 MiB block) and only ask
+/// for the reason when it fails. `flags` is the page's flags word as the caller read it.
+#[inline(always)]
+pub fn page_ok_at_free(page: &Page, flags: u64) -> bool {
+    (page.mapcount() as u32 as u64
+        | page.mapping_raw() as u64
+        | page.refcount() as u32 as u64
+        | page.private()
+        | (flags & PAGE_FLAGS_CHECK_AT_FREE.bits()))
+        == 0
+}
+
 /// Is a page taken off a free list fit to hand out (`check_new_page`)? Free pages have no
 /// references, no mappings, no owner and no flags.
 #[inline]

@@ -72,8 +72,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bad_page::{
-    self, BadPage, BadPageReason, PAGE_FLAGS_CHECK_AT_FREE, ReportLimit, page_bad_reason,
-    page_ok_at_alloc,
+    self, BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc, page_ok_at_free,
 };
 use crate::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
 use crate::compaction::{CaptureSlots, CompactPriority, CompactResult};
@@ -2007,11 +2006,13 @@ impl<P: Platform + 'static> PageAllocator<P> {
         // later page turns out bad the whole block is withheld anyway, so resetting the
         // good ones first is harmless, and the bad ones keep their state for the report.
         for (i, p) in block.iter().enumerate() {
-            if let Some(reason) = page_bad_reason(p) {
+            let w = p.flags_word();
+            if !page_ok_at_free(p, w)
+                && let Some(reason) = page_bad_reason(p)
+            {
                 note(BadPage::new(Some(pfn + i as u64), reason));
                 continue;
             }
-            let w = p.flags_word();
             if w & !PAGE_LINKS_MASK != 0 {
                 p.set_flags_word_exclusive(w & PAGE_LINKS_MASK);
             }

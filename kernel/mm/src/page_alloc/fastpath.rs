@@ -209,7 +209,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             return false;
         }
         let flags = page.flags_word();
-        if flags & FREE_FAST_REFUSE != 0 || !page_clean_at_free(page) {
+        if flags & FREE_FAST_REFUSE != 0 || !page_ok_at_free(page, flags) {
             return false;
         }
         if zr.slot == NO_SLOT {
@@ -251,17 +251,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
     }
 }
 
-/// Page flags that send an order-0 free to the general path: a poisoned page (withheld),
-/// a compound head (a corrupt order-0 free) and every flag the free-time check refuses.
-const FREE_FAST_REFUSE: u64 =
-    PageFlags::HWPOISON.bits() | PageFlags::HEAD.bits() | PAGE_FLAGS_CHECK_AT_FREE.bits();
-
-/// The rest of the free-time check ([`page_bad_reason`] without the flags): no mappings,
-/// no owner, no references, no private data.
-#[inline(always)]
-fn page_clean_at_free(page: &Page) -> bool {
-    page.mapcount() == 0 && page.mapping_raw() == 0 && page.refcount() == 0 && page.private() == 0
-}
+/// Page flags that send an order-0 free to the general path besides those the free-time
+/// check refuses: a poisoned page (withheld) and a compound head (a corrupt order-0 free).
+const FREE_FAST_REFUSE: u64 = PageFlags::HWPOISON.bits() | PageFlags::HEAD.bits();
 
 /// The order-0 watermark comparison `zone_watermark_fast` starts with: free pages above
 /// the mark, the boost and the lowmem reserve, not counting reserves the request may not
