@@ -374,8 +374,14 @@ pub fn fragment(out: &mut dyn Write) -> Result<FragSummary, &'static str> {
         out,
         "frag: filling free memory with movable pages (at least 80%; 1 unmovable page per 8) until no 2 MiB block is free, then freeing every other movable page"
     );
-    let s = Scenario::build(80, 8, true, crate::arch::time::rdtsc())?;
+    // kcompactd would undo the fragmentation while it is being built (its proactive
+    // rounds run on another CPU): it is paused for the build and resumes afterwards, so
+    // whatever follows (`compact`, kcompactd's own rounds) starts from the fragmented state.
+    let was_enabled = crate::kcompactd::set_enabled(false);
+    let built = Scenario::build(80, 8, true, crate::arch::time::rdtsc());
     let l = free_layout();
+    crate::kcompactd::set_enabled(was_enabled);
+    let s = built?;
     let summary = FragSummary {
         movable_pages: s.movable_pages(),
         unmovable_pages: s.unmovable_pages(),
