@@ -6,9 +6,9 @@
 //! ```text
 //! alloc_pages(gfp, order)
 //!   __alloc_pages
-//!     alloc_page_fast            order 0: the preferred zone's pcp list, with the class's
-//!                                answers below computed once (fastpath.rs); on any doubt
-//!                                it changes nothing and the general path follows
+//!     alloc_page_fast            order 0: the first zone's step below, with the class's
+//!                                answers computed once (fastpath.rs); when the pcp list
+//!                                cannot serve it, nothing changed and the rest follows
 //!     prepare_alloc_pages        gfp -> highest zone, migratetype, zonelist (or an error)
 //!     get_page_from_freelist     fast path: WMARK_LOW, ALLOC_NOFRAGMENT when it pays
 //!       for each zone of the zonelist up to the highest allowed:
@@ -34,9 +34,9 @@
 //! `__free_pages(page, order)` drops a reference; the last one frees. Before anything is
 //! changed the request is checked (the pfn is ours, not reserved, not already free, the
 //! order is the one the block was allocated with); after the last reference is gone the
-//! page state is checked ([`crate::bad_page`]); a clean order-0 page goes straight to the
-//! pcp list (`free_page_fast`), anything else through `free_block`. Orders 0-3 and 9 go
-//! to this CPU's pcp list (drained in a batch when it reaches `high`), the rest straight
+//! page state is checked ([`crate::bad_page`]; for a single page that is one branch, and
+//! the reason is only worked out for a page that fails it). Orders 0-3 and 9 go to this
+//! CPU's pcp list (drained in a batch when it reaches `high`), the rest straight
 //! to the buddy lists (`free_one_page`). Freed pages go to the free list of their
 //! pageblock's current type.
 //!
@@ -244,9 +244,9 @@ pub struct PageAllocator<P: Platform + 'static> {
     pub(crate) anon_regions: crate::rmap::RegionTable,
     /// Per node and gfp class, what an order-0 request resolves to ([`fastpath`]).
     fast_plans: [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES],
-    /// Unit tests run a twin machine with the fast paths off to compare the two.
+    /// Unit tests run a twin machine with the fast path off to compare the two.
     #[cfg(test)]
-    fast_paths_off: core::sync::atomic::AtomicBool,
+    fast_path_off: core::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the raw zone pointers lead into node descriptors owned by `model` (memblock
@@ -329,7 +329,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             anon_regions: crate::rmap::RegionTable::new(),
             fast_plans: [[FastPlan::NONE; NR_GFP_CLASSES]; MAX_NUMNODES],
             #[cfg(test)]
-            fast_paths_off: core::sync::atomic::AtomicBool::new(false),
+            fast_path_off: core::sync::atomic::AtomicBool::new(false),
         };
         alloc.fast_plans = alloc.build_fast_plans();
         alloc.memblock_free_all();
@@ -841,6 +841,18 @@ impl<P: Platform + 'static> PageAllocator<P> {
             Err(e) => return Err(self.refuse(gfp, order, e)),
         };
         let ac = self.alloc_context(gfp, placement, preferred_nid);
+        let alloc_flags = self.first_attempt_alloc_flags(gfp, &ac);
+        if let Some(page) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
+            return Ok(page);
+        }
+        self.__alloc_pages_slowpath(gfp, order, ac)
+    }
+
+    /// The `ALLOC_*` flags of the first, fast attempt (`__alloc_pages`): the low mark,
+    /// `ALLOC_CMA` for movable requests, and `ALLOC_NOFRAGMENT` (with `ALLOC_KSWAPD` when
+    /// the gfp allows waking it) where it pays.
+    #[inline]
+    fn first_attempt_alloc_flags(&self, gfp: Gfp, ac: &AllocContext) -> AllocFlags {
         let mut alloc_flags = gfp_to_alloc_flags_cma(gfp, AllocFlags::WMARK_LOW);
         if let Some(pref) = ac.preferred {
             let pref_type =
@@ -852,10 +864,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 self.nr_online_nodes,
             );
         }
-        if let Some(page) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
-            return Ok(page);
-        }
-        self.__alloc_pages_slowpath(gfp, order, ac)
+        alloc_flags
     }
 
     /// Report and count an impossible request.
@@ -1018,19 +1027,26 @@ impl<P: Platform + 'static> PageAllocator<P> {
     ) -> Option<&Page> {
         let mut page = None;
         if pcp_allowed_order(order) {
-            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags);
+            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, true);
         }
         if page.is_none() {
             page = self.rmqueue_buddy(zone, order, alloc_flags, mt);
         }
         let page = page?;
+        self.rmqueue_boost_check(zone, alloc_flags);
+        Some(page)
+    }
+
+    /// After a successful `rmqueue`: a watermark boost raised by a fragmenting fallback
+    /// is handed to kswapd by the first allocation allowed to wake it.
+    #[inline]
+    fn rmqueue_boost_check(&self, zone: &Zone, alloc_flags: AllocFlags) {
         if alloc_flags.contains(AllocFlags::KSWAPD) && zone.test_flag(ZONE_BOOSTED_WATERMARK) {
             zone.wm
                 .flags
                 .fetch_and(!ZONE_BOOSTED_WATERMARK, Ordering::Relaxed);
             self.wakeup_kswapd(zone);
         }
-        Some(page)
     }
 
     /// Wake the background reclaimer after a watermark boost (`wakeup_kswapd`).
@@ -1046,26 +1062,40 @@ impl<P: Platform + 'static> PageAllocator<P> {
     }
 
     /// Take a page from this CPU's pcp list for `zone` (`rmqueue_pcplist`). `None` if the
-    /// list is busy (being drained by another CPU) or cannot be refilled.
+    /// list is busy (being drained by another CPU) or cannot be refilled. Without
+    /// `refill` (the order-0 fast path), an empty list is `None` with nothing changed:
+    /// refilling is the general path's business.
     #[inline]
-    fn rmqueue_pcplist(
+    pub(crate) fn rmqueue_pcplist(
         &self,
         zr: ZoneRef,
         zone: &Zone,
         order: u32,
         mt: Migratetype,
         alloc_flags: AllocFlags,
+        refill: bool,
     ) -> Option<&Page> {
         let pindex = order_to_pindex(mt, order)?;
         let _irq = LocalIrqGuard::new(self.platform);
         let cpu = self.platform.cpu_id();
         let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
         let mut lists = pcp.lock.try_lock()?;
+        if !refill && lists.list(pindex).is_empty() {
+            return None;
+        }
         if lists.free_factor != 0 {
             lists.free_factor >>= 1;
         }
-        let page =
-            self.__rmqueue_pcplist(zone, order, mt, alloc_flags, &mut lists, pindex, Some(hdr));
+        let page = self.__rmqueue_pcplist(
+            zone,
+            order,
+            mt,
+            alloc_flags,
+            &mut lists,
+            pindex,
+            Some(hdr),
+            refill,
+        );
         drop(lists);
         if page.is_some() {
             hdr.__count_vm_events(VmEvent::pgalloc(zone.zone_type), 1 << order);
@@ -1073,8 +1103,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
         page
     }
 
-    /// Pop a page from pcp list `pindex`, refilling it first if empty (`__rmqueue_pcplist`).
+    /// Pop a page from pcp list `pindex`, refilling it first if empty and `refill` allows
+    /// (`__rmqueue_pcplist`).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn __rmqueue_pcplist(
         &self,
         zone: &Zone,
@@ -1084,9 +1116,13 @@ impl<P: Platform + 'static> PageAllocator<P> {
         lists: &mut PcpLists,
         pindex: usize,
         hdr: Option<&PerCpuHeader>,
+        refill: bool,
     ) -> Option<&Page> {
         loop {
             if lists.list(pindex).is_empty() {
+                if !refill {
+                    return None;
+                }
                 let batch = nr_pcp_alloc(lists.count, lists.high, lists.batch, order);
                 let n = self.rmqueue_bulk(zone, order, batch, lists, pindex, mt, alloc_flags, hdr);
                 lists.count += n << order;
@@ -1736,6 +1772,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                     &mut lists,
                     pindex,
                     Some(hdr),
+                    true,
                 ) else {
                     break;
                 };
@@ -1807,9 +1844,6 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 Some(page),
             ),
             Some(1) => {
-                if order == 0 && self.free_page_fast(page, pfn, zr, ms) {
-                    return Ok(());
-                }
                 let free_order = if compound || owns_tails { order } else { 0 };
                 self.free_block(page, pfn, zr, ms, free_order)
             }
@@ -1900,9 +1934,6 @@ impl<P: Platform + 'static> PageAllocator<P> {
             ),
             Some(1) => {
                 let order = head.order_field().min(MAX_PAGE_ORDER);
-                if order == 0 && self.free_page_fast(head, head_pfn, zr, ms) {
-                    return Ok(());
-                }
                 self.free_block(head, head_pfn, zr, ms, order)
             }
             Some(_) => Ok(()),
@@ -1930,7 +1961,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Free a block whose last reference is gone: check it, then put it on a pcp list or
     /// the buddy lists.
-    #[inline]
+    #[inline(always)]
     fn free_block(
         &self,
         page: &Page,
@@ -1940,16 +1971,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
         order: u32,
     ) -> Result<(), BadPage> {
         if order == 0 {
-            // The common case, without loops: the page itself is the whole block.
+            // The common case, without loops: the page itself is the whole block, and one
+            // branch tells a clean page from one that needs a closer look.
             let flags = page.flags_word();
-            if flags & PageFlags::HWPOISON.bits() != 0 {
-                // A poisoned page must never be handed out again: withhold it, as Linux does.
-                return Ok(());
-            }
-            if let Some(reason) = page_bad_reason(page).or_else(|| {
-                (flags & PageFlags::HEAD.bits() != 0).then_some(BadPageReason::CorruptCompound)
-            }) {
-                return self.reject(BadPage::new(Some(pfn), reason), Some(page));
+            if flags & ORDER0_FREE_REFUSE != 0 || !page_ok_at_free(page, flags) {
+                return self.free_order0_unclean(page, pfn, flags);
             }
             page.set_flags_word_exclusive(flags & PAGE_LINKS_MASK);
             page.set_index(0);
@@ -1958,6 +1984,18 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         self.free_unref_page(pfn, page, zr, ms, order);
         Ok(())
+    }
+
+    /// An order-0 page that failed the one-branch check: a poisoned page is withheld (it
+    /// must never be handed out again, as in Linux); anything else is reported.
+    #[cold]
+    #[inline(never)]
+    fn free_order0_unclean(&self, page: &Page, pfn: u64, flags: u64) -> Result<(), BadPage> {
+        if flags & PageFlags::HWPOISON.bits() != 0 {
+            return Ok(());
+        }
+        let reason = page_bad_reason(page).unwrap_or(BadPageReason::CorruptCompound);
+        self.reject(BadPage::new(Some(pfn), reason), Some(page))
     }
 
     /// Check every page of a block whose last reference is gone and reset it for the free
@@ -2030,7 +2068,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Free a checked block (`free_unref_page`): pcp orders to this CPU's list, draining it
     /// in a batch when it reaches `high`; other orders, isolated pageblocks, and a pcp busy
     /// being drained by another CPU straight to the buddy lists.
-    #[inline]
+    #[inline(always)]
     fn free_unref_page(&self, pfn: u64, page: &Page, zr: ZoneRef, ms: &MemSection, order: u32) {
         let zone = self.zone(zr);
         let nr = 1u64 << order;
@@ -2339,6 +2377,10 @@ fn check_free_request(page: &Page, pfn: u64, order: u32) -> Result<(), BadPageRe
     }
     Ok(())
 }
+
+/// Flags that make an order-0 free more than a clean hand-back besides those the free-time
+/// check refuses: a poisoned page (withheld) and a compound head (a corrupt order-0 free).
+const ORDER0_FREE_REFUSE: u64 = PageFlags::HWPOISON.bits() | PageFlags::HEAD.bits();
 
 /// Node `nid`'s zonelist for requests whose highest zone is `highest` (`build_zonelists`):
 /// its own zones highest first (Movable, Normal, DMA32, DMA), then the other nodes' in
