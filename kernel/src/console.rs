@@ -30,8 +30,8 @@ use console::{
     split_script,
 };
 use mm::{
-    gfp::Gfp,
-    mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_ORDER, ZoneType},
+    model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_ORDER, ZoneType},
+    page_alloc::gfp::Gfp,
 };
 
 use crate::{

@@ -11,12 +11,12 @@ use alloc::vec::Vec;
 
 use bootloader_api::info::MemoryRegionKind;
 use mm::{
-    gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp},
-    memmap::{FirmwareRange, RangeKind},
-    mm_init::{MemoryModel, ModelParams},
-    mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
+    model::memmap::{FirmwareRange, RangeKind},
+    model::mm_init::{MemoryModel, ModelParams},
+    model::mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
+    model::pageblock::get_pageblock_migratetype,
     page_alloc::PageAllocator,
-    pageblock::get_pageblock_migratetype,
+    page_alloc::gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp},
 };
 use spin::Once;
 use x86_64::{PhysAddr, structures::paging::PhysFrame};

@@ -15,9 +15,9 @@ mod compaction_common;
 use std::time::Instant;
 
 use compaction_common::*;
-use mm::gfp::*;
-use mm::mmzone::PAGEBLOCK_ORDER;
-use mm::vmstat::VmEvent;
+use mm::model::mmzone::PAGEBLOCK_ORDER;
+use mm::page_alloc::gfp::*;
+use mm::report::vmstat::VmEvent;
 
 fn pct(a: u64, b: u64) -> f64 {
     100.0 * a as f64 / b.max(1) as f64

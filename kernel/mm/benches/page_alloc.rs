@@ -14,11 +14,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::{FrameAllocator, LockedFrameAllocator};
-use mm::gfp::GFP_KERNEL;
-use mm::memmap::{FirmwareRange, RangeKind};
-use mm::mm_init::ModelParams;
-use mm::page::Page;
-use mm::sim::SimAllocator;
+use mm::model::memmap::{FirmwareRange, RangeKind};
+use mm::model::mm_init::ModelParams;
+use mm::model::page::Page;
+use mm::page_alloc::gfp::GFP_KERNEL;
+use mm::port::sim::SimAllocator;
 
 const MIB: u64 = 1 << 20;
 
@@ -237,7 +237,7 @@ fn throughput_locked(f: &LockedFrameAllocator<33>, threads: usize, n: u64) -> f6
 }
 
 fn plat_cpus(a: &SimAllocator) -> u64 {
-    use mm::platform::Platform;
+    use mm::port::platform::Platform;
     a.sim_platform().nr_cpus() as u64
 }
 
@@ -323,7 +323,7 @@ fn main() {
         mo / mb
     );
     a.drain_all_pages();
-    mm::debug::check(&a).expect("consistent after the benchmark");
+    mm::report::debug::check(&a).expect("consistent after the benchmark");
     drop(a);
 
     let n = 10_000_000;

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use compaction_common::*;
-use mm::fragmentation::fragmentation_score_wmark;
-use mm::gfp::*;
-use mm::mmzone::PAGEBLOCK_ORDER;
-use mm::platform::Platform;
-use mm::vmstat::VmEvent;
+use mm::model::mmzone::PAGEBLOCK_ORDER;
+use mm::page_alloc::gfp::*;
+use mm::port::platform::Platform;
+use mm::report::fragmentation::fragmentation_score_wmark;
+use mm::report::vmstat::VmEvent;
 
 /// Poll `cond` every 5 ms for up to 30 s.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

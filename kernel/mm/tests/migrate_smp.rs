@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mig_common::*;
-use mm::gfp::*;
-use mm::migrate::{MigrateMode, MigrateReason};
-use mm::mmzone::PAGE_SIZE;
-use mm::rmap::RegionId;
-use mm::vmstat::VmEvent;
+use mm::model::mmzone::PAGE_SIZE;
+use mm::movement::migrate::{MigrateMode, MigrateReason};
+use mm::movement::rmap::RegionId;
+use mm::page_alloc::gfp::*;
+use mm::report::vmstat::VmEvent;
 
 const CPUS: usize = 4;
 const PAGES_PER_CPU: u64 = 128;

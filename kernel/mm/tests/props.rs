@@ -6,11 +6,11 @@
 
 mod common;
 
-use mm::memmap::{FirmwareRange, RangeKind};
-use mm::mm_init::{InitError, MemoryModel, ModelParams};
-use mm::mmzone::{PAGE_SIZE, PAGES_PER_SECTION};
-use mm::sim::SimPlatform;
-use mm::zone::CoreSize;
+use mm::model::memmap::{FirmwareRange, RangeKind};
+use mm::model::mm_init::{InitError, MemoryModel, ModelParams};
+use mm::model::mmzone::{PAGE_SIZE, PAGES_PER_SECTION};
+use mm::model::zone::CoreSize;
+use mm::port::sim::SimPlatform;
 use proptest::prelude::*;
 use std::cell::Cell;
 
@@ -182,7 +182,7 @@ fn random_maps_build_consistent_models() {
             };
             let platform = match SimPlatform::for_map(&ranges, &extra, 1) {
                 Ok(p) => p,
-                Err(mm::sim::SimError::Map(e)) => {
+                Err(mm::port::sim::SimError::Map(e)) => {
                     // Only a map without a whole usable page may be rejected.
                     prop_assert!(ram.iter().all(|r| r.2 != RangeKind::Usable), "{e}");
                     rejected.set(rejected.get() + 1);

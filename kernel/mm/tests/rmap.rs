@@ -5,12 +5,12 @@
 mod mig_common;
 
 use mig_common::*;
-use mm::gfp::*;
-use mm::mmzone::PAGE_SIZE;
-use mm::page::PAGE_MAPPING_ANON;
-use mm::platform::{Platform, Pte, PteError};
-use mm::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
-use mm::sim::SimFault;
+use mm::model::mmzone::PAGE_SIZE;
+use mm::model::page::PAGE_MAPPING_ANON;
+use mm::movement::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
+use mm::page_alloc::gfp::*;
+use mm::port::platform::{Platform, Pte, PteError};
+use mm::port::sim::SimFault;
 
 #[test]
 fn create_populate_zap_destroy() {

@@ -7,12 +7,12 @@ mod mig_common;
 use std::collections::HashMap;
 
 use mig_common::*;
-use mm::list::PageList;
-use mm::migrate::{MigrateMode, MigrateReason};
-use mm::page::Page;
-use mm::sim::{SimAllocator, SimPlatform};
-use mm::vmstat::VmEvent;
-use mm::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool};
+use mm::model::list::PageList;
+use mm::model::page::Page;
+use mm::movement::migrate::{MigrateMode, MigrateReason};
+use mm::movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool};
+use mm::port::sim::{SimAllocator, SimPlatform};
+use mm::report::vmstat::VmEvent;
 
 type Pool = ZPool<'static, SimPlatform, 8192>;
 
@@ -56,7 +56,9 @@ fn migrate_pool_pages(a: &SimAllocator) -> (u64, u64) {
     let failed = a
         .migrate_pages(
             &mut list,
-            &mut |_| a.alloc_page(mm::gfp::GFP_KERNEL | mm::gfp::Gfp::MOVABLE),
+            &mut |_| {
+                a.alloc_page(mm::page_alloc::gfp::GFP_KERNEL | mm::page_alloc::gfp::Gfp::MOVABLE)
+            },
             &mut |p| a.free_pages_page(p, 0).unwrap(),
             MigrateMode::Sync,
             MigrateReason::Compaction,

@@ -4,10 +4,10 @@
 use alloc::{boxed::Box, format, vec::Vec};
 
 use mm::{
-    gfp::{GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp},
-    mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType},
-    page::PageFlags,
+    model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType},
+    model::page::PageFlags,
     page_alloc::AllocError,
+    page_alloc::gfp::{GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp},
 };
 
 use crate::{kassert, kassert_eq, ktest, memory::allocator};
@@ -34,7 +34,7 @@ fn verify(addr: u64, bytes: u64, seed: u64) -> bool {
 }
 
 fn check_invariants() -> Result<(), alloc::string::String> {
-    mm::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+    mm::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
 ktest! {

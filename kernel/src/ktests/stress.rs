@@ -11,10 +11,10 @@ use alloc::{format, vec::Vec};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use mm::{
-    gfp::{
+    model::mmzone::PAGE_SIZE,
+    page_alloc::gfp::{
         GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, Gfp,
     },
-    mmzone::PAGE_SIZE,
 };
 use spin::Mutex;
 
@@ -271,6 +271,6 @@ ktest! {
         kassert_eq!(totals.orders_seen.load(Ordering::Relaxed), (1 << 11) - 1);
         kassert_eq!(totals.gfps_seen.load(Ordering::Relaxed), (1 << GFPS.len()) - 1);
         kassert_eq!(after, before);
-        mm::debug::check(a).map_err(|v| format!("invariant violated after stress: {v}"))
+        mm::report::debug::check(a).map_err(|v| format!("invariant violated after stress: {v}"))
     }
 }

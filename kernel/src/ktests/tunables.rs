@@ -12,10 +12,10 @@ use console::{
     tunable::{self, Kind, TUNABLES},
 };
 use mm::{
-    gfp::Gfp,
-    mmzone::{MAX_NR_ZONES, ZoneType},
-    platform::Platform,
-    sysctl::VmSysctl,
+    model::mmzone::{MAX_NR_ZONES, ZoneType},
+    page_alloc::gfp::Gfp,
+    page_alloc::sysctl::VmSysctl,
+    port::platform::Platform,
 };
 
 use crate::{
@@ -346,7 +346,7 @@ ktest! {
             kassert_eq!(parse_gfp(&shown).map_err(|e| format!("{e}"))?, bits);
             kassert_eq!(parse_gfp(name).map_err(|e| format!("{e}"))?, bits);
         }
-        for g in [mm::gfp::GFP_KERNEL, mm::gfp::GFP_ATOMIC, mm::gfp::GFP_HIGHUSER_MOVABLE, mm::gfp::GFP_TRANSHUGE, mm::gfp::GFP_NOWAIT] {
+        for g in [mm::page_alloc::gfp::GFP_KERNEL, mm::page_alloc::gfp::GFP_ATOMIC, mm::page_alloc::gfp::GFP_HIGHUSER_MOVABLE, mm::page_alloc::gfp::GFP_TRANSHUGE, mm::page_alloc::gfp::GFP_NOWAIT] {
             kassert_eq!(parse_gfp(&format!("{g}")).map_err(|e| format!("{e}"))?, g.bits());
         }
         Ok(())

@@ -169,7 +169,7 @@ pub(super) fn zone_watermark_order0(zone: &Zone, highest: usize, alloc_flags: Al
         unusable += c.nr_free_highatomic.load(Ordering::Relaxed);
     }
     if !alloc_flags.contains(AllocFlags::CMA) {
-        unusable += zone.zone_page_state(crate::vmstat::ZoneStatItem::NrFreeCmaPages);
+        unusable += zone.zone_page_state(crate::report::vmstat::ZoneStatItem::NrFreeCmaPages);
     }
     let mark = w.wmark[alloc_flags.wmark() as usize].load(Ordering::Relaxed)
         + w.boost.load(Ordering::Relaxed)
@@ -185,12 +185,12 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::gfp::{
+    use crate::model::memmap::{FirmwareRange, RangeKind};
+    use crate::model::mm_init::ModelParams;
+    use crate::page_alloc::gfp::{
         GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER,
     };
-    use crate::memmap::{FirmwareRange, RangeKind};
-    use crate::mm_init::ModelParams;
-    use crate::sim::SimAllocator;
+    use crate::port::sim::SimAllocator;
 
     const MIB: u64 = 1 << 20;
 
@@ -354,8 +354,8 @@ mod tests {
                 on(&slow).nr_pcp_pages(),
                 "seed {seed}"
             );
-            crate::debug::check(&fast).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
-            crate::debug::check(&slow).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+            crate::report::debug::check(&fast).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+            crate::report::debug::check(&slow).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
             // The fast path did serve most order-0 requests here.
             assert!(on(&fast).vm_event(VmEvent::pgalloc(ZoneType::Normal)) > 0);
             if seed % 2 == 0 {

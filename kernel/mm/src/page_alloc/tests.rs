@@ -5,10 +5,10 @@ extern crate std;
 use std::vec::Vec;
 
 use super::*;
-use crate::gfp::{GFP_ATOMIC, GFP_KERNEL};
-use crate::memmap::{FirmwareRange, RangeKind};
-use crate::mm_init::ModelParams;
-use crate::sim::SimAllocator;
+use crate::model::memmap::{FirmwareRange, RangeKind};
+use crate::model::mm_init::ModelParams;
+use crate::page_alloc::gfp::{GFP_ATOMIC, GFP_KERNEL};
+use crate::port::sim::SimAllocator;
 
 const MIB: u64 = 1 << 20;
 
@@ -43,7 +43,7 @@ fn reserve_is_capped_at_one_percent() {
     }
     assert_eq!(highatomic_blocks(&a), 3);
     assert_eq!(a.vm_event(VmEvent::HighatomicReserve), 3);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
     // Freed into a HighAtomic block, pages go to its free list and out of ordinary
     // watermark arithmetic.
     for p in held {
@@ -51,7 +51,7 @@ fn reserve_is_capped_at_one_percent() {
     }
     a.drain_all_pages();
     assert_eq!(z.nr_free_highatomic(), cap);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
 
     // Giving back: without force, one pageblock is always kept.
     let mut flags = AllocFlags::WMARK_LOW;
@@ -64,13 +64,13 @@ fn reserve_is_capped_at_one_percent() {
     }
     assert!(n >= 1);
     assert!(z.nr_reserved_highatomic() <= PAGEBLOCK_NR_PAGES);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
     while a.unreserve_highatomic_pageblock(&ac, true) {}
     assert_eq!(z.nr_reserved_highatomic(), 0);
     assert_eq!(highatomic_blocks(&a), 0);
     assert_eq!(z.nr_free_highatomic(), 0);
     assert!(a.vm_event(VmEvent::HighatomicUnreserve) >= 2);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
 
     // Zones too small for a pageblock at 1% keep no reserve.
     let small = machine(64);
@@ -119,7 +119,7 @@ fn slow_path_reserves_and_oom_unreserves() {
     held.push((p, 3));
     assert_eq!(z.nr_reserved_highatomic(), PAGEBLOCK_NR_PAGES);
     assert_eq!(highatomic_blocks(&a), 1);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
     // The reserve's free pages are not for GFP_KERNEL ... until it is about to fail.
     let before = a.vm_event(VmEvent::HighatomicUnreserve);
     while let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0) {
@@ -127,11 +127,11 @@ fn slow_path_reserves_and_oom_unreserves() {
     }
     assert!(a.vm_event(VmEvent::HighatomicUnreserve) > before);
     assert_eq!(z.nr_reserved_highatomic(), 0);
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
     for (p, o) in held {
         a.free_pages_page(p, o).unwrap();
     }
     a.drain_all_pages();
     assert_eq!(a.nr_free_pages(), a.totalram_pages());
-    crate::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
+    crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
 }

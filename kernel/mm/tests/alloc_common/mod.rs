@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use mm::gfp::*;
-use mm::memmap::{FirmwareRange, RangeKind};
-use mm::mm_init::ModelParams;
-use mm::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, ZoneType};
-use mm::page::Page;
+use mm::model::memmap::{FirmwareRange, RangeKind};
+use mm::model::mm_init::ModelParams;
+use mm::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, ZoneType};
+use mm::model::page::Page;
+use mm::model::zone::CoreSize;
 use mm::page_alloc::PageAllocator;
-use mm::platform::Platform;
-use mm::sim::{SimAllocator, SimPlatform, qemu_e820};
-use mm::vmstat::VmEvent;
-use mm::watermark::zone_watermark_ok;
-use mm::zone::CoreSize;
+use mm::page_alloc::gfp::*;
+use mm::page_alloc::watermark::zone_watermark_ok;
+use mm::port::platform::Platform;
+use mm::port::sim::{SimAllocator, SimPlatform, qemu_e820};
+use mm::report::vmstat::VmEvent;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;

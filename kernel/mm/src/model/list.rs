@@ -1,0 +1,217 @@
+//! Intrusive doubly-linked lists of pages through `page.lru` (Linux: `list_head` used as
+//! `free_area[order].free_list[migratetype]`, the pcp lists, the LRU).
+//!
+//! The buddy allocator must put a page on a list, take one off, and unlink an arbitrary
+//! page (a buddy being merged) in O(1) without allocating: the links therefore live inside
+//! the `struct Page` itself. Unlike Linux's circular `list_head`, the list here is
+//! null-terminated and its head holds only `first`/`last`: a head never points to itself, so
+//! a `Zone` holding heads can be built on the stack and moved into place before any page is
+//! linked, which Rust's move semantics require.
+//!
+//! The operations are `unsafe`: the list cannot know that the page it is given lives in a
+//! memmap that outlives it, that the page is on no other list (push) or on this one
+//! (remove), or that the caller holds the lock protecting the list. The buddy code upholds
+//! those with the zone lock and `PG_buddy`.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::model::page::Page;
+
+/// The head of an intrusive page list. Holds only pointers; does not own the pages.
+#[derive(Debug)]
+pub struct PageList {
+    first: *mut Page,
+    last: *mut Page,
+    len: usize,
+}
+
+// SAFETY: the list only stores addresses of `Page`s, which are themselves `Sync` (all
+// atomics); moving the head to another thread moves no page. Mutation needs `&mut`, which
+// the owner's lock provides.
+unsafe impl Send for PageList {}
+// SAFETY: `&PageList` only reads the head pointers and the length.
+unsafe impl Sync for PageList {}
+
+impl Default for PageList {
+    fn default() -> Self {
+        PageList::new()
+    }
+}
+
+impl PageList {
+    /// An empty list.
+    pub const fn new() -> PageList {
+        PageList {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// True if no page is linked.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.first.is_null()
+    }
+
+    /// Number of pages linked.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first page.
+    #[inline]
+    pub fn first(&self) -> Option<NonNull<Page>> {
+        NonNull::new(self.first)
+    }
+
+    /// The last page.
+    #[inline]
+    pub fn last(&self) -> Option<NonNull<Page>> {
+        NonNull::new(self.last)
+    }
+
+    /// Link `page` at the front (`list_add`).
+    ///
+    /// # Safety
+    ///
+    /// `page` is on no list, lives in a memmap that outlives its membership of this list,
+    /// and the caller holds the lock that protects this list.
+    #[inline]
+    pub unsafe fn push_front(&mut self, page: &Page) {
+        let p = page as *const Page as *mut Page;
+        page.lru.prev.store(ptr::null_mut(), Relaxed);
+        page.lru.next.store(self.first, Relaxed);
+        if self.first.is_null() {
+            self.last = p;
+        } else {
+            // SAFETY: `first` is a linked page, alive by the contract of whoever linked it.
+            unsafe { (*self.first).lru.prev.store(p, Relaxed) };
+        }
+        self.first = p;
+        self.len += 1;
+    }
+
+    /// Link `page` at the back (`list_add_tail`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`PageList::push_front`].
+    #[inline]
+    pub unsafe fn push_back(&mut self, page: &Page) {
+        let p = page as *const Page as *mut Page;
+        page.lru.next.store(ptr::null_mut(), Relaxed);
+        page.lru.prev.store(self.last, Relaxed);
+        if self.last.is_null() {
+            self.first = p;
+        } else {
+            // SAFETY: `last` is a linked page, alive by the contract of whoever linked it.
+            unsafe { (*self.last).lru.next.store(p, Relaxed) };
+        }
+        self.last = p;
+        self.len += 1;
+    }
+
+    /// Unlink `page` (`list_del`), leaving its links null.
+    ///
+    /// # Safety
+    ///
+    /// `page` is on this list, and the caller holds the lock that protects it.
+    #[inline]
+    pub unsafe fn remove(&mut self, page: &Page) {
+        let next = page.lru.next.load(Relaxed);
+        let prev = page.lru.prev.load(Relaxed);
+        if prev.is_null() {
+            self.first = next;
+        } else {
+            // SAFETY: `prev` is this page's neighbour on this list, hence a linked page.
+            unsafe { (*prev).lru.next.store(next, Relaxed) };
+        }
+        if next.is_null() {
+            self.last = prev;
+        } else {
+            // SAFETY: `next` is this page's neighbour on this list, hence a linked page.
+            unsafe { (*next).lru.prev.store(prev, Relaxed) };
+        }
+        page.lru.next.store(ptr::null_mut(), Relaxed);
+        page.lru.prev.store(ptr::null_mut(), Relaxed);
+        self.len -= 1;
+    }
+
+    /// Unlink and return the first page.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that protects this list.
+    #[inline]
+    pub unsafe fn pop_front(&mut self) -> Option<NonNull<Page>> {
+        let first = NonNull::new(self.first)?;
+        // SAFETY: `first` is linked on this list; the caller holds its lock.
+        unsafe { self.remove(first.as_ref()) };
+        Some(first)
+    }
+
+    /// Unlink and return the last page.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that protects this list.
+    #[inline]
+    pub unsafe fn pop_back(&mut self) -> Option<NonNull<Page>> {
+        let last = NonNull::new(self.last)?;
+        // SAFETY: `last` is linked on this list; the caller holds its lock.
+        unsafe { self.remove(last.as_ref()) };
+        Some(last)
+    }
+
+    /// Iterate from first to last.
+    ///
+    /// # Safety
+    ///
+    /// The list is not modified while the iterator is alive (the caller holds its lock).
+    pub unsafe fn iter(&self) -> impl Iterator<Item = NonNull<Page>> + '_ {
+        let mut cur = self.first;
+        core::iter::from_fn(move || {
+            let p = NonNull::new(cur)?;
+            // SAFETY: `p` is linked on this list, which the caller keeps unchanged.
+            cur = unsafe { p.as_ref().lru.next.load(Relaxed) };
+            Some(p)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn push_remove_pop() {
+        let pages: Vec<Page> = (0..5).map(|_| Page::new(0)).collect();
+        let mut l = PageList::new();
+        // SAFETY: the pages outlive the list, each is linked once, single thread.
+        unsafe {
+            l.push_back(&pages[1]);
+            l.push_back(&pages[2]);
+            l.push_front(&pages[0]);
+            l.push_back(&pages[3]);
+            assert_eq!(l.len(), 4);
+            l.remove(&pages[2]);
+            let order: Vec<*const Page> = l.iter().map(|p| p.as_ptr() as *const Page).collect();
+            assert_eq!(
+                order,
+                [&pages[0], &pages[1], &pages[3]].map(|p| p as *const Page)
+            );
+            l.remove(&pages[0]);
+            l.remove(&pages[3]);
+            assert_eq!(
+                l.pop_front().map(|p| p.as_ptr() as *const Page),
+                Some(&pages[1] as *const Page)
+            );
+            assert!(l.is_empty());
+            assert_eq!(l.pop_back(), None);
+        }
+    }
+}

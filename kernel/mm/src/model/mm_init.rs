@@ -1,0 +1,808 @@
+//! Building the memory model from the firmware map, up to the hand-off to the buddy
+//! allocator (Linux: `setup_arch`'s e820/memblock steps, `sparse_init`, `free_area_init`,
+//! `memmap_init`, and the counting half of `memblock_free_all`).
+//!
+//! [`MemoryModel::init`] runs the stages in Linux's order, each consuming only what the
+//! previous one produced:
+//!
+//! 1. sanitise the firmware map ([`crate::model::memmap`]);
+//! 2. feed its RAM to memblock, split by node, and reserve what must never be handed out:
+//!    bootloader RAM, frame 0, the caller's extra ranges, one page below 1 MiB for the SMP
+//!    trampoline ([`crate::model::memblock`]);
+//! 3. size ZONE_MOVABLE from `kernelcore=` / `movablecore=` ([`crate::model::zone`]);
+//! 4. build `mem_section`s and allocate a memmap and usemap per present section
+//!    ([`crate::model::sparse`]);
+//! 5. allocate and size each node and its zones ([`crate::model::node`]);
+//! 6. initialise every `struct Page` — zone, node, section, `PG_reserved` for every frame
+//!    that is a hole or reserved — and mark every pageblock Movable (`memmap_init`);
+//! 7. count, per zone, the free pages memblock will hand over: `managed_pages`.
+//!
+//! It stops there, at the hand-off point: no page is on any free list yet. The buddy
+//! allocator takes over with [`MemoryModel::free_pfn_ranges`], which yields exactly the
+//! pages counted in `managed_pages`, already split by node and zone.
+//!
+//! All reservations are made before step 6, so `PG_reserved` in the memmap is final: a
+//! frame is reserved exactly when memblock would not hand it out.
+//!
+//! # Holding the model
+//!
+//! `MemoryModel` is `Send + Sync` (everything reachable from `&MemoryModel` is either
+//! immutable after init or atomic) and about 14 KiB, the bulk being the sanitised map and
+//! memblock's initial region arrays; the memmaps, roots and nodes live in the memory they
+//! describe. The kernel keeps it in a `spin::Once<MemoryModel>` static; the boot stack must
+//! hold a few copies of it while `init` returns (give it at least 64 KiB).
+
+use core::fmt;
+
+use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
+use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, PHYSMEM_LIMIT, RangeKind};
+use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
+use crate::model::node::{Node, NumaRange};
+use crate::model::page::{Page, PageFlags, page_links};
+use crate::model::sparse::{
+    PFN_SECTION_SHIFT, SparseError, SparseMem, pfn_to_section_nr, section_nr_to_pfn,
+};
+use crate::model::zone::{
+    CoreOption, CoreSize, MovableLayout, ParamError, Zone, ZoneLimits,
+    find_zone_movable_pfns_for_nodes, parse_kernelcore, parse_movablecore,
+};
+use crate::port::platform::Platform;
+
+/// The SMP trampoline page must lie below this address (real-mode startup IPI vector).
+pub const TRAMPOLINE_LIMIT: u64 = 1 << 20;
+
+/// Boot parameters of the memory model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ModelParams<'a> {
+    /// `kernelcore=`: memory kept out of ZONE_MOVABLE.
+    pub kernelcore: Option<CoreSize>,
+    /// `movablecore=`: memory put in ZONE_MOVABLE.
+    pub movablecore: Option<CoreSize>,
+    /// Node of each RAM range (ACPI SRAT). RAM not covered is on node 0. Empty: all node 0.
+    pub numa: &'a [NumaRange],
+    /// Values rejected while parsing (the options were ignored), reported at init.
+    pub errors: [Option<ParamError>; 2],
+}
+
+impl<'a> ModelParams<'a> {
+    /// Apply a `kernelcore=` value. A bad value is returned, recorded, and ignored.
+    pub fn set_kernelcore(&mut self, value: &str) -> Result<(), ParamError> {
+        let r = parse_kernelcore(value);
+        self.apply(CoreOption::Kernelcore, r)
+    }
+
+    /// Apply a `movablecore=` value. A bad value is returned, recorded, and ignored.
+    pub fn set_movablecore(&mut self, value: &str) -> Result<(), ParamError> {
+        let r = parse_movablecore(value);
+        self.apply(CoreOption::Movablecore, r)
+    }
+
+    fn apply(&mut self, o: CoreOption, r: Result<CoreSize, ParamError>) -> Result<(), ParamError> {
+        let (slot, err) = match o {
+            CoreOption::Kernelcore => (&mut self.kernelcore, &mut self.errors[0]),
+            CoreOption::Movablecore => (&mut self.movablecore, &mut self.errors[1]),
+        };
+        match r {
+            Ok(v) => {
+                *slot = Some(v);
+                *err = None;
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                *err = Some(e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Pick `kernelcore=` and `movablecore=` out of a kernel command line (later
+    /// occurrences override earlier ones, as with Linux's `early_param`). Other words are
+    /// ignored. Bad values are recorded in [`ModelParams::errors`].
+    pub fn parse_cmdline(&mut self, cmdline: &str) {
+        for word in cmdline.split_ascii_whitespace() {
+            if let Some(v) = word.strip_prefix("kernelcore=") {
+                let _ = self.set_kernelcore(v);
+            } else if let Some(v) = word.strip_prefix("movablecore=") {
+                let _ = self.set_movablecore(v);
+            }
+        }
+    }
+}
+
+/// Why the memory model could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The firmware map was rejected.
+    Map(MapError),
+    /// A NUMA range is inverted or names a node `>= MAX_NUMNODES`.
+    BadNumaRange(NumaRange),
+    /// An extra reservation is inverted or beyond the physical address limit.
+    BadReservation {
+        /// Start given.
+        start: u64,
+        /// End given.
+        end: u64,
+    },
+    /// memblock failed (a region array could not grow).
+    Memblock(MemblockError),
+    /// SPARSEMEM could not allocate its metadata.
+    Sparse(SparseError),
+    /// No memory for a node descriptor.
+    NodeData {
+        /// The node.
+        nid: usize,
+        /// The allocation failure.
+        error: MemblockError,
+    },
+    /// After every reservation not one page is left for the buddy allocator.
+    NoFreeMemory,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Map(e) => write!(f, "{e}"),
+            InitError::BadNumaRange(r) => write!(
+                f,
+                "NUMA range [{:#x}, {:#x}) on node {} is inverted or the node is not below {MAX_NUMNODES}",
+                r.start, r.end, r.nid
+            ),
+            InitError::BadReservation { start, end } => write!(
+                f,
+                "reservation [{start:#x}, {end:#x}) is inverted or beyond the physical address limit"
+            ),
+            InitError::Memblock(e) => write!(f, "{e}"),
+            InitError::Sparse(e) => write!(f, "{e}"),
+            InitError::NodeData { nid, error } => {
+                write!(f, "no memory for the descriptor of node {nid}: {error}")
+            }
+            InitError::NoFreeMemory => {
+                f.write_str("no free page is left for the buddy allocator after boot reservations")
+            }
+        }
+    }
+}
+
+impl From<MapError> for InitError {
+    fn from(e: MapError) -> Self {
+        InitError::Map(e)
+    }
+}
+
+impl From<MemblockError> for InitError {
+    fn from(e: MemblockError) -> Self {
+        InitError::Memblock(e)
+    }
+}
+
+impl From<SparseError> for InitError {
+    fn from(e: SparseError) -> Self {
+        InitError::Sparse(e)
+    }
+}
+
+/// A run of free pages handed to the buddy allocator: `[start_pfn, end_pfn)`, all in one
+/// zone of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoffRange {
+    /// Node.
+    pub nid: usize,
+    /// Zone.
+    pub zone: ZoneType,
+    /// First pfn.
+    pub start_pfn: u64,
+    /// One past the last pfn.
+    pub end_pfn: u64,
+}
+
+/// The memory model at the hand-off point. See the module documentation.
+pub struct MemoryModel {
+    map: MemoryMap,
+    memblock: Memblock,
+    sparse: SparseMem,
+    /// `NODE_DATA(nid)`: direct-map addresses of node descriptors, null for offline nodes.
+    nodes: [*const Node; MAX_NUMNODES],
+    node_data_bytes: u64,
+    limits: ZoneLimits,
+    movable: MovableLayout,
+    param_errors: [Option<ParamError>; 4],
+    trampoline: Option<u64>,
+    handoff_pages: u64,
+}
+
+// SAFETY: the raw node pointers lead to memblock-reserved memory that the model owns for its
+// whole life and never frees; after `init` returns, nodes are reached only as `&Node`, whose
+// mutable state is atomic. `Memblock` and `SparseMem` are themselves `Send + Sync`.
+unsafe impl Send for MemoryModel {}
+// SAFETY: as above.
+unsafe impl Sync for MemoryModel {}
+
+impl MemoryModel {
+    /// Build the memory model from a firmware map; see the module documentation.
+    ///
+    /// `extra_reserved` are `[start, end)` byte ranges the kernel needs kept (its image,
+    /// boot data it still uses, ...); any page they touch is reserved. Bad `kernelcore=` /
+    /// `movablecore=` values do not fail init: they are ignored and reported by
+    /// [`MemoryModel::param_errors`] and the boot report.
+    pub fn init<P: Platform + ?Sized>(
+        platform: &P,
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+    ) -> Result<MemoryModel, InitError> {
+        let map = MemoryMap::sanitize(ranges)?;
+        for r in params.numa {
+            if r.start >= r.end || r.nid >= MAX_NUMNODES {
+                return Err(InitError::BadNumaRange(*r));
+            }
+        }
+        for &(start, end) in extra_reserved {
+            if start > end || end > PHYSMEM_LIMIT {
+                return Err(InitError::BadReservation { start, end });
+            }
+        }
+
+        // memblock: RAM by node, then the reservations.
+        let mut memblock = Memblock::new();
+        let mut uncovered = false;
+        for r in map.ram() {
+            let mut cur = r.start;
+            while cur < r.end {
+                let (end, nid) = numa_piece(params.numa, cur, r.end);
+                if nid.is_none() && !params.numa.is_empty() {
+                    uncovered = true;
+                }
+                memblock.add_node(platform, cur, end - cur, nid.unwrap_or(0))?;
+                cur = end;
+            }
+        }
+        if uncovered {
+            log::warn!("NUMA: some RAM is not covered by any node range; placed on node 0");
+        }
+        for r in map
+            .entries()
+            .iter()
+            .filter(|r| r.kind == RangeKind::Bootloader)
+        {
+            memblock.reserve(platform, r.start, r.len())?;
+        }
+        memblock.reserve(platform, 0, PAGE_SIZE)?;
+        for &(start, end) in extra_reserved.iter().filter(|r| r.0 < r.1) {
+            // Whole pages: the caller's data may be accessed through any mapping of the
+            // page, so no other boot allocation may share it.
+            let start = start & !(PAGE_SIZE - 1);
+            let end = end.next_multiple_of(PAGE_SIZE).min(PHYSMEM_LIMIT);
+            memblock.reserve(platform, start, end - start)?;
+        }
+        let trampoline = match memblock.alloc(
+            platform,
+            PAGE_SIZE,
+            PAGE_SIZE,
+            AllocConstraint::pfn_range(0, TRAMPOLINE_LIMIT >> PAGE_SHIFT),
+        ) {
+            Ok(pa) => Some(pa),
+            Err(_) => {
+                log::warn!("no free page below 1 MiB for the SMP trampoline");
+                None
+            }
+        };
+
+        // Zone limits and ZONE_MOVABLE.
+        let mem = memblock.memory();
+        let min_pfn = mem.first().map_or(0, |r| r.base >> PAGE_SHIFT);
+        let max_pfn = mem.last().map_or(0, |r| r.end() >> PAGE_SHIFT);
+        let limits = ZoneLimits::new(min_pfn, max_pfn);
+        let movable = find_zone_movable_pfns_for_nodes(
+            mem,
+            &limits,
+            params.kernelcore.filter(|_| params.errors[0].is_none()),
+            params.movablecore.filter(|_| params.errors[1].is_none()),
+        );
+        let mut param_errors = [params.errors[0], params.errors[1], None, None];
+        param_errors[2] = movable.errors[0];
+        param_errors[3] = movable.errors[1];
+        for e in movable.errors.iter().flatten() {
+            log::warn!("{e}");
+        }
+
+        // SPARSEMEM metadata.
+        let mut sparse = SparseMem::init(platform, &mut memblock)?;
+
+        // Node descriptors, on their nodes.
+        let mut nodes = [core::ptr::null::<Node>(); MAX_NUMNODES];
+        let mut node_data_bytes = 0;
+        for (nid, slot) in nodes.iter_mut().enumerate() {
+            if !memblock.memory().iter().any(|r| r.nid as usize == nid) {
+                continue;
+            }
+            let size = core::mem::size_of::<Node>() as u64;
+            let pa = memblock
+                .alloc(
+                    platform,
+                    size,
+                    core::mem::align_of::<Node>().max(64) as u64,
+                    AllocConstraint::ANYWHERE.on_node(nid, false),
+                )
+                .map_err(|error| InitError::NodeData { nid, error })?;
+            let mut node = Node::new(nid);
+            node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
+            let p = platform.phys_to_virt(pa) as *mut Node;
+            // SAFETY: `[pa, pa + size)` was just allocated (and reserved) for this node, is
+            // RAM reached through the direct map, and is aligned for `Node`; nothing else
+            // refers to it.
+            unsafe { p.write(node) };
+            *slot = p;
+            node_data_bytes += size;
+        }
+        // SAFETY: every non-null entry was initialised just above and is never freed.
+        let node_refs: [Option<&Node>; MAX_NUMNODES] = nodes.map(|p| unsafe { p.as_ref() });
+
+        // memmap_init: every struct page of every present section.
+        let classifier = Classifier {
+            mem: memblock.memory(),
+            res: memblock.reserved(),
+            nodes: &node_refs,
+        };
+        let mut nr = 0;
+        let last_section = memblock
+            .memory()
+            .last()
+            .map_or(0, |r| pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT));
+        while nr <= last_section {
+            if sparse.nr_to_section(nr).is_some_and(|ms| ms.present()) {
+                sparse.init_section_memmap(nr, |pfn| classifier.classify(nr, pfn));
+            }
+            nr += 1;
+        }
+
+        // Managed pages: what memblock will hand over, per zone.
+        let mut handoff_pages = 0;
+        for r in handoff_ranges(&memblock, node_refs) {
+            let z = &node_refs[r.nid]
+                .expect("free RAM is on an online node")
+                .node_zones[r.zone.index()];
+            z.adjust_managed_page_count((r.end_pfn - r.start_pfn) as i64);
+            handoff_pages += r.end_pfn - r.start_pfn;
+        }
+        if handoff_pages == 0 {
+            return Err(InitError::NoFreeMemory);
+        }
+
+        Ok(MemoryModel {
+            map,
+            memblock,
+            sparse,
+            nodes,
+            node_data_bytes,
+            limits,
+            movable,
+            param_errors,
+            trampoline,
+            handoff_pages,
+        })
+    }
+
+    /// The sanitised firmware map.
+    pub fn memory_map(&self) -> &MemoryMap {
+        &self.map
+    }
+
+    /// memblock as left at the hand-off point.
+    pub fn memblock(&self) -> &Memblock {
+        &self.memblock
+    }
+
+    /// The SPARSEMEM sections.
+    pub fn sparse(&self) -> &SparseMem {
+        &self.sparse
+    }
+
+    /// Node `nid` (`NODE_DATA`), if it has memory.
+    pub fn node(&self, nid: usize) -> Option<&Node> {
+        // SAFETY: non-null entries point to node descriptors initialised in `init` and
+        // reserved in memblock for the life of the model.
+        self.nodes.get(nid).and_then(|p| unsafe { p.as_ref() })
+    }
+
+    /// The online nodes (those with memory), by id.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> + '_ {
+        (0..MAX_NUMNODES).filter_map(move |nid| self.node(nid))
+    }
+
+    /// Zone `zt` of node `nid`.
+    pub fn zone(&self, nid: usize, zt: ZoneType) -> Option<&Zone> {
+        self.node(nid).map(|n| n.zone(zt))
+    }
+
+    /// The zone a page belongs to (`page_zone`).
+    pub fn page_zone(&self, page: &Page) -> Option<&Zone> {
+        self.zone(page.nid(), page.zone_type()?)
+    }
+
+    /// The architectural zone limits used.
+    pub fn zone_limits(&self) -> &ZoneLimits {
+        &self.limits
+    }
+
+    /// Per node, the first pfn of ZONE_MOVABLE (0: none).
+    pub fn zone_movable_pfn(&self) -> &[u64; MAX_NUMNODES] {
+        &self.movable.zone_movable_pfn
+    }
+
+    /// `kernelcore=` / `movablecore=` values that were rejected and ignored.
+    pub fn param_errors(&self) -> impl Iterator<Item = &ParamError> + '_ {
+        self.param_errors.iter().flatten()
+    }
+
+    /// Physical address of the page reserved below 1 MiB for the SMP trampoline, if one
+    /// could be found.
+    pub fn trampoline_phys(&self) -> Option<u64> {
+        self.trampoline
+    }
+
+    /// True if `pfn` has a `struct Page`.
+    #[inline]
+    pub fn pfn_valid(&self, pfn: u64) -> bool {
+        self.sparse.pfn_valid(pfn)
+    }
+
+    /// The descriptor of `pfn`, if valid.
+    #[inline]
+    pub fn pfn_to_page(&self, pfn: u64) -> Option<&Page> {
+        self.sparse.pfn_to_page(pfn)
+    }
+
+    /// The pfn a descriptor of this memmap describes.
+    #[inline]
+    pub fn page_to_pfn(&self, page: &Page) -> u64 {
+        self.sparse.page_to_pfn(page)
+    }
+
+    /// Pages the buddy allocator receives: the sum of every zone's `managed_pages`.
+    pub fn handoff_pages(&self) -> u64 {
+        self.handoff_pages
+    }
+
+    /// The free page ranges to hand to the buddy allocator, in address order, split at
+    /// zone boundaries. Their pages are exactly those counted in `managed_pages`.
+    pub fn free_pfn_ranges(&self) -> impl Iterator<Item = HandoffRange> + '_ {
+        let nodes: [Option<&Node>; MAX_NUMNODES] = core::array::from_fn(|nid| self.node(nid));
+        handoff_ranges(&self.memblock, nodes)
+    }
+
+    /// Allocate `size` bytes aligned to `align` from memblock after the model is built,
+    /// for the page allocator's own boot-time structures (the per-CPU areas), and keep
+    /// every count consistent: the pages become `PG_reserved` (so a stray free of one is
+    /// refused), and each zone's `managed_pages` and the hand-off total are recounted from
+    /// the free ranges that remain.
+    pub fn memblock_alloc_late<P: Platform + ?Sized>(
+        &mut self,
+        platform: &P,
+        size: u64,
+        align: u64,
+    ) -> Result<u64, MemblockError> {
+        let reserved_before = self.memblock.reserved_size();
+        let pa = self
+            .memblock
+            .alloc(platform, size, align, AllocConstraint::ANYWHERE)?;
+        if self.memblock.reserved_size() - reserved_before > size {
+            // memblock grew its reserved array: mark everything it reserves, which covers
+            // the new array wherever it went.
+            let mut i = 0;
+            while let Some(r) = self.memblock.reserved().get(i).copied() {
+                self.mark_reserved(r.base, r.end());
+                i += 1;
+            }
+        } else {
+            self.mark_reserved(pa, pa + size);
+        }
+        self.recount_managed();
+        Ok(pa)
+    }
+
+    /// Set `PG_reserved` on every page overlapping `[start, end)` bytes.
+    fn mark_reserved(&self, start: u64, end: u64) {
+        for pfn in (start >> PAGE_SHIFT)..end.div_ceil(PAGE_SIZE) {
+            if let Some(p) = self.sparse.pfn_to_page(pfn) {
+                p.set_reserved();
+            }
+        }
+    }
+
+    /// Recount `managed_pages` of every zone and the hand-off total from memblock's free
+    /// ranges.
+    fn recount_managed(&mut self) {
+        for n in self.nodes() {
+            for z in &n.node_zones {
+                z.managed_pages
+                    .store(0, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let mut total = 0;
+        for r in self.free_pfn_ranges() {
+            if let Some(z) = self.zone(r.nid, r.zone) {
+                z.adjust_managed_page_count((r.end_pfn - r.start_pfn) as i64);
+            }
+            total += r.end_pfn - r.start_pfn;
+        }
+        self.handoff_pages = total;
+    }
+
+    /// Bytes of RAM present (usable and bootloader RAM).
+    pub fn ram_bytes(&self) -> u64 {
+        self.memblock.phys_mem_size()
+    }
+
+    /// Bytes of memory-model metadata: section roots, memmaps, usemaps, node descriptors.
+    pub fn metadata_bytes(&self) -> u64 {
+        self.sparse.stats().total_bytes() + self.node_data_bytes
+    }
+
+    /// Metadata as thousandths of a percent of RAM (1568 means 1.568%).
+    pub fn metadata_permille_percent(&self) -> u64 {
+        let ram = self.ram_bytes().max(1);
+        (self.metadata_bytes() as u128 * 100_000 / ram as u128) as u64
+    }
+
+    /// The boot report: sanitised map, node and zone ranges, /proc/zoneinfo headers,
+    /// sections and metadata overhead, hand-off count. Use with `write!`/`{}`.
+    pub fn boot_report(&self) -> BootReport<'_> {
+        BootReport { model: self }
+    }
+}
+
+/// The pfn range `[cur, ..)` of RAM ending at `end` that lies on one node: its end and the
+/// node (`None`: not covered by any NUMA range).
+fn numa_piece(numa: &[NumaRange], cur: u64, end: u64) -> (u64, Option<usize>) {
+    if let Some(r) = numa.iter().find(|r| r.start <= cur && cur < r.end) {
+        return (end.min(r.end), Some(r.nid));
+    }
+    let next = numa
+        .iter()
+        .filter(|r| r.start > cur)
+        .map(|r| r.start)
+        .min()
+        .unwrap_or(end);
+    (end.min(next), None)
+}
+
+/// The free pfn ranges of `memblock`, split at the zone boundaries of their node.
+fn handoff_ranges<'a>(
+    memblock: &'a Memblock,
+    nodes: [Option<&'a Node>; MAX_NUMNODES],
+) -> HandoffIter<'a, impl Iterator<Item = (u64, u64, usize)> + 'a> {
+    HandoffIter {
+        free: memblock.free_pfn_ranges(),
+        nodes,
+        cur: None,
+    }
+}
+
+/// Iterator behind [`MemoryModel::free_pfn_ranges`].
+struct HandoffIter<'a, I> {
+    free: I,
+    nodes: [Option<&'a Node>; MAX_NUMNODES],
+    cur: Option<(u64, u64, usize)>,
+}
+
+impl<I: Iterator<Item = (u64, u64, usize)>> Iterator for HandoffIter<'_, I> {
+    type Item = HandoffRange;
+
+    fn next(&mut self) -> Option<HandoffRange> {
+        loop {
+            let (s, e, nid) = match self.cur.take() {
+                Some(c) => c,
+                None => self.free.next()?,
+            };
+            if s >= e {
+                continue;
+            }
+            let node = self.nodes.get(nid).copied().flatten();
+            let zone = node.and_then(|n| {
+                n.node_zones
+                    .iter()
+                    .find(|z| !z.is_empty() && z.zone_spans_pfn(s))
+            });
+            match zone {
+                Some(z) => {
+                    let piece_end = e.min(z.zone_end_pfn());
+                    if piece_end < e {
+                        self.cur = Some((piece_end, e, nid));
+                    }
+                    return Some(HandoffRange {
+                        nid,
+                        zone: z.zone_type,
+                        start_pfn: s,
+                        end_pfn: piece_end,
+                    });
+                }
+                None => {
+                    // Free RAM outside every zone of its node cannot happen (zones partition
+                    // the node span, which covers all its RAM); skip a page defensively.
+                    debug_assert!(false, "free pfn {s:#x} on node {nid} is in no zone");
+                    self.cur = Some((s + 1, e, nid));
+                }
+            }
+        }
+    }
+}
+
+/// Decides each frame's flags word during `memmap_init`.
+struct Classifier<'a> {
+    mem: &'a [MemblockRegion],
+    res: &'a [MemblockRegion],
+    nodes: &'a [Option<&'a Node>; MAX_NUMNODES],
+}
+
+impl Classifier<'_> {
+    /// The flags word of `pfn` (in section `nr`) and the end of the run of pfns sharing it.
+    fn classify(&self, nr: u64, pfn: u64) -> (u64, u64) {
+        let addr = pfn << PAGE_SHIFT;
+        let section_end = section_nr_to_pfn(nr + 1);
+        let mi = self.mem.partition_point(|r| r.end() <= addr);
+        let in_mem = self.mem.get(mi).filter(|r| r.base <= addr);
+        if let Some(m) = in_mem {
+            let nid = m.nid as usize;
+            if let Some(z) =
+                self.nodes[nid].and_then(|n| n.node_zones.iter().find(|z| z.zone_spans_pfn(pfn)))
+            {
+                let mut end = (m.end() >> PAGE_SHIFT)
+                    .min(z.zone_end_pfn())
+                    .min(section_end);
+                let ri = self.res.partition_point(|r| r.end() <= addr);
+                let reserved = match self.res.get(ri) {
+                    Some(r) if r.base < addr + PAGE_SIZE => {
+                        end = end.min(r.end().div_ceil(PAGE_SIZE));
+                        true
+                    }
+                    Some(r) => {
+                        end = end.min(r.base >> PAGE_SHIFT);
+                        false
+                    }
+                    None => false,
+                };
+                let mut flags = page_links(z.zone_type, nid, nr);
+                if reserved {
+                    flags |= PageFlags::RESERVED.bits();
+                }
+                return (flags, end.max(pfn + 1));
+            }
+        }
+        // A hole (or, defensively, RAM outside its node's zones): reserved, attributed to
+        // the zone spanning it, else the zone above it, else the highest zone, of the node
+        // spanning it, else of the node owning the nearest RAM.
+        let next_mem = self
+            .mem
+            .get(mi)
+            .map_or(section_end, |r| (r.base >> PAGE_SHIFT).max(pfn + 1));
+        let nid = self
+            .nodes
+            .iter()
+            .flatten()
+            .find(|n| n.node_start_pfn <= pfn && pfn < n.node_end_pfn())
+            .map(|n| n.node_id)
+            .or_else(|| self.mem.get(mi).or(self.mem.last()).map(|r| r.nid as usize))
+            .unwrap_or(0);
+        let mut end = next_mem.min(section_end);
+        let mut zone = ZoneType::Normal;
+        if let Some(n) = self.nodes[nid] {
+            let spanning = n.node_zones.iter().find(|z| z.zone_spans_pfn(pfn));
+            let above = n
+                .node_zones
+                .iter()
+                .filter(|z| !z.is_empty() && z.zone_start_pfn > pfn)
+                .min_by_key(|z| z.zone_start_pfn);
+            let highest = n.node_zones.iter().rev().find(|z| !z.is_empty());
+            if let Some(z) = spanning.or(above).or(highest) {
+                zone = z.zone_type;
+            }
+            // Stop the run at every zone boundary of any node so attribution stays exact.
+            for z in self
+                .nodes
+                .iter()
+                .flatten()
+                .flat_map(|n| n.node_zones.iter())
+            {
+                for b in [z.zone_start_pfn, z.zone_end_pfn()] {
+                    if b > pfn {
+                        end = end.min(b);
+                    }
+                }
+            }
+        }
+        let flags = page_links(zone, nid, nr) | PageFlags::RESERVED.bits();
+        (flags, end.max(pfn + 1))
+    }
+}
+
+/// The boot report; see [`MemoryModel::boot_report`].
+pub struct BootReport<'a> {
+    model: &'a MemoryModel,
+}
+
+impl fmt::Display for BootReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.model;
+        // Map anomalies and rejected parameters were logged once, when found; the report
+        // does not repeat them.
+        write!(f, "{}", m.map)?;
+        writeln!(f, "Zone ranges:")?;
+        for zt in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal] {
+            let (lo, hi) = (m.limits.lowest[zt.index()], m.limits.highest[zt.index()]);
+            if hi > lo {
+                writeln!(
+                    f,
+                    "  {:<8} [mem {:#018x}-{:#018x}]",
+                    zt.name(),
+                    lo << PAGE_SHIFT,
+                    (hi << PAGE_SHIFT) - 1
+                )?;
+            } else {
+                writeln!(f, "  {:<8} empty", zt.name())?;
+            }
+        }
+        writeln!(f, "Movable zone start for each node")?;
+        for n in m.nodes() {
+            let zmp = m.movable.zone_movable_pfn[n.node_id];
+            if zmp != 0 {
+                writeln!(f, "  Node {}: {:#018x}", n.node_id, zmp << PAGE_SHIFT)?;
+            }
+        }
+        writeln!(f, "Early memory node ranges")?;
+        for r in m.memblock.memory() {
+            writeln!(
+                f,
+                "  node {:>3}: [mem {:#018x}-{:#018x}]",
+                r.nid,
+                r.base,
+                r.end() - 1
+            )?;
+        }
+        for n in m.nodes() {
+            for z in &n.node_zones {
+                writeln!(f, "Node {}, zone {:>8}", n.node_id, z.name())?;
+                writeln!(f, "  pages free     {}", 0)?;
+                for (name, v) in [
+                    ("boost", 0),
+                    ("min", 0),
+                    ("low", 0),
+                    ("high", 0),
+                    ("spanned", z.spanned_pages),
+                    ("present", z.present_pages),
+                    ("managed", z.managed_pages()),
+                    ("cma", 0),
+                ] {
+                    writeln!(f, "        {name:<8} {v}")?;
+                }
+            }
+        }
+        let st = m.sparse.stats();
+        writeln!(
+            f,
+            "sparse: {} present sections of {} MiB, {} memmaps outside their section",
+            st.present_sections,
+            1u64 << (PFN_SECTION_SHIFT + PAGE_SHIFT - 20),
+            st.memmaps_not_local
+        )?;
+        let pm = m.metadata_permille_percent();
+        writeln!(
+            f,
+            "mm: memory model metadata {} bytes ({}.{:03}% of {} bytes RAM)",
+            m.metadata_bytes(),
+            pm / 1000,
+            pm % 1000,
+            m.ram_bytes()
+        )?;
+        match m.trampoline {
+            Some(pa) => writeln!(f, "mm: SMP trampoline page at {pa:#x}")?,
+            None => writeln!(f, "mm: no SMP trampoline page below 1 MiB")?,
+        }
+        writeln!(
+            f,
+            "mm: {} pages ({} KiB) free for the buddy allocator",
+            m.handoff_pages,
+            m.handoff_pages << (PAGE_SHIFT - 10)
+        )
+    }
+}

@@ -1,0 +1,13 @@
+//! Page movement: the reverse map, migration and compaction.
+//!
+//! A page can move only if whoever uses it can be told: [`rmap`] finds the one kernel PTE
+//! that maps an anonymous page, [`migrate`] swaps a page for a copy behind a migration
+//! entry (or asks a `movable_operations` owner such as [`zpool`] to move its object), and
+//! [`compaction`] chooses what to move and where, directly in the allocation slow path or
+//! in the background ([`kcompactd`]). Linux: `mm/rmap.c`, `mm/migrate.c`, `mm/compaction.c`.
+
+pub mod compaction;
+pub mod kcompactd;
+pub mod migrate;
+pub mod rmap;
+pub mod zpool;

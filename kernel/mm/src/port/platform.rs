@@ -1,0 +1,180 @@
+//! The port surface: everything the allocator needs from the kernel that hosts it.
+//!
+//! Linux reaches these services through global functions (`smp_processor_id()`,
+//! `local_irq_save()`, `__va()`). A portable crate cannot: the same code must run inside the
+//! x86_64 kernel and inside the host simulation ([`crate::port::sim`]), so the services are the
+//! methods of one trait, and every piece of the allocator that needs one is handed a
+//! `&P where P: Platform`.
+//!
+//! # Object safety
+//!
+//! The trait is object-safe (every method takes `&self`, none is generic, none returns
+//! `Self`), so `&dyn Platform` works. The allocator nevertheless takes the platform as a
+//! generic parameter `P: Platform + ?Sized`: hot paths (interrupt save/restore around a pcp
+//! list operation, `phys_to_virt` in `pfn_to_page`-like code) then inline to a few
+//! instructions in the kernel, and `?Sized` still accepts a trait object where a caller
+//! prefers one.
+//!
+//! # Page tables and TLBs
+//!
+//! Page migration moves a page that is mapped into the kernel's own page tables (this
+//! kernel's "user memory", see [`crate::movement::rmap`]). The allocator never walks page tables
+//! itself: it names a virtual address inside the range the platform reserves for movable
+//! memory ([`Platform::movable_va_range`]) and asks the platform to read, map or
+//! compare-and-exchange the one leaf entry for it ([`Pte`]), and to invalidate TLBs on every
+//! CPU. A migration entry ([`Pte::Migration`]) is a non-present entry that remembers the old
+//! frame; a CPU touching it must fault, wait for the page lock of that frame, and retry.
+//!
+//! kcompactd is a per-node background worker; how it runs (a thread, a CPU's idle loop) is
+//! the platform's business, so the allocator only asks for it to be woken.
+
+/// The saved local interrupt state returned by [`Platform::local_irq_save`].
+///
+/// It is opaque to the allocator: only the platform that produced it knows what the bits mean
+/// (on x86_64 it is RFLAGS; in the simulation it is the previous per-thread flag). It is
+/// deliberately neither `Clone` nor `Copy`, so that one save is matched by exactly one
+/// restore.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "interrupts stay disabled until the state is passed to local_irq_restore"]
+pub struct IrqState(u64);
+
+impl IrqState {
+    /// Wrap a platform-specific saved state. Only [`Platform`] implementations call this.
+    #[inline]
+    pub const fn from_raw(raw: u64) -> IrqState {
+        IrqState(raw)
+    }
+
+    /// The platform-specific bits, for the platform's `local_irq_restore`.
+    #[inline]
+    pub const fn into_raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// The services the allocator needs from its host kernel.
+///
+/// Implementations must be `Sync`: one platform object is shared by every CPU.
+pub trait Platform: Sync {
+    /// The id of the CPU executing the caller, in `0..nr_cpus()` (`smp_processor_id()`).
+    ///
+    /// The answer is only stable while the caller cannot migrate, which in this kernel means
+    /// while local interrupts are disabled or the code is not preemptible.
+    fn cpu_id(&self) -> usize;
+
+    /// The number of possible CPUs (`num_possible_cpus()`): the length of every per-CPU
+    /// array the allocator keeps.
+    fn nr_cpus(&self) -> usize;
+
+    /// Disable local interrupts and return the previous state (`local_irq_save`).
+    fn local_irq_save(&self) -> IrqState;
+
+    /// Restore the local interrupt state saved by [`Platform::local_irq_save`]
+    /// (`local_irq_restore`). Saves and restores nest.
+    fn local_irq_restore(&self, state: IrqState);
+
+    /// True if local interrupts are disabled on this CPU (`irqs_disabled()`); used by debug
+    /// checks that a per-CPU structure is touched only with interrupts off.
+    fn irqs_disabled(&self) -> bool;
+
+    /// The NUMA node CPU `cpu` belongs to (`cpu_to_node`): the allocator prefers that
+    /// node's zones for the CPU's allocations, and splits each zone's pcp `high` between the
+    /// CPUs of its node. The default puts every CPU on node 0, which is right for a machine
+    /// without SRAT processor affinity.
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        let _ = cpu;
+        0
+    }
+
+    /// The direct-map virtual address of physical address `pa` (`__va`).
+    ///
+    /// Computing the address is safe; dereferencing it is not, and is only sound for
+    /// physical memory the caller owns (memory handed out by memblock or by the buddy
+    /// allocator). The allocator only ever asks for addresses inside usable RAM.
+    fn phys_to_virt(&self, pa: u64) -> *mut u8;
+
+    /// The virtual range `[start, end)` reserved for movable memory ([`crate::movement::rmap`]):
+    /// page aligned, mapped by 4 KiB leaf entries only, and used for nothing else.
+    fn movable_va_range(&self) -> (u64, u64);
+
+    /// The leaf entry for page-aligned `va` inside [`Platform::movable_va_range`]
+    /// ([`Pte::None`] when no page table covers it).
+    fn pte_read(&self, va: u64) -> Pte;
+
+    /// Map `pfn` at `va` (present, writable, not executable) where nothing is mapped,
+    /// allocating page-table pages as needed (those are unmovable kernel memory). Does not
+    /// flush any TLB: a previously non-present entry cannot be cached.
+    fn pte_map(&self, va: u64, pfn: u64) -> Result<(), PteError>;
+
+    /// Atomically replace the entry for `va` with `new` if it currently equals `old`;
+    /// true if it did. This one primitive is how entries are cleared (`Present → None`),
+    /// turned into migration entries (`Present(p) → Migration(p)`), and restored or
+    /// re-pointed (`Migration(p) → Present(q)`). It never flushes a TLB; the caller
+    /// decides when [`Platform::flush_tlb_range`] is needed (after a present entry
+    /// changed).
+    fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool;
+
+    /// Invalidate `[start, end)` in the TLB of every CPU and return only when every CPU
+    /// has done so (TLB shootdown). Called with interrupts enabled and no spinlock held:
+    /// the other CPUs may be waiting for something this CPU must answer.
+    fn flush_tlb_range(&self, start: u64, end: u64);
+
+    /// Wake node `nid`'s kcompactd (`wakeup_kcompactd`): the allocator has recorded why
+    /// (see [`crate::movement::compaction`]); the platform makes the worker run soon. A platform
+    /// that runs no kcompactd leaves this empty and compaction then happens only directly
+    /// and on request.
+    fn wake_kcompactd(&self, nid: usize) {
+        let _ = nid;
+    }
+}
+
+/// A leaf page-table entry of the movable range, as the allocator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    /// Nothing mapped.
+    None,
+    /// A present, writable mapping of this pfn.
+    Present(u64),
+    /// A migration entry: not present; the page at this pfn is being migrated, and a CPU
+    /// that touches the address waits for that page's lock and retries.
+    Migration(u64),
+}
+
+/// Why a page-table operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PteError {
+    /// The address is not page aligned or not inside [`Platform::movable_va_range`].
+    OutOfRange,
+    /// A page-table page could not be allocated.
+    NoMemory,
+    /// The entry is not [`Pte::None`].
+    Busy,
+}
+
+/// Interrupts disabled for as long as the guard lives (`local_irq_save` + `local_irq_restore`
+/// on drop), so an early return cannot leave them off.
+pub struct LocalIrqGuard<'a, P: Platform + ?Sized> {
+    platform: &'a P,
+    state: Option<IrqState>,
+}
+
+impl<'a, P: Platform + ?Sized> LocalIrqGuard<'a, P> {
+    /// Save the local interrupt state and disable interrupts.
+    #[inline]
+    pub fn new(platform: &'a P) -> Self {
+        let state = platform.local_irq_save();
+        LocalIrqGuard {
+            platform,
+            state: Some(state),
+        }
+    }
+}
+
+impl<P: Platform + ?Sized> Drop for LocalIrqGuard<'_, P> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            self.platform.local_irq_restore(state);
+        }
+    }
+}
