@@ -1,0 +1,504 @@
+//! Allocation's first attempt: walk the zonelist, check each zone's watermark and take a
+//! block from its per-CPU list or its buddy lists (Linux: `get_page_from_freelist`,
+//! `rmqueue`, `rmqueue_pcplist`, `rmqueue_buddy`, `prep_new_page`).
+
+use super::*;
+
+impl<P: Platform + 'static> PageAllocator<P> {
+    // ---------------------------------------------------------------------------------
+    // Allocation: the fast path.
+    // ---------------------------------------------------------------------------------
+
+    /// Allocate `2^order` pages (`alloc_pages`). `None` when no memory can be found or the
+    /// request is invalid; both are warned about (unless `__GFP_NOWARN` for the former)
+    /// and counted.
+    #[inline]
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Option<&Page> {
+        self.try_alloc_pages(gfp, order).ok()
+    }
+
+    /// Allocate one page (`alloc_page`).
+    #[inline]
+    pub fn alloc_page(&self, gfp: Gfp) -> Option<&Page> {
+        self.alloc_pages(gfp, 0)
+    }
+
+    /// [`PageAllocator::alloc_pages`] with the reason for a failure.
+    #[inline]
+    pub fn try_alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocError> {
+        self.__alloc_pages(gfp, order, self.numa_node_id())
+    }
+
+    /// Allocate preferring node `nid` (`alloc_pages_node`); with `__GFP_THISNODE` only
+    /// from that node. An offline node means the local one.
+    pub fn alloc_pages_node(&self, nid: usize, gfp: Gfp, order: u32) -> Option<&Page> {
+        let nid = if nid < MAX_NUMNODES && self.online[nid] {
+            nid
+        } else {
+            self.numa_node_id()
+        };
+        self.__alloc_pages(gfp, order, nid).ok()
+    }
+
+    /// Allocate `2^order` pages and return their direct-map address (`__get_free_pages`).
+    pub fn get_free_pages(&self, gfp: Gfp, order: u32) -> Option<u64> {
+        let page = self.alloc_pages(gfp.difference(Gfp::HIGHMEM), order)?;
+        Some(self.page_address(page))
+    }
+
+    /// Allocate one zeroed page and return its direct-map address (`get_zeroed_page`).
+    pub fn get_zeroed_page(&self, gfp: Gfp) -> Option<u64> {
+        self.get_free_pages(gfp | Gfp::ZERO, 0)
+    }
+
+    /// The heart of the allocator (`__alloc_pages`).
+    #[inline]
+    pub(super) fn __alloc_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        preferred_nid: usize,
+    ) -> Result<&Page, AllocError> {
+        if order == 0
+            && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
+        {
+            return Ok(page);
+        }
+        let placement = match validate(gfp, order) {
+            Ok(p) => p,
+            Err(e) => return Err(self.refuse(gfp, order, e)),
+        };
+        let ac = self.alloc_context(gfp, placement, preferred_nid);
+        let alloc_flags = self.first_attempt_alloc_flags(gfp, &ac);
+        if let Some(page) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
+            return Ok(page);
+        }
+        self.__alloc_pages_slowpath(gfp, order, ac)
+    }
+
+    /// The `ALLOC_*` flags of the first, fast attempt (`__alloc_pages`): the low mark,
+    /// `ALLOC_CMA` for movable requests, and `ALLOC_NOFRAGMENT` (with `ALLOC_KSWAPD` when
+    /// the gfp allows waking it) where it pays.
+    #[inline]
+    pub(super) fn first_attempt_alloc_flags(&self, gfp: Gfp, ac: &AllocContext) -> AllocFlags {
+        let mut alloc_flags = gfp_to_alloc_flags_cma(gfp, AllocFlags::WMARK_LOW);
+        if let Some(pref) = ac.preferred {
+            let pref_type =
+                ZoneType::from_index(pref.zone_idx as usize).unwrap_or(ZoneType::Normal);
+            alloc_flags |= alloc_flags_nofragment(
+                gfp,
+                pref_type,
+                self.dma32_populated[pref.nid as usize],
+                self.nr_online_nodes,
+            );
+        }
+        alloc_flags
+    }
+
+    /// Report and count an impossible request.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refuse(&self, gfp: Gfp, order: u32, e: GfpError) -> AllocError {
+        if self.warn_limit.allow().is_some() {
+            log::warn!(
+                "page allocation refused: order:{order}, mode:{:#x}({gfp}): {e}",
+                gfp.bits()
+            );
+        }
+        self.count_vm_events(VmEvent::PgallocInvalid, 1);
+        AllocError::Invalid(e)
+    }
+
+    /// The allocation context of a validated request.
+    #[inline]
+    pub(super) fn alloc_context(
+        &self,
+        gfp: Gfp,
+        placement: crate::page_alloc::gfp::GfpPlacement,
+        nid: usize,
+    ) -> AllocContext {
+        let nid = nid.min(MAX_NUMNODES - 1);
+        let thisnode = gfp.contains(Gfp::THISNODE);
+        let zl = &self.zonelists[nid][placement.highest_zoneidx.index()];
+        let first = if thisnode {
+            zl.entries()
+                .iter()
+                .copied()
+                .find(|&i| i as usize / MAX_NR_ZONES == nid)
+        } else {
+            zl.entries().first().copied()
+        };
+        AllocContext {
+            nid,
+            highest_zoneidx: placement.highest_zoneidx,
+            migratetype: placement.migratetype,
+            preferred: first.map(|i| PreferredZone {
+                nid: i / MAX_NR_ZONES as u8,
+                zone_idx: i % MAX_NR_ZONES as u8,
+            }),
+            thisnode,
+        }
+    }
+
+    /// Validate the request and resolve it (`prepare_alloc_pages`).
+    pub(crate) fn prepare_alloc_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        preferred_nid: usize,
+        alloc_flags: &mut AllocFlags,
+    ) -> Result<AllocContext, GfpError> {
+        let placement = validate(gfp, order)?;
+        *alloc_flags = gfp_to_alloc_flags_cma(gfp, *alloc_flags);
+        Ok(self.alloc_context(gfp, placement, preferred_nid))
+    }
+
+    /// The zones `ac` may use, in zonelist order (`for_each_zone_zonelist`).
+    #[inline]
+    pub(crate) fn zonelist(&self, ac: &AllocContext) -> impl Iterator<Item = ZoneRef> + '_ {
+        let zl = &self.zonelists[ac.nid.min(MAX_NUMNODES - 1)][ac.highest_zoneidx.index()];
+        let thisnode = ac.thisnode;
+        let nid = ac.nid as u8;
+        zl.entries()
+            .iter()
+            .map(|&i| self.zones[i as usize])
+            .filter(move |zr| !thisnode || zr.nid == nid)
+    }
+
+    /// The watermark check of the fast path (`zone_watermark_fast`).
+    #[inline]
+    pub(super) fn zone_watermark_fast(
+        &self,
+        zone: &Zone,
+        order: u32,
+        highest: ZoneType,
+        alloc_flags: AllocFlags,
+    ) -> bool {
+        // The cheap order-0 comparison `watermark::zone_watermark_fast` starts with,
+        // reading only the counters it needs.
+        if order == 0 && zone_watermark_order0(zone, highest.index(), alloc_flags) {
+            return true;
+        }
+        watermark::zone_watermark_fast(
+            &zone.free_state(),
+            order,
+            &zone.watermarks(),
+            highest,
+            alloc_flags,
+            |o, mt| zone.has_free_block(o, mt),
+        )
+    }
+
+    /// Walk the zonelist for a zone that passes its watermark and has the pages
+    /// (`get_page_from_freelist`).
+    pub(crate) fn get_page_from_freelist(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        mut alloc_flags: AllocFlags,
+        ac: &AllocContext,
+    ) -> Option<&Page> {
+        'retry: loop {
+            // ALLOC_NOFRAGMENT: rather than mix pageblocks in the preferred zone, try the
+            // other local zones; if all fail, walk again allowing fragmentation.
+            let no_fallback = alloc_flags.contains(AllocFlags::NOFRAGMENT);
+            let zl = &self.zonelists[ac.nid][ac.highest_zoneidx.index()];
+            for &i in zl.entries() {
+                let zr = self.zones[i as usize];
+                if ac.thisnode && zr.nid as usize != ac.nid {
+                    continue;
+                }
+                let zone = self.zone(zr);
+                if no_fallback
+                    && self.nr_online_nodes > 1
+                    && let Some(pref) = ac.preferred
+                    && zr.nid != pref.nid
+                {
+                    // Remote zones come after fragmenting the local ones.
+                    alloc_flags.remove(AllocFlags::NOFRAGMENT);
+                    continue 'retry;
+                }
+                if !self.zone_watermark_fast(zone, order, ac.highest_zoneidx, alloc_flags)
+                    && !alloc_flags.contains(AllocFlags::NO_WATERMARKS)
+                {
+                    continue;
+                }
+                if let Some(page) = self.rmqueue(zr, zone, order, alloc_flags, ac.migratetype) {
+                    self.prep_new_page(page, order, gfp);
+                    if alloc_flags.contains(AllocFlags::HIGHATOMIC) {
+                        self.reserve_highatomic_pageblock(
+                            zone,
+                            self.mem().page_to_pfn(page),
+                            order,
+                        );
+                    }
+                    return Some(page);
+                }
+            }
+            if no_fallback {
+                alloc_flags.remove(AllocFlags::NOFRAGMENT);
+                continue;
+            }
+            return None;
+        }
+    }
+
+    /// Take `2^order` pages from `zone` (`rmqueue`).
+    #[inline]
+    pub(super) fn rmqueue(
+        &self,
+        zr: ZoneRef,
+        zone: &Zone,
+        order: u32,
+        alloc_flags: AllocFlags,
+        mt: Migratetype,
+    ) -> Option<&Page> {
+        let mut page = None;
+        if pcp_allowed_order(order) {
+            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, true);
+        }
+        if page.is_none() {
+            page = self.rmqueue_buddy(zone, order, alloc_flags, mt);
+        }
+        let page = page?;
+        self.rmqueue_boost_check(zone, alloc_flags);
+        Some(page)
+    }
+
+    /// After a successful `rmqueue`: a watermark boost raised by a fragmenting fallback
+    /// is handed to kswapd by the first allocation allowed to wake it.
+    #[inline]
+    pub(super) fn rmqueue_boost_check(&self, zone: &Zone, alloc_flags: AllocFlags) {
+        if alloc_flags.contains(AllocFlags::KSWAPD) && zone.test_flag(ZONE_BOOSTED_WATERMARK) {
+            zone.wm
+                .flags
+                .fetch_and(!ZONE_BOOSTED_WATERMARK, Ordering::Relaxed);
+            self.wakeup_kswapd(zone);
+        }
+    }
+
+    /// Wake the background reclaimer after a watermark boost (`wakeup_kswapd`).
+    ///
+    /// Linux's kswapd, woken here, reclaims until the zone is above its boosted high mark,
+    /// then resets the boost and wakes kcompactd. This kernel has nothing kswapd could
+    /// reclaim (no page cache, no shrinkers), so its pass would end at once: the boost is
+    /// reset here. When a reclaimer (or kcompactd) exists, this becomes its wake-up.
+    #[cold]
+    pub(super) fn wakeup_kswapd(&self, zone: &Zone) {
+        let _g = zone.lock.lock_irqsave(self.platform);
+        zone.wm.boost.store(0, Ordering::Relaxed);
+    }
+
+    /// Take a page from this CPU's pcp list for `zone` (`rmqueue_pcplist`). `None` if the
+    /// list is busy (being drained by another CPU) or cannot be refilled. Without
+    /// `refill` (the order-0 fast path), an empty list is `None` with nothing changed:
+    /// refilling is the general path's business.
+    #[inline]
+    pub(crate) fn rmqueue_pcplist(
+        &self,
+        zr: ZoneRef,
+        zone: &Zone,
+        order: u32,
+        mt: Migratetype,
+        alloc_flags: AllocFlags,
+        refill: bool,
+    ) -> Option<&Page> {
+        let pindex = order_to_pindex(mt, order)?;
+        let _irq = LocalIrqGuard::new(self.platform);
+        let cpu = self.platform.cpu_id();
+        let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
+        let mut lists = pcp.lock.try_lock()?;
+        if !refill && lists.list(pindex).is_empty() {
+            return None;
+        }
+        if lists.free_factor != 0 {
+            lists.free_factor >>= 1;
+        }
+        let page = self.__rmqueue_pcplist(
+            zone,
+            order,
+            mt,
+            alloc_flags,
+            &mut lists,
+            pindex,
+            Some(hdr),
+            refill,
+        );
+        drop(lists);
+        if page.is_some() {
+            hdr.__count_vm_events(VmEvent::pgalloc(zone.zone_type), 1 << order);
+        }
+        page
+    }
+
+    /// Pop a page from pcp list `pindex`, refilling it first if empty and `refill` allows
+    /// (`__rmqueue_pcplist`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn __rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: Migratetype,
+        alloc_flags: AllocFlags,
+        lists: &mut PcpLists,
+        pindex: usize,
+        hdr: Option<&PerCpuHeader>,
+        refill: bool,
+    ) -> Option<&Page> {
+        loop {
+            if lists.list(pindex).is_empty() {
+                if !refill {
+                    return None;
+                }
+                let batch = nr_pcp_alloc(lists.count, lists.high, lists.batch, order);
+                let n = self.rmqueue_bulk(zone, order, batch, lists, pindex, mt, alloc_flags, hdr);
+                lists.count += n << order;
+                if lists.list(pindex).is_empty() {
+                    return None;
+                }
+            }
+            let page = self.page_ref(lists.pop_front(pindex)?);
+            lists.count -= 1 << order;
+            if page_ok_at_alloc(page) {
+                return Some(page);
+            }
+            self.bad_page_at_alloc(page);
+        }
+    }
+
+    /// A page found in use on a free list is reported and dropped: handing it out would
+    /// give one page to two owners (`check_new_pages`).
+    #[cold]
+    pub(crate) fn bad_page_at_alloc(&self, page: &Page) {
+        let pfn = self.mem().try_page_to_pfn(page);
+        bad_page::report(
+            &BadPage::new(pfn, BadPageReason::BadStateAtAlloc),
+            Some(page),
+        );
+    }
+
+    /// Move up to `count` blocks of `order` from the buddy lists to pcp list `pindex` in
+    /// one zone-lock hold (`rmqueue_bulk`). Returns the blocks moved.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    pub(super) fn rmqueue_bulk(
+        &self,
+        zone: &Zone,
+        order: u32,
+        count: u64,
+        lists: &mut PcpLists,
+        pindex: usize,
+        mt: Migratetype,
+        alloc_flags: AllocFlags,
+        hdr: Option<&PerCpuHeader>,
+    ) -> u64 {
+        let mut g = zone.lock.lock();
+        let mut b = self.buddy(zone, &mut g);
+        let mut mode = RmqueueMode::Normal;
+        let mut i = 0;
+        while i < count {
+            let Some(page) = b.__rmqueue(order, mt, alloc_flags, &mut mode) else {
+                break;
+            };
+            // SAFETY: `page` was just unlinked from a buddy list (PG_buddy cleared), so it
+            // is on no list; it is a memmap descriptor; we hold the pcp lock (`lists`) with
+            // interrupts disabled.
+            unsafe { lists.push_back(pindex, page) };
+            i += 1;
+        }
+        let ev = b.events;
+        drop(g);
+        self.__count_vm_events(hdr, VmEvent::PcpRefill, 1);
+        self.__count_vm_events(hdr, VmEvent::PcpRefillPages, i << order);
+        self.count_buddy_events(hdr, ev);
+        i
+    }
+
+    /// Take a block straight from the buddy lists (`rmqueue_buddy`), including the
+    /// highatomic reserve for the requests that may use it.
+    #[inline(never)]
+    pub(super) fn rmqueue_buddy(
+        &self,
+        zone: &Zone,
+        order: u32,
+        alloc_flags: AllocFlags,
+        mt: Migratetype,
+    ) -> Option<&Page> {
+        loop {
+            let mut g = zone.lock.lock_irqsave(self.platform);
+            let mut b = self.buddy(zone, &mut g);
+            let mut page = None;
+            if alloc_flags.contains(AllocFlags::HIGHATOMIC) {
+                page = b.__rmqueue_smallest(order, Migratetype::HighAtomic);
+            }
+            if page.is_none() {
+                let mut mode = RmqueueMode::Normal;
+                page = b.__rmqueue(order, mt, alloc_flags, &mut mode);
+                // Failing now is worse than failing a high-order atomic allocation later:
+                // OOM handling and non-blocking requests may use the highatomic reserve.
+                if page.is_none() && alloc_flags.intersects(AllocFlags::OOM | AllocFlags::NON_BLOCK)
+                {
+                    page = b.__rmqueue_smallest(order, Migratetype::HighAtomic);
+                }
+            }
+            let ev = b.events;
+            let hdr = self.this_cpu_header();
+            self.count_buddy_events(hdr, ev);
+            let page = page?;
+            self.__count_vm_events(hdr, VmEvent::pgalloc(zone.zone_type), 1 << order);
+            drop(g);
+            if page_ok_at_alloc(page) {
+                return Some(page);
+            }
+            self.bad_page_at_alloc(page);
+        }
+    }
+
+    /// Make a block ready for its new owner (`prep_new_page`): the allocation order is
+    /// recorded, the memory zeroed for `__GFP_ZERO`, the compound metadata built for
+    /// `__GFP_COMP`, and the reference count set to 1 last, publishing the page.
+    #[inline]
+    pub(crate) fn prep_new_page(&self, page: &Page, order: u32, gfp: Gfp) {
+        if order > 0 {
+            page.set_order_field_exclusive(order);
+        }
+        if gfp.intersects(Gfp::ZERO | Gfp::COMP) {
+            let pfn = self.mem().page_to_pfn(page);
+            if gfp.contains(Gfp::ZERO) {
+                self.clear_pages(pfn, order);
+            }
+            if gfp.contains(Gfp::COMP) && order > 0 {
+                self.prep_compound_page(page, pfn, order);
+            }
+        }
+        page.set_refcounted();
+    }
+
+    /// Zero `2^order` pages at `pfn` through the direct map (`clear_highpage`).
+    pub(super) fn clear_pages(&self, pfn: u64, order: u32) {
+        let va = self.platform.phys_to_virt(pfn << PAGE_SHIFT);
+        // SAFETY: the block was just taken off a free list, so no one else owns or maps
+        // it; it is RAM the direct map covers (the allocator only manages usable RAM), and
+        // the range stays inside the block.
+        unsafe { core::ptr::write_bytes(va, 0, (PAGE_SIZE << order) as usize) };
+    }
+
+    /// Build compound-page metadata (`prep_compound_page`): `PG_head` on the head, every
+    /// tail pointing at it, the order in the first tail.
+    pub(super) fn prep_compound_page(&self, head: &Page, pfn: u64, order: u32) {
+        head.set_flags_word_exclusive(head.flags_word() | PageFlags::HEAD.bits());
+        let Some(map) = self.mem().section_memmap(pfn) else {
+            return;
+        };
+        // A block never crosses a section, so its descriptors are consecutive.
+        let first = (pfn & (PAGES_PER_SECTION - 1)) as usize;
+        let tails = map.get(first + 1..first + (1usize << order)).unwrap_or(&[]);
+        for tail in tails {
+            tail.set_compound_head_exclusive(head);
+        }
+        if let Some(t) = tails.first() {
+            t.set_order_field_exclusive(order);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Allocation's slow path: wake kcompactd, retry with the reserves the GFP flags earn,
+//! compact directly, drain per-CPU lists, give up with a warning (Linux:
+//! `__alloc_pages_slowpath`).
+
+use super::*;
+
+impl<P: Platform + 'static> PageAllocator<P> {
+    // ---------------------------------------------------------------------------------
+    // Allocation: the slow path.
+    // ---------------------------------------------------------------------------------
+
+    /// The slow path (`__alloc_pages_slowpath`): wake kcompactd for high orders, retry at
+    /// the min watermark with the reserves the request earns, try async compaction first
+    /// for costly orders, then loop over "reclaim" (drain the pcp lists) and direct
+    /// compaction at rising priority while retrying looks worthwhile, release the
+    /// highatomic reserve, then give up with a report.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn __alloc_pages_slowpath(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        ac: AllocContext,
+    ) -> Result<&Page, AllocError> {
+        let can_direct_reclaim = gfp.contains(Gfp::DIRECT_RECLAIM);
+        let costly_order = order > PAGE_ALLOC_COSTLY_ORDER;
+        let mut alloc_flags = gfp_to_alloc_flags(gfp, order);
+        let mut ac = ac;
+        let mut compact_result = CompactResult::Skipped;
+        let mut compact_priority = CompactPriority::DEF;
+        let mut compaction_retries = 0u32;
+
+        if ac.preferred.is_some() {
+            // Linux wakes kswapd here, which wakes kcompactd when it is done; there is no
+            // kswapd, so kcompactd is woken directly.
+            if order > 0 && alloc_flags.contains(AllocFlags::KSWAPD) {
+                self.wake_all_kcompactd(order, &ac);
+            }
+            if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
+                return Ok(p);
+            }
+
+            // Costly orders, and high orders that would fragment, try compaction before
+            // reclaim, optimistically (async).
+            if can_direct_reclaim
+                && (costly_order || (order > 0 && ac.migratetype != Migratetype::Movable))
+                && gfp_pfmemalloc_flags(gfp).is_empty()
+            {
+                if let Some(p) = self.__alloc_pages_direct_compact(
+                    gfp,
+                    order,
+                    alloc_flags,
+                    &ac,
+                    CompactPriority::INIT,
+                    &mut compact_result,
+                ) {
+                    return Ok(p);
+                }
+                if costly_order && gfp.contains(Gfp::NORETRY) {
+                    // Compaction was refused for lack of memory or recently failed here:
+                    // a caller that asked not to retry gets no more effort.
+                    if matches!(
+                        compact_result,
+                        CompactResult::Skipped | CompactResult::Deferred
+                    ) {
+                        return self.nopage(gfp, order, &ac);
+                    }
+                    compact_priority = CompactPriority::INIT;
+                }
+            }
+
+            let reserve_flags = gfp_pfmemalloc_flags(gfp);
+            if !reserve_flags.is_empty() {
+                alloc_flags =
+                    gfp_to_alloc_flags_cma(gfp, reserve_flags) | (alloc_flags & AllocFlags::KSWAPD);
+                // Any node will do for a request allowed to use the reserves.
+                ac.thisnode = false;
+            }
+
+            let mut no_progress_loops = 0;
+            loop {
+                if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
+                    return Ok(p);
+                }
+                if !can_direct_reclaim {
+                    break;
+                }
+                let (page, progress) =
+                    self.__alloc_pages_direct_reclaim(gfp, order, alloc_flags, &ac);
+                if let Some(p) = page {
+                    return Ok(p);
+                }
+                if let Some(p) = self.__alloc_pages_direct_compact(
+                    gfp,
+                    order,
+                    alloc_flags,
+                    &ac,
+                    compact_priority,
+                    &mut compact_result,
+                ) {
+                    return Ok(p);
+                }
+                if gfp.contains(Gfp::NORETRY) {
+                    break;
+                }
+                if costly_order && !gfp.contains(Gfp::RETRY_MAYFAIL) {
+                    break;
+                }
+                if self.should_reclaim_retry(
+                    order,
+                    &ac,
+                    alloc_flags,
+                    progress,
+                    &mut no_progress_loops,
+                ) {
+                    continue;
+                }
+                // Linux retries compaction only after reclaim made progress; the only
+                // reclaim here is the pcp drain, so compaction's own verdict decides.
+                if self.should_compact_retry(
+                    order,
+                    compact_result,
+                    &mut compact_priority,
+                    &mut compaction_retries,
+                ) {
+                    continue;
+                }
+                // Where Linux would invoke the OOM killer, first exhaust the highatomic
+                // reserve: failing now is worse than failing a high-order atomic
+                // allocation later.
+                if self.unreserve_highatomic_pageblock(&ac, true) {
+                    continue;
+                }
+                break;
+            }
+
+            if gfp.contains(Gfp::NOFAIL) {
+                // Help a non-failing request with part of the min reserve, and retry
+                // while something may still come free.
+                let nofail_flags = alloc_flags | AllocFlags::MIN_RESERVE;
+                for _ in 0..NOFAIL_RETRIES {
+                    if let Some(p) = self.get_page_from_freelist(gfp, order, nofail_flags, &ac) {
+                        return Ok(p);
+                    }
+                    self.drain_all_pages();
+                    core::hint::spin_loop();
+                }
+                log::error!(
+                    "__GFP_NOFAIL allocation failed: order:{order}, mode:{:#x}({gfp}): no memory left and nothing to reclaim",
+                    gfp.bits()
+                );
+            }
+        }
+        self.nopage(gfp, order, &ac)
+    }
+
+    /// The end of a failed allocation: report (unless `__GFP_NOWARN`) and count.
+    #[cold]
+    pub(super) fn nopage(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        ac: &AllocContext,
+    ) -> Result<&Page, AllocError> {
+        if !gfp.contains(Gfp::NOWARN) {
+            self.warn_alloc(gfp, order, ac);
+        }
+        self.count_vm_events(VmEvent::PgallocFail, 1);
+        Err(AllocError::NoMemory)
+    }
+
+    /// Wake the kcompactd of every node the request may use (what `wake_all_kswapds`
+    /// achieves in Linux through kswapd).
+    pub(super) fn wake_all_kcompactd(&self, order: u32, ac: &AllocContext) {
+        let mut woken = [false; MAX_NUMNODES];
+        for zr in self.zonelist(ac) {
+            let nid = zr.nid as usize;
+            if !woken[nid] {
+                woken[nid] = true;
+                self.wakeup_kcompactd(nid, order, ac.highest_zoneidx.index());
+            }
+        }
+    }
+
+    /// Direct reclaim (`__alloc_pages_direct_reclaim`): reclaim, then retry; if that
+    /// fails, release the highatomic reserve and drain the pcp lists once more and retry.
+    /// Returns the page, if any, and whether reclaim made progress.
+    pub(super) fn __alloc_pages_direct_reclaim(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        alloc_flags: AllocFlags,
+        ac: &AllocContext,
+    ) -> (Option<&Page>, bool) {
+        let progress = self.__perform_reclaim(ac);
+        if progress == 0 {
+            return (None, false);
+        }
+        if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, ac) {
+            return (Some(p), true);
+        }
+        self.unreserve_highatomic_pageblock(ac, false);
+        self.drain_all_pages();
+        (
+            self.get_page_from_freelist(gfp, order, alloc_flags, ac),
+            true,
+        )
+    }
+
+    /// Reclaim on behalf of an allocation (`__perform_reclaim`): counts an allocation
+    /// stall and returns the pages freed.
+    ///
+    /// This kernel has no page cache and no shrinkers; the one kind of memory that can be
+    /// given back without a reclaimer is what sits on the CPUs' pcp lists, so that is
+    /// what is reclaimed.
+    pub(crate) fn __perform_reclaim(&self, ac: &AllocContext) -> u64 {
+        self.count_vm_events(VmEvent::allocstall(ac.highest_zoneidx), 1);
+        let before = self.nr_pcp_pages();
+        self.drain_all_pages();
+        before.saturating_sub(self.nr_pcp_pages())
+    }
+
+    /// Direct compaction (`__alloc_pages_direct_compact`): compact the zonelist at `prio`
+    /// for `order` ([`crate::movement::compaction`]), then take the block a capture handed over or
+    /// retry the free lists. Counts `compact_stall` for every run that was not skipped,
+    /// then `compact_success` or `compact_fail`; a success clears the zone's deferral.
+    pub(crate) fn __alloc_pages_direct_compact(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        alloc_flags: AllocFlags,
+        ac: &AllocContext,
+        prio: CompactPriority,
+        compact_result: &mut CompactResult,
+    ) -> Option<&Page> {
+        if order == 0 {
+            return None;
+        }
+        if self.platform().irqs_disabled() {
+            // Migration shoots down TLBs, which needs the other CPUs to answer while this
+            // one waits with interrupts enabled. A caller that may sleep but runs with
+            // interrupts off (a gfp bug) gets no compaction rather than a deadlock.
+            *compact_result = CompactResult::Skipped;
+            log::warn!(
+                "direct compaction skipped: order-{order} {gfp:?} request with interrupts disabled"
+            );
+            return None;
+        }
+        let (result, captured) = self.try_to_compact_pages(gfp, order, alloc_flags, ac, prio);
+        *compact_result = result;
+        if result == CompactResult::Skipped && captured.is_none() {
+            return None;
+        }
+        self.count_vm_events(VmEvent::CompactStall, 1);
+        let mut page = None;
+        if let Some(p) = captured {
+            // The captured block left the free lists in the free path: prepare it like
+            // any block taken from them.
+            if page_ok_at_alloc(p) {
+                self.prep_new_page(p, order, gfp);
+                if let Some(zt) = p.zone_type() {
+                    self.count_vm_events(VmEvent::pgalloc(zt), 1 << order);
+                }
+                page = Some(p);
+            } else {
+                self.bad_page_at_alloc(p);
+            }
+        }
+        let page = page.or_else(|| self.get_page_from_freelist(gfp, order, alloc_flags, ac));
+        match page {
+            Some(p) => {
+                self.compaction_success(p, order);
+                self.count_vm_events(VmEvent::CompactSuccess, 1);
+                Some(p)
+            }
+            None => {
+                self.count_vm_events(VmEvent::CompactFail, 1);
+                None
+            }
+        }
+    }
+
+    /// Is another reclaim round worth it (`should_reclaim_retry`)? Only while some zone
+    /// could pass its min watermark with the free pages it has, and not after
+    /// [`MAX_RECLAIM_RETRIES`] rounds without progress; before giving up for good the
+    /// highatomic reserve is released (and a release earns one more round).
+    pub(super) fn should_reclaim_retry(
+        &self,
+        order: u32,
+        ac: &AllocContext,
+        alloc_flags: AllocFlags,
+        did_some_progress: bool,
+        no_progress_loops: &mut u32,
+    ) -> bool {
+        if did_some_progress && order <= PAGE_ALLOC_COSTLY_ORDER {
+            *no_progress_loops = 0;
+        } else {
+            *no_progress_loops += 1;
+        }
+        if *no_progress_loops > MAX_RECLAIM_RETRIES {
+            return self.unreserve_highatomic_pageblock(ac, true);
+        }
+        // Nothing is reclaimable but pcp pages, which were just drained: retry only if a
+        // zone has the free pages (e.g. another CPU freed some meanwhile).
+        self.zonelist(ac).any(|zr| {
+            let z = self.zone(zr);
+            zone_watermark_ok(
+                &z.free_state(),
+                order,
+                z.watermarks().min_wmark_pages(),
+                ac.highest_zoneidx,
+                alloc_flags,
+                |o, mt| z.has_free_block(o, mt),
+            )
+        })
+    }
+
+    /// The allocation-failure report (`warn_alloc` + `show_free_areas`).
+    #[cold]
+    pub(super) fn warn_alloc(&self, gfp: Gfp, order: u32, ac: &AllocContext) {
+        let Some(suppressed) = self.warn_limit.allow() else {
+            return;
+        };
+        if suppressed != 0 {
+            log::warn!("warn_alloc: {suppressed} callbacks suppressed");
+        }
+        log::warn!(
+            "page allocation failure: order:{order}, mode:{:#x}({gfp}), nodemask=(null)",
+            gfp.bits()
+        );
+        self.show_free_areas(ac.highest_zoneidx);
+    }
+}
