@@ -241,3 +241,19 @@ mod tests {
         assert_eq!(ZoneType::Dma32.max_pfn(), Some(1 << 20));
     }
 }
+
+/// Which of a zone's watermarks (Linux's `enum zone_watermarks`). The value is the
+/// low-bits encoding used by `AllocFlags` (`crate::page_alloc::gfp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum WatermarkKind {
+    /// `WMARK_MIN`.
+    Min = 0,
+    /// `WMARK_LOW`.
+    Low = 1,
+    /// `WMARK_HIGH`.
+    High = 2,
+}
+
+/// Number of watermarks per zone (min, low, high).
+pub const NR_WMARK: usize = 3;

@@ -8,6 +8,7 @@
 //! vocabulary of every layer above (orders, migratetypes, zone types, free areas, watermark
 //! kinds) lives in [`mmzone`], as it does in Linux's `include/linux/mmzone.h`.
 
+pub mod free_area;
 pub mod list;
 pub mod memblock;
 pub mod memmap;

@@ -33,13 +33,14 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
+use crate::model::free_area::FreeAreas;
 use crate::model::memblock::MemblockRegion;
+use crate::model::mmzone::NR_WMARK;
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_ORDER_NR_PAGES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT,
     ZoneType,
 };
-use crate::page_alloc::buddy::FreeAreas;
-use crate::page_alloc::watermark::{NR_WMARK, Watermarks, ZoneFreeState};
+use crate::page_alloc::watermark::{Watermarks, ZoneFreeState};
 use crate::port::sync::SpinLock;
 use crate::report::fragmentation::CompactDefer;
 use crate::report::vmstat::{NR_VM_ZONE_STAT_ITEMS, ZoneStatItem};

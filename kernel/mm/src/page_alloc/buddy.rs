@@ -61,83 +61,18 @@ use core::sync::atomic::Ordering;
 
 use core::ptr::NonNull;
 
-use crate::model::list::PageList;
+use crate::model::free_area::FreeAreas;
 use crate::model::mmzone::{
-    MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
-    PAGEBLOCK_ORDER, ZoneType,
+    MAX_PAGE_ORDER, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::model::page::Page;
 use crate::model::pageblock::{get_pageblock_migratetype, set_pageblock_migratetype};
 use crate::model::sparse::SparseMem;
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
-use crate::movement::compaction::CaptureControl;
+use crate::page_alloc::capture::CaptureControl;
 use crate::page_alloc::gfp::AllocFlags;
 use crate::page_alloc::watermark::{boost_watermark, zone_watermark_ok};
 use crate::report::vmstat::ZoneStatItem;
-
-/// One order's free lists (`struct free_area`).
-#[derive(Debug)]
-pub struct FreeArea {
-    free_list: [PageList; MIGRATE_TYPES],
-    nr_free: u64,
-}
-
-impl FreeArea {
-    const fn new() -> FreeArea {
-        FreeArea {
-            free_list: [const { PageList::new() }; MIGRATE_TYPES],
-            nr_free: 0,
-        }
-    }
-
-    /// Free blocks of this order over all migratetypes (`nr_free`).
-    pub fn nr_free(&self) -> u64 {
-        self.nr_free
-    }
-
-    /// The free list of migratetype `mt`.
-    pub fn free_list(&self, mt: Migratetype) -> &PageList {
-        &self.free_list[mt.index()]
-    }
-}
-
-/// A zone's free areas: what the zone lock protects (`zone->free_area[]`).
-#[derive(Debug)]
-pub struct FreeAreas {
-    area: [FreeArea; NR_PAGE_ORDERS],
-}
-
-impl Default for FreeAreas {
-    fn default() -> Self {
-        FreeAreas::new()
-    }
-}
-
-impl FreeAreas {
-    /// Empty free areas.
-    pub const fn new() -> FreeAreas {
-        FreeAreas {
-            area: [const { FreeArea::new() }; NR_PAGE_ORDERS],
-        }
-    }
-
-    /// The free area of `order`, if it exists.
-    pub fn area(&self, order: u32) -> Option<&FreeArea> {
-        self.area.get(order as usize)
-    }
-
-    /// Free blocks per migratetype and order (list lengths): what /proc/pagetypeinfo
-    /// prints.
-    pub fn nr_free_by_type(&self) -> [[u64; NR_PAGE_ORDERS]; MIGRATE_TYPES] {
-        let mut out = [[0; NR_PAGE_ORDERS]; MIGRATE_TYPES];
-        for (order, area) in self.area.iter().enumerate() {
-            for mt in Migratetype::ALL {
-                out[mt.index()][order] = area.free_list[mt.index()].len() as u64;
-            }
-        }
-        out
-    }
-}
 
 /// Where [`Buddy::__rmqueue`] found pages last time, so a batch refill does not rescan
 /// empty levels (`enum rmqueue_mode`).

@@ -30,8 +30,8 @@ use core::fmt;
 
 use bitflags::bitflags;
 
+use crate::model::mmzone::WatermarkKind;
 use crate::model::mmzone::{MAX_PAGE_ORDER, Migratetype, ZoneType};
-use crate::page_alloc::watermark::WatermarkKind;
 
 bitflags! {
     /// A GFP mask: the flags of one allocation request (Linux's `gfp_t`).

@@ -70,6 +70,7 @@
 
 pub mod bad_page;
 pub mod buddy;
+pub mod capture;
 pub mod gfp;
 pub mod pcp;
 pub mod percpu;
@@ -90,11 +91,12 @@ use crate::model::page::{PAGE_LINKS_MASK, Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, usemap_get};
 use crate::model::sparse::{MemSection, SparseMem};
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
-use crate::movement::compaction::{CaptureSlots, CompactPriority, CompactResult};
+use crate::movement::compaction::{CompactPriority, CompactResult};
 use crate::page_alloc::bad_page::{
     BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc, page_ok_at_free,
 };
 use crate::page_alloc::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
+use crate::page_alloc::capture::CaptureSlots;
 use crate::page_alloc::gfp::{
     AllocFlags, Gfp, GfpError, alloc_flags_nofragment, gfp_pfmemalloc_flags, gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma, validate,
@@ -468,7 +470,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub(crate) fn buddy<'m, 'g>(
         &'m self,
         zone: &'g Zone,
-        fa: &'g mut crate::page_alloc::buddy::FreeAreas,
+        fa: &'g mut crate::model::free_area::FreeAreas,
     ) -> Buddy<'m, 'g> {
         Buddy::new(
             zone,

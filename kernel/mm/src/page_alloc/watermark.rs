@@ -35,25 +35,10 @@
 //! unless the caller may use CMA, for the same reason.
 
 use crate::model::mmzone::{
-    MAX_NR_ZONES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT, PAGEBLOCK_NR_PAGES, ZoneType,
+    MAX_NR_ZONES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT, PAGEBLOCK_NR_PAGES, WatermarkKind,
+    ZoneType,
 };
 use crate::page_alloc::gfp::AllocFlags;
-
-/// Which of a zone's watermarks (Linux's `enum zone_watermarks`). The value is the
-/// low-bits encoding used by [`AllocFlags`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum WatermarkKind {
-    /// `WMARK_MIN`.
-    Min = 0,
-    /// `WMARK_LOW`.
-    Low = 1,
-    /// `WMARK_HIGH`.
-    High = 2,
-}
-
-/// Number of watermarks per zone (min, low, high).
-pub const NR_WMARK: usize = 3;
 
 /// Lower bound of the computed `min_free_kbytes` (128 KiB).
 pub const MIN_FREE_KBYTES_FLOOR: u64 = 128;

@@ -409,7 +409,7 @@ impl Checker<'_> {
     /// 1 and 4 (list side).
     fn check_lists(
         &self,
-        fa: &crate::page_alloc::buddy::FreeAreas,
+        fa: &crate::model::free_area::FreeAreas,
     ) -> Result<Listed, ViolationKind> {
         let mut listed: Listed = [[0; MIGRATE_TYPES]; NR_PAGE_ORDERS];
         for order in 0..NR_PAGE_ORDERS as u32 {
@@ -607,10 +607,7 @@ impl Checker<'_> {
     }
 
     /// 5.
-    fn check_counters(
-        &self,
-        fa: &crate::page_alloc::buddy::FreeAreas,
-    ) -> Result<(), ViolationKind> {
+    fn check_counters(&self, fa: &crate::model::free_area::FreeAreas) -> Result<(), ViolationKind> {
         let by_type = fa.nr_free_by_type();
         let pages = |mt: Migratetype| -> u64 {
             by_type[mt.index()]

@@ -130,6 +130,6 @@ pub(super) const fn block_end_pfn(pfn: u64, order: u32) -> u64 {
 /// The zone lock held with interrupts disabled; the lock is released before interrupts
 /// are restored (fields drop in declaration order).
 pub(super) struct CompactLock<'a, P: Platform + ?Sized> {
-    pub(super) guard: SpinLockGuard<'a, crate::page_alloc::buddy::FreeAreas>,
+    pub(super) guard: SpinLockGuard<'a, crate::model::free_area::FreeAreas>,
     pub(super) _irq: LocalIrqGuard<'a, P>,
 }

@@ -95,13 +95,10 @@
 //! reset when kcompactd (rather than kswapd) goes to sleep.
 
 use core::cell::RefCell;
-use core::mem::size_of;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::model::list::PageList;
-use crate::model::memblock::MemblockError;
-use crate::model::mm_init::MemoryModel;
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_PAGE_ORDER, Migratetype, NR_PAGE_ORDERS, PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
@@ -407,7 +404,6 @@ impl<P: Platform + 'static> PageAllocator<P> {
     }
 }
 
-mod capture;
 mod compact_zone;
 mod control;
 mod defer;
@@ -417,9 +413,8 @@ mod hints;
 mod migrate_scanner;
 mod suitable;
 
-pub use capture::CaptureControl;
-pub(crate) use capture::CaptureSlots;
-use capture::NO_CAPTURE;
+pub use crate::page_alloc::capture::CaptureControl;
+pub(crate) use crate::page_alloc::capture::NO_CAPTURE;
 pub(crate) use control::CompactControl;
 use control::*;
 

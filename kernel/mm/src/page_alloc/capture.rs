@@ -1,15 +1,24 @@
 //! Capture: a direct compactor's claim on the block its own migration frees, so another
 //! CPU's allocation cannot take it between the free and the retry (Linux:
 //! `struct capture_control`, `compaction_capture`).
+//!
+//! The buddy free path consults it on every merge, compaction arms and disarms it: it
+//! lives with the allocator so that the buddy code does not depend on compaction.
 
-use super::*;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::model::memblock::MemblockError;
+use crate::model::mm_init::MemoryModel;
+use crate::model::mmzone::{Migratetype, PAGEBLOCK_ORDER};
+use crate::model::zone::Zone;
+use crate::port::platform::Platform;
 
 // -------------------------------------------------------------------------------------
 // Capture.
 // -------------------------------------------------------------------------------------
 
 /// No page captured yet.
-pub(super) const NO_CAPTURE: u64 = u64::MAX;
+pub(crate) const NO_CAPTURE: u64 = u64::MAX;
 
 /// One CPU's capture slot (`struct capture_control`, hung off the CPU rather than the task;
 /// see the module documentation). Touched only by its CPU with interrupts disabled, so the
@@ -19,17 +28,17 @@ pub(super) const NO_CAPTURE: u64 = u64::MAX;
 #[repr(C, align(64))]
 pub struct CaptureControl {
     /// Address of the zone being compacted; 0 when the slot is not armed.
-    pub(super) zone: AtomicUsize,
+    pub(crate) zone: AtomicUsize,
     /// The order wanted.
-    pub(super) order: AtomicU32,
+    pub(crate) order: AtomicU32,
     /// The migratetype of the request.
-    pub(super) migratetype: AtomicU8,
+    pub(crate) migratetype: AtomicU8,
     /// The pfn of the captured block, or [`NO_CAPTURE`].
-    pub(super) page_pfn: AtomicU64,
+    pub(crate) page_pfn: AtomicU64,
 }
 
 impl CaptureControl {
-    pub(super) const fn new() -> CaptureControl {
+    pub(crate) const fn new() -> CaptureControl {
         CaptureControl {
             zone: AtomicUsize::new(0),
             order: AtomicU32::new(0),
@@ -40,7 +49,7 @@ impl CaptureControl {
 
     /// Is this slot waiting for a block of `zone`?
     #[inline]
-    pub(super) fn armed_for(&self, zone: &Zone) -> bool {
+    pub(crate) fn armed_for(&self, zone: &Zone) -> bool {
         self.zone.load(Ordering::Acquire) == zone as *const Zone as usize
             && self.page_pfn.load(Ordering::Relaxed) == NO_CAPTURE
     }
@@ -74,9 +83,9 @@ impl CaptureControl {
 /// crate has no heap), plus a count of armed slots so the free path pays one shared,
 /// read-mostly load when no compaction is running.
 pub(crate) struct CaptureSlots {
-    pub(super) base: *const CaptureControl,
-    pub(super) nr: usize,
-    pub(super) nr_armed: AtomicUsize,
+    pub(crate) base: *const CaptureControl,
+    pub(crate) nr: usize,
+    pub(crate) nr_armed: AtomicUsize,
 }
 
 // SAFETY: the slots are memblock memory owned by the allocator for its whole life and hold
@@ -111,7 +120,7 @@ impl CaptureSlots {
 
     /// CPU `cpu`'s slot.
     #[inline]
-    pub(super) fn slot(&self, cpu: usize) -> Option<&CaptureControl> {
+    pub(crate) fn slot(&self, cpu: usize) -> Option<&CaptureControl> {
         if cpu >= self.nr {
             return None;
         }
