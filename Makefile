@@ -65,7 +65,7 @@ endif
 test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
-	$(CARGO) test -p mm
+	$(CARGO) test -p zonebuddy
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p report
@@ -74,9 +74,9 @@ test: setup
 
 ## bench: figures, not tests (host benches, then the in-guest ones under TCG)
 bench: build
-	$(CARGO) bench -p mm --bench memmap
-	$(CARGO) bench -p mm --bench page_alloc
-	$(CARGO) bench -p mm --bench compaction
+	$(CARGO) bench -p zonebuddy --bench memmap
+	$(CARGO) bench -p zonebuddy --bench page_alloc
+	$(CARGO) bench -p zonebuddy --bench compaction
 	@echo "in-guest figures (BIOS, 1G, 4 CPUs, TCG):"
 	@$(BOOT) --capture --firmware bios --mem 1G --cpus 4 --cmdline bench --timeout 900 2>&1 | grep -E '^bench:|kernel reported|error'
 

@@ -8,7 +8,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm::page_alloc::gfp::{GFP_KERNEL, Gfp};
+use zonebuddy::page_alloc::gfp::{GFP_KERNEL, Gfp};
 
 use crate::{
     arch::{smp, time},
@@ -26,7 +26,7 @@ fn cycles_per<F: FnMut()>(iters: u64, mut f: F) -> u64 {
 /// What the emulator charges for the primitives the allocator's fast path is made of, so
 /// the allocator's own figures can be read against them.
 fn calibrate() {
-    use mm::port::platform::Platform;
+    use zonebuddy::port::platform::Platform;
     let p = &crate::platform::PLATFORM;
     let x = AtomicU64::new(0);
     let n = 1_000_000;
@@ -172,12 +172,12 @@ fn migration() {
         }
     };
     let before = crate::scenario::free_layout();
-    let migrated0 = a.vm_event(mm::report::vmstat::VmEvent::PgmigrateSuccess);
+    let migrated0 = a.vm_event(zonebuddy::report::vmstat::VmEvent::PgmigrateSuccess);
     let (c0, t0) = (time::rdtsc(), time::now_ns());
     let stats = a.compact_memory();
     let (c1, t1) = (time::rdtsc(), time::now_ns());
     let after = crate::scenario::free_layout();
-    let migrated = a.vm_event(mm::report::vmstat::VmEvent::PgmigrateSuccess) - migrated0;
+    let migrated = a.vm_event(zonebuddy::report::vmstat::VmEvent::PgmigrateSuccess) - migrated0;
     let ns = (t1 - t0).max(1);
     kprintln!(
         "bench: compact_memory migrated {} pages in {} ms: {} pages/s, {} cycles/page (migrate scanner {} pages, free scanner {} pages)",

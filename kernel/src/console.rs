@@ -29,7 +29,7 @@ use console::{
     parse::COMMANDS,
     split_script,
 };
-use mm::{
+use zonebuddy::{
     model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_ORDER, ZoneType},
     page_alloc::gfp::Gfp,
 };

@@ -6,8 +6,8 @@
 //! overwriting whatever memory lies below. The direct map cannot provide this: it uses huge
 //! pages and every frame is mapped there.
 
-use mm::page_alloc::gfp::GFP_KERNEL;
 use x86_64::{PhysAddr, VirtAddr, structures::paging::PageTableFlags};
+use zonebuddy::page_alloc::gfp::GFP_KERNEL;
 
 use crate::{
     arch::paging,

@@ -10,7 +10,9 @@
 use alloc::vec::Vec;
 
 use bootloader_api::info::MemoryRegionKind;
-use mm::{
+use spin::Once;
+use x86_64::{PhysAddr, structures::paging::PhysFrame};
+use zonebuddy::{
     model::memmap::{FirmwareRange, RangeKind},
     model::mm_init::{MemoryModel, ModelParams},
     model::mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
@@ -18,8 +20,6 @@ use mm::{
     page_alloc::PageAllocator,
     page_alloc::gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp},
 };
-use spin::Once;
-use x86_64::{PhysAddr, structures::paging::PhysFrame};
 
 use crate::{
     arch::paging::FrameSource,

@@ -5,16 +5,16 @@
 //! array is sized), interrupt masking (RFLAGS.IF), and the direct map at
 //! [`crate::PHYS_OFFSET`].
 
-use mm::port::platform::{IrqState, Platform, Pte, PteError};
 use x86_64::{instructions::interrupts, registers::rflags::RFlags};
+use zonebuddy::port::platform::{IrqState, Platform, Pte, PteError};
 
 use core::sync::atomic::Ordering;
 
-use mm::page_alloc::gfp::{GFP_KERNEL, Gfp};
 use x86_64::{
     PhysAddr, VirtAddr,
     structures::paging::{PageTableFlags, PhysFrame},
 };
+use zonebuddy::page_alloc::gfp::{GFP_KERNEL, Gfp};
 
 use crate::arch::{paging, percpu, smp};
 
@@ -91,7 +91,7 @@ impl Platform for KernelPlatform {
         // CPUs' lists, compact); `map_page` then only takes what it needs from them.
         let mut frames = Prealloc::new().ok_or(PteError::NoMemory)?;
         // SAFETY: `va` lies in the movable window, which nothing but anon regions uses,
-        // and `pfn` is a page the caller (mm::movement::rmap) owns and maps exactly once.
+        // and `pfn` is a page the caller (zonebuddy::movement::rmap) owns and maps exactly once.
         let r = unsafe {
             paging::map_page(
                 VirtAddr::new(va),

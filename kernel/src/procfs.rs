@@ -20,7 +20,7 @@ use console::{
     fs::{self, File, Node, View},
     tunable::{self, Kind, ListText, MAX_LIST, Tunable, Value},
 };
-use mm::{model::mmzone::MAX_NR_ZONES, page_alloc::PageAllocator};
+use zonebuddy::{model::mmzone::MAX_NR_ZONES, page_alloc::PageAllocator};
 
 use crate::{cmdline::Cmdline, memory::allocator, platform::KernelPlatform};
 

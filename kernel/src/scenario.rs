@@ -7,7 +7,7 @@
 //! unmovable (kernel memory); the allocator's anti-fragmentation rules collect those in
 //! their own pageblocks, which compaction can never empty ("pinned" pageblocks below).
 //!
-//! Every movable page lives in one anon region (`mm::movement::rmap`) and is only ever touched
+//! Every movable page lives in one anon region (`zonebuddy::movement::rmap`) and is only ever touched
 //! through its virtual address there. Each carries a version number and eight check
 //! words spread over the page, all derived from its index and version, so a page that
 //! moved to the wrong frame, was copied partially, or was read while half-copied fails
@@ -20,12 +20,12 @@
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use mm::{
+use spin::Mutex;
+use zonebuddy::{
     model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
     movement::rmap::RegionId,
     page_alloc::gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
 };
-use spin::Mutex;
 
 use crate::memory::allocator;
 
@@ -321,7 +321,7 @@ pub fn free_layout() -> FreeLayout {
                     pfn += 1;
                     continue;
                 };
-                if page.test_flag(mm::model::page::PageFlags::BUDDY) {
+                if page.test_flag(zonebuddy::model::page::PageFlags::BUDDY) {
                     let order = page.buddy_order();
                     let n = 1u64 << order;
                     free += n.min(block + PAGEBLOCK_NR_PAGES - pfn);

@@ -34,7 +34,7 @@ pub struct MapRow {
     pub zone: String,
     /// First pfn of the first block.
     pub start_pfn: u64,
-    /// One symbol per pageblock (see `mm::report::pageblock_map`).
+    /// One symbol per pageblock (see `zonebuddy::report::pageblock_map`).
     pub blocks: String,
 }
 

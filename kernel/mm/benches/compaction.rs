@@ -4,7 +4,7 @@
 //! order-9+ blocks before and after, and the latency of an order-9 allocation served by
 //! direct compaction (with capture).
 //!
-//! `cargo bench -p mm --bench compaction`. The machine has 512 MiB and 2 CPUs; memory is
+//! `cargo bench -p zonebuddy --bench compaction`. The machine has 512 MiB and 2 CPUs; memory is
 //! filled with checksummed anon pages and every tenth allocation is an unmovable page, then
 //! half of the anon pages are zapped at random (the scenario of the compaction tests).
 //! `MM_BENCH_RUNS` (default 3) sets how many fresh machines are measured.
@@ -15,9 +15,9 @@ mod compaction_common;
 use std::time::Instant;
 
 use compaction_common::*;
-use mm::model::mmzone::PAGEBLOCK_ORDER;
-use mm::page_alloc::gfp::*;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::PAGEBLOCK_ORDER;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::report::vmstat::VmEvent;
 
 fn pct(a: u64, b: u64) -> f64 {
     100.0 * a as f64 / b.max(1) as f64

@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use mm::model::mm_init::{MemoryModel, ModelParams};
-use mm::model::mmzone::PAGES_PER_SECTION;
-use mm::port::sim::{SimPlatform, qemu_e820};
+use zonebuddy::model::mm_init::{MemoryModel, ModelParams};
+use zonebuddy::model::mmzone::PAGES_PER_SECTION;
+use zonebuddy::port::sim::{SimPlatform, qemu_e820};
 
 fn main() {
     let ram = 64u64 << 30;

@@ -6,7 +6,7 @@
 //! and the pcp fast path with one and two threads (CPUs) and its scaling, beside a shared
 //! `LockedFrameAllocator` driven by as many threads.
 //!
-//! `cargo bench -p mm --bench page_alloc`. The machine has 1 GiB at 4 GiB plus 48 MiB of
+//! `cargo bench -p zonebuddy --bench page_alloc`. The machine has 1 GiB at 4 GiB plus 48 MiB of
 //! low memory. `MM_BENCH_ONLY=pair` runs only the pair loop (for a profiler);
 //! `MM_BENCH_ONLY=threads<N>` only the fast-path throughput with N CPUs.
 
@@ -14,11 +14,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::{FrameAllocator, LockedFrameAllocator};
-use mm::model::memmap::{FirmwareRange, RangeKind};
-use mm::model::mm_init::ModelParams;
-use mm::model::page::Page;
-use mm::page_alloc::gfp::GFP_KERNEL;
-use mm::port::sim::SimAllocator;
+use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::page::Page;
+use zonebuddy::page_alloc::gfp::GFP_KERNEL;
+use zonebuddy::port::sim::SimAllocator;
 
 const MIB: u64 = 1 << 20;
 
@@ -237,7 +237,7 @@ fn throughput_locked(f: &LockedFrameAllocator<33>, threads: usize, n: u64) -> f6
 }
 
 fn plat_cpus(a: &SimAllocator) -> u64 {
-    use mm::port::platform::Platform;
+    use zonebuddy::port::platform::Platform;
     a.sim_platform().nr_cpus() as u64
 }
 
@@ -323,7 +323,7 @@ fn main() {
         mo / mb
     );
     a.drain_all_pages();
-    mm::report::debug::check(&a).expect("consistent after the benchmark");
+    zonebuddy::report::debug::check(&a).expect("consistent after the benchmark");
     drop(a);
 
     let n = 10_000_000;

@@ -14,7 +14,7 @@
 //! let page = pages.alloc_pages(GFP_KERNEL | Gfp::ZERO, 2).ok_or(Oom)?;
 //! let va = pages.page_address(page);                    // direct-map address
 //! pages.free_pages_page(page, 2)?;                      // Err(BadPage) on a bad free
-//! mm::debug::check(&pages)?;                            // every invariant, from scratch
+//! zonebuddy::debug::check(&pages)?;                            // every invariant, from scratch
 //! pages.write_buddyinfo(&mut console)?;                 // and the other /proc views
 //! ```
 //!

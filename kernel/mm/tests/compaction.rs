@@ -12,11 +12,11 @@ mod compaction_common;
 use std::collections::BTreeMap;
 
 use compaction_common::*;
-use mm::model::mmzone::{PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType};
-use mm::movement::compaction::CompactPriority;
-use mm::page_alloc::gfp::*;
-use mm::port::sim::SimAllocator;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::{PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType};
+use zonebuddy::movement::compaction::CompactPriority;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::sim::SimAllocator;
+use zonebuddy::report::vmstat::VmEvent;
 
 /// Every pageblock of every zone holds one unmovable page; anon pages fill memory and
 /// half of them are then zapped.
@@ -43,7 +43,7 @@ fn pinned_everywhere(a: &SimAllocator, seed: u64) -> Scenario {
     sc
 }
 
-fn dma32(a: &SimAllocator) -> mm::movement::compaction::ZoneCompactState {
+fn dma32(a: &SimAllocator) -> zonebuddy::movement::compaction::ZoneCompactState {
     a.compaction_state(0, ZoneType::Dma32).unwrap()
 }
 
@@ -215,7 +215,10 @@ fn skip_hints_are_set_by_failures_and_reset_when_kcompactd_sleeps() {
     // that have free or movable pages: all of them here.
     let wakes0 = a.vm_event(VmEvent::CompactDaemonWake);
     let sleep = a.kcompactd_run(0, 1_000);
-    assert_eq!(sleep, mm::movement::compaction::KCOMPACTD_SLEEP_FOREVER);
+    assert_eq!(
+        sleep,
+        zonebuddy::movement::compaction::KCOMPACTD_SLEEP_FOREVER
+    );
     assert_eq!(a.vm_event(VmEvent::CompactDaemonWake), wakes0 + 1);
     let after = dma32(&a);
     eprintln!(
@@ -230,7 +233,7 @@ fn skip_hints_are_set_by_failures_and_reset_when_kcompactd_sleeps() {
     // With nothing requested, another round does nothing and resets nothing more.
     assert_eq!(
         a.kcompactd_run(0, 2_000),
-        mm::movement::compaction::KCOMPACTD_SLEEP_FOREVER
+        zonebuddy::movement::compaction::KCOMPACTD_SLEEP_FOREVER
     );
     assert_eq!(a.vm_event(VmEvent::CompactDaemonWake), wakes0 + 1);
     check(&a);

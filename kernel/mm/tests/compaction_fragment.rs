@@ -13,9 +13,9 @@
 mod compaction_common;
 
 use compaction_common::*;
-use mm::model::mmzone::PAGEBLOCK_ORDER;
-use mm::page_alloc::gfp::*;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::PAGEBLOCK_ORDER;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::report::vmstat::VmEvent;
 
 #[test]
 fn compact_memory_assembles_pageblocks() {

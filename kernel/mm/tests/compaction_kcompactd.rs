@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use compaction_common::*;
-use mm::model::mmzone::PAGEBLOCK_ORDER;
-use mm::page_alloc::gfp::*;
-use mm::port::platform::Platform;
-use mm::report::fragmentation::fragmentation_score_wmark;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::PAGEBLOCK_ORDER;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::platform::Platform;
+use zonebuddy::report::fragmentation::fragmentation_score_wmark;
+use zonebuddy::report::vmstat::VmEvent;
 
 /// Poll `cond` every 5 ms for up to 30 s.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

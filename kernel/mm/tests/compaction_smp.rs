@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use compaction_common::*;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::report::vmstat::VmEvent;
 
 const CPUS: usize = 4;
 
@@ -53,7 +53,7 @@ fn compaction_while_pages_are_in_use() {
                 let s = a.compact_memory();
                 migrated.fetch_add(s.migrated, Ordering::Relaxed);
                 r += 1;
-                if let Err(v) = mm::report::debug::check(&*a) {
+                if let Err(v) = zonebuddy::report::debug::check(&*a) {
                     errors.lock().unwrap().push(format!("debug::check: {v:?}"));
                     break;
                 }

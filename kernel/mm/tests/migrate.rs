@@ -9,14 +9,14 @@ use std::cell::Cell;
 use std::collections::HashSet;
 
 use mig_common::*;
-use mm::model::list::PageList;
-use mm::model::mmzone::PAGE_SIZE;
-use mm::model::page::Page;
-use mm::movement::migrate::{MIGRATE_BATCH, MigrateError, MigrateMode, MigrateReason};
-use mm::page_alloc::gfp::*;
-use mm::port::platform::{Platform, Pte};
-use mm::port::sim::SimAllocator;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::list::PageList;
+use zonebuddy::model::mmzone::PAGE_SIZE;
+use zonebuddy::model::page::Page;
+use zonebuddy::movement::migrate::{MIGRATE_BATCH, MigrateError, MigrateMode, MigrateReason};
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::platform::{Platform, Pte};
+use zonebuddy::port::sim::SimAllocator;
+use zonebuddy::report::vmstat::VmEvent;
 
 const TAG: u64 = 0x6d69_6772_6174_6500;
 
@@ -45,7 +45,7 @@ fn migrate(
     (r, got.get(), back.get())
 }
 
-fn verify_region(a: &SimAllocator, r: mm::movement::rmap::RegionId, ver: u64) {
+fn verify_region(a: &SimAllocator, r: zonebuddy::movement::rmap::RegionId, ver: u64) {
     let (start, n) = a.anon_region_span(r).unwrap();
     for i in 0..n {
         verify(a, start + i * PAGE_SIZE, TAG, i, ver).unwrap();
@@ -149,7 +149,7 @@ fn pinned_pages_are_refused_or_put_back() {
     assert_eq!(res, Ok(1));
     assert!(list.is_empty());
     assert_eq!(got, back, "every target came back through put_new");
-    assert_eq!(got, u64::from(mm::movement::migrate::MIGRATE_PASSES));
+    assert_eq!(got, u64::from(zonebuddy::movement::migrate::MIGRATE_PASSES));
     assert_eq!(a.vm_event(VmEvent::PgmigrateFail) - fail0, 1);
     assert!(!p1.is_isolated() && !p1.is_locked());
     assert_eq!(p1.refcount(), 2, "mapping + pin");
@@ -352,7 +352,7 @@ struct Toy {
 
 use std::sync::atomic::Ordering::Relaxed;
 
-impl mm::movement::migrate::MovableOperations for Toy {
+impl zonebuddy::movement::migrate::MovableOperations for Toy {
     fn isolate_page(&self, page: &Page, _mode: MigrateMode) -> bool {
         assert!(page.is_locked());
         if self.mode.load(Relaxed) == 3 {
@@ -386,7 +386,8 @@ static TOY: Toy = Toy {
     putback: std::sync::atomic::AtomicU64::new(0),
     last_dst: std::sync::atomic::AtomicU64::new(0),
 };
-static TOY_OPS: mm::movement::migrate::MovableOps = mm::movement::migrate::MovableOps(&TOY);
+static TOY_OPS: zonebuddy::movement::migrate::MovableOps =
+    zonebuddy::movement::migrate::MovableOps(&TOY);
 
 #[test]
 fn movable_operations_are_dispatched_and_their_answers_respected() {
@@ -395,14 +396,14 @@ fn movable_operations_are_dispatched_and_their_answers_respected() {
     let toy_page = || {
         let p = a.alloc_page(GFP_KERNEL | Gfp::MOVABLE).unwrap();
         assert!(p.trylock());
-        mm::movement::migrate::set_page_movable(p, &TOY_OPS);
+        zonebuddy::movement::migrate::set_page_movable(p, &TOY_OPS);
         p.unlock();
         assert!(p.is_movable_ops());
         p
     };
     let release = |p: &Page| {
         assert!(p.trylock());
-        mm::movement::migrate::clear_page_movable(p);
+        zonebuddy::movement::migrate::clear_page_movable(p);
         p.unlock();
         a.free_pages_page(p, 0).unwrap();
     };
@@ -454,7 +455,7 @@ fn movable_operations_are_dispatched_and_their_answers_respected() {
     // Released by its owner while isolated: migration just drops its reference.
     assert!(a.isolate_migratepage(dst, MigrateMode::Sync));
     assert!(dst.trylock());
-    mm::movement::migrate::clear_page_movable(dst);
+    zonebuddy::movement::migrate::clear_page_movable(dst);
     dst.unlock();
     a.free_pages_page(dst, 0).unwrap();
     assert_eq!(dst.refcount(), 1);

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mig_common::*;
-use mm::model::mmzone::PAGE_SIZE;
-use mm::movement::migrate::{MigrateMode, MigrateReason};
-use mm::movement::rmap::RegionId;
-use mm::page_alloc::gfp::*;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::PAGE_SIZE;
+use zonebuddy::movement::migrate::{MigrateMode, MigrateReason};
+use zonebuddy::movement::rmap::RegionId;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::report::vmstat::VmEvent;
 
 const CPUS: usize = 4;
 const PAGES_PER_CPU: u64 = 128;

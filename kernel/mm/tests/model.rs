@@ -3,13 +3,13 @@
 
 mod common;
 
-use mm::model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind::*};
-use mm::model::mm_init::{InitError, MemoryModel, ModelParams};
-use mm::model::mmzone::{MAX_ORDER_NR_PAGES, PAGE_SIZE, PAGES_PER_SECTION, ZoneType};
-use mm::model::node::NumaRange;
-use mm::model::zone::{BadValue, CoreOption, CoreSize, ParamError};
-use mm::port::platform::Platform;
-use mm::port::sim::{SimError, SimMachine, SimPlatform, qemu_e820, uefi_fragmented};
+use zonebuddy::model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind::*};
+use zonebuddy::model::mm_init::{InitError, MemoryModel, ModelParams};
+use zonebuddy::model::mmzone::{MAX_ORDER_NR_PAGES, PAGE_SIZE, PAGES_PER_SECTION, ZoneType};
+use zonebuddy::model::node::NumaRange;
+use zonebuddy::model::zone::{BadValue, CoreOption, CoreSize, ParamError};
+use zonebuddy::port::platform::Platform;
+use zonebuddy::port::sim::{SimError, SimMachine, SimPlatform, qemu_e820, uefi_fragmented};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -387,8 +387,8 @@ fn two_numa_nodes() {
 
 #[test]
 fn pageblock_flags_through_the_model() {
-    use mm::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES};
-    use mm::model::pageblock::*;
+    use zonebuddy::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES};
+    use zonebuddy::model::pageblock::*;
     let m = build(&qemu_e820(512 * MIB), &[], &ModelParams::default());
     let sp = m.model.sparse();
     let types = Migratetype::ALL;
@@ -511,7 +511,7 @@ fn regression_bootloader_only_section_without_room_for_its_memmap() {
     assert!(
         matches!(
             err,
-            InitError::Sparse(mm::model::sparse::SparseError::Memmap { section: 0x1b, .. })
+            InitError::Sparse(zonebuddy::model::sparse::SparseError::Memmap { section: 0x1b, .. })
         ),
         "{err}"
     );

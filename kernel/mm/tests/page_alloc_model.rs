@@ -2,7 +2,7 @@
 //! frees of every order and GFP class, bulk, compound, references, exhaustion to OOM and
 //! back, drains, bad frees, impossible requests, tunable changes) run against the real
 //! allocator on simulated RAM and against a reference model of what is allocated, with
-//! `mm::report::debug::check` and the accounting identities verified after every step.
+//! `zonebuddy::report::debug::check` and the accounting identities verified after every step.
 //!
 //! Deterministic: sequence `i` uses seed `MM_MODEL_SEED + i` (default base 0x5eed).
 //! `MM_MODEL_CASES` sequences (default 1000) run per `cargo test`, 60% on a small machine
@@ -18,13 +18,13 @@ use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use alloc_common::*;
-use mm::model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType};
-use mm::model::page::Page;
-use mm::page_alloc::AllocError;
-use mm::page_alloc::bad_page::BadPageReason;
-use mm::page_alloc::gfp::*;
-use mm::port::sim::SimAllocator;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType};
+use zonebuddy::model::page::Page;
+use zonebuddy::page_alloc::AllocError;
+use zonebuddy::page_alloc::bad_page::BadPageReason;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::sim::SimAllocator;
+use zonebuddy::report::vmstat::VmEvent;
 
 const REGRESSIONS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -117,7 +117,7 @@ impl<'a> Run<'a> {
     }
 
     fn after_step(&self) {
-        if let Err(v) = mm::report::debug::check(self.a) {
+        if let Err(v) = zonebuddy::report::debug::check(self.a) {
             panic!("invariant violated: {v}");
         }
         check_accounting(self.a, &self.m);
@@ -468,7 +468,7 @@ impl<'a> Run<'a> {
                     }
                     _ => {
                         victim.set_lru();
-                        BadPageReason::FlagsCheckAtFree(mm::model::page::PageFlags::LRU)
+                        BadPageReason::FlagsCheckAtFree(zonebuddy::model::page::PageFlags::LRU)
                     }
                 };
                 let e = self.a.free_pages_page(self.page(pfn), b.order).unwrap_err();
@@ -582,15 +582,18 @@ impl<'a> Run<'a> {
 fn fresh_machine(machine: &str, old: Option<SimAllocator>) -> SimAllocator {
     let (map, params) = match machine {
         "small" => (
-            mm::port::sim::qemu_e820(64 * MIB),
-            mm::model::mm_init::ModelParams::default(),
+            zonebuddy::port::sim::qemu_e820(64 * MIB),
+            zonebuddy::model::mm_init::ModelParams::default(),
         ),
         // A Normal zone big enough (over 200 MiB) for a highatomic reserve.
-        "big" => (zoned_map(224), mm::model::mm_init::ModelParams::default()),
+        "big" => (
+            zoned_map(224),
+            zonebuddy::model::mm_init::ModelParams::default(),
+        ),
         _ => (
             zoned_map(96),
-            mm::model::mm_init::ModelParams {
-                movablecore: Some(mm::model::zone::CoreSize::Bytes(32 * MIB)),
+            zonebuddy::model::mm_init::ModelParams {
+                movablecore: Some(zonebuddy::model::zone::CoreSize::Bytes(32 * MIB)),
                 ..Default::default()
             },
         ),

@@ -8,20 +8,22 @@
 mod alloc_common;
 
 use alloc_common::*;
-use mm::model::memmap::{FirmwareRange, RangeKind};
-use mm::model::mm_init::ModelParams;
-use mm::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType};
-use mm::model::page::{Page, PageFlags};
-use mm::page_alloc::AllocError;
-use mm::page_alloc::bad_page::BadPageReason;
-use mm::page_alloc::gfp::*;
-use mm::page_alloc::pcp::{zone_batchsize, zone_highsize};
-use mm::port::platform::Platform;
-use mm::port::sim::{SimAllocator, qemu_e820};
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::mmzone::{
+    MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType,
+};
+use zonebuddy::model::page::{Page, PageFlags};
+use zonebuddy::page_alloc::AllocError;
+use zonebuddy::page_alloc::bad_page::BadPageReason;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::page_alloc::pcp::{zone_batchsize, zone_highsize};
+use zonebuddy::port::platform::Platform;
+use zonebuddy::port::sim::{SimAllocator, qemu_e820};
+use zonebuddy::report::vmstat::VmEvent;
 
 fn check(a: &SimAllocator) {
-    if let Err(v) = mm::report::debug::check(a) {
+    if let Err(v) = zonebuddy::report::debug::check(a) {
         panic!("{v}");
     }
 }
@@ -413,7 +415,7 @@ fn invalid_requests_are_errors_and_change_nothing() {
     check(&a);
 }
 
-/// Linux's formulas, computed here independently of `mm::page_alloc::watermark`.
+/// Linux's formulas, computed here independently of `zonebuddy::page_alloc::watermark`.
 #[test]
 fn watermarks_and_lowmem_reserve_on_real_zones() {
     let a = machine_zoned(2);
@@ -723,7 +725,7 @@ fn watermark_boost_applied_and_skipped() {
         PAGEBLOCK_NR_PAGES.min((high * 15_000 / 10_000).max(PAGEBLOCK_NR_PAGES))
     );
     assert!(
-        !z.test_flag(mm::model::zone::ZONE_BOOSTED_WATERMARK),
+        !z.test_flag(zonebuddy::model::zone::ZONE_BOOSTED_WATERMARK),
         "no kswapd wake without __GFP_KSWAPD_RECLAIM"
     );
     // A request that may wake kswapd (and itself falls back) resets the boost.

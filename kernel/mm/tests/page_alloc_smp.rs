@@ -12,12 +12,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_common::*;
-use mm::model::mmzone::{PAGE_SIZE, ZoneType};
-use mm::model::page::Page;
-use mm::page_alloc::gfp::*;
-use mm::port::platform::Platform;
-use mm::port::sim::SimAllocator;
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::mmzone::{PAGE_SIZE, ZoneType};
+use zonebuddy::model::page::Page;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::platform::Platform;
+use zonebuddy::port::sim::SimAllocator;
+use zonebuddy::report::vmstat::VmEvent;
 
 /// A block handed between threads: pfn and order.
 type Held = (u64, u32);
@@ -131,7 +131,7 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
                 _ => {
                     if cpu == 0 && i % 4 == 0 {
                         // The checker takes every lock it needs: it may run concurrently.
-                        mm::report::debug::check(a)
+                        zonebuddy::report::debug::check(a)
                             .unwrap_or_else(|v| panic!("concurrent check: {v}"));
                     }
                 }
@@ -161,7 +161,7 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
         a.vm_event(VmEvent::Pgfree) - pgfree0,
         freed.load(Ordering::Relaxed)
     );
-    mm::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
+    zonebuddy::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
     a.drain_all_pages();
     assert_eq!(a.nr_pcp_pages(), 0);
     assert_eq!(
@@ -169,7 +169,7 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
         a.totalram_pages(),
         "every page came back"
     );
-    mm::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
+    zonebuddy::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
 }
 
 fn rounds() -> u64 {
@@ -249,7 +249,7 @@ fn drain_all_pages_from_another_cpu_while_busy() {
     );
     a.drain_all_pages();
     assert_eq!(a.nr_free_pages(), a.totalram_pages());
-    mm::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
+    zonebuddy::report::debug::check(a).unwrap_or_else(|v| panic!("{v}"));
     // Every zone's pcp of every CPU is empty.
     for cpu in 0..3 {
         for zt in ZoneType::ALL {

@@ -6,13 +6,13 @@
 
 mod common;
 
-use mm::model::memmap::{FirmwareRange, RangeKind};
-use mm::model::mm_init::{InitError, MemoryModel, ModelParams};
-use mm::model::mmzone::{PAGE_SIZE, PAGES_PER_SECTION};
-use mm::model::zone::CoreSize;
-use mm::port::sim::SimPlatform;
 use proptest::prelude::*;
 use std::cell::Cell;
+use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
+use zonebuddy::model::mm_init::{InitError, MemoryModel, ModelParams};
+use zonebuddy::model::mmzone::{PAGE_SIZE, PAGES_PER_SECTION};
+use zonebuddy::model::zone::CoreSize;
+use zonebuddy::port::sim::SimPlatform;
 
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestRunner};
 
@@ -182,7 +182,7 @@ fn random_maps_build_consistent_models() {
             };
             let platform = match SimPlatform::for_map(&ranges, &extra, 1) {
                 Ok(p) => p,
-                Err(mm::port::sim::SimError::Map(e)) => {
+                Err(zonebuddy::port::sim::SimError::Map(e)) => {
                     // Only a map without a whole usable page may be rejected.
                     prop_assert!(ram.iter().all(|r| r.2 != RangeKind::Usable), "{e}");
                     rejected.set(rejected.get() + 1);

@@ -5,12 +5,12 @@
 mod mig_common;
 
 use mig_common::*;
-use mm::model::mmzone::PAGE_SIZE;
-use mm::model::page::PAGE_MAPPING_ANON;
-use mm::movement::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
-use mm::page_alloc::gfp::*;
-use mm::port::platform::{Platform, Pte, PteError};
-use mm::port::sim::SimFault;
+use zonebuddy::model::mmzone::PAGE_SIZE;
+use zonebuddy::model::page::PAGE_MAPPING_ANON;
+use zonebuddy::movement::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::platform::{Platform, Pte, PteError};
+use zonebuddy::port::sim::SimFault;
 
 #[test]
 fn create_populate_zap_destroy() {

@@ -27,9 +27,9 @@
 //! - The extfrag/unusable indices and the scores were computed from the free counts with
 //!   the formulas of the reference, outside this crate.
 
-use mm::model::mm_init::ModelParams;
-use mm::page_alloc::gfp::Gfp;
-use mm::port::sim::{SimAllocator, qemu_e820};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::page_alloc::gfp::Gfp;
+use zonebuddy::port::sim::{SimAllocator, qemu_e820};
 
 const BUDDYINFO: &str = concat!(
     "Node 0, zone      DMA      2     64      0      1      0      0      0      0      0      1      0 \n",
@@ -335,7 +335,7 @@ fn vmstat_counts_the_known_sequence() {
 /// Every map row parses back: known symbols only, one per pageblock of the zone's span.
 #[test]
 fn pageblock_map_symbols_round_trip() {
-    use mm::report::pageblock_map::BlockState;
+    use zonebuddy::report::pageblock_map::BlockState;
     let a = machine_in_known_state();
     for row in render(|s| a.write_pageblock_map(s)).lines() {
         let map = row.rsplit(' ').next().unwrap();

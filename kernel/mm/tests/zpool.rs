@@ -7,12 +7,12 @@ mod mig_common;
 use std::collections::HashMap;
 
 use mig_common::*;
-use mm::model::list::PageList;
-use mm::model::page::Page;
-use mm::movement::migrate::{MigrateMode, MigrateReason};
-use mm::movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool};
-use mm::port::sim::{SimAllocator, SimPlatform};
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::list::PageList;
+use zonebuddy::model::page::Page;
+use zonebuddy::movement::migrate::{MigrateMode, MigrateReason};
+use zonebuddy::movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool};
+use zonebuddy::port::sim::{SimAllocator, SimPlatform};
+use zonebuddy::report::vmstat::VmEvent;
 
 type Pool = ZPool<'static, SimPlatform, 8192>;
 
@@ -57,7 +57,10 @@ fn migrate_pool_pages(a: &SimAllocator) -> (u64, u64) {
         .migrate_pages(
             &mut list,
             &mut |_| {
-                a.alloc_page(mm::page_alloc::gfp::GFP_KERNEL | mm::page_alloc::gfp::Gfp::MOVABLE)
+                a.alloc_page(
+                    zonebuddy::page_alloc::gfp::GFP_KERNEL
+                        | zonebuddy::page_alloc::gfp::Gfp::MOVABLE,
+                )
             },
             &mut |p| a.free_pages_page(p, 0).unwrap(),
             MigrateMode::Sync,

@@ -13,7 +13,7 @@
 use alloc::{format, string::String, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use mm::{
+use zonebuddy::{
     model::mmzone::{PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
     page_alloc::gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
     report::vmstat::VmEvent,
@@ -28,7 +28,7 @@ use crate::{
 };
 
 fn check_invariants() -> Result<(), String> {
-    mm::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+    zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
 /// Start from a fresh compaction state: no skip hints, scanners at the zone ends.

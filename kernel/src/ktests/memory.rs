@@ -7,7 +7,7 @@
 use alloc::{format, vec::Vec};
 
 use bootloader_api::info::MemoryRegionKind;
-use mm::{
+use zonebuddy::{
     model::mmzone::{Migratetype, PAGE_SHIFT, PAGEBLOCK_NR_PAGES, ZoneType},
     model::page::PageFlags,
     model::pageblock::get_pageblock_migratetype,
@@ -190,7 +190,7 @@ ktest! {
         // included (as Linux does), so the invariant is 1.6% of present-section memory.
         // When RAM fills (almost) all of its sections it is also 1.6% of RAM; a small VM
         // whose only section is 5% firmware holes (OVMF at 128 MiB) is the exception.
-        let span = m.sparse().present_sections().count() as u64 * (1 << mm::model::mmzone::SECTION_SIZE_BITS);
+        let span = m.sparse().present_sections().count() as u64 * (1 << zonebuddy::model::mmzone::SECTION_SIZE_BITS);
         kassert!(
             m.metadata_bytes() * 1000 <= span * 16,
             "metadata {} bytes for {} bytes of present sections",
@@ -215,14 +215,14 @@ ktest! {
         let cmd = crate::cmdline::get();
         match cmd.get("movablecore") {
             // A value the parser rejects is ignored: no ZONE_MOVABLE.
-            Some(v) if mm::model::zone::parse_movablecore(v).is_err() && cmd.get("kernelcore").is_none() => {
+            Some(v) if zonebuddy::model::zone::parse_movablecore(v).is_err() && cmd.get("kernelcore").is_none() => {
                 kassert_eq!(movable.present_pages, 0);
             }
             Some(v) => {
-                let requested = mm::model::zone::parse_movablecore(v).map_err(|e| format!("{e}"))?;
+                let requested = zonebuddy::model::zone::parse_movablecore(v).map_err(|e| format!("{e}"))?;
                 kassert!(movable.present_pages > 0, "movablecore={} gave no ZONE_MOVABLE", v);
                 kassert!(movable.zone_end_pfn() == node.node_end_pfn(), "ZONE_MOVABLE is not at the top of the node");
-                if let mm::model::zone::CoreSize::Bytes(b) = requested {
+                if let zonebuddy::model::zone::CoreSize::Bytes(b) = requested {
                     let want = b >> PAGE_SHIFT;
                     // Linux aligns the movable start to MAX_ORDER_NR_PAGES: within 1024 pages.
                     let got = movable.present_pages;

@@ -3,7 +3,7 @@
 
 use alloc::{boxed::Box, format, vec::Vec};
 
-use mm::{
+use zonebuddy::{
     model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType},
     model::page::PageFlags,
     page_alloc::AllocError,
@@ -34,7 +34,7 @@ fn verify(addr: u64, bytes: u64, seed: u64) -> bool {
 }
 
 fn check_invariants() -> Result<(), alloc::string::String> {
-    mm::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+    zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
 ktest! {

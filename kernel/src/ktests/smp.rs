@@ -143,7 +143,7 @@ ktest! {
         // Leave pages on every other CPU's pcp lists: allocate a batch there, free it there.
         let fill = || {
             smp::run_on_cpus(&ids[1..], &|_| {
-                let pages: Vec<u64> = (0..64).filter_map(|_| a.get_free_pages(mm::page_alloc::gfp::GFP_KERNEL, 0)).collect();
+                let pages: Vec<u64> = (0..64).filter_map(|_| a.get_free_pages(zonebuddy::page_alloc::gfp::GFP_KERNEL, 0)).collect();
                 for p in pages {
                     let _ = a.free_pages(p, 0);
                 }

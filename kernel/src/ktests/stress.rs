@@ -10,13 +10,13 @@
 use alloc::{format, vec::Vec};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use mm::{
+use spin::Mutex;
+use zonebuddy::{
     model::mmzone::PAGE_SIZE,
     page_alloc::gfp::{
         GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, Gfp,
     },
 };
-use spin::Mutex;
 
 use crate::{
     arch::{percpu, smp},
@@ -271,6 +271,6 @@ ktest! {
         kassert_eq!(totals.orders_seen.load(Ordering::Relaxed), (1 << 11) - 1);
         kassert_eq!(totals.gfps_seen.load(Ordering::Relaxed), (1 << GFPS.len()) - 1);
         kassert_eq!(after, before);
-        mm::report::debug::check(a).map_err(|v| format!("invariant violated after stress: {v}"))
+        zonebuddy::report::debug::check(a).map_err(|v| format!("invariant violated after stress: {v}"))
     }
 }

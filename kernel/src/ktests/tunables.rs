@@ -11,7 +11,7 @@ use console::{
     gfp::{NAMES, parse_gfp},
     tunable::{self, Kind, TUNABLES},
 };
-use mm::{
+use zonebuddy::{
     model::mmzone::{MAX_NR_ZONES, ZoneType},
     page_alloc::gfp::Gfp,
     page_alloc::sysctl::VmSysctl,
@@ -346,7 +346,7 @@ ktest! {
             kassert_eq!(parse_gfp(&shown).map_err(|e| format!("{e}"))?, bits);
             kassert_eq!(parse_gfp(name).map_err(|e| format!("{e}"))?, bits);
         }
-        for g in [mm::page_alloc::gfp::GFP_KERNEL, mm::page_alloc::gfp::GFP_ATOMIC, mm::page_alloc::gfp::GFP_HIGHUSER_MOVABLE, mm::page_alloc::gfp::GFP_TRANSHUGE, mm::page_alloc::gfp::GFP_NOWAIT] {
+        for g in [zonebuddy::page_alloc::gfp::GFP_KERNEL, zonebuddy::page_alloc::gfp::GFP_ATOMIC, zonebuddy::page_alloc::gfp::GFP_HIGHUSER_MOVABLE, zonebuddy::page_alloc::gfp::GFP_TRANSHUGE, zonebuddy::page_alloc::gfp::GFP_NOWAIT] {
             kassert_eq!(parse_gfp(&format!("{g}")).map_err(|e| format!("{e}"))?, g.bits());
         }
         Ok(())

@@ -20,7 +20,7 @@
 //! pageblocks stay movable as a whole, which is what lets compaction assemble huge pages
 //! later. The type of a free block's list always equals the type of every pageblock it
 //! covers: whoever repaints a pageblock moves its free pages in the same zone-lock hold
-//! ([`Buddy::move_freepages_block`], [`Buddy::change_pageblock_range`]); `mm::debug` checks
+//! ([`Buddy::move_freepages_block`], [`Buddy::change_pageblock_range`]); `zonebuddy::debug` checks
 //! it.
 //!
 //! # Falling back
@@ -275,7 +275,7 @@ impl<'m, 'g> Buddy<'m, 'g> {
         // The list the page is on is the one recorded when it was linked. It normally is
         // `mt` (the pageblock's type); if a pageblock was repainted behind the allocator's
         // back the recorded type still names the right list, so the unlink stays sound,
-        // and `mm::debug::check` reports the type mismatch.
+        // and `zonebuddy::debug::check` reports the type mismatch.
         let on = Migratetype::from_bits(page.buddy_list_mt()).unwrap_or(mt);
         debug_assert!(page.is_buddy() && page.buddy_order() == order);
         let area = &mut self.fa.area[order as usize];

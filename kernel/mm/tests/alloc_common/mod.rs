@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use mm::model::memmap::{FirmwareRange, RangeKind};
-use mm::model::mm_init::ModelParams;
-use mm::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, ZoneType};
-use mm::model::page::Page;
-use mm::model::zone::CoreSize;
-use mm::page_alloc::PageAllocator;
-use mm::page_alloc::gfp::*;
-use mm::page_alloc::watermark::zone_watermark_ok;
-use mm::port::platform::Platform;
-use mm::port::sim::{SimAllocator, SimPlatform, qemu_e820};
-use mm::report::vmstat::VmEvent;
+use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, ZoneType};
+use zonebuddy::model::page::Page;
+use zonebuddy::model::zone::CoreSize;
+use zonebuddy::page_alloc::PageAllocator;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::page_alloc::watermark::zone_watermark_ok;
+use zonebuddy::port::platform::Platform;
+use zonebuddy::port::sim::{SimAllocator, SimPlatform, qemu_e820};
+use zonebuddy::report::vmstat::VmEvent;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;

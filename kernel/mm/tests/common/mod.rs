@@ -11,14 +11,14 @@
 
 #![allow(dead_code)]
 
-use mm::model::memmap::{FirmwareRange, PHYSMEM_LIMIT, RangeKind};
-use mm::model::mm_init::MemoryModel;
-use mm::model::mmzone::{
+use zonebuddy::model::memmap::{FirmwareRange, PHYSMEM_LIMIT, RangeKind};
+use zonebuddy::model::mm_init::MemoryModel;
+use zonebuddy::model::mmzone::{
     MAX_ORDER_NR_PAGES, Migratetype, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, ZoneType,
 };
-use mm::model::node::NumaRange;
-use mm::model::pageblock::{get_pageblock_migratetype, get_pageblock_skip};
-use mm::model::zone::CoreSize;
+use zonebuddy::model::node::NumaRange;
+use zonebuddy::model::pageblock::{get_pageblock_migratetype, get_pageblock_skip};
+use zonebuddy::model::zone::CoreSize;
 
 pub const PAGE: u64 = PAGE_SIZE;
 
@@ -363,7 +363,7 @@ pub fn check_model(
             assert_eq!(page.refcount(), 1);
             assert_eq!(page.mapcount(), 0);
             assert!(!page.is_buddy());
-            if pfn % mm::model::mmzone::PAGEBLOCK_NR_PAGES == 0 {
+            if pfn % zonebuddy::model::mmzone::PAGEBLOCK_NR_PAGES == 0 {
                 assert_eq!(
                     get_pageblock_migratetype(model.sparse(), pfn),
                     Ok(Migratetype::Movable)

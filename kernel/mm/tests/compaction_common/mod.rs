@@ -7,12 +7,14 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
-use mm::model::mm_init::ModelParams;
-use mm::model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType};
-use mm::model::page::Page;
-use mm::movement::rmap::{RegionError, RegionId};
-use mm::page_alloc::gfp::*;
-use mm::port::sim::{SimAllocator, qemu_e820};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::mmzone::{
+    MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
+};
+use zonebuddy::model::page::Page;
+use zonebuddy::movement::rmap::{RegionError, RegionId};
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::sim::{SimAllocator, qemu_e820};
 
 pub const MIB: u64 = 1 << 20;
 /// Pages per anon region.
@@ -304,7 +306,7 @@ pub fn free_distribution(a: &SimAllocator) -> (u64, u64, u64) {
 
 /// The invariant checker must pass.
 pub fn check(a: &SimAllocator) {
-    if let Err(v) = mm::report::debug::check(&**a) {
+    if let Err(v) = zonebuddy::report::debug::check(&**a) {
         panic!("debug::check: {v:?}");
     }
 }

@@ -3,13 +3,13 @@
 
 #![allow(dead_code)]
 
-use mm::model::list::PageList;
-use mm::model::mm_init::ModelParams;
-use mm::model::mmzone::PAGE_SIZE;
-use mm::model::page::Page;
-use mm::movement::rmap::RegionId;
-use mm::page_alloc::gfp::*;
-use mm::port::sim::{SimAllocator, qemu_e820};
+use zonebuddy::model::list::PageList;
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::mmzone::PAGE_SIZE;
+use zonebuddy::model::page::Page;
+use zonebuddy::movement::rmap::RegionId;
+use zonebuddy::page_alloc::gfp::*;
+use zonebuddy::port::sim::{SimAllocator, qemu_e820};
 
 pub const MIB: u64 = 1 << 20;
 
@@ -27,7 +27,7 @@ pub fn free_pages(a: &SimAllocator) -> u64 {
 
 /// The invariant checker must pass.
 pub fn check(a: &SimAllocator) {
-    if let Err(v) = mm::report::debug::check(&**a) {
+    if let Err(v) = zonebuddy::report::debug::check(&**a) {
         panic!("debug::check: {v:?}");
     }
 }
@@ -97,7 +97,7 @@ pub fn isolate_region(a: &SimAllocator, r: RegionId) -> PageList {
         };
         let p = a.pfn_to_page(pfn).unwrap();
         assert!(
-            a.isolate_migratepage(p, mm::movement::migrate::MigrateMode::SyncLight),
+            a.isolate_migratepage(p, zonebuddy::movement::migrate::MigrateMode::SyncLight),
             "isolate index {i}"
         );
         // SAFETY: just isolated: the links are ours, and the page lives in the memmap.

@@ -250,7 +250,7 @@ pub fn leaf_pte(va: VirtAddr) -> Option<&'static AtomicU64> {
     None
 }
 
-/// The virtual window reserved for movable "user memory" (`mm::movement::rmap` anon regions): one
+/// The virtual window reserved for movable "user memory" (`zonebuddy::movement::rmap` anon regions): one
 /// top-level slot's worth (512 GiB), mapped by 4 KiB leaf entries only. All CPUs share the
 /// kernel's root table, so a table created here by one CPU is seen by every other.
 pub const MOVABLE_START: u64 = 0xffff_b000_0000_0000;
@@ -262,8 +262,8 @@ const PTE_WRITABLE: u64 = 1 << 1;
 const PTE_HW_BITS: u64 = (1 << 5) | (1 << 6);
 
 /// A movable-window PTE as the allocator sees it.
-pub fn decode_pte(v: u64) -> mm::port::platform::Pte {
-    use mm::port::platform::Pte;
+pub fn decode_pte(v: u64) -> zonebuddy::port::platform::Pte {
+    use zonebuddy::port::platform::Pte;
     if v & PTE_PRESENT != 0 {
         Pte::Present((v & PTE_ADDR_MASK) >> 12)
     } else if let Some(pfn) = migration_entry_pfn(v) {
@@ -274,8 +274,8 @@ pub fn decode_pte(v: u64) -> mm::port::platform::Pte {
 }
 
 /// The PTE value for `pte` (present entries are writable, not global).
-pub fn encode_pte(pte: mm::port::platform::Pte) -> u64 {
-    use mm::port::platform::Pte;
+pub fn encode_pte(pte: zonebuddy::port::platform::Pte) -> u64 {
+    use zonebuddy::port::platform::Pte;
     match pte {
         Pte::None => 0,
         Pte::Present(pfn) => ((pfn << 12) & PTE_ADDR_MASK) | PTE_PRESENT | PTE_WRITABLE,
@@ -286,9 +286,14 @@ pub fn encode_pte(pte: mm::port::platform::Pte) -> u64 {
 /// Compare-and-exchange the leaf entry for `va` (see `Platform::pte_cmpxchg`). Hardware
 /// may set the accessed/dirty bits of a present entry at any moment, so the comparison
 /// decodes the entry and retries when only those bits changed under us.
-pub fn pte_cmpxchg(va: u64, old: mm::port::platform::Pte, new: mm::port::platform::Pte) -> bool {
+pub fn pte_cmpxchg(
+    va: u64,
+    old: zonebuddy::port::platform::Pte,
+    new: zonebuddy::port::platform::Pte,
+) -> bool {
     let Some(slot) = VirtAddr::try_new(va).ok().and_then(leaf_pte) else {
-        return old == mm::port::platform::Pte::None && new == mm::port::platform::Pte::None;
+        return old == zonebuddy::port::platform::Pte::None
+            && new == zonebuddy::port::platform::Pte::None;
     };
     let new_raw = encode_pte(new);
     let mut cur = slot.load(Ordering::Acquire);
