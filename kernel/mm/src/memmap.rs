@@ -220,7 +220,7 @@ pub enum MapAnomaly {
     /// More usable input ranges than [`MAX_FIRMWARE_RANGES`]: only the lowest by start
     /// address were used. The warning's range is the first one dropped.
     InputTruncated {
-        /// Usable (non-empty, below the physical limit) ranges given.
+        /// Ranges given that count: non-empty and starting below the physical limit.
         given: usize,
         /// Ranges dropped: those above the first [`MAX_FIRMWARE_RANGES`].
         dropped: usize,
@@ -250,7 +250,7 @@ impl fmt::Display for MapWarning {
             MapAnomaly::InputTruncated { given, dropped } => {
                 return write!(
                     f,
-                    "e820: firmware memory map has {given} ranges, more than the \
+                    "e820: firmware memory map has {given} non-empty ranges, more than the \
                      {MAX_FIRMWARE_RANGES} supported: the {dropped} highest, from {} up, are ignored",
                     self.range
                 );
@@ -509,7 +509,9 @@ impl MemoryMap {
                     map.push(FirmwareRange::new(cur, next, RangeKind::Reserved));
                 }
                 Some(kind)
-                    if kind.is_ram() && trim_bios_range && cur >= BIOS_BEGIN && cur < BIOS_END =>
+                    if kind.is_ram()
+                        && trim_bios_range
+                        && (BIOS_BEGIN..BIOS_END).contains(&cur) =>
                 {
                     // Removed; one warning per run of RAM of one kind.
                     let piece = FirmwareRange::new(cur, next, kind);
@@ -970,7 +972,7 @@ mod tests {
         assert_eq!(w[0].range, r(kept_end, kept_end + 0x2000, Usable));
         assert_eq!(
             text(&w[0]),
-            "e820: firmware memory map has 4100 ranges, more than the 4096 supported: the 4 \
+            "e820: firmware memory map has 4100 non-empty ranges, more than the 4096 supported: the 4 \
              highest, from [mem 0x0000000002100000-0x0000000002101fff] usable up, are ignored"
         );
         // Ties at the cut are broken by position: the first given is kept.
