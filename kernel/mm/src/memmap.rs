@@ -217,8 +217,9 @@ pub enum MapAnomaly {
     /// RAM (after merging) inside the legacy BIOS area [`BIOS_BEGIN`]..[`BIOS_END`]; it was
     /// removed (Linux: `trim_bios_range`).
     LegacyBiosArea,
-    /// More usable input ranges than [`MAX_FIRMWARE_RANGES`]: only the lowest by start
-    /// address were used. The warning's range is the first one dropped.
+    /// More input ranges (non-empty, starting below the physical limit) than
+    /// [`MAX_FIRMWARE_RANGES`]: only the lowest by start address were used, ties kept in
+    /// input order. The warning's range is the first one dropped.
     InputTruncated {
         /// Ranges given that count: non-empty and starting below the physical limit.
         given: usize,
@@ -326,6 +327,7 @@ pub struct MemoryMap {
     overflow: Option<Overflow>,
 }
 
+/// What [`MemoryMap::push`] counted once the entry array was full.
 #[derive(Clone, Copy)]
 struct Overflow {
     first: FirmwareRange,
