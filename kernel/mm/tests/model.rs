@@ -363,7 +363,8 @@ fn two_numa_nodes() {
     let n1 = m.model.node(1).unwrap();
     assert!(m.model.node(2).is_none());
     assert_eq!(m.model.nodes().count(), 2);
-    assert_eq!(n0.node_start_pfn, 0);
+    // Frame 0 is the BIOS's, not RAM: node 0 starts at pfn 1, as in Linux.
+    assert_eq!(n0.node_start_pfn, 1);
     assert_eq!(n1.node_start_pfn, GIB / PAGE_SIZE);
     assert!(n0.zone(ZoneType::Dma).present_pages > 0);
     assert_eq!(n1.zone(ZoneType::Dma).present_pages, 0);
@@ -434,7 +435,11 @@ fn boot_report_has_linux_formats() {
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(
         lines[0],
-        "BIOS-e820: [mem 0x0000000000000000-0x000000000009efff] usable"
+        "BIOS-e820: [mem 0x0000000000000000-0x0000000000000fff] reserved"
+    );
+    assert_eq!(
+        lines[1],
+        "BIOS-e820: [mem 0x0000000000001000-0x000000000009efff] usable"
     );
     assert!(lines.contains(&"BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved"));
     let i = lines

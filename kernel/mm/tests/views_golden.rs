@@ -9,8 +9,10 @@
 //! (`linux-reference.md`, "Text formats") and numbers derived by hand:
 //!
 //! - Free pages: the handoff gives DMA pfns 1..0x9e and 0x100..0x1000 (3997 pages, its
-//!   `managed`) and DMA32 0x1000..0x3ddb (11739); memblock keeps the rest (pfn 0, the BIOS
-//!   hole, QEMU's top 128 KiB and the memmap/usemaps at the top of DMA32).
+//!   `managed`) and DMA32 0x1000..0x3ddb (11739); memblock keeps the rest (pfn 0x9e for the
+//!   SMP trampoline, QEMU's top 128 KiB and the memmap/usemaps at the top of DMA32). Frame 0
+//!   and the legacy BIOS area are not RAM (`trim_bios_range`): DMA spans pfns 1..0x1000
+//!   (4095) and 3998 of them are present, Linux's figures for this machine.
 //! - DMA frees: order 0 at 1 and 0x9d, order 3 at 0x10, 64 order-1 blocks at 0x202 + 4k
 //!   (buddies 0x200 + 4k kept), order 9 at 0xc00 (buddy 0xe00 kept): 650 pages.
 //! - DMA32 frees: order 10 at 0x1000 and 0x1800, order 9 at 0x2000, order 2 at 0x2404,
@@ -66,8 +68,8 @@ const ZONEINFO: &str = concat!(
     "        min      63\n",
     "        low      78\n",
     "        high     93\n",
-    "        spanned  4096\n",
-    "        present  3999\n",
+    "        spanned  4095\n",
+    "        present  3998\n",
     "        managed  3997\n",
     "        cma      0\n",
     "        protection: (0, 45, 45, 45)\n",
@@ -83,7 +85,7 @@ const ZONEINFO: &str = concat!(
     "              high:  39\n",
     "              batch: 1\n",
     "  node_unreclaimable:  0\n",
-    "  start_pfn:           0\n",
+    "  start_pfn:           1\n",
     "  reserved_highatomic: 0\n",
     "  free_highatomic:     0\n",
     "Node 0, zone    DMA32\n",

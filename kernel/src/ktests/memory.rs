@@ -17,8 +17,13 @@ use crate::{boot_info, kassert, kassert_eq, ktest, memory::model};
 
 const PAGE: u64 = 1 << PAGE_SHIFT;
 
+/// Frames a PC never counts as RAM, whatever the firmware says (Linux's `trim_bios_range`):
+/// frame 0 and the legacy BIOS area 0xa0000-0xfffff, as `[start_pfn, end_pfn)`.
+const PC_NOT_RAM: [(u64, u64); 2] = [(0, 1), (0xa0, 0x100)];
+
 /// Page-granular RAM ranges from the raw firmware map: `(start_pfn, end_pfn, usable)`,
-/// usable ranges trimmed inward, bootloader ranges outward (they are present RAM).
+/// usable ranges trimmed inward, bootloader ranges outward (they are present RAM), without
+/// the frames of [`PC_NOT_RAM`].
 fn raw_ram() -> Vec<(u64, u64, bool)> {
     let mut v: Vec<(u64, u64, bool)> = boot_info::facts()
         .regions
@@ -35,6 +40,13 @@ fn raw_ram() -> Vec<(u64, u64, bool)> {
             _ => None,
         })
         .collect();
+    for (hs, he) in PC_NOT_RAM {
+        v = v
+            .into_iter()
+            .flat_map(|(s, e, u)| [(s, e.min(hs), u), (s.max(he), e, u)])
+            .filter(|&(s, e, _)| s < e)
+            .collect();
+    }
     v.sort_unstable();
     v
 }
@@ -47,13 +59,16 @@ fn overlap(ranges: &[(u64, u64, bool)], lo: u64, hi: u64) -> u64 {
         .sum()
 }
 
-/// Is `pfn` reserved by a non-RAM firmware range (which wins over usable on overlap)?
+/// Is `pfn` reserved by a non-RAM firmware range (which wins over usable on overlap)? E820
+/// type 0 names no memory: it never wins over RAM (Linux: the higher type number wins).
 fn firmware_reserved(pfn: u64) -> bool {
     let (a, b) = (pfn * PAGE, (pfn + 1) * PAGE);
     boot_info::facts().regions.iter().any(|r| {
         !matches!(
             r.kind,
-            MemoryRegionKind::Usable | MemoryRegionKind::Bootloader
+            MemoryRegionKind::Usable
+                | MemoryRegionKind::Bootloader
+                | MemoryRegionKind::UnknownBios(0)
         ) && r.start < b
             && r.end > a
     })
@@ -140,7 +155,8 @@ ktest! {
             kassert!(p.test_flag(PageFlags::RESERVED), "frame 0 not reserved");
         }
         let tramp = m.trampoline_phys().ok_or("no trampoline page")?;
-        kassert!(tramp < 1 << 20);
+        // Below the legacy BIOS area, which is never RAM: conventional memory.
+        kassert!(tramp < 0xa0000, "trampoline page at {:#x}", tramp);
         let tp = m.pfn_to_page(tramp >> PAGE_SHIFT).ok_or("no page for the trampoline")?;
         kassert!(tp.test_flag(PageFlags::RESERVED), "trampoline page not reserved");
         for r in m.free_pfn_ranges().take(64) {

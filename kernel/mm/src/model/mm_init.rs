@@ -52,7 +52,7 @@ use crate::port::platform::Platform;
 pub const TRAMPOLINE_LIMIT: u64 = 1 << 20;
 
 /// Boot parameters of the memory model.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ModelParams<'a> {
     /// `kernelcore=`: memory kept out of ZONE_MOVABLE.
     pub kernelcore: Option<CoreSize>,
@@ -62,6 +62,25 @@ pub struct ModelParams<'a> {
     pub numa: &'a [NumaRange],
     /// Values rejected while parsing (the options were ignored), reported at init.
     pub errors: [Option<ParamError>; 2],
+    /// Apply the PC's low-memory rules to the firmware map (Linux: `trim_bios_range`): page
+    /// 0 is not RAM, and RAM the firmware claims in the legacy BIOS area 0xa0000-0xfffff is
+    /// removed, so that nothing (the SMP trampoline page included) is placed there. On by
+    /// default (x86_64); turn it off for an architecture without a legacy BIOS area. See
+    /// [`MemoryMap::sanitize_with`].
+    pub trim_bios_range: bool,
+}
+
+impl Default for ModelParams<'_> {
+    /// No `kernelcore=` / `movablecore=`, one node, the x86_64 low-memory rules.
+    fn default() -> Self {
+        ModelParams {
+            kernelcore: None,
+            movablecore: None,
+            numa: &[],
+            errors: [None; 2],
+            trim_bios_range: true,
+        }
+    }
 }
 
 impl<'a> ModelParams<'a> {
@@ -231,7 +250,7 @@ impl MemoryModel {
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<MemoryModel, InitError> {
-        let map = MemoryMap::sanitize(ranges)?;
+        let map = MemoryMap::sanitize_with(ranges, params.trim_bios_range)?;
         for r in params.numa {
             if r.start >= r.end || r.nid >= MAX_NUMNODES {
                 return Err(InitError::BadNumaRange(*r));

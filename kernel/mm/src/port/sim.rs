@@ -237,7 +237,9 @@ impl SimPlatform {
         extra_reserved: &[(u64, u64)],
         nr_cpus: usize,
     ) -> Result<SimPlatform, SimError> {
-        let map = MemoryMap::sanitize(ranges).map_err(SimError::Map)?;
+        // Without the x86 low-memory trimming: the simulated RAM is what the firmware calls
+        // usable, whatever rules the model built on it applies.
+        let map = MemoryMap::sanitize_with(ranges, false).map_err(SimError::Map)?;
         let base = map.ram().map(|r| r.start).min().unwrap_or(0);
         let end = map.ram().map(|r| r.end).max().unwrap_or(0);
         let p = Self::reserve(base, end - base, nr_cpus)?;

@@ -3,8 +3,10 @@
 //! it.
 //!
 //! The oracle works frame by frame from the *raw* firmware ranges: a frame is RAM of kind K
-//! when every byte of it is covered and the winning kind (the rule "bad RAM > unknown > ACPI
-//! NVS > ACPI data > reserved > bootloader > usable") is K everywhere in it. Zones follow the
+//! when every byte of it is covered and the winning kind (Linux's rule: the higher e820 type
+//! number wins, bootloader RAM counting as 1.5, a known kind beating an unknown code of the
+//! same number; type 0 covers nothing) is K everywhere in it, and, as on a PC, it is neither
+//! frame 0 nor a frame of the legacy BIOS area 0xa0000-0xfffff. Zones follow the
 //! textbook definitions (DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal; ZONE_MOVABLE from
 //! kernelcore/movablecore as Linux documents it), spanned/present/managed follow Linux's
 //! definitions, and the checker walks every `struct Page` of every present section.
@@ -22,16 +24,22 @@ use zonebuddy::model::zone::CoreSize;
 
 pub const PAGE: u64 = PAGE_SIZE;
 
-fn prio(k: RangeKind) -> (u8, u32) {
+/// (e820 type number, rank among kinds of that number: unknown 0, known 1, bootloader 2).
+fn prio(k: RangeKind) -> (u32, u8) {
     match k {
-        RangeKind::Usable => (0, 0),
-        RangeKind::Bootloader => (1, 0),
-        RangeKind::Reserved => (2, 0),
-        RangeKind::AcpiReclaimable => (3, 0),
-        RangeKind::AcpiNvs => (4, 0),
-        RangeKind::Unknown(c) => (5, c),
-        RangeKind::Unusable => (6, 0),
+        RangeKind::Unknown(c) => (c, 0),
+        RangeKind::Usable => (1, 1),
+        RangeKind::Bootloader => (1, 2),
+        RangeKind::Reserved => (2, 1),
+        RangeKind::AcpiReclaimable => (3, 1),
+        RangeKind::AcpiNvs => (4, 1),
+        RangeKind::Unusable => (5, 1),
     }
+}
+
+/// Frames a PC never treats as RAM: frame 0 and the legacy BIOS area (`trim_bios_range`).
+pub fn pc_not_ram(pfn: u64) -> bool {
+    pfn == 0 || (0xa0..0x100).contains(&pfn)
 }
 
 fn valid(r: &FirmwareRange) -> Option<(u64, u64, RangeKind)> {
@@ -41,6 +49,9 @@ fn valid(r: &FirmwareRange) -> Option<(u64, u64, RangeKind)> {
 
 /// The kind of frame `pfn`: `Some(Usable | Bootloader)` if it is wholly RAM of that kind.
 pub fn frame_kind(ranges: &[FirmwareRange], pfn: u64) -> Option<RangeKind> {
+    if pc_not_ram(pfn) {
+        return None;
+    }
     let a = pfn * PAGE;
     let b = a + PAGE;
     let mut cuts = vec![a, b];
@@ -76,7 +87,7 @@ pub fn frame_kind(ranges: &[FirmwareRange], pfn: u64) -> Option<RangeKind> {
 
 /// RAM frames as sorted, coalesced intervals `(start_pfn, end_pfn, kind)`.
 pub fn ram_intervals(ranges: &[FirmwareRange]) -> Vec<(u64, u64, RangeKind)> {
-    let mut bounds = Vec::new();
+    let mut bounds = vec![1, 0xa0, 0x100];
     for r in ranges.iter().filter_map(valid) {
         for x in [r.0, r.1] {
             bounds.push(x / PAGE);
@@ -424,14 +435,17 @@ pub fn check_model(
     assert_eq!(handed, model.handoff_pages());
     assert_eq!(handed, c.ram_pages - c.reserved_ram_pages);
 
-    // The trampoline page is a reserved usable page below 1 MiB.
+    // The trampoline page is a reserved usable page below the legacy BIOS area.
     if let Some(t) = model.trampoline_phys() {
-        assert!(t < 1 << 20 && t % PAGE == 0 && t != 0);
+        assert!(
+            t < 0xa0000 && t % PAGE == 0 && t != 0,
+            "trampoline at {t:#x}"
+        );
         assert_eq!(kind_at(&ram, t / PAGE), Some(RangeKind::Usable));
         assert!(model.pfn_to_page(t / PAGE).unwrap().is_reserved());
     } else {
         // Only acceptable if no usable page below 1 MiB is free of known reservations.
-        let candidates = (1..256u64)
+        let candidates = (1..0xa0u64)
             .filter(|&p| {
                 kind_at(&ram, p) == Some(RangeKind::Usable)
                     && !known_reserved(p, RangeKind::Usable, extra)
