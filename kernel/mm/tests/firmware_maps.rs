@@ -3,10 +3,12 @@
 
 mod common;
 
-use mm::memmap::{BIOS_BEGIN, FirmwareRange, MAX_MAP_ENTRIES, MapAnomaly, RangeKind::*};
-use mm::mm_init::ModelParams;
-use mm::mmzone::{PAGE_SIZE, ZoneType};
-use mm::sim::{SimMachine, qemu_e820};
+use zonebuddy::model::memmap::{
+    BIOS_BEGIN, FirmwareRange, MAX_MAP_ENTRIES, MapAnomaly, RangeKind::*,
+};
+use zonebuddy::model::mm_init::ModelParams;
+use zonebuddy::model::mmzone::{PAGE_SIZE, ZoneType};
+use zonebuddy::port::sim::{SimMachine, qemu_e820};
 
 const MIB: u64 = 1 << 20;
 
