@@ -14,7 +14,7 @@ use zonebuddy::model::mmzone::PAGE_SIZE;
 use zonebuddy::model::page::Page;
 use zonebuddy::movement::migrate::{MIGRATE_BATCH, MigrateError, MigrateMode, MigrateReason};
 use zonebuddy::page_alloc::gfp::*;
-use zonebuddy::port::platform::{Platform, Pte};
+use zonebuddy::port::platform::{MovableMapping, Pte};
 use zonebuddy::port::sim::SimAllocator;
 use zonebuddy::report::vmstat::VmEvent;
 

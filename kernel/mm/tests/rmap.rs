@@ -9,7 +9,7 @@ use zonebuddy::model::mmzone::PAGE_SIZE;
 use zonebuddy::model::page::PAGE_MAPPING_ANON;
 use zonebuddy::movement::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
 use zonebuddy::page_alloc::gfp::*;
-use zonebuddy::port::platform::{Platform, Pte, PteError};
+use zonebuddy::port::platform::{MovableMapping, Pte, PteError};
 use zonebuddy::port::sim::SimFault;
 
 #[test]
