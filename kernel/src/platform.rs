@@ -156,7 +156,7 @@ impl Prealloc {
     fn release(self) {
         let a = crate::memory::allocator();
         for f in self.frames.into_iter().flatten() {
-            let _ = a.free_pages(crate::PHYS_OFFSET + f.start_address().as_u64(), 0);
+            let _ = a.free_pages_virt(crate::PHYS_OFFSET + f.start_address().as_u64(), 0);
         }
     }
 }

@@ -45,7 +45,7 @@ fn create_populate_zap_destroy() {
     // A page that is not anon has no reverse mapping.
     let k = a.alloc_page(GFP_KERNEL).unwrap();
     assert_eq!(a.page_anon_address(k), None);
-    a.free_pages_page(k, 0).unwrap();
+    a.free_pages(k, 0).unwrap();
 
     for i in (0..n).step_by(2) {
         assert_eq!(a.anon_region_zap(r, i), Ok(true));

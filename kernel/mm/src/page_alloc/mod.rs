@@ -44,7 +44,7 @@
 //!
 //! An allocation returns its head page with a reference count of 1. [`PageAllocator::get_page`]
 //! and [`PageAllocator::put_page`] take and drop references; `put_page` on a tail page of a
-//! compound page works on the head. [`PageAllocator::free_pages_page`] is Linux's
+//! compound page works on the head. [`PageAllocator::free_pages`] is Linux's
 //! `__free_pages`: it drops one reference, and if that was not the last one and the block
 //! is not compound, the other holders keep only the first page: the rest is freed in
 //! chunks of decreasing order (`page + 2^(order-1)` at `order - 1`, down to `page + 1` at
@@ -424,9 +424,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Count `n` events with interrupts already disabled (`__count_vm_events`).
     #[inline]
-    fn __count_vm_events(&self, hdr: Option<&PerCpuHeader>, ev: VmEvent, n: u64) {
+    fn count_vm_events_irqs_off(&self, hdr: Option<&PerCpuHeader>, ev: VmEvent, n: u64) {
         match hdr {
-            Some(h) => h.__count_vm_events(ev, n),
+            Some(h) => h.count_vm_events_irqs_off(ev, n),
             None => {
                 self.stray_events[ev.index()].fetch_add(n, Ordering::Relaxed);
             }
@@ -436,18 +436,18 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Count `n` events (`count_vm_events`).
     pub(crate) fn count_vm_events(&self, ev: VmEvent, n: u64) {
         let _irq = LocalIrqGuard::new(self.platform);
-        self.__count_vm_events(self.this_cpu_header(), ev, n);
+        self.count_vm_events_irqs_off(self.this_cpu_header(), ev, n);
     }
 
     fn count_buddy_events(&self, hdr: Option<&PerCpuHeader>, ev: BuddyEvents) {
         if ev.fallback != 0 {
-            self.__count_vm_events(hdr, VmEvent::PgallocFallback, ev.fallback);
+            self.count_vm_events_irqs_off(hdr, VmEvent::PgallocFallback, ev.fallback);
         }
         if ev.claim != 0 {
-            self.__count_vm_events(hdr, VmEvent::PageblockClaim, ev.claim);
+            self.count_vm_events_irqs_off(hdr, VmEvent::PageblockClaim, ev.claim);
         }
         if ev.boost != 0 {
-            self.__count_vm_events(hdr, VmEvent::WatermarkBoost, ev.boost);
+            self.count_vm_events_irqs_off(hdr, VmEvent::WatermarkBoost, ev.boost);
         }
     }
 
@@ -544,7 +544,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         while let Some(p) = unsafe { ok.pop_front() } {
             let pfn = self.mem().page_to_pfn(self.page_ref(p));
             let mt = b.pageblock_mt(pfn);
-            b.__free_one_page(pfn, 0, mt, false);
+            b.free_one_page(pfn, 0, mt, false);
         }
         high
     }
