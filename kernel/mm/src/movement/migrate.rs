@@ -643,3 +643,5 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
     }
 }
+
+impl core::error::Error for MigrateError {}

@@ -752,3 +752,41 @@ pub enum RmapError {
     /// The page mapped at `index` has no reference (it is free, yet mapped).
     BadRefcount { index: u64, pfn: u64, refcount: i32 },
 }
+
+impl core::fmt::Display for RmapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            RmapError::Stale => f.write_str("stale anon region handle"),
+            RmapError::UnknownPfn { index, pfn } => {
+                write!(
+                    f,
+                    "page {index} maps pfn {pfn:#x}, which has no struct page"
+                )
+            }
+            RmapError::WrongBackPointer { index, pfn } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x}, whose reverse map points elsewhere"
+            ),
+            RmapError::BadMapcount {
+                index,
+                pfn,
+                mapcount,
+            } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x} with mapcount {mapcount} (expected 1)"
+            ),
+            RmapError::BadRefcount {
+                index,
+                pfn,
+                refcount,
+            } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x} with refcount {refcount} (free, yet mapped)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RmapError {}
+
+impl core::error::Error for RegionError {}

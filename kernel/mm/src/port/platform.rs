@@ -200,6 +200,18 @@ pub enum PteError {
     Busy,
 }
 
+impl core::fmt::Display for PteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PteError::OutOfRange => "address not page aligned or outside the movable window",
+            PteError::NoMemory => "no memory for a page-table page",
+            PteError::Busy => "the page-table entry is already in use",
+        })
+    }
+}
+
+impl core::error::Error for PteError {}
+
 /// Interrupts disabled for as long as the guard lives (`local_irq_save` + `local_irq_restore`
 /// on drop), so an early return cannot leave them off.
 pub struct LocalIrqGuard<'a, P: Platform + ?Sized> {

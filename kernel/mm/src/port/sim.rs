@@ -53,7 +53,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
-use crate::model::mm_init::{InitError, MemoryModel, ModelParams};
+use crate::model::mm_init::{MemoryModel, ModelError, ModelParams};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::{self, PageAllocator};
 use crate::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
@@ -80,9 +80,9 @@ pub enum SimError {
     /// The requested geometry is unusable (zero size, misaligned, zero CPUs).
     BadGeometry,
     /// The memory model could not be built.
-    Init(InitError),
+    Init(ModelError),
     /// The page allocator could not be set up.
-    Alloc(page_alloc::InitError),
+    Alloc(page_alloc::StartError),
 }
 
 impl fmt::Display for SimError {
