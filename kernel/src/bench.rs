@@ -61,11 +61,11 @@ pub fn run() {
     // Order-0 alloc+free pair on a pcp hit: the first pair warms the list.
     let warm = a.alloc_pages(GFP_KERNEL, 0);
     if let Some(p) = warm {
-        let _ = a.free_pages_page(p, 0);
+        let _ = a.free_pages(p, 0);
     }
     let c = cycles_per(200_000, || {
         if let Some(p) = a.alloc_pages(GFP_KERNEL, 0) {
-            let _ = a.free_pages_page(p, 0);
+            let _ = a.free_pages(p, 0);
         }
     });
     kprintln!("bench: order-0 alloc+free pair (pcp hit): {} cycles", c);
@@ -85,7 +85,7 @@ pub fn run() {
         let t1 = time::rdtsc();
         let n = held.len() as u64;
         for addr in held {
-            let _ = a.free_pages(addr, order);
+            let _ = a.free_pages_virt(addr, order);
         }
         let t2 = time::rdtsc();
         kprintln!(
@@ -110,11 +110,11 @@ pub fn run() {
                 live.push((a.page_address(p), order));
             }
         } else if let Some((addr, order)) = live.pop() {
-            let _ = a.free_pages(addr, order);
+            let _ = a.free_pages_virt(addr, order);
         }
     });
     for (addr, order) in live.drain(..) {
-        let _ = a.free_pages(addr, order);
+        let _ = a.free_pages_virt(addr, order);
     }
     kprintln!("bench: mixed orders 0-3, 64 live: {} cycles/operation", c);
 
@@ -136,7 +136,7 @@ pub fn run() {
         smp::run_on_cpus(&online[..n], &|_| {
             for _ in 0..per_cpu {
                 if let Some(p) = a.alloc_pages(GFP_KERNEL, 0) {
-                    let _ = a.free_pages_page(p, 0);
+                    let _ = a.free_pages(p, 0);
                 }
             }
             done.fetch_add(per_cpu * 2, Ordering::Relaxed);

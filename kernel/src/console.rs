@@ -322,7 +322,7 @@ impl Shell {
             let page = a
                 .pfn_to_page(h.pfn)
                 .ok_or_else(|| format!("free: pfn {:#x} has no page", h.pfn))?;
-            a.free_pages_page(page, h.order)
+            a.free_pages(page, h.order)
                 .map_err(|e| format!("free: pfn {:#x} order {}: {e}", h.pfn, h.order))?;
             pages += 1 << h.order;
         }
@@ -470,7 +470,7 @@ fn release(addr: u64, order: u32, tag: u64, bad: &AtomicU64) {
         // SAFETY: still ours until the free below.
         unsafe { ((addr + i * PAGE_SIZE) as *const u64).read_volatile() == tag ^ i }
     });
-    if !intact || allocator().free_pages(addr, order).is_err() {
+    if !intact || allocator().free_pages_virt(addr, order).is_err() {
         bad.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -85,7 +85,7 @@ fn heap_alloc(order: u32, may_wait: bool) -> Option<usize> {
 }
 
 fn heap_free(addr: usize, order: u32) {
-    if let Err(e) = allocator().free_pages(addr as u64, order) {
+    if let Err(e) = allocator().free_pages_virt(addr as u64, order) {
         log::error!("heap: returning {addr:#x} (order {order}) to the page allocator failed: {e}");
     }
 }

@@ -6,7 +6,7 @@
 //! [`crate::PHYS_OFFSET`].
 
 use x86_64::{instructions::interrupts, registers::rflags::RFlags};
-use zonebuddy::port::platform::{IrqState, Platform, Pte, PteError};
+use zonebuddy::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
 
 use core::sync::atomic::Ordering;
 
@@ -59,6 +59,17 @@ impl Platform for KernelPlatform {
         (crate::PHYS_OFFSET + pa) as *mut u8
     }
 
+    fn wake_kcompactd(&self, nid: usize) {
+        crate::kcompactd::wake(nid);
+    }
+
+    fn movable_mapping(&self) -> Option<&dyn MovableMapping> {
+        Some(self)
+    }
+}
+
+/// Mapped movable memory: the window at [`paging::MOVABLE_START`], rewritten by migration.
+impl MovableMapping for KernelPlatform {
     fn movable_va_range(&self) -> (u64, u64) {
         (paging::MOVABLE_START, paging::MOVABLE_END)
     }
@@ -115,10 +126,6 @@ impl Platform for KernelPlatform {
     fn flush_tlb_range(&self, start: u64, end: u64) {
         smp::tlb_shootdown(start, end);
     }
-
-    fn wake_kcompactd(&self, nid: usize) {
-        crate::kcompactd::wake(nid);
-    }
 }
 
 fn in_window(va: u64) -> bool {
@@ -149,7 +156,7 @@ impl Prealloc {
     fn release(self) {
         let a = crate::memory::allocator();
         for f in self.frames.into_iter().flatten() {
-            let _ = a.free_pages(crate::PHYS_OFFSET + f.start_address().as_u64(), 0);
+            let _ = a.free_pages_virt(crate::PHYS_OFFSET + f.start_address().as_u64(), 0);
         }
     }
 }

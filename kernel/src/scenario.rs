@@ -268,10 +268,10 @@ impl Scenario {
         let a = allocator();
         let _ = a.anon_region_destroy(self.region);
         for addr in self.unmovable.drain(..) {
-            let _ = a.free_pages(addr, 0);
+            let _ = a.free_pages_virt(addr, 0);
         }
         for addr in self.held_order9.drain(..) {
-            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+            let _ = a.free_pages_virt(addr, PAGEBLOCK_ORDER);
         }
     }
 }
@@ -429,7 +429,7 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let failed = a
         .alloc_pages(GFP_NOWAIT | Gfp::MOVABLE, PAGEBLOCK_ORDER)
         .map(|p| {
-            let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+            let _ = a.free_pages(p, PAGEBLOCK_ORDER);
         })
         .is_none();
     let _ = writeln!(

@@ -106,7 +106,7 @@ fn main() {
         a.vm_event(VmEvent::CompactFreeScanned) - scanned0.1
     );
     for p in held {
-        a.free_pages_page(p, PAGEBLOCK_ORDER).unwrap();
+        a.free_pages(p, PAGEBLOCK_ORDER).unwrap();
     }
     sc.teardown(&a);
 }

@@ -62,7 +62,7 @@ fn pair_ours(a: &SimAllocator, n: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
         let p = a.alloc_page(GFP_KERNEL).unwrap();
-        let _ = a.free_pages_page(black_box(p), 0);
+        let _ = a.free_pages(black_box(p), 0);
     }
     ns(t, n)
 }
@@ -129,7 +129,7 @@ fn half_ours(a: &SimAllocator, order: u32) -> (f64, f64) {
     let alloc = ns(t, blocks);
     let t = Instant::now();
     for p in held {
-        let _ = a.free_pages_page(p, order);
+        let _ = a.free_pages(p, order);
     }
     (alloc, ns(t, blocks))
 }
@@ -171,7 +171,7 @@ fn mixed_ours(a: &SimAllocator, orders: &[u32]) -> f64 {
         if set.len() >= 2048 {
             let i = (r.next() % set.len() as u64) as usize;
             let (p, po) = set.swap_remove(i);
-            let _ = a.free_pages_page(p, po);
+            let _ = a.free_pages(p, po);
         }
         if let Some(p) = a.alloc_pages(GFP_KERNEL, o) {
             set.push((p, o));
@@ -179,7 +179,7 @@ fn mixed_ours(a: &SimAllocator, orders: &[u32]) -> f64 {
     }
     let v = ns(t, orders.len() as u64);
     for (p, o) in set {
-        let _ = a.free_pages_page(p, o);
+        let _ = a.free_pages(p, o);
     }
     v
 }
@@ -213,7 +213,7 @@ fn throughput(a: &SimAllocator, n: u64) -> f64 {
         // Warm the pcp list, then measure pairs.
         for _ in 0..n {
             let p = a.alloc_page(GFP_KERNEL).unwrap();
-            let _ = a.free_pages_page(black_box(p), 0);
+            let _ = a.free_pages(black_box(p), 0);
         }
     });
     let secs = t.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@
 //! let pages = PageAllocator::new(model, &PLATFORM)?;   // every free page enters the buddy lists
 //! let page = pages.alloc_pages(GFP_KERNEL | Gfp::ZERO, 2).ok_or(Oom)?;
 //! let va = pages.page_address(page);                    // direct-map address
-//! pages.free_pages_page(page, 2)?;                      // Err(BadPage) on a bad free
+//! pages.free_pages(page, 2)?;                      // Err(BadPage) on a bad free
 //! zonebuddy::debug::check(&pages)?;                            // every invariant, from scratch
 //! pages.write_buddyinfo(&mut console)?;                 // and the other /proc views
 //! ```

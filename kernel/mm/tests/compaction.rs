@@ -31,7 +31,7 @@ fn pinned_everywhere(a: &SimAllocator, seed: u64) -> Scenario {
     }
     for &pfn in &all {
         if keep.get(&(pfn / PAGEBLOCK_NR_PAGES)) != Some(&pfn) {
-            a.free_pages_page(a.pfn_to_page(pfn).unwrap(), 0).unwrap();
+            a.free_pages(a.pfn_to_page(pfn).unwrap(), 0).unwrap();
         }
     }
     a.drain_all_pages();
@@ -186,9 +186,9 @@ fn deferral_grows_skips_and_resets_on_success() {
     let st = a.compaction_state(0, zt).unwrap();
     assert_eq!((st.considered, st.defer_shift), (0, 0));
     assert_eq!(st.order_failed, PAGEBLOCK_ORDER + 1);
-    a.free_pages_page(page, PAGEBLOCK_ORDER).unwrap();
+    a.free_pages(page, PAGEBLOCK_ORDER).unwrap();
     for p in taken {
-        a.free_pages_page(p, PAGEBLOCK_ORDER).unwrap();
+        a.free_pages(p, PAGEBLOCK_ORDER).unwrap();
     }
     sc.verify_all(&a);
     check(&a);

@@ -65,7 +65,7 @@ fn compact_memory_assembles_pageblocks() {
     let p = a
         .alloc_pages(nodirect, PAGEBLOCK_ORDER)
         .expect("order-9 after compaction");
-    a.free_pages_page(p, PAGEBLOCK_ORDER).unwrap();
+    a.free_pages(p, PAGEBLOCK_ORDER).unwrap();
     sc.teardown(&a);
     check(&a);
 }
@@ -99,7 +99,7 @@ fn direct_compaction_serves_huge_allocations() {
     assert!(captured >= 1 << PAGEBLOCK_ORDER, "no capture happened");
     sc.verify_all(&a);
     for p in held {
-        a.free_pages_page(p, PAGEBLOCK_ORDER).unwrap();
+        a.free_pages(p, PAGEBLOCK_ORDER).unwrap();
     }
     a.drain_all_pages();
     let (_, _, free1) = free_distribution(&a);

@@ -73,7 +73,7 @@ fn kcompactd_woken_and_proactive() {
             "no direct compaction"
         );
         assert!(a.vm_event(VmEvent::CompactDaemonMigrateScanned) > 0);
-        a.free_pages_page(got.unwrap(), PAGEBLOCK_ORDER).unwrap();
+        a.free_pages(got.unwrap(), PAGEBLOCK_ORDER).unwrap();
         let score1 = a.fragmentation_score_node(0);
         eprintln!(
             "woken: compact_daemon_wake +{wakes}, daemon migrate/free scanned {}/{}, score {score0} -> {score1}",

@@ -14,7 +14,7 @@ use zonebuddy::model::mmzone::PAGE_SIZE;
 use zonebuddy::model::page::Page;
 use zonebuddy::movement::migrate::{MIGRATE_BATCH, MigrateError, MigrateMode, MigrateReason};
 use zonebuddy::page_alloc::gfp::*;
-use zonebuddy::port::platform::{Platform, Pte};
+use zonebuddy::port::platform::{MovableMapping, Pte};
 use zonebuddy::port::sim::SimAllocator;
 use zonebuddy::report::vmstat::VmEvent;
 
@@ -37,7 +37,7 @@ fn migrate(
         },
         &mut |p: &Page| {
             back.set(back.get() + 1);
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         },
         mode,
         MigrateReason::Syscall,
@@ -223,7 +223,7 @@ fn running_out_of_targets_aborts_and_puts_the_rest_back() {
         },
         &mut |p| {
             back.set(back.get() + 1);
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         },
         MigrateMode::Sync,
         MigrateReason::Compaction,
@@ -278,7 +278,7 @@ fn only_movable_in_use_pages_isolate() {
     let c = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 2).unwrap();
     assert!(!a.isolate_migratepage(c, MigrateMode::Sync));
     let f = a.alloc_page(GFP_HIGHUSER_MOVABLE).unwrap();
-    a.free_pages_page(f, 0).unwrap();
+    a.free_pages(f, 0).unwrap();
     a.drain_all_pages();
     assert!(!a.isolate_migratepage(f, MigrateMode::Sync));
     assert_eq!(f.refcount(), 0, "no reference left behind on a free page");
@@ -306,8 +306,8 @@ fn only_movable_in_use_pages_isolate() {
     // SAFETY: just isolated.
     unsafe { list.push_back(p) };
     a.putback_movable_pages(&mut list);
-    a.free_pages_page(k, 0).unwrap();
-    a.free_pages_page(c, 2).unwrap();
+    a.free_pages(k, 0).unwrap();
+    a.free_pages(c, 2).unwrap();
     a.anon_region_destroy(r).unwrap();
     check(&a);
 }
@@ -405,7 +405,7 @@ fn movable_operations_are_dispatched_and_their_answers_respected() {
         assert!(p.trylock());
         zonebuddy::movement::migrate::clear_page_movable(p);
         p.unlock();
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     };
     let one = |p: &Page| {
         let mut l = PageList::new();
@@ -457,7 +457,7 @@ fn movable_operations_are_dispatched_and_their_answers_respected() {
     assert!(dst.trylock());
     zonebuddy::movement::migrate::clear_page_movable(dst);
     dst.unlock();
-    a.free_pages_page(dst, 0).unwrap();
+    a.free_pages(dst, 0).unwrap();
     assert_eq!(dst.refcount(), 1);
     let (res, got, _) = migrate(&a, &mut one(dst), MigrateMode::Sync);
     assert_eq!(res, Ok(0));

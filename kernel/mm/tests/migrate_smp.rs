@@ -69,7 +69,7 @@ fn accessors_never_see_a_page_in_flight() {
                     let res = a.migrate_pages(
                         &mut list,
                         &mut |_| a.alloc_page(GFP_HIGHUSER_MOVABLE),
-                        &mut |p| a.free_pages_page(p, 0).unwrap(),
+                        &mut |p| a.free_pages(p, 0).unwrap(),
                         MigrateMode::Sync,
                         MigrateReason::Compaction,
                     );

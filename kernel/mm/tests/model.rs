@@ -4,7 +4,7 @@
 mod common;
 
 use zonebuddy::model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind::*};
-use zonebuddy::model::mm_init::{InitError, MemoryModel, ModelParams};
+use zonebuddy::model::mm_init::{MemoryModel, ModelError, ModelParams};
 use zonebuddy::model::mmzone::{MAX_ORDER_NR_PAGES, PAGE_SIZE, PAGES_PER_SECTION, ZoneType};
 use zonebuddy::model::node::NumaRange;
 use zonebuddy::model::zone::{BadValue, CoreOption, CoreSize, ParamError};
@@ -152,7 +152,7 @@ fn no_usable_ram_is_a_clear_error() {
         ],
     ] {
         let err = MemoryModel::init(&p, &map, &[], &ModelParams::default()).err();
-        assert_eq!(err, Some(InitError::Map(MapError::NoUsableRam)));
+        assert_eq!(err, Some(ModelError::Map(MapError::NoUsableRam)));
         assert!(!format!("{}", err.unwrap()).is_empty());
     }
 }
@@ -165,7 +165,7 @@ fn single_usable_page() {
     let err = MemoryModel::init(&p, &map, &[], &ModelParams::default())
         .err()
         .unwrap();
-    assert!(matches!(err, InitError::Sparse(_)), "{err}");
+    assert!(matches!(err, ModelError::Sparse(_)), "{err}");
     assert!(format!("{err}").contains("no memory"));
 
     // Next to real RAM: its section is present, its memmap lives elsewhere.
@@ -192,7 +192,7 @@ fn bad_reservation_and_numa_inputs_are_errors() {
     let err = MemoryModel::init(&p, &map, &[(0x5000, 0x4000)], &ModelParams::default()).err();
     assert_eq!(
         err,
-        Some(InitError::BadReservation {
+        Some(ModelError::BadReservation {
             start: 0x5000,
             end: 0x4000
         })
@@ -208,7 +208,7 @@ fn bad_reservation_and_numa_inputs_are_errors() {
     };
     assert!(matches!(
         MemoryModel::init(&p, &map, &[], &params),
-        Err(InitError::BadNumaRange(_))
+        Err(ModelError::BadNumaRange(_))
     ));
 }
 
@@ -516,7 +516,7 @@ fn regression_bootloader_only_section_without_room_for_its_memmap() {
     assert!(
         matches!(
             err,
-            InitError::Sparse(zonebuddy::model::sparse::SparseError::Memmap { section: 0x1b, .. })
+            ModelError::Sparse(zonebuddy::model::sparse::SparseError::Memmap { section: 0x1b, .. })
         ),
         "{err}"
     );

@@ -259,9 +259,9 @@ impl<'a> Run<'a> {
         }
         let result = if how < 4 {
             let addr = self.a.page_address(head);
-            self.a.free_pages(addr, b.order)
+            self.a.free_pages_virt(addr, b.order)
         } else {
-            self.a.free_pages_page(head, b.order)
+            self.a.free_pages(head, b.order)
         };
         result.unwrap_or_else(|e| panic!("free of {pfn:#x} {b:?} failed: {e}"));
         if b.refs == 1 {
@@ -377,7 +377,7 @@ impl<'a> Run<'a> {
                 if self.m.overlaps(pfn, order).is_some() {
                     return;
                 }
-                let e = self.a.free_pages_page(self.page(pfn), order).unwrap_err();
+                let e = self.a.free_pages(self.page(pfn), order).unwrap_err();
                 assert_eq!(e.reason, BadPageReason::DoubleFree, "{e}");
                 untouched(self);
             }
@@ -391,7 +391,7 @@ impl<'a> Run<'a> {
                 } else {
                     b.order + 1
                 };
-                let e = self.a.free_pages_page(self.page(pfn), wrong).unwrap_err();
+                let e = self.a.free_pages(self.page(pfn), wrong).unwrap_err();
                 assert!(
                     matches!(
                         e.reason,
@@ -414,24 +414,24 @@ impl<'a> Run<'a> {
                 };
                 let e = self
                     .a
-                    .free_pages_page(self.page(pfn + (1 << b.order) - 1), 0)
+                    .free_pages(self.page(pfn + (1 << b.order) - 1), 0)
                     .unwrap_err();
                 assert_eq!(e.reason, BadPageReason::TailPage);
                 untouched(self);
             }
             3 => {
                 // Frame 0 is reserved.
-                let e = self.a.free_pages_page(self.page(0), 0).unwrap_err();
+                let e = self.a.free_pages(self.page(0), 0).unwrap_err();
                 assert_eq!(e.reason, BadPageReason::Reserved);
                 untouched(self);
             }
             4 => {
                 // Not a page of this memmap; not a direct-map address.
                 let fake = Page::new(0);
-                let e = self.a.free_pages_page(&fake, 0).unwrap_err();
+                let e = self.a.free_pages(&fake, 0).unwrap_err();
                 assert_eq!(e.reason, BadPageReason::UnknownPfn);
                 untouched(self);
-                let e = self.a.free_pages(0x1234_5677, 0).unwrap_err();
+                let e = self.a.free_pages_virt(0x1234_5677, 0).unwrap_err();
                 assert_eq!(e.reason, BadPageReason::UnknownPfn);
                 assert_eq!(self.a.vm_event(VmEvent::PgfreeRejected), rejected + 2);
             }
@@ -471,7 +471,7 @@ impl<'a> Run<'a> {
                         BadPageReason::FlagsCheckAtFree(zonebuddy::model::page::PageFlags::LRU)
                     }
                 };
-                let e = self.a.free_pages_page(self.page(pfn), b.order).unwrap_err();
+                let e = self.a.free_pages(self.page(pfn), b.order).unwrap_err();
                 assert_eq!(e.reason, expect);
                 assert_eq!(e.pfn, Some(pfn + sub));
                 self.m.remove(pfn);

@@ -65,7 +65,7 @@ fn gfp_dma_and_dma32_land_in_their_zones() {
             "no __GFP_HIGHMEM: not ZONE_MOVABLE"
         );
         for (p, o) in [(p, 0), (q, 2), (n, 0), (m, 0), (k, 0)] {
-            a.free_pages_page(p, o).unwrap();
+            a.free_pages(p, o).unwrap();
         }
     }
     all_free(&a, 0);
@@ -88,7 +88,7 @@ fn gfp_dma_and_dma32_land_in_their_zones() {
     }
     assert!(!held.is_empty());
     for p in held {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     all_free(&a, 0);
 }
@@ -102,7 +102,7 @@ fn zeroing_and_addresses() {
     // SAFETY: the page is ours.
     unsafe { core::ptr::write_bytes(va as *mut u8, 0xa5, PAGE_SIZE as usize) };
     assert!(std::ptr::eq(a.virt_to_page(va).unwrap(), p));
-    a.free_pages(va, 0).unwrap();
+    a.free_pages_virt(va, 0).unwrap();
     // The same page comes back first (pcp lists are LIFO), zeroed this time.
     let z = a.get_zeroed_page(GFP_KERNEL).unwrap();
     assert_eq!(z, va, "pcp hands back the hottest page");
@@ -114,13 +114,13 @@ fn zeroing_and_addresses() {
     // SAFETY: ours.
     let bytes = unsafe { core::slice::from_raw_parts(big as *const u8, (PAGE_SIZE << 4) as usize) };
     assert!(bytes.iter().all(|&b| b == 0));
-    a.free_pages(big, 4).unwrap();
-    a.free_pages(z, 0).unwrap();
+    a.free_pages_virt(big, 4).unwrap();
+    a.free_pages_virt(z, 0).unwrap();
     // free_pages(0) is a no-op, as in Linux.
-    a.free_pages(0, 3).unwrap();
+    a.free_pages_virt(0, 3).unwrap();
     // Not a page address: refused.
     assert_eq!(
-        a.free_pages(z + 8, 0).unwrap_err().reason,
+        a.free_pages_virt(z + 8, 0).unwrap_err().reason,
         BadPageReason::UnknownPfn
     );
     all_free(&a, 0);
@@ -155,7 +155,7 @@ fn compound_pages() {
         assert_eq!(head.refcount(), 1);
         // A tail cannot be freed on its own.
         assert_eq!(
-            a.free_pages_page(last, 0).unwrap_err().reason,
+            a.free_pages(last, 0).unwrap_err().reason,
             BadPageReason::TailPage
         );
         a.put_page(last).unwrap();
@@ -178,7 +178,7 @@ fn non_compound_free_pages_keeps_the_first_page() {
     assert_eq!(p.refcount(), 2);
     // Not the last reference: the other holder keeps page 0; pages 4-7 (order 2), 2-3
     // (order 1) and 1 (order 0) are freed now.
-    a.free_pages_page(p, 3).unwrap();
+    a.free_pages(p, 3).unwrap();
     assert_eq!(p.refcount(), 1);
     assert_eq!(a.nr_free_pages() + a.nr_pcp_pages(), free0 - 1);
     for i in 1..8 {
@@ -187,7 +187,7 @@ fn non_compound_free_pages_keeps_the_first_page() {
     }
     check(&a);
     // What is left is an order-0 page: freeing it as order 3 is refused...
-    let e = a.free_pages_page(p, 3).unwrap_err();
+    let e = a.free_pages(p, 3).unwrap_err();
     assert_eq!(
         e.reason,
         BadPageReason::WrongOrder {
@@ -196,7 +196,7 @@ fn non_compound_free_pages_keeps_the_first_page() {
         }
     );
     // ... as order 0 it is freed.
-    a.free_pages_page(p, 0).unwrap();
+    a.free_pages(p, 0).unwrap();
     assert_eq!(a.nr_free_pages() + a.nr_pcp_pages(), free0);
     // put_page on a whole non-compound block frees it at its allocation order.
     let q = a.alloc_pages(GFP_KERNEL, 2).unwrap();
@@ -213,9 +213,9 @@ fn every_bad_page_reason() {
 
     // Double free: nothing changes the second time.
     let p = a.alloc_page(GFP_KERNEL).unwrap();
-    a.free_pages_page(p, 0).unwrap();
+    a.free_pages(p, 0).unwrap();
     let before = (a.nr_free_pages(), a.nr_pcp_pages(), rejected());
-    let e = a.free_pages_page(p, 0).unwrap_err();
+    let e = a.free_pages(p, 0).unwrap_err();
     assert_eq!(e.reason, BadPageReason::DoubleFree);
     assert_eq!(
         e.to_string(),
@@ -232,7 +232,7 @@ fn every_bad_page_reason() {
     // Double free of a buddy page (after a drain the page is PG_buddy or inside a block).
     a.drain_all_pages();
     assert_eq!(
-        a.free_pages_page(p, 0).unwrap_err().reason,
+        a.free_pages(p, 0).unwrap_err().reason,
         BadPageReason::DoubleFree
     );
     check(&a);
@@ -241,40 +241,40 @@ fn every_bad_page_reason() {
     // be freed correctly.
     let q = a.alloc_pages(GFP_KERNEL, 2).unwrap();
     assert_eq!(
-        a.free_pages_page(q, 1).unwrap_err().reason,
+        a.free_pages(q, 1).unwrap_err().reason,
         BadPageReason::WrongOrder {
             freed: 1,
             allocated: 2
         }
     );
     let r = a.alloc_pages(GFP_KERNEL, 0).unwrap();
-    let e = a.free_pages_page(r, MAX_PAGE_ORDER).unwrap_err();
+    let e = a.free_pages(r, MAX_PAGE_ORDER).unwrap_err();
     assert!(matches!(
         e.reason,
         BadPageReason::Misaligned { .. } | BadPageReason::WrongOrder { .. }
     ));
     assert!(e.page_untouched());
     assert_eq!(
-        a.free_pages_page(r, MAX_PAGE_ORDER + 1).unwrap_err().reason,
+        a.free_pages(r, MAX_PAGE_ORDER + 1).unwrap_err().reason,
         BadPageReason::OrderTooLarge {
             order: MAX_PAGE_ORDER + 1
         }
     );
     assert_eq!(q.refcount(), 1);
-    a.free_pages_page(q, 2).unwrap();
-    a.free_pages_page(r, 0).unwrap();
+    a.free_pages(q, 2).unwrap();
+    a.free_pages(r, 0).unwrap();
     check(&a);
 
     // Reserved frame and a page that is not ours.
     assert_eq!(
-        a.free_pages_page(a.pfn_to_page(0).unwrap(), 0)
+        a.free_pages(a.pfn_to_page(0).unwrap(), 0)
             .unwrap_err()
             .reason,
         BadPageReason::Reserved
     );
     let fake = Page::new(0);
     assert_eq!(
-        a.free_pages_page(&fake, 0).unwrap_err().reason,
+        a.free_pages(&fake, 0).unwrap_err().reason,
         BadPageReason::UnknownPfn
     );
     assert_eq!(
@@ -316,7 +316,7 @@ fn every_bad_page_reason() {
         let p = a.alloc_page(GFP_KERNEL).unwrap();
         spoil(p);
         let before = (a.nr_free_pages(), a.nr_pcp_pages(), rejected());
-        let e = a.free_pages_page(p, 0).unwrap_err();
+        let e = a.free_pages(p, 0).unwrap_err();
         assert_eq!(e.reason, reason);
         assert_eq!(e.reason.to_string(), text);
         assert!(!e.page_untouched());
@@ -331,7 +331,7 @@ fn every_bad_page_reason() {
     let b = a.alloc_pages(GFP_KERNEL, 1).unwrap();
     let tail = a.pfn_to_page(pfn(&a, b) + 1).unwrap();
     tail.set_refcount(1);
-    let e = a.free_pages_page(b, 1).unwrap_err();
+    let e = a.free_pages(b, 1).unwrap_err();
     assert_eq!(e.reason, BadPageReason::NonzeroRefcount);
     assert_eq!(e.pfn, Some(pfn(&a, b) + 1));
     leaked += 2;
@@ -365,7 +365,7 @@ fn oom_is_none_and_counted() {
     held.push((atomic, 0));
     check(&a);
     for (p, o) in held {
-        a.free_pages_page(p, o).unwrap();
+        a.free_pages(p, o).unwrap();
     }
     all_free(&a, 0);
     // __GFP_NOFAIL at OOM: bounded retries, then a failure (no OOM killer here).
@@ -378,7 +378,7 @@ fn oom_is_none_and_counted() {
         held.push(p);
     }
     for p in held {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     all_free(&a, 0);
 }
@@ -552,7 +552,7 @@ fn pcp_refill_and_drain_move_batches() {
     // pages on pcp lists are not free pages.
     let free = a.nr_free_pages();
     for p in held.drain(..) {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     assert_eq!(
         a.nr_free_pages(),
@@ -567,14 +567,14 @@ fn pcp_refill_and_drain_move_batches() {
         held.push(a.alloc_page(GFP_KERNEL).unwrap());
     }
     for p in held.drain(..) {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
         assert!(a.nr_pcp_pages() < high + 1);
     }
     assert!(a.vm_event(VmEvent::PcpDrain) > drains);
     check(&a);
     // Order 9 pages ride on their own pcp list.
     let thp = a.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp::COMP, 9).unwrap();
-    a.free_pages_page(thp, 9).unwrap();
+    a.free_pages(thp, 9).unwrap();
     check(&a);
     a.drain_local_pages();
     assert_eq!(a.nr_pcp_pages(), 0);
@@ -589,7 +589,7 @@ fn remote_drain_from_another_cpu() {
     plat.run_on_cpus(|cpu| {
         if cpu == 1 {
             let p = a.alloc_page(GFP_KERNEL).unwrap();
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
             assert!(a.pageset_snapshot(1, 0, ZoneType::Normal).unwrap().count > 0);
         }
         barrier.wait();
@@ -615,7 +615,7 @@ fn nofragment_spreads_to_the_next_zone() {
     loop {
         let p = a.alloc_pages(GFP_KERNEL | Gfp::MOVABLE, 0).unwrap();
         if p.zone_type() != Some(ZoneType::Normal) {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
             break;
         }
         held.push(p);
@@ -624,7 +624,7 @@ fn nofragment_spreads_to_the_next_zone() {
     let mut keep_big = Vec::new();
     for (i, p) in held.into_iter().enumerate() {
         if i % 2 == 0 {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         } else {
             keep.push(p);
         }
@@ -665,10 +665,10 @@ fn nofragment_spreads_to_the_next_zone() {
     keep.push(m);
     check(&a);
     for p in keep {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     for p in keep_big {
-        a.free_pages_page(p, 9).unwrap();
+        a.free_pages(p, 9).unwrap();
     }
     all_free(&a, 0);
 }
@@ -686,7 +686,7 @@ fn watermark_boost_applied_and_skipped() {
     let z = a.zone_of(0, p.zone_type().unwrap()).unwrap();
     assert_eq!(z.watermarks().boost, 0);
     assert_eq!(a.vm_event(VmEvent::WatermarkBoost), 0);
-    a.free_pages_page(p, 0).unwrap();
+    a.free_pages(p, 0).unwrap();
     // Fragment DMA32 with movable pages so that no free block of pageblock order is left,
     // then ask for unmovable memory: the claim is partial and boosts.
     let mut held = Vec::new();
@@ -696,7 +696,7 @@ fn watermark_boost_applied_and_skipped() {
     let mut keep = Vec::new();
     for (i, p) in held.into_iter().enumerate() {
         if i % 4 == 0 {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         } else {
             keep.push(p);
         }
@@ -738,7 +738,7 @@ fn watermark_boost_applied_and_skipped() {
     }
     assert_eq!(z.watermarks().boost, 0, "kswapd's pass reset the boost");
     for p in keep {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     all_free(&a, 0);
 
@@ -750,7 +750,7 @@ fn watermark_boost_applied_and_skipped() {
         held.push(p);
     }
     for p in held.drain(..).step_by(2) {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     for _ in 0..200 {
         if let Some(p) = a.alloc_pages(gfp_no_kswapd | Gfp::NOWARN, 0) {
@@ -774,12 +774,12 @@ fn watermark_boost_applied_and_skipped() {
         if p.zone_type() == Some(ZoneType::Dma32) {
             held.push(p);
         } else {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
             break;
         }
     }
     for p in held.drain(..).step_by(2) {
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
     }
     a.drain_all_pages();
     for _ in 0..50 {
@@ -840,7 +840,7 @@ fn views_are_consistent() {
     let mut ui = String::new();
     a.write_unusable_index(&mut ui).unwrap();
     assert_eq!(ui.lines().count(), 4);
-    a.free_pages_page(p, 3).unwrap();
+    a.free_pages(p, 3).unwrap();
     all_free(&a, 0);
 }
 
@@ -864,7 +864,7 @@ fn bulk_allocation_semantics() {
     }
     for (i, p) in out.iter().take(90).enumerate() {
         if i != 50 {
-            a.free_pages_page(p.unwrap(), 0).unwrap();
+            a.free_pages(p.unwrap(), 0).unwrap();
         }
     }
     // Invalid: nothing.

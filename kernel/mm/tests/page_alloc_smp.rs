@@ -74,9 +74,9 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
             check_owner(a, h.0, h.1, TAG);
             write_owner(a, h.0, h.1, 0);
             let res = if r.chance(20) {
-                a.free_pages(a.page_address(page(a, h.0)), h.1)
+                a.free_pages_virt(a.page_address(page(a, h.0)), h.1)
             } else {
-                a.free_pages_page(page(a, h.0), h.1)
+                a.free_pages(page(a, h.0), h.1)
             };
             res.unwrap_or_else(|e| panic!("cpu {cpu}: {e}"));
             freed.fetch_add(1 << h.1, Ordering::Relaxed);
@@ -145,7 +145,7 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
     for h in rest {
         check_owner(a, h.0, h.1, TAG);
         write_owner(a, h.0, h.1, 0);
-        a.free_pages_page(page(a, h.0), h.1).unwrap();
+        a.free_pages(page(a, h.0), h.1).unwrap();
         freed.fetch_add(1 << h.1, Ordering::Relaxed);
     }
     assert_eq!(
@@ -225,11 +225,11 @@ fn drain_all_pages_from_another_cpu_while_busy() {
                 let p = mine.swap_remove(j);
                 check_owner(a, a.page_to_pfn(p), 0, TAG);
                 write_owner(a, a.page_to_pfn(p), 0, 0);
-                a.free_pages_page(p, 0).unwrap();
+                a.free_pages(p, 0).unwrap();
             }
         }
         for p in mine {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         }
         // The drainer thread may have been scheduled only now: leave a page on this CPU's
         // list and wait until some remote drain has found a list non-empty, so the check
@@ -237,7 +237,7 @@ fn drain_all_pages_from_another_cpu_while_busy() {
         let p = a
             .alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0)
             .expect("a page is free once this CPU has given its pages back");
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
         while a.vm_event(VmEvent::PcpDrainRemote) == remote0 {
             std::hint::spin_loop();
         }

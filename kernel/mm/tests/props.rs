@@ -9,7 +9,7 @@ mod common;
 use proptest::prelude::*;
 use std::cell::Cell;
 use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
-use zonebuddy::model::mm_init::{InitError, MemoryModel, ModelParams};
+use zonebuddy::model::mm_init::{MemoryModel, ModelError, ModelParams};
 use zonebuddy::model::mmzone::{PAGE_SIZE, PAGES_PER_SECTION};
 use zonebuddy::model::zone::CoreSize;
 use zonebuddy::port::sim::SimPlatform;
@@ -207,7 +207,7 @@ fn random_maps_build_consistent_models() {
                     built.set(built.get() + 1);
                 }
                 Err(
-                    InitError::Sparse(_) | InitError::NodeData { .. } | InitError::NoFreeMemory,
+                    ModelError::Sparse(_) | ModelError::NodeData { .. } | ModelError::NoFreeMemory,
                 ) => {
                     // Acceptable only when the usable runs cannot hold one memmap (2 MiB +
                     // the usemap, 514 pages) per present section, plus pages for roots.

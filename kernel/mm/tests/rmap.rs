@@ -9,7 +9,7 @@ use zonebuddy::model::mmzone::PAGE_SIZE;
 use zonebuddy::model::page::PAGE_MAPPING_ANON;
 use zonebuddy::movement::rmap::{MAX_ANON_REGIONS, RegionError, RegionId, RmapError};
 use zonebuddy::page_alloc::gfp::*;
-use zonebuddy::port::platform::{Platform, Pte, PteError};
+use zonebuddy::port::platform::{MovableMapping, Pte, PteError};
 use zonebuddy::port::sim::SimFault;
 
 #[test]
@@ -45,7 +45,7 @@ fn create_populate_zap_destroy() {
     // A page that is not anon has no reverse mapping.
     let k = a.alloc_page(GFP_KERNEL).unwrap();
     assert_eq!(a.page_anon_address(k), None);
-    a.free_pages_page(k, 0).unwrap();
+    a.free_pages(k, 0).unwrap();
 
     for i in (0..n).step_by(2) {
         assert_eq!(a.anon_region_zap(r, i), Ok(true));

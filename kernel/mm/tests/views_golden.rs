@@ -268,7 +268,7 @@ fn machine_in_known_state() -> SimAllocator {
         for p in pfn..pfn + (1 << order) {
             assert!(held.remove(&p), "pfn {p:#x} was not handed out");
             let page = a.pfn_to_page(p).expect("valid pfn");
-            a.free_pages_page(page, 0).expect("free of a held page");
+            a.free_pages(page, 0).expect("free of a held page");
         }
     }
     a.drain_all_pages();

@@ -62,7 +62,7 @@ fn migrate_pool_pages(a: &SimAllocator) -> (u64, u64) {
                         | zonebuddy::page_alloc::gfp::Gfp::MOVABLE,
                 )
             },
-            &mut |p| a.free_pages_page(p, 0).unwrap(),
+            &mut |p| a.free_pages(p, 0).unwrap(),
             MigrateMode::Sync,
             MigrateReason::Compaction,
         )

@@ -148,7 +148,7 @@ ktest! {
             Ok(())
         })();
         for addr in got {
-            a.free_pages(addr, PAGEBLOCK_ORDER).map_err(|e| format!("free: {e}"))?;
+            a.free_pages_virt(addr, PAGEBLOCK_ORDER).map_err(|e| format!("free: {e}"))?;
         }
         s.release();
         result.and_then(|()| check_invariants())
@@ -176,7 +176,7 @@ ktest! {
             if pfn % 4 == 0 {
                 true
             } else {
-                let _ = a.free_pages(addr, 0);
+                let _ = a.free_pages_virt(addr, 0);
                 false
             }
         });
@@ -191,7 +191,7 @@ ktest! {
         // failures (unlike async ones, as in Linux) defer the zone.
         for _ in 0..2 {
             if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, PAGEBLOCK_ORDER) {
-                let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+                let _ = a.free_pages(p, PAGEBLOCK_ORDER);
             } else {
                 failed += 1;
             }
@@ -199,10 +199,10 @@ ktest! {
         let shifts_failed = defer_shifts();
         let fails = ev(VmEvent::CompactFail) - fail0;
         for addr in held.drain(..) {
-            let _ = a.free_pages(addr, 0);
+            let _ = a.free_pages_virt(addr, 0);
         }
         for addr in held9.drain(..) {
-            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+            let _ = a.free_pages_virt(addr, PAGEBLOCK_ORDER);
         }
         kprintln!("deferral: {failed} of 2 order-9 allocations failed, compact_fail +{fails}, defer shifts {shifts_failed:?}");
         kassert_eq!(failed, 2);
@@ -227,7 +227,7 @@ ktest! {
         }
         let shifts_ok = defer_shifts();
         for addr in got {
-            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+            let _ = a.free_pages_virt(addr, PAGEBLOCK_ORDER);
         }
         s.release();
         kprintln!("deferral: after success, defer shifts {shifts_ok:?}");
@@ -361,7 +361,7 @@ ktest! {
         }
         let huge_pages = huge.len() as u64 * PAGEBLOCK_NR_PAGES;
         for addr in huge {
-            let _ = a.free_pages(addr, PAGEBLOCK_ORDER);
+            let _ = a.free_pages_virt(addr, PAGEBLOCK_ORDER);
         }
         for (r, _) in kept {
             let _ = a.anon_region_destroy(r);
@@ -407,7 +407,7 @@ ktest! {
         kcompactd::set_enabled(true);
         let failed = match a.alloc_pages(GFP_NOWAIT | Gfp::NOWARN, PAGEBLOCK_ORDER) {
             Some(p) => {
-                let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
+                let _ = a.free_pages(p, PAGEBLOCK_ORDER);
                 false
             }
             None => true,

@@ -49,7 +49,7 @@ ktest! {
             let bytes = PAGE_SIZE << order;
             fill(addr, bytes, 0x5eed_0000 + u64::from(order));
             kassert!(verify(addr, bytes, 0x5eed_0000 + u64::from(order)), "order {} pattern lost", order);
-            a.free_pages_page(page, order).map_err(|e| format!("free order {order}: {e}"))?;
+            a.free_pages(page, order).map_err(|e| format!("free order {order}: {e}"))?;
         }
         kassert_eq!(settled_free(), before);
         check_invariants()
@@ -65,9 +65,9 @@ ktest! {
         kassert!(matches!(dma32.zone_type(), Some(ZoneType::Dma32 | ZoneType::Dma)));
         kassert!(a.page_to_pfn(dma32) + 4 <= 1 << 20);
         let movable = a.alloc_pages(GFP_HIGHUSER_MOVABLE, 0).ok_or("GFP_HIGHUSER_MOVABLE failed")?;
-        a.free_pages_page(dma, 0).map_err(|e| format!("{e}"))?;
-        a.free_pages_page(dma32, 2).map_err(|e| format!("{e}"))?;
-        a.free_pages_page(movable, 0).map_err(|e| format!("{e}"))?;
+        a.free_pages(dma, 0).map_err(|e| format!("{e}"))?;
+        a.free_pages(dma32, 2).map_err(|e| format!("{e}"))?;
+        a.free_pages(movable, 0).map_err(|e| format!("{e}"))?;
         kassert_eq!(settled_free(), before);
         Ok(())
     }
@@ -79,18 +79,18 @@ ktest! {
             // dirty one is the likeliest to come back (pcp/free-list LIFO).
             let dirty = a.alloc_pages(GFP_KERNEL, order).ok_or("alloc failed")?;
             fill(a.page_address(dirty), PAGE_SIZE << order, 0xdead_beef);
-            a.free_pages_page(dirty, order).map_err(|e| format!("{e}"))?;
+            a.free_pages(dirty, order).map_err(|e| format!("{e}"))?;
             let page = a.alloc_pages(GFP_KERNEL | Gfp::ZERO, order).ok_or("zeroed alloc failed")?;
             let p = a.page_address(page) as *const u64;
             // SAFETY: the block is ours until freed below.
             let nonzero = (0..(PAGE_SIZE << order) / 8).filter(|&i| unsafe { p.add(i as usize).read_volatile() } != 0).count();
-            a.free_pages_page(page, order).map_err(|e| format!("{e}"))?;
+            a.free_pages(page, order).map_err(|e| format!("{e}"))?;
             kassert_eq!(nonzero, 0);
         }
         let z = a.get_zeroed_page(GFP_KERNEL).ok_or("get_zeroed_page failed")?;
         // SAFETY: the page is ours until freed below.
         kassert!((0..512).all(|i| unsafe { (z as *const u64).add(i).read_volatile() } == 0));
-        a.free_pages(z, 0).map_err(|e| format!("{e}"))?;
+        a.free_pages_virt(z, 0).map_err(|e| format!("{e}"))?;
         Ok(())
     }
 
@@ -104,7 +104,7 @@ ktest! {
             let tail = a.pfn_to_page(pfn + i).ok_or("tail without page")?;
             kassert!(core::ptr::eq(tail.compound_head(), head), "tail {} does not point to its head", i);
         }
-        a.free_pages_page(head, order).map_err(|e| format!("{e}"))?;
+        a.free_pages(head, order).map_err(|e| format!("{e}"))?;
         check_invariants()
     }
 
@@ -125,9 +125,9 @@ ktest! {
     fn double_free_is_caught_and_harmless() -> TestResult {
         let a = allocator();
         let page = a.alloc_pages(GFP_KERNEL, 2).ok_or("alloc failed")?;
-        a.free_pages_page(page, 2).map_err(|e| format!("first free: {e}"))?;
+        a.free_pages(page, 2).map_err(|e| format!("first free: {e}"))?;
         let before = settled_free();
-        let second = a.free_pages_page(page, 2);
+        let second = a.free_pages(page, 2);
         kassert!(second.is_err(), "double free was accepted");
         kassert_eq!(settled_free(), before);
         check_invariants()
@@ -136,7 +136,7 @@ ktest! {
     fn wrong_order_free_is_caught() -> TestResult {
         let a = allocator();
         let page = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 3).ok_or("alloc failed")?;
-        let bad = a.free_pages_page(page, 2);
+        let bad = a.free_pages(page, 2);
         kassert!(bad.is_err(), "freeing an order-3 compound page as order 2 was accepted");
         check_invariants()
     }
@@ -150,7 +150,7 @@ ktest! {
         kassert!(matches!(zones, Err(AllocError::Invalid(_))), "DMA|DMA32 accepted");
         let order = a.try_alloc_pages(GFP_KERNEL, MAX_PAGE_ORDER + 1);
         kassert!(matches!(order, Err(AllocError::Invalid(_))), "order 11 accepted");
-        kassert!(a.free_pages(0x1234, 0).is_err(), "freeing a non-direct-map address was accepted");
+        kassert!(a.free_pages_virt(0x1234, 0).is_err(), "freeing a non-direct-map address was accepted");
         kassert_eq!(settled_free(), before);
         check_invariants()
     }
@@ -174,7 +174,7 @@ ktest! {
             kassert!(got > 0, "nothing allocated with {}", gfp);
             kassert!(a.alloc_pages(gfp, 0).is_none(), "{} still succeeds after exhaustion", gfp);
             for (addr, order) in held {
-                a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+                a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
             }
             kassert_eq!(settled_free(), before);
             check_invariants()?;

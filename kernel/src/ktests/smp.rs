@@ -145,7 +145,7 @@ ktest! {
             smp::run_on_cpus(&ids[1..], &|_| {
                 let pages: Vec<u64> = (0..64).filter_map(|_| a.get_free_pages(zonebuddy::page_alloc::gfp::GFP_KERNEL, 0)).collect();
                 for p in pages {
-                    let _ = a.free_pages(p, 0);
+                    let _ = a.free_pages_virt(p, 0);
                 }
             });
         };

@@ -117,7 +117,7 @@ fn free_block(b: &Block, t: &Totals) {
     if !check_block(b) {
         t.bad_tags.fetch_add(1, Ordering::Relaxed);
     }
-    if allocator().free_pages(b.addr, b.order).is_err() {
+    if allocator().free_pages_virt(b.addr, b.order).is_err() {
         t.bad_frees.fetch_add(1, Ordering::Relaxed);
     }
     if b.owner != percpu::cpu_id() {

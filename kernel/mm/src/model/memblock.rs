@@ -803,6 +803,8 @@ impl Iterator for FreeRanges<'_> {
     }
 }
 
+impl core::error::Error for MemblockError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

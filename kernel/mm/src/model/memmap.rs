@@ -720,6 +720,8 @@ fn clipped(r: &FirmwareRange) -> Option<(u64, u64, RangeKind)> {
     (r.start < end).then_some((r.start, end, r.kind))
 }
 
+impl core::error::Error for MapError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,7 +131,7 @@ impl<'a> ModelParams<'a> {
 
 /// Why the memory model could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitError {
+pub enum ModelError {
     /// The firmware map was rejected.
     Map(MapError),
     /// A NUMA range is inverted or names a node `>= MAX_NUMNODES`.
@@ -158,46 +158,48 @@ pub enum InitError {
     NoFreeMemory,
 }
 
-impl fmt::Display for InitError {
+impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InitError::Map(e) => write!(f, "{e}"),
-            InitError::BadNumaRange(r) => write!(
+            ModelError::Map(e) => write!(f, "{e}"),
+            ModelError::BadNumaRange(r) => write!(
                 f,
                 "NUMA range [{:#x}, {:#x}) on node {} is inverted or the node is not below {MAX_NUMNODES}",
                 r.start, r.end, r.nid
             ),
-            InitError::BadReservation { start, end } => write!(
+            ModelError::BadReservation { start, end } => write!(
                 f,
                 "reservation [{start:#x}, {end:#x}) is inverted or beyond the physical address limit"
             ),
-            InitError::Memblock(e) => write!(f, "{e}"),
-            InitError::Sparse(e) => write!(f, "{e}"),
-            InitError::NodeData { nid, error } => {
+            ModelError::Memblock(e) => write!(f, "{e}"),
+            ModelError::Sparse(e) => write!(f, "{e}"),
+            ModelError::NodeData { nid, error } => {
                 write!(f, "no memory for the descriptor of node {nid}: {error}")
             }
-            InitError::NoFreeMemory => {
+            ModelError::NoFreeMemory => {
                 f.write_str("no free page is left for the buddy allocator after boot reservations")
             }
         }
     }
 }
 
-impl From<MapError> for InitError {
+impl core::error::Error for ModelError {}
+
+impl From<MapError> for ModelError {
     fn from(e: MapError) -> Self {
-        InitError::Map(e)
+        ModelError::Map(e)
     }
 }
 
-impl From<MemblockError> for InitError {
+impl From<MemblockError> for ModelError {
     fn from(e: MemblockError) -> Self {
-        InitError::Memblock(e)
+        ModelError::Memblock(e)
     }
 }
 
-impl From<SparseError> for InitError {
+impl From<SparseError> for ModelError {
     fn from(e: SparseError) -> Self {
-        InitError::Sparse(e)
+        ModelError::Sparse(e)
     }
 }
 
@@ -249,16 +251,16 @@ impl MemoryModel {
         ranges: &[FirmwareRange],
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
-    ) -> Result<MemoryModel, InitError> {
+    ) -> Result<MemoryModel, ModelError> {
         let map = MemoryMap::sanitize_with(ranges, params.trim_bios_range)?;
         for r in params.numa {
             if r.start >= r.end || r.nid >= MAX_NUMNODES {
-                return Err(InitError::BadNumaRange(*r));
+                return Err(ModelError::BadNumaRange(*r));
             }
         }
         for &(start, end) in extra_reserved {
             if start > end || end > PHYSMEM_LIMIT {
-                return Err(InitError::BadReservation { start, end });
+                return Err(ModelError::BadReservation { start, end });
             }
         }
 
@@ -343,7 +345,7 @@ impl MemoryModel {
                     core::mem::align_of::<Node>().max(64) as u64,
                     AllocConstraint::ANYWHERE.on_node(nid, false),
                 )
-                .map_err(|error| InitError::NodeData { nid, error })?;
+                .map_err(|error| ModelError::NodeData { nid, error })?;
             let mut node = Node::new(nid);
             node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
             let p = platform.phys_to_virt(pa) as *mut Node;
@@ -385,7 +387,7 @@ impl MemoryModel {
             handoff_pages += r.end_pfn - r.start_pfn;
         }
         if handoff_pages == 0 {
-            return Err(InitError::NoFreeMemory);
+            return Err(ModelError::NoFreeMemory);
         }
 
         Ok(MemoryModel {

@@ -536,3 +536,5 @@ impl core::fmt::Display for SparseError {
         }
     }
 }
+
+impl core::error::Error for SparseError {}

@@ -698,6 +698,8 @@ pub fn find_zone_movable_pfns_for_nodes(
     out
 }
 
+impl core::error::Error for ParamError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -522,7 +522,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             let pfn = self.page_to_pfn(src);
             // Under the page lock only we change this entry; the flush comes once per batch.
             if !self
-                .platform()
+                .mapping()
                 .pte_cmpxchg(va, Pte::Present(pfn), Pte::Migration(pfn))
             {
                 dst.unlock();
@@ -564,8 +564,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 if !src.ref_freeze(2) {
                     // Pinned meanwhile (or a zap is waiting for the lock): undo the unmap. A
                     // non-present entry becoming present needs no flush.
-                    let restored =
-                        platform.pte_cmpxchg(va, Pte::Migration(src_pfn), Pte::Present(src_pfn));
+                    let restored = crate::port::platform::movable_mapping_of(platform).pte_cmpxchg(
+                        va,
+                        Pte::Migration(src_pfn),
+                        Pte::Present(src_pfn),
+                    );
                     debug_assert!(restored, "migration entry changed under the page lock");
                     dst.unlock();
                     src.unlock();
@@ -587,8 +590,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 dst.set_flag(src.flags() & MIGRATE_FLAGS);
                 dst.set_mapping_raw(src.mapping_raw());
                 // dst keeps the reference alloc gave it: that is now the mapping's.
-                let installed =
-                    platform.pte_cmpxchg(va, Pte::Migration(src_pfn), Pte::Present(dst_pfn));
+                let installed = crate::port::platform::movable_mapping_of(platform).pte_cmpxchg(
+                    va,
+                    Pte::Migration(src_pfn),
+                    Pte::Present(dst_pfn),
+                );
                 if !installed {
                     log::error!(
                         "migrate_pages: migration entry at {va:#x} changed under the page lock"
@@ -637,3 +643,5 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
     }
 }
+
+impl core::error::Error for MigrateError {}

@@ -2,7 +2,7 @@
 //!
 //! Compaction can only move a page if it can find and rewrite every page-table entry that
 //! maps it. This kernel has no processes, so its "user memory" is a set of *anon regions*:
-//! ranges of the platform's movable virtual window ([`Platform::movable_va_range`]) whose
+//! ranges of the platform's movable virtual window ([`MovableMapping::movable_va_range`]) whose
 //! pages are allocated with a movable GFP (normally `GFP_HIGHUSER_MOVABLE`) and mapped one
 //! 4 KiB PTE each. Every such page records its owner in `mapping` (the region's descriptor,
 //! tagged [`crate::model::page::PAGE_MAPPING_ANON`]) and its page offset in `index`, so the one
@@ -82,6 +82,9 @@ pub enum RegionError {
     NoMemory,
     /// The platform refused a page-table operation.
     Pte(crate::port::platform::PteError),
+    /// The platform offers no [`MovableMapping`](crate::port::platform::MovableMapping)
+    /// (see [`Platform::movable_mapping`]), so there is nowhere to map movable memory.
+    NoMovableMapping,
 }
 
 impl core::fmt::Display for RegionError {
@@ -89,6 +92,9 @@ impl core::fmt::Display for RegionError {
         match self {
             RegionError::NoSpace => f.write_str("no free anon region slot or virtual range"),
             RegionError::BadSize => f.write_str("bad anon region size"),
+            RegionError::NoMovableMapping => f.write_str(
+                "the platform offers no movable mapping capability (Platform::movable_mapping returns None), so anon regions are unavailable",
+            ),
             RegionError::Stale => f.write_str("stale anon region handle"),
             RegionError::BadIndex(i) => write!(f, "page index {i} outside the region"),
             RegionError::BadGfp => f.write_str("gfp mask is not movable or is impossible"),
@@ -207,7 +213,7 @@ pub(crate) fn lock_page(page: &Page) {
 /// Wait while `va` holds the migration entry for `pfn` (`migration_entry_wait`): the
 /// migrating CPU replaces it, under the page lock, before it unlocks.
 pub(crate) fn wait_migration_entry<P: Platform + ?Sized>(platform: &P, va: u64, pfn: u64) {
-    while platform.pte_read(va) == Pte::Migration(pfn) {
+    while crate::port::platform::movable_mapping_of(platform).pte_read(va) == Pte::Migration(pfn) {
         core::hint::spin_loop();
     }
 }
@@ -218,7 +224,7 @@ pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
 
 impl<P: Platform + 'static> PageAllocator<P> {
     /// Shoot down `[start, end)` of the movable window on every CPU
-    /// ([`Platform::flush_tlb_range`]) and count it as Linux's x86 `flush_tlb_mm_range`
+    /// ([`MovableMapping::flush_tlb_range`]) and count it as Linux's x86 `flush_tlb_mm_range`
     /// does: `nr_tlb_local_flush_one` per page (or one `nr_tlb_local_flush_all` above the
     /// ceiling), and with other CPUs one `nr_tlb_remote_flush` plus one
     /// `nr_tlb_remote_flush_received` per other CPU (counted here, on the sender: the
@@ -235,7 +241,14 @@ impl<P: Platform + 'static> PageAllocator<P> {
             self.count_vm_events(VmEvent::NrTlbRemoteFlush, 1);
             self.count_vm_events(VmEvent::NrTlbRemoteFlushReceived, others);
         }
-        self.platform().flush_tlb_range(start, end);
+        self.mapping().flush_tlb_range(start, end);
+    }
+
+    /// The platform's [`MovableMapping`](crate::port::platform::MovableMapping) (an empty
+    /// one when the port offers none: no region can be created then).
+    #[inline]
+    pub(crate) fn mapping(&self) -> &dyn crate::port::platform::MovableMapping {
+        crate::port::platform::movable_mapping_of(self.platform())
     }
 
     fn region_table(&self) -> &RegionTable {
@@ -277,7 +290,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// The movable window, page aligned inwards, in pages.
     fn movable_window(&self) -> (u64, u64) {
-        let (s, e) = self.platform().movable_va_range();
+        let (s, e) = self.mapping().movable_va_range();
         let s = s.next_multiple_of(PAGE_SIZE);
         let e = e & !(PAGE_SIZE - 1);
         (s, e.max(s))
@@ -285,6 +298,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Reserve `nr_pages` of movable virtual space; nothing is mapped yet.
     pub fn anon_region_create(&self, nr_pages: u64) -> Result<RegionId, RegionError> {
+        if self.platform().movable_mapping().is_none() {
+            return Err(RegionError::NoMovableMapping);
+        }
         let (wstart, wend) = self.movable_window();
         let window_pages = (wend - wstart) / PAGE_SIZE;
         if nr_pages == 0 || nr_pages > window_pages {
@@ -362,7 +378,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if !gfp.contains(Gfp::MOVABLE) || validate(gfp, 0).is_err() {
             return Err(RegionError::BadGfp);
         }
-        if self.platform().pte_read(va) != Pte::None {
+        if self.mapping().pte_read(va) != Pte::None {
             return Err(RegionError::AlreadyMapped(index));
         }
         let page = self
@@ -380,7 +396,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         );
         page.set_mapcount(1);
         page.set_uptodate();
-        match self.platform().pte_map(va, pfn) {
+        match self.mapping().pte_map(va, pfn) {
             Ok(()) => {
                 g.region.nr_mapped.fetch_add(1, Ordering::Relaxed);
                 page.unlock();
@@ -414,7 +430,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     fn zap_one(&self, region: &AnonRegion, va: u64) -> bool {
         let platform = self.platform();
         loop {
-            let pfn = match platform.pte_read(va) {
+            let pfn = match crate::port::platform::movable_mapping_of(platform).pte_read(va) {
                 Pte::None => return false,
                 Pte::Migration(pfn) => {
                     wait_migration_entry(platform, va, pfn);
@@ -425,11 +441,17 @@ impl<P: Platform + 'static> PageAllocator<P> {
             let page = match self.pfn_to_page(pfn) {
                 Some(p) if p.get_unless_zero() => p,
                 _ => {
-                    if platform.pte_read(va) == Pte::Present(pfn) {
+                    if crate::port::platform::movable_mapping_of(platform).pte_read(va)
+                        == Pte::Present(pfn)
+                    {
                         // A present entry naming no live page: nothing to give back, but
                         // the entry must go.
                         log::error!("anon zap: {va:#x} maps pfn {pfn:#x}, which is not in use");
-                        if platform.pte_cmpxchg(va, Pte::Present(pfn), Pte::None) {
+                        if crate::port::platform::movable_mapping_of(platform).pte_cmpxchg(
+                            va,
+                            Pte::Present(pfn),
+                            Pte::None,
+                        ) {
                             self.flush_tlb_movable_range(va, va + PAGE_SIZE);
                             region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
                             return true;
@@ -441,7 +463,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
             lock_page(page);
             // Under the lock the entry can only be changed by its lock holder: if it still
             // maps this page, it is ours to clear.
-            if !platform.pte_cmpxchg(va, Pte::Present(pfn), Pte::None) {
+            if !crate::port::platform::movable_mapping_of(platform).pte_cmpxchg(
+                va,
+                Pte::Present(pfn),
+                Pte::None,
+            ) {
                 page.unlock();
                 self.put_page_logged(page, "anon zap (raced)");
                 continue;
@@ -495,7 +521,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 if *n == 0 {
                     return;
                 }
-                platform.flush_tlb_range(*lo, *hi);
+                crate::port::platform::movable_mapping_of(platform).flush_tlb_range(*lo, *hi);
                 for slot in batch.iter_mut().take(*n) {
                     if let Some(page) = slot.take() {
                         clear_anon_metadata(page);
@@ -514,7 +540,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 break;
             }
             let va = base + index * PAGE_SIZE;
-            let pfn = match platform.pte_read(va) {
+            let pfn = match crate::port::platform::movable_mapping_of(platform).pte_read(va) {
                 Pte::None => {
                     index += 1;
                     continue;
@@ -544,7 +570,11 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 finish(&mut batch, &mut n, &mut lo, &mut hi);
                 lock_page(page);
             }
-            if !platform.pte_cmpxchg(va, Pte::Present(pfn), Pte::None) {
+            if !crate::port::platform::movable_mapping_of(platform).pte_cmpxchg(
+                va,
+                Pte::Present(pfn),
+                Pte::None,
+            ) {
                 // Migrated (or zapped) before we locked it: look at the entry again.
                 page.unlock();
                 self.put_page_logged(page, "anon zap (raced)");
@@ -610,7 +640,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let g = self.region_get(r)?;
         let va = g.va(index)?;
         loop {
-            match self.platform().pte_read(va) {
+            match self.mapping().pte_read(va) {
                 Pte::None => return Ok(None),
                 Pte::Present(pfn) => return Ok(Some(pfn)),
                 Pte::Migration(pfn) => wait_migration_entry(self.platform(), va, pfn),
@@ -666,7 +696,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         for index in 0..g.nr_pages {
             let va = g.start + index * PAGE_SIZE;
             let pfn = loop {
-                match self.platform().pte_read(va) {
+                match self.mapping().pte_read(va) {
                     Pte::None => break None,
                     Pte::Present(pfn) => break Some(pfn),
                     Pte::Migration(pfn) => wait_migration_entry(self.platform(), va, pfn),
@@ -722,3 +752,41 @@ pub enum RmapError {
     /// The page mapped at `index` has no reference (it is free, yet mapped).
     BadRefcount { index: u64, pfn: u64, refcount: i32 },
 }
+
+impl core::fmt::Display for RmapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            RmapError::Stale => f.write_str("stale anon region handle"),
+            RmapError::UnknownPfn { index, pfn } => {
+                write!(
+                    f,
+                    "page {index} maps pfn {pfn:#x}, which has no struct page"
+                )
+            }
+            RmapError::WrongBackPointer { index, pfn } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x}, whose reverse map points elsewhere"
+            ),
+            RmapError::BadMapcount {
+                index,
+                pfn,
+                mapcount,
+            } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x} with mapcount {mapcount} (expected 1)"
+            ),
+            RmapError::BadRefcount {
+                index,
+                pfn,
+                refcount,
+            } => write!(
+                f,
+                "page {index} maps pfn {pfn:#x} with refcount {refcount} (free, yet mapped)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RmapError {}
+
+impl core::error::Error for RegionError {}

@@ -525,3 +525,5 @@ impl<P: Platform + 'static, const N: usize> MovableOperations for ZPool<'static,
         }
     }
 }
+
+impl core::error::Error for ZError {}

@@ -374,7 +374,8 @@ impl<'m, 'g> Buddy<'m, 'g> {
 
     /// Free a block of `order` at `pfn` onto the `mt` lists, merging with free buddies
     /// (`__free_one_page`). `to_tail` is `FPI_TO_TAIL` (boot hand-off).
-    pub fn __free_one_page(&mut self, pfn: u64, order: u32, mt: Migratetype, to_tail: bool) {
+    #[doc(alias = "__free_one_page")]
+    pub fn free_one_page(&mut self, pfn: u64, order: u32, mt: Migratetype, to_tail: bool) {
         let Some(mut page) = self.page(pfn) else {
             return;
         };
@@ -433,14 +434,14 @@ impl<'m, 'g> Buddy<'m, 'g> {
     pub fn free_pages_range(&mut self, pfn: u64, order: u32, to_tail: bool) {
         if order <= PAGEBLOCK_ORDER {
             let mt = self.pageblock_mt(pfn);
-            self.__free_one_page(pfn, order, mt, to_tail);
+            self.free_one_page(pfn, order, mt, to_tail);
             return;
         }
         let end = pfn + (1u64 << order);
         let mut p = pfn;
         while p < end {
             let mt = self.pageblock_mt(p);
-            self.__free_one_page(p, PAGEBLOCK_ORDER, mt, to_tail);
+            self.free_one_page(p, PAGEBLOCK_ORDER, mt, to_tail);
             p += PAGEBLOCK_NR_PAGES;
         }
     }
@@ -468,7 +469,7 @@ impl<'m, 'g> Buddy<'m, 'g> {
             let mt = Migratetype::from_bits(page.buddy_list_mt()).unwrap_or(Migratetype::Movable);
             let on = self.unlink(page, order, mt);
             self.account_freepages(-(1i64 << order), on);
-            self.__free_one_page(head, order, on, false);
+            self.free_one_page(head, order, on, false);
             return;
         }
     }
@@ -623,7 +624,8 @@ impl<'m, 'g> Buddy<'m, 'g> {
 
     /// Take the smallest free block of type `mt` and order at least `order`, splitting it
     /// (`__rmqueue_smallest`).
-    pub fn __rmqueue_smallest(&mut self, order: u32, mt: Migratetype) -> Option<&'m Page> {
+    #[doc(alias = "__rmqueue_smallest")]
+    pub fn rmqueue_smallest(&mut self, order: u32, mt: Migratetype) -> Option<&'m Page> {
         for current in order..NR_PAGE_ORDERS as u32 {
             let Some(page) = self.get_page_from_free_area(current, mt) else {
                 continue;
@@ -807,7 +809,7 @@ impl<'m, 'g> Buddy<'m, 'g> {
             self.__move_freepages_block(start_pfn, block_type, start_type);
             self.set_pageblock_mt(start_pfn, start_type);
             self.events.claim += 1;
-            return self.__rmqueue_smallest(order, start_type);
+            return self.rmqueue_smallest(order, start_type);
         }
         None
     }
@@ -815,7 +817,8 @@ impl<'m, 'g> Buddy<'m, 'g> {
     /// Claim a whole foreign pageblock, scanning from the largest order down
     /// (`__rmqueue_claim`). Under `ALLOC_NOFRAGMENT` only blocks of at least pageblock
     /// order are considered, so no pageblock ends up mixed.
-    pub fn __rmqueue_claim(
+    #[doc(alias = "__rmqueue_claim")]
+    pub fn rmqueue_claim(
         &mut self,
         order: u32,
         start_mt: Migratetype,
@@ -851,7 +854,8 @@ impl<'m, 'g> Buddy<'m, 'g> {
 
     /// Take the smallest fitting block of a fallback type without repainting anything
     /// (`__rmqueue_steal`).
-    pub fn __rmqueue_steal(&mut self, order: u32, start_mt: Migratetype) -> Option<&'m Page> {
+    #[doc(alias = "__rmqueue_steal")]
+    pub fn rmqueue_steal(&mut self, order: u32, start_mt: Migratetype) -> Option<&'m Page> {
         for current in order..NR_PAGE_ORDERS as u32 {
             let Fallback::Found(fb) = self.find_suitable_fallback(current, start_mt, false) else {
                 continue;
@@ -870,7 +874,8 @@ impl<'m, 'g> Buddy<'m, 'g> {
     /// Take a block of `order` for a `mt` request, falling back as described in the module
     /// documentation (`__rmqueue`). `mode` remembers the level that produced pages so a
     /// batch refill does not rescan empty levels.
-    pub fn __rmqueue(
+    #[doc(alias = "__rmqueue")]
+    pub fn rmqueue(
         &mut self,
         order: u32,
         mt: Migratetype,
@@ -883,32 +888,32 @@ impl<'m, 'g> Buddy<'m, 'g> {
         if cma
             && self.zone.zone_page_state(ZoneStatItem::NrFreeCmaPages)
                 > self.zone.nr_free_pages() / 2
-            && let Some(p) = self.__rmqueue_smallest(order, Migratetype::Cma)
+            && let Some(p) = self.rmqueue_smallest(order, Migratetype::Cma)
         {
             return Some(p);
         }
         let start = *mode;
         if start == RmqueueMode::Normal
-            && let Some(p) = self.__rmqueue_smallest(order, mt)
+            && let Some(p) = self.rmqueue_smallest(order, mt)
         {
             return Some(p);
         }
         if start <= RmqueueMode::Cma
             && cma
-            && let Some(p) = self.__rmqueue_smallest(order, Migratetype::Cma)
+            && let Some(p) = self.rmqueue_smallest(order, Migratetype::Cma)
         {
             *mode = RmqueueMode::Cma;
             return Some(p);
         }
         if start <= RmqueueMode::Claim
-            && let Some(p) = self.__rmqueue_claim(order, mt, alloc_flags)
+            && let Some(p) = self.rmqueue_claim(order, mt, alloc_flags)
         {
             // The claimed block replenished the preferred lists.
             *mode = RmqueueMode::Normal;
             return Some(p);
         }
         if !alloc_flags.contains(AllocFlags::NOFRAGMENT)
-            && let Some(p) = self.__rmqueue_steal(order, mt)
+            && let Some(p) = self.rmqueue_steal(order, mt)
         {
             *mode = RmqueueMode::Steal;
             return Some(p);

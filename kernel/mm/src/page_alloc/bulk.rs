@@ -103,7 +103,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 nr_account += 1;
             }
             drop(lists);
-            hdr.__count_vm_events(VmEvent::pgalloc(zone.zone_type), nr_account);
+            hdr.count_vm_events_irqs_off(VmEvent::pgalloc(zone.zone_type), nr_account);
         }
         if nr_account == 0 {
             return self.bulk_fallback(gfp, nr, out, nr_populated);

@@ -319,18 +319,18 @@ mod tests {
                         assert_eq!(on(&fast).put_page(pa), on(&slow).put_page(pb));
                     } else {
                         assert_eq!(
-                            on(&fast).free_pages_page(pa, order),
-                            on(&slow).free_pages_page(pb, order)
+                            on(&fast).free_pages(pa, order),
+                            on(&slow).free_pages(pb, order)
                         );
                     }
                 } else if r == 98 {
                     // A double free: refused alike.
                     if let Some(&(pa, pb, order)) = held.first() {
-                        on(&fast).free_pages_page(pa, order).unwrap();
-                        on(&slow).free_pages_page(pb, order).unwrap();
+                        on(&fast).free_pages(pa, order).unwrap();
+                        on(&slow).free_pages(pb, order).unwrap();
                         held.swap_remove(0);
-                        let ea = on(&fast).free_pages_page(pa, order);
-                        let eb = on(&slow).free_pages_page(pb, order);
+                        let ea = on(&fast).free_pages(pa, order);
+                        let eb = on(&slow).free_pages(pb, order);
                         assert!(ea.is_err());
                         assert_eq!(ea, eb);
                     }
@@ -367,8 +367,8 @@ mod tests {
                 );
             }
             for (pa, pb, order) in held {
-                on(&fast).free_pages_page(pa, order).unwrap();
-                on(&slow).free_pages_page(pb, order).unwrap();
+                on(&fast).free_pages(pa, order).unwrap();
+                on(&slow).free_pages(pb, order).unwrap();
             }
         }
     }

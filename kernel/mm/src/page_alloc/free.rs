@@ -54,14 +54,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Errors: the page is not ours, reserved, already free, a tail page, or `order` is not
     /// the allocation order (nothing changed); or the page is in a bad state when its last
     /// reference goes (reported, counted, and taken out of circulation).
+    #[doc(alias = "__free_pages")]
     #[inline]
-    pub fn free_pages_page(&self, page: &Page, order: u32) -> Result<(), BadPage> {
-        self.__free_pages(page, order)
-    }
-
-    /// Linux's name for [`PageAllocator::free_pages_page`].
-    #[inline]
-    pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), BadPage> {
+    pub fn free_pages(&self, page: &Page, order: u32) -> Result<(), BadPage> {
         let (pfn, zr, ms) = match self.lookup(page) {
             Ok(v) => v,
             Err(bad) => return self.reject(bad, None),
@@ -105,12 +100,13 @@ impl<P: Platform + 'static> PageAllocator<P> {
     }
 
     /// Free by direct-map address (`free_pages`). Address 0 is ignored, as in Linux.
-    pub fn free_pages(&self, addr: u64, order: u32) -> Result<(), BadPage> {
+    #[doc(alias = "free_pages")]
+    pub fn free_pages_virt(&self, addr: u64, order: u32) -> Result<(), BadPage> {
         if addr == 0 {
             return Ok(());
         }
         match self.virt_to_page(addr) {
-            Some(page) => self.free_pages_page(page, order),
+            Some(page) => self.free_pages(page, order),
             None => self.reject(BadPage::new(None, BadPageReason::UnknownPfn), None),
         }
     }
@@ -352,7 +348,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                         self.free_unref_page_over_high(zone, &mut lists, pindex, hdr);
                     }
                     drop(lists);
-                    hdr.__count_vm_events(VmEvent::Pgfree, nr);
+                    hdr.count_vm_events_irqs_off(VmEvent::Pgfree, nr);
                     return;
                 }
             }
@@ -432,15 +428,15 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 lists.count = lists.count.saturating_sub(nr);
                 freed += nr;
                 let mt = b.pageblock_mt(pfn);
-                b.__free_one_page(pfn, order, mt, false);
+                b.free_one_page(pfn, order, mt, false);
                 if remaining <= 0 {
                     break;
                 }
             }
         }
         drop(g);
-        self.__count_vm_events(hdr, VmEvent::PcpDrain, 1);
-        self.__count_vm_events(hdr, VmEvent::PcpDrainPages, freed);
+        self.count_vm_events_irqs_off(hdr, VmEvent::PcpDrain, 1);
+        self.count_vm_events_irqs_off(hdr, VmEvent::PcpDrainPages, freed);
     }
 
     /// Drain CPU `cpu`'s pcp lists of every zone (`drain_pages`). Another CPU may do this:

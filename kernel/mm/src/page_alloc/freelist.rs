@@ -326,7 +326,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         );
         drop(lists);
         if page.is_some() {
-            hdr.__count_vm_events(VmEvent::pgalloc(zone.zone_type), 1 << order);
+            hdr.count_vm_events_irqs_off(VmEvent::pgalloc(zone.zone_type), 1 << order);
         }
         page
     }
@@ -398,7 +398,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let mut mode = RmqueueMode::Normal;
         let mut i = 0;
         while i < count {
-            let Some(page) = b.__rmqueue(order, mt, alloc_flags, &mut mode) else {
+            let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
                 break;
             };
             // SAFETY: `page` was just unlinked from a buddy list (PG_buddy cleared), so it
@@ -409,8 +409,8 @@ impl<P: Platform + 'static> PageAllocator<P> {
         }
         let ev = b.events;
         drop(g);
-        self.__count_vm_events(hdr, VmEvent::PcpRefill, 1);
-        self.__count_vm_events(hdr, VmEvent::PcpRefillPages, i << order);
+        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefill, 1);
+        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefillPages, i << order);
         self.count_buddy_events(hdr, ev);
         i
     }
@@ -430,23 +430,23 @@ impl<P: Platform + 'static> PageAllocator<P> {
             let mut b = self.buddy(zone, &mut g);
             let mut page = None;
             if alloc_flags.contains(AllocFlags::HIGHATOMIC) {
-                page = b.__rmqueue_smallest(order, Migratetype::HighAtomic);
+                page = b.rmqueue_smallest(order, Migratetype::HighAtomic);
             }
             if page.is_none() {
                 let mut mode = RmqueueMode::Normal;
-                page = b.__rmqueue(order, mt, alloc_flags, &mut mode);
+                page = b.rmqueue(order, mt, alloc_flags, &mut mode);
                 // Failing now is worse than failing a high-order atomic allocation later:
                 // OOM handling and non-blocking requests may use the highatomic reserve.
                 if page.is_none() && alloc_flags.intersects(AllocFlags::OOM | AllocFlags::NON_BLOCK)
                 {
-                    page = b.__rmqueue_smallest(order, Migratetype::HighAtomic);
+                    page = b.rmqueue_smallest(order, Migratetype::HighAtomic);
                 }
             }
             let ev = b.events;
             let hdr = self.this_cpu_header();
             self.count_buddy_events(hdr, ev);
             let page = page?;
-            self.__count_vm_events(hdr, VmEvent::pgalloc(zone.zone_type), 1 << order);
+            self.count_vm_events_irqs_off(hdr, VmEvent::pgalloc(zone.zone_type), 1 << order);
             drop(g);
             if page_ok_at_alloc(page) {
                 return Some(page);

@@ -45,7 +45,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             1 << order
         };
         counter_add(&zone.counters.nr_reserved_highatomic, added as i64);
-        self.__count_vm_events(self.this_cpu_header(), VmEvent::HighatomicReserve, 1);
+        self.count_vm_events_irqs_off(self.this_cpu_header(), VmEvent::HighatomicReserve, 1);
     }
 
     /// Give one highatomic pageblock back to the request's type

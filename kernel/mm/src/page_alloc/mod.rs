@@ -44,7 +44,7 @@
 //!
 //! An allocation returns its head page with a reference count of 1. [`PageAllocator::get_page`]
 //! and [`PageAllocator::put_page`] take and drop references; `put_page` on a tail page of a
-//! compound page works on the head. [`PageAllocator::free_pages_page`] is Linux's
+//! compound page works on the head. [`PageAllocator::free_pages`] is Linux's
 //! `__free_pages`: it drops one reference, and if that was not the last one and the block
 //! is not compound, the other holders keep only the first page: the rest is freed in
 //! chunks of decreasing order (`page + 2^(order-1)` at `order - 1`, down to `page + 1` at
@@ -126,7 +126,7 @@ const NO_SLOT: u16 = u16::MAX;
 
 /// Why the allocator could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitError {
+pub enum StartError {
     /// The platform reports no CPUs.
     NoCpus,
     /// No memory for the per-CPU areas.
@@ -135,15 +135,17 @@ pub enum InitError {
     NoManagedZone,
 }
 
-impl core::fmt::Display for InitError {
+impl core::fmt::Display for StartError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            InitError::NoCpus => f.write_str("page allocator: the platform reports 0 CPUs"),
-            InitError::PerCpu(e) => write!(f, "page allocator: no memory for per-CPU areas: {e}"),
-            InitError::NoManagedZone => f.write_str("page allocator: no zone has pages to manage"),
+            StartError::NoCpus => f.write_str("page allocator: the platform reports 0 CPUs"),
+            StartError::PerCpu(e) => write!(f, "page allocator: no memory for per-CPU areas: {e}"),
+            StartError::NoManagedZone => f.write_str("page allocator: no zone has pages to manage"),
         }
     }
 }
+
+impl core::error::Error for StartError {}
 
 /// Why an allocation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +165,8 @@ impl core::fmt::Display for AllocError {
         }
     }
 }
+
+impl core::error::Error for AllocError {}
 
 /// A zone as the allocator's tables refer to it.
 #[derive(Clone, Copy, Debug)]
@@ -270,10 +274,10 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Take over the memory model: allocate the per-CPU areas from memblock, build the
     /// zonelists, hand every free page to the buddy lists (`memblock_free_all`) and size
     /// watermarks, reserves and pcp lists (`init_per_zone_wmark_min`).
-    pub fn new(mut model: MemoryModel, platform: &'static P) -> Result<Self, InitError> {
+    pub fn new(mut model: MemoryModel, platform: &'static P) -> Result<Self, StartError> {
         let nr_cpus = platform.nr_cpus();
         if nr_cpus == 0 {
-            return Err(InitError::NoCpus);
+            return Err(StartError::NoCpus);
         }
         // pcp slots for every zone that has pages to manage.
         let mut slots = [[NO_SLOT; MAX_NR_ZONES]; MAX_NUMNODES];
@@ -287,12 +291,12 @@ impl<P: Platform + 'static> PageAllocator<P> {
             }
         }
         if nr_slots == 0 {
-            return Err(InitError::NoManagedZone);
+            return Err(StartError::NoManagedZone);
         }
         let percpu =
-            PerCpu::alloc(&mut model, platform, nr_cpus, nr_slots).map_err(InitError::PerCpu)?;
+            PerCpu::alloc(&mut model, platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
         let capture =
-            CaptureSlots::alloc(&mut model, platform, nr_cpus).map_err(InitError::PerCpu)?;
+            CaptureSlots::alloc(&mut model, platform, nr_cpus).map_err(StartError::PerCpu)?;
 
         let mut zones = [NO_ZONE; MAX_ZONELIST];
         let mut online = [false; MAX_NUMNODES];
@@ -424,9 +428,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Count `n` events with interrupts already disabled (`__count_vm_events`).
     #[inline]
-    fn __count_vm_events(&self, hdr: Option<&PerCpuHeader>, ev: VmEvent, n: u64) {
+    fn count_vm_events_irqs_off(&self, hdr: Option<&PerCpuHeader>, ev: VmEvent, n: u64) {
         match hdr {
-            Some(h) => h.__count_vm_events(ev, n),
+            Some(h) => h.count_vm_events_irqs_off(ev, n),
             None => {
                 self.stray_events[ev.index()].fetch_add(n, Ordering::Relaxed);
             }
@@ -436,18 +440,18 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Count `n` events (`count_vm_events`).
     pub(crate) fn count_vm_events(&self, ev: VmEvent, n: u64) {
         let _irq = LocalIrqGuard::new(self.platform);
-        self.__count_vm_events(self.this_cpu_header(), ev, n);
+        self.count_vm_events_irqs_off(self.this_cpu_header(), ev, n);
     }
 
     fn count_buddy_events(&self, hdr: Option<&PerCpuHeader>, ev: BuddyEvents) {
         if ev.fallback != 0 {
-            self.__count_vm_events(hdr, VmEvent::PgallocFallback, ev.fallback);
+            self.count_vm_events_irqs_off(hdr, VmEvent::PgallocFallback, ev.fallback);
         }
         if ev.claim != 0 {
-            self.__count_vm_events(hdr, VmEvent::PageblockClaim, ev.claim);
+            self.count_vm_events_irqs_off(hdr, VmEvent::PageblockClaim, ev.claim);
         }
         if ev.boost != 0 {
-            self.__count_vm_events(hdr, VmEvent::WatermarkBoost, ev.boost);
+            self.count_vm_events_irqs_off(hdr, VmEvent::WatermarkBoost, ev.boost);
         }
     }
 
@@ -544,7 +548,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         while let Some(p) = unsafe { ok.pop_front() } {
             let pfn = self.mem().page_to_pfn(self.page_ref(p));
             let mt = b.pageblock_mt(pfn);
-            b.__free_one_page(pfn, 0, mt, false);
+            b.free_one_page(pfn, 0, mt, false);
         }
         high
     }

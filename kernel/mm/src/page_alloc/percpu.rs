@@ -40,7 +40,8 @@ impl PerCpuHeader {
     /// Count `n` events on this CPU (`__count_vm_events`). Must run on the owning CPU with
     /// interrupts disabled: the update is a plain load and store.
     #[inline]
-    pub fn __count_vm_events(&self, ev: VmEvent, n: u64) {
+    #[doc(alias = "__count_vm_events")]
+    pub fn count_vm_events_irqs_off(&self, ev: VmEvent, n: u64) {
         let c = &self.events[ev.index()];
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }

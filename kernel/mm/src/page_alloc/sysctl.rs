@@ -190,6 +190,8 @@ impl VmSysctl {
     }
 }
 
+impl core::error::Error for SysctlError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

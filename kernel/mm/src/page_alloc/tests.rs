@@ -47,7 +47,7 @@ fn reserve_is_capped_at_one_percent() {
     // Freed into a HighAtomic block, pages go to its free list and out of ordinary
     // watermark arithmetic.
     for p in held {
-        a.free_pages_page(p, 9).unwrap();
+        a.free_pages(p, 9).unwrap();
     }
     a.drain_all_pages();
     assert_eq!(z.nr_free_highatomic(), cap);
@@ -102,7 +102,7 @@ fn slow_path_reserves_and_oom_unreserves() {
         .unwrap();
     while z.nr_free_pages() < target {
         let (p, _) = held.remove(i);
-        a.free_pages_page(p, 0).unwrap();
+        a.free_pages(p, 0).unwrap();
         a.drain_all_pages();
         if i >= held.len() || held[i].0.zone_type() != Some(ZoneType::Normal) {
             i = held
@@ -129,7 +129,7 @@ fn slow_path_reserves_and_oom_unreserves() {
     assert_eq!(z.nr_reserved_highatomic(), 0);
     crate::report::debug::check(&a).unwrap_or_else(|v| panic!("{v}"));
     for (p, o) in held {
-        a.free_pages_page(p, o).unwrap();
+        a.free_pages(p, o).unwrap();
     }
     a.drain_all_pages();
     assert_eq!(a.nr_free_pages(), a.totalram_pages());

@@ -20,7 +20,7 @@
 //! Page migration moves a page that is mapped into the kernel's own page tables (this
 //! kernel's "user memory", see [`crate::movement::rmap`]). The allocator never walks page tables
 //! itself: it names a virtual address inside the range the platform reserves for movable
-//! memory ([`Platform::movable_va_range`]) and asks the platform to read, map or
+//! memory ([`MovableMapping::movable_va_range`]) and asks the platform to read, map or
 //! compare-and-exchange the one leaf entry for it ([`Pte`]), and to invalidate TLBs on every
 //! CPU. A migration entry ([`Pte::Migration`]) is a non-present entry that remembers the old
 //! frame; a CPU touching it must fault, wait for the page lock of that frame, and retry.
@@ -93,11 +93,38 @@ pub trait Platform: Sync {
     /// allocator). The allocator only ever asks for addresses inside usable RAM.
     fn phys_to_virt(&self, pa: u64) -> *mut u8;
 
+    /// Wake node `nid`'s kcompactd (`wakeup_kcompactd`): the allocator has recorded why
+    /// (see [`crate::movement::compaction`]); the platform makes the worker run soon. A platform
+    /// that runs no kcompactd leaves this empty and compaction then happens only directly
+    /// and on request.
+    fn wake_kcompactd(&self, nid: usize) {
+        let _ = nid;
+    }
+
+    /// The optional capability to migrate pages mapped in the kernel's own page tables
+    /// ([`MovableMapping`]). The default, `None`, is right for a port that does not want
+    /// mapped movable memory: it still gets the whole allocator, and compaction of
+    /// kernel-owned movable objects (`movable_operations`, such as
+    /// [`crate::movement::zpool`]); creating an anon region then fails with
+    /// `RegionError::NoMovableMapping`. A port that implements [`MovableMapping`] returns
+    /// `Some(self)`.
+    fn movable_mapping(&self) -> Option<&dyn MovableMapping> {
+        None
+    }
+}
+
+/// The capability to move pages that are mapped in the kernel's own page tables: this
+/// kernel's "user memory" ([`crate::movement::rmap`]) lives in a virtual window the port
+/// reserves, one 4 KiB leaf entry per page, and migration rewrites those entries.
+///
+/// Optional: a port offers it through [`Platform::movable_mapping`]. Every method is
+/// called with interrupts enabled or disabled as noted, never with a zone lock held.
+pub trait MovableMapping: Sync {
     /// The virtual range `[start, end)` reserved for movable memory ([`crate::movement::rmap`]):
     /// page aligned, mapped by 4 KiB leaf entries only, and used for nothing else.
     fn movable_va_range(&self) -> (u64, u64);
 
-    /// The leaf entry for page-aligned `va` inside [`Platform::movable_va_range`]
+    /// The leaf entry for page-aligned `va` inside [`MovableMapping::movable_va_range`]
     /// ([`Pte::None`] when no page table covers it).
     fn pte_read(&self, va: u64) -> Pte;
 
@@ -110,7 +137,7 @@ pub trait Platform: Sync {
     /// true if it did. This one primitive is how entries are cleared (`Present → None`),
     /// turned into migration entries (`Present(p) → Migration(p)`), and restored or
     /// re-pointed (`Migration(p) → Present(q)`). It never flushes a TLB; the caller
-    /// decides when [`Platform::flush_tlb_range`] is needed (after a present entry
+    /// decides when [`MovableMapping::flush_tlb_range`] is needed (after a present entry
     /// changed).
     fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool;
 
@@ -118,14 +145,36 @@ pub trait Platform: Sync {
     /// has done so (TLB shootdown). Called with interrupts enabled and no spinlock held:
     /// the other CPUs may be waiting for something this CPU must answer.
     fn flush_tlb_range(&self, start: u64, end: u64);
+}
 
-    /// Wake node `nid`'s kcompactd (`wakeup_kcompactd`): the allocator has recorded why
-    /// (see [`crate::movement::compaction`]); the platform makes the worker run soon. A platform
-    /// that runs no kcompactd leaves this empty and compaction then happens only directly
-    /// and on request.
-    fn wake_kcompactd(&self, nid: usize) {
-        let _ = nid;
+/// What a platform without [`MovableMapping`] behaves as: an empty window, nothing
+/// mapped, every change refused.
+struct NoMovableMapping;
+
+impl MovableMapping for NoMovableMapping {
+    fn movable_va_range(&self) -> (u64, u64) {
+        (0, 0)
     }
+
+    fn pte_read(&self, _va: u64) -> Pte {
+        Pte::None
+    }
+
+    fn pte_map(&self, _va: u64, _pfn: u64) -> Result<(), PteError> {
+        Err(PteError::OutOfRange)
+    }
+
+    fn pte_cmpxchg(&self, _va: u64, _old: Pte, _new: Pte) -> bool {
+        false
+    }
+
+    fn flush_tlb_range(&self, _start: u64, _end: u64) {}
+}
+
+/// `platform`'s [`MovableMapping`], or one with an empty window when it has none (anon
+/// regions cannot be created then, so no other entry point reaches it).
+pub(crate) fn movable_mapping_of<P: Platform + ?Sized>(platform: &P) -> &dyn MovableMapping {
+    platform.movable_mapping().unwrap_or(&NoMovableMapping)
 }
 
 /// A leaf page-table entry of the movable range, as the allocator sees it.
@@ -143,13 +192,25 @@ pub enum Pte {
 /// Why a page-table operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PteError {
-    /// The address is not page aligned or not inside [`Platform::movable_va_range`].
+    /// The address is not page aligned or not inside [`MovableMapping::movable_va_range`].
     OutOfRange,
     /// A page-table page could not be allocated.
     NoMemory,
     /// The entry is not [`Pte::None`].
     Busy,
 }
+
+impl core::fmt::Display for PteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PteError::OutOfRange => "address not page aligned or outside the movable window",
+            PteError::NoMemory => "no memory for a page-table page",
+            PteError::Busy => "the page-table entry is already in use",
+        })
+    }
+}
+
+impl core::error::Error for PteError {}
 
 /// Interrupts disabled for as long as the guard lives (`local_irq_save` + `local_irq_restore`
 /// on drop), so an early return cannot leave them off.

@@ -18,7 +18,7 @@
 //! - **Local interrupts** are a per-thread "disabled" flag: nothing interrupts a host thread,
 //!   but code that must run with interrupts off can be checked to do so.
 //! - **A software MMU** for movable memory ([`crate::movement::rmap`]): the movable window
-//!   [`Platform::movable_va_range`] (at [`SIM_MOVABLE_VA_BASE`], by default four times the
+//!   [`MovableMapping::movable_va_range`] (at [`SIM_MOVABLE_VA_BASE`], by default four times the
 //!   simulated RAM and at least 1 GiB) has one atomic leaf entry per page, in an array that
 //!   is itself a `MAP_NORESERVE` mapping, so an unused window costs nothing. Threads touch
 //!   movable memory only through virtual addresses ([`SimPlatform::read_u64`],
@@ -28,7 +28,7 @@
 //!   (the segfault analogue) where nothing is mapped.
 //! - **TLB shootdown** by per-CPU sequence counts: an access makes its CPU's count odd for
 //!   exactly as long as it may use the translation it read, and
-//!   [`Platform::flush_tlb_range`] waits until every other CPU's count is even or has moved
+//!   [`MovableMapping::flush_tlb_range`] waits until every other CPU's count is even or has moved
 //!   on. When the flush returns, no CPU can still be using a translation read before it
 //!   began, which is the guarantee migration and zap rely on before they copy or free a
 //!   frame. A fault is handled *outside* the counted section, as a real CPU takes the fault
@@ -53,10 +53,10 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
-use crate::model::mm_init::{InitError, MemoryModel, ModelParams};
+use crate::model::mm_init::{MemoryModel, ModelError, ModelParams};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::{self, PageAllocator};
-use crate::port::platform::{IrqState, Platform, Pte, PteError};
+use crate::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
 
 static NEXT_PLATFORM_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -80,9 +80,9 @@ pub enum SimError {
     /// The requested geometry is unusable (zero size, misaligned, zero CPUs).
     BadGeometry,
     /// The memory model could not be built.
-    Init(InitError),
+    Init(ModelError),
     /// The page allocator could not be set up.
-    Alloc(page_alloc::InitError),
+    Alloc(page_alloc::StartError),
 }
 
 impl fmt::Display for SimError {
@@ -207,6 +207,8 @@ pub struct SimPlatform {
     tlb_flush_waits: AtomicU64,
     kcompactd_wakes: AtomicU64,
     kcompactd: Box<[(Mutex<bool>, Condvar)]>,
+    /// Behave as a port without the [`MovableMapping`] capability.
+    no_movable_mapping: bool,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this object until drop; the platform
@@ -309,6 +311,7 @@ impl SimPlatform {
             tlb_flushes: AtomicU64::new(0),
             tlb_flush_waits: AtomicU64::new(0),
             kcompactd_wakes: AtomicU64::new(0),
+            no_movable_mapping: false,
             kcompactd: (0..MAX_NUMNODES)
                 .map(|_| (Mutex::new(false), Condvar::new()))
                 .collect(),
@@ -326,6 +329,14 @@ impl SimPlatform {
         }
         self.mmu = SoftMmu::new(SIM_MOVABLE_VA_BASE, bytes.div_ceil(PAGE_SIZE))?;
         Ok(self)
+    }
+
+    /// Behave as a port that offers no [`MovableMapping`] ([`Platform::movable_mapping`]
+    /// returns `None`): the allocator must work without it, and anon regions must be
+    /// refused with a clear error.
+    pub fn without_movable_mapping(mut self) -> SimPlatform {
+        self.no_movable_mapping = true;
+        self
     }
 
     /// Make simulated physical `[start, end)` (page aligned, inside the RAM span) accessible
@@ -695,6 +706,24 @@ impl Platform for SimPlatform {
         unsafe { self.mapping.add((pa - self.base) as usize) }
     }
 
+    fn wake_kcompactd(&self, nid: usize) {
+        self.kcompactd_wakes.fetch_add(1, Ordering::Relaxed);
+        if let Some((flag, cv)) = self.kcompactd.get(nid) {
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+    }
+
+    fn movable_mapping(&self) -> Option<&dyn MovableMapping> {
+        if self.no_movable_mapping {
+            None
+        } else {
+            Some(self)
+        }
+    }
+}
+
+impl MovableMapping for SimPlatform {
     fn movable_va_range(&self) -> (u64, u64) {
         (
             self.mmu.va_base,
@@ -779,14 +808,6 @@ impl Platform for SimPlatform {
             while tlb.seq.load(Ordering::SeqCst) == seen {
                 backoff(&mut spins);
             }
-        }
-    }
-
-    fn wake_kcompactd(&self, nid: usize) {
-        self.kcompactd_wakes.fetch_add(1, Ordering::Relaxed);
-        if let Some((flag, cv)) = self.kcompactd.get(nid) {
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
         }
     }
 }

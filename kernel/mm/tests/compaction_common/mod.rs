@@ -143,7 +143,7 @@ impl Scenario {
     /// Free the unmovable allocations.
     pub fn free_unmovable(&mut self, a: &SimAllocator) {
         for (pfn, order) in self.unmovable.drain(..) {
-            a.free_pages_page(a.pfn_to_page(pfn).unwrap(), order)
+            a.free_pages(a.pfn_to_page(pfn).unwrap(), order)
                 .expect("free unmovable");
         }
         a.drain_all_pages();

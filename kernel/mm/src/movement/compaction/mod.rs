@@ -519,7 +519,7 @@ mod free_scanner_tests {
             }
         }
         for p in spare {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         }
         a.drain_all_pages();
         check(&a);
@@ -561,7 +561,7 @@ mod free_scanner_tests {
             check(&a);
         }
         for p in held {
-            a.free_pages_page(p, 0).unwrap();
+            a.free_pages(p, 0).unwrap();
         }
         a.drain_all_pages();
         check(&a);

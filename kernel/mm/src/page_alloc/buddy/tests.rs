@@ -62,7 +62,7 @@ fn give_back(b: &mut Buddy<'_, '_>, held: &[u64]) {
         });
         if !free {
             let mt = b.pageblock_mt(pfn);
-            b.__free_one_page(pfn, 0, mt, false);
+            b.free_one_page(pfn, 0, mt, false);
         }
     }
 }
@@ -81,7 +81,7 @@ fn block(a: &SimAllocator, k: u64) -> u64 {
 fn free_range(b: &mut Buddy<'_, '_>, start: u64, n: u64) {
     for pfn in start..start + n {
         let mt = b.pageblock_mt(pfn);
-        b.__free_one_page(pfn, 0, mt, false);
+        b.free_one_page(pfn, 0, mt, false);
     }
 }
 
@@ -106,7 +106,7 @@ fn claim_at_half_a_pageblock() {
             free_range(b, p, free);
             let mut mode = RmqueueMode::Normal;
             let page = b
-                .__rmqueue(0, Migratetype::Unmovable, AllocFlags::empty(), &mut mode)
+                .rmqueue(0, Migratetype::Unmovable, AllocFlags::empty(), &mut mode)
                 .expect("fallback serves the request");
             let got = b.pfn_of(page);
             assert!((p..p + PAGEBLOCK_NR_PAGES).contains(&got));
@@ -150,7 +150,7 @@ fn claim_counts_compatible_pages() {
                 b.page(p + 256 + i).unwrap().set_lru();
             }
             let mut mode = RmqueueMode::Normal;
-            b.__rmqueue(0, Migratetype::Movable, AllocFlags::empty(), &mut mode)
+            b.rmqueue(0, Migratetype::Movable, AllocFlags::empty(), &mut mode)
                 .unwrap();
             let want = if claimed {
                 Migratetype::Movable
@@ -177,7 +177,7 @@ fn claim_counts_compatible_pages() {
                 b.page(p + i).unwrap().set_lru();
             }
             let mut mode = RmqueueMode::Normal;
-            b.__rmqueue(0, Migratetype::Unmovable, AllocFlags::empty(), &mut mode)
+            b.rmqueue(0, Migratetype::Unmovable, AllocFlags::empty(), &mut mode)
                 .unwrap();
             let want = if claimed {
                 Migratetype::Unmovable
@@ -210,7 +210,7 @@ fn small_movable_requests_only_steal() {
         );
         let mut mode = RmqueueMode::Normal;
         let page = b
-            .__rmqueue(0, Migratetype::Movable, AllocFlags::empty(), &mut mode)
+            .rmqueue(0, Migratetype::Movable, AllocFlags::empty(), &mut mode)
             .unwrap();
         assert_eq!(b.pfn_of(page), p + 2);
         // Stolen, not claimed: the block keeps its type and the rest stays on its list.
@@ -224,7 +224,7 @@ fn small_movable_requests_only_steal() {
         // ALLOC_NOFRAGMENT forbids the steal.
         let mut mode = RmqueueMode::Normal;
         assert!(
-            b.__rmqueue(0, Migratetype::Movable, AllocFlags::NOFRAGMENT, &mut mode)
+            b.rmqueue(0, Migratetype::Movable, AllocFlags::NOFRAGMENT, &mut mode)
                 .is_none()
         );
         held
@@ -245,7 +245,7 @@ fn whole_block_retype_at_pageblock_order() {
         assert_eq!(pages_on(b, Migratetype::Reclaimable), 1024);
         let mut mode = RmqueueMode::Normal;
         let page = b
-            .__rmqueue(0, Migratetype::Unmovable, AllocFlags::KSWAPD, &mut mode)
+            .rmqueue(0, Migratetype::Unmovable, AllocFlags::KSWAPD, &mut mode)
             .unwrap();
         assert_eq!(b.pfn_of(page), p);
         assert_eq!(b.pageblock_mt(p), Migratetype::Unmovable);
@@ -337,7 +337,7 @@ fn boost_on_partial_claim() {
                 AllocFlags::empty()
             };
             let mut mode = RmqueueMode::Normal;
-            b.__rmqueue(0, Migratetype::Unmovable, flags, &mut mode)
+            b.rmqueue(0, Migratetype::Unmovable, flags, &mut mode)
                 .unwrap();
             let z = b.zone();
             let high = z.watermarks().high;
@@ -380,8 +380,8 @@ fn merging_across_pageblock_types() {
                 );
             }
             b.change_pageblock_range(p + PAGEBLOCK_NR_PAGES, 0, Migratetype::Movable);
-            b.__free_one_page(p, PAGEBLOCK_ORDER, other, false);
-            b.__free_one_page(
+            b.free_one_page(p, PAGEBLOCK_ORDER, other, false);
+            b.free_one_page(
                 p + PAGEBLOCK_NR_PAGES,
                 PAGEBLOCK_ORDER,
                 Migratetype::Movable,
@@ -433,7 +433,7 @@ fn merging_across_pageblock_types() {
                 }
                 // Now ordinary: the two buddies merge when freed again.
                 b.del_page_from_free_list(pg, PAGEBLOCK_ORDER, Migratetype::Movable);
-                b.__free_one_page(p, PAGEBLOCK_ORDER, Migratetype::Movable, false);
+                b.free_one_page(p, PAGEBLOCK_ORDER, Migratetype::Movable, false);
             }
         });
         finish(&a, &held);
@@ -456,12 +456,12 @@ fn expand_and_merge_round_trip() {
             .collect();
         for chunk in keep.chunks(1 << MAX_PAGE_ORDER) {
             if chunk.len() == 1 << MAX_PAGE_ORDER && chunk[0] % (1 << MAX_PAGE_ORDER) == 0 {
-                b.__free_one_page(chunk[0], MAX_PAGE_ORDER, Migratetype::Movable, false);
+                b.free_one_page(chunk[0], MAX_PAGE_ORDER, Migratetype::Movable, false);
             }
         }
         let before = b.free_areas().nr_free_by_type()[Migratetype::Movable.index()];
         assert!(before[..MAX_PAGE_ORDER as usize].iter().all(|&n| n == 0));
-        let page = b.__rmqueue_smallest(0, Migratetype::Movable).unwrap();
+        let page = b.rmqueue_smallest(0, Migratetype::Movable).unwrap();
         let per_order = b.free_areas().nr_free_by_type()[Migratetype::Movable.index()];
         assert!(
             per_order[..MAX_PAGE_ORDER as usize].iter().all(|&n| n == 1),
@@ -477,9 +477,7 @@ fn expand_and_merge_round_trip() {
         (pfn, b.free_areas().nr_free_by_type())
     });
     assert_eq!(z.nr_free_pages(), free - 1);
-    with_normal(&a, |b| {
-        b.__free_one_page(got, 0, Migratetype::Movable, false)
-    });
+    with_normal(&a, |b| b.free_one_page(got, 0, Migratetype::Movable, false));
     assert_eq!(z.nr_free_pages(), free);
     with_normal(&a, |b| {
         let after = b.free_areas().nr_free_by_type();
