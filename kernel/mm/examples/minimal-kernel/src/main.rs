@@ -2,8 +2,10 @@
 //! allocator, using only the crate's public API. It is what a hobby OS needs to adopt the
 //! allocator, and `make test` boots it under BIOS and UEFI (tests/example_kernel.rs).
 //!
-//! Glue: 77 lines (non-blank, non-comment: serial, exit, panic handler, logger, Platform
-//! impl, region conversion). The whole file: 142 such lines.
+//! Glue: 96 lines, counted as non-blank, non-comment lines between the "glue" banners
+//! below: serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
+//! and building the memory model. With the attributes, imports and bootloader config: 120.
+//! The whole file: 193.
 //!
 //! What it does, in order: build the memory model from the bootloader's memory regions,
 //! start the page allocator, allocate orders 0, 3 and 9 with GFP_KERNEL, write a pattern
@@ -39,7 +41,7 @@ use zonebuddy::{
     model::mm_init::{MemoryModel, ModelParams},
     model::mmzone::PAGE_SIZE,
     page_alloc::{PageAllocator, gfp::GFP_KERNEL},
-    port::platform::{IrqState, Platform, Pte, PteError},
+    port::platform::{IrqState, Platform},
     report::debug,
 };
 
@@ -149,22 +151,8 @@ impl Platform for MiniPlatform {
     fn phys_to_virt(&self, pa: u64) -> *mut u8 {
         (self.phys_offset.load(Ordering::Relaxed) + pa) as *mut u8
     }
-    // -- BEGIN no mapped movable memory: what a port without page migration of mapped
-    // -- pages returns. Delete these five when the capability split lands in zonebuddy.
-    fn movable_va_range(&self) -> (u64, u64) {
-        (0, 0)
-    }
-    fn pte_read(&self, _va: u64) -> Pte {
-        Pte::None
-    }
-    fn pte_map(&self, _va: u64, _pfn: u64) -> Result<(), PteError> {
-        Err(PteError::OutOfRange)
-    }
-    fn pte_cmpxchg(&self, _va: u64, _old: Pte, _new: Pte) -> bool {
-        false
-    }
-    fn flush_tlb_range(&self, _start: u64, _end: u64) {}
-    // -- END no mapped movable memory.
+    // No `movable_mapping`: without it zonebuddy refuses anon regions (mapped movable
+    // memory), and everything else works.
 }
 
 // ---- glue: region conversion ----
@@ -194,11 +182,7 @@ const MAX_REGIONS: usize = 512;
 fn memory_model(info: &BootInfo) -> MemoryModel {
     let regions = &info.memory_regions;
     if regions.len() > MAX_REGIONS {
-        let n = regions.len();
-        fail(
-            "memory map",
-            &format_args!("{n} regions, at most {MAX_REGIONS}"),
-        );
+        fail("memory map", &"more regions than MAX_REGIONS");
     }
     let mut ranges = [FirmwareRange::new(0, 0, RangeKind::Reserved); MAX_REGIONS];
     for (range, r) in ranges.iter_mut().zip(regions.iter()) {
@@ -280,7 +264,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
         );
     }
     for (&order, page) in ORDERS.iter().zip(blocks) {
-        if let Err(e) = pages.free_pages_page(page, order) {
+        if let Err(e) = pages.free_pages(page, order) {
             fail("free_pages", &e);
         }
     }
