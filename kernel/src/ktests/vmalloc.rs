@@ -69,7 +69,7 @@ ktest! {
         kassert_eq!(vmalloc::area_size(p as u64), Some(BYTES as u64));
         // ...growing past it copies everything into a new, larger area.
         v.reserve_exact(8192);
-        kassert!(is_vmalloc_addr(v.as_ptr() as u64) && v.as_ptr() != p as *const u8);
+        kassert!(is_vmalloc_addr(v.as_ptr() as u64) && !core::ptr::eq(v.as_ptr(), p));
         kassert!(check(v.as_ptr(), BYTES - 4096, 0x5eed), "pattern lost by realloc");
         kassert!(vfree(p).is_err(), "the old area is still there after realloc moved");
         drop(v);
