@@ -237,19 +237,23 @@ impl Scenario {
 
     /// Take every free block of order >= 9 as an unmovable GFP_ATOMIC allocation. Each
     /// zone is asked with its own gfp, so lowmem_reserve (which keeps the lower zones from
-    /// movable requests) does not hide a free block, and past the watermarks
-    /// (`__GFP_MEMALLOC`), so a zone left near its watermark (as the demo's bounded
-    /// machine leaves the zones above the scenario) keeps no free block either.
+    /// movable requests) does not hide a free block.
     fn hold_free_order9(&mut self) {
+        self.hold_free_order9_with(Gfp::empty());
+    }
+
+    /// [`Scenario::hold_free_order9`] with `extra` gfp bits added to every request.
+    fn hold_free_order9_with(&mut self, extra: Gfp) -> u64 {
         let a = allocator();
+        let before = self.held_order9.len();
         for zone_gfp in [Gfp::empty(), Gfp::DMA32, Gfp::DMA] {
-            while let Some(addr) = a.get_free_pages(
-                GFP_ATOMIC | Gfp::MEMALLOC | zone_gfp | Gfp::NOWARN,
-                PAGEBLOCK_ORDER,
-            ) {
+            while let Some(addr) =
+                a.get_free_pages(GFP_ATOMIC | extra | zone_gfp | Gfp::NOWARN, PAGEBLOCK_ORDER)
+            {
                 self.held_order9.push(addr);
             }
         }
+        (self.held_order9.len() - before) as u64
     }
 
     /// Order-9 blocks taken as unmovable: left free where filling stopped at the watermark,
@@ -479,7 +483,7 @@ fn set_aside_excess(out: &mut dyn Write) -> Vec<(u64, u32)> {
 /// (and the output says so).
 pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let set_aside = set_aside_excess(out);
-    let result = demo_bounded(out);
+    let result = demo_bounded(out, !set_aside.is_empty());
     let a = allocator();
     for (addr, order) in set_aside {
         let _ = a.free_pages(addr, order);
@@ -487,7 +491,7 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     result
 }
 
-fn demo_bounded(out: &mut dyn Write) -> Result<(), &'static str> {
+fn demo_bounded(out: &mut dyn Write, bounded: bool) -> Result<(), &'static str> {
     let a = allocator();
     let _ = writeln!(out, "\n== fragmentation and compaction ==");
     // kcompactd stays paused until the order-9 attempt below: that line is about memory
@@ -498,6 +502,21 @@ fn demo_bounded(out: &mut dyn Write) -> Result<(), &'static str> {
     let summary = summary.inspect_err(|_| {
         crate::kcompactd::set_enabled(kcompactd_was);
     })?;
+    if bounded {
+        // With memory set aside, a zone can sit near its watermark with a free order-9
+        // block that GFP_ATOMIC may not take: take those past the watermarks, so that no
+        // order-9 block is free, as the scenario intends.
+        let extra = CURRENT
+            .lock()
+            .as_mut()
+            .map_or(0, |s| s.hold_free_order9_with(Gfp::MEMALLOC));
+        if extra > 0 {
+            let _ = writeln!(
+                out,
+                "demo: {extra} more free order-9 blocks held (past the watermarks)"
+            );
+        }
+    }
     let _ = writeln!(out, "buddyinfo after fragmenting:");
     let _ = a.write_buddyinfo(out);
     let before = free_layout();
