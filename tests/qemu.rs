@@ -234,3 +234,103 @@ fn harness_reports_a_panicking_test() {
 fn harness_reports_a_faulting_test() {
     assert_fails_naming("deliberate_page_fault", "page fault");
 }
+
+// ---- Large kernel allocations and non-terminal console input (issue 13) ----
+
+use boot::{ConsoleInput, RunConfig};
+
+/// The demo with no command line at 6 GiB: its bookkeeping outgrows the largest buddy block
+/// (4 MiB) unless it is bounded, and large kernel allocations fall back to vmalloc.
+#[test]
+fn demo_at_6g_finishes() {
+    let r = boot(&config(Firmware::Bios, "6G", 4, ""));
+    let ctx = format!(
+        "outcome {:?}, {:.1}s\n{}",
+        r.outcome,
+        r.elapsed.as_secs_f64(),
+        r.tail(40)
+    );
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
+    assert!(!r.transcript.contains("panicked"), "{ctx}");
+    assert!(!r.transcript.contains("FATAL"), "{ctx}");
+    assert!(
+        !r.transcript.contains("fragmentation demo:"),
+        "demo failed: {ctx}"
+    );
+    for needle in [
+        "Node 0, zone   Normal",
+        "demo: bounded to keep it short under emulation",
+        "order-9 allocation without compaction: fails",
+        "checksums intact, every reverse map points back",
+        "demo finished; powering off",
+    ] {
+        assert!(r.transcript.contains(needle), "no {needle:?}: {ctx}");
+    }
+}
+
+/// A small machine with the console on (`console=1`, as `make run` passes) fed `input`
+/// the way the runner feeds a non-terminal stdin.
+fn console_with_input(input: ConsoleInput) -> boot::RunResult {
+    let cfg = RunConfig {
+        console: true,
+        input: Some(input),
+        ..config(Firmware::Bios, "128M", 1, "")
+    };
+    boot(&cfg)
+}
+
+fn assert_powered_off_cleanly(r: &boot::RunResult) {
+    let ctx = format!(
+        "outcome {:?}, {:.1}s\n{}",
+        r.outcome,
+        r.elapsed.as_secs_f64(),
+        r.tail(30)
+    );
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
+    assert!(r.transcript.contains("powering off"), "{ctx}");
+    assert!(!r.transcript.contains("unknown command"), "{ctx}");
+    assert!(!r.transcript.contains("FATAL"), "{ctx}");
+}
+
+/// `echo poweroff | make run`: the command is sent at once, while the machine still boots;
+/// no byte may be lost, so the console runs `poweroff`, not `oweroff`.
+#[test]
+fn console_piped_poweroff_is_not_truncated() {
+    let r = console_with_input(ConsoleInput::Bytes(b"poweroff\n".to_vec()));
+    assert_powered_off_cleanly(&r);
+    let cmds = boot::console_commands(&r.transcript);
+    assert!(
+        cmds.iter().any(|c| c.command == "poweroff"),
+        "commands {cmds:?}\n{}",
+        r.tail(20)
+    );
+}
+
+/// `make run < /dev/null`: end of input powers off instead of waiting for the timeout.
+#[test]
+fn console_input_at_eof_powers_off() {
+    let r = console_with_input(ConsoleInput::File("/dev/null".into()));
+    assert_powered_off_cleanly(&r);
+    assert!(r.transcript.contains("^D"), "{}", r.tail(20));
+}
+
+/// Several commands then end of input (no `poweroff`): each runs, then Ctrl-D powers off.
+#[test]
+fn console_piped_commands_all_run_then_eof_powers_off() {
+    let r = console_with_input(ConsoleInput::Bytes(b"help\ncat /proc/buddyinfo".to_vec()));
+    assert_powered_off_cleanly(&r);
+    let cmds = boot::console_commands(&r.transcript);
+    let help = cmds.iter().find(|c| c.command == "help").expect("help ran");
+    assert!(
+        help.output.iter().any(|l| l.contains("poweroff")),
+        "{help:?}"
+    );
+    let cat = cmds
+        .iter()
+        .find(|c| c.command == "cat /proc/buddyinfo")
+        .unwrap_or_else(|| panic!("cat ran: {cmds:?}"));
+    assert!(
+        cat.output.iter().any(|l| l.starts_with("Node 0, zone")),
+        "{cat:?}"
+    );
+}

@@ -13,7 +13,7 @@
 
 use std::{
     fmt,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
@@ -165,6 +165,22 @@ pub struct RunConfig {
     pub echo: bool,
     /// Start halted with a gdb stub on tcp::1234.
     pub gdb: bool,
+    /// Input for the serial console when nobody types at a terminal (`make run < file`,
+    /// a pipe, tests): forwarded to the serial line once the console's prompt appears,
+    /// then ended with Ctrl-D, on which the kernel powers off. Needs `console`; the run
+    /// captures the transcript (echoed when `echo`).
+    pub input: Option<ConsoleInput>,
+}
+
+/// Where console input comes from when it is not a terminal (see [`RunConfig::input`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// This process's standard input, until it ends.
+    Stdin,
+    /// These bytes, then end of input.
+    Bytes(Vec<u8>),
+    /// This file's contents, then end of input (`/dev/null`: end of input at once).
+    File(PathBuf),
 }
 
 impl Default for RunConfig {
@@ -183,6 +199,7 @@ impl Default for RunConfig {
             interactive: false,
             echo: false,
             gdb: false,
+            input: None,
         }
     }
 }
@@ -463,33 +480,51 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
         });
     }
 
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if cfg.input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(spawn_error)?;
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut stderr = child.stderr.take().expect("stderr was piped");
     let echo = cfg.echo;
-    let (tx, rx) = mpsc::channel::<String>();
+    // The reader tells the input forwarder (if any) once the console is ready for input.
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let reader = thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        // Read raw bytes: firmware may print non-UTF-8 before the kernel starts.
-        while let Ok(n) = reader.read_until(b'\n', &mut buf) {
-            if n == 0 {
-                break;
-            }
-            let line = String::from_utf8_lossy(&buf).into_owned();
+        let mut stdout = stdout;
+        let mut transcript = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut ready = ConsoleReady::default();
+        let mut ready_tx = Some(ready_tx);
+        // Raw chunks, not lines: the console's prompt has no newline after it, and a
+        // person watching must see it. Firmware may print non-UTF-8 before the kernel.
+        loop {
+            let n = match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
             if echo {
-                print!("{line}");
-                let _ = std::io::stdout().flush();
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buf[..n]);
+                let _ = out.flush();
             }
-            if tx.send(line).is_err() {
-                break;
+            transcript.extend_from_slice(&buf[..n]);
+            if ready_tx.is_some() && ready.scan(&transcript) {
+                let _ = ready_tx.take().map(|tx| tx.send(()));
             }
-            buf.clear();
         }
+        transcript
     });
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let forwarder = match (cfg.input.clone(), child.stdin.take()) {
+        (Some(input), Some(pipe)) => Some(thread::spawn(move || {
+            forward_input(input, pipe, &ready_rx, &done_rx)
+        })),
+        _ => None,
+    };
     let err_reader = thread::spawn(move || {
         let mut s = String::new();
         let _ = stderr.read_to_string(&mut s);
@@ -497,9 +532,15 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
     });
 
     let outcome = wait_with_timeout(&mut child, cfg.timeout)?;
-    let _ = reader.join();
+    let transcript = reader.join().unwrap_or_default();
+    drop(done_tx);
+    // A forwarder blocked reading this process's stdin (a terminal or a pipe that stays
+    // open) is left behind; one reading bytes or a file has ended or ends now.
+    if let Some(f) = forwarder.filter(|f| f.is_finished()) {
+        let _ = f.join();
+    }
     let qemu_stderr = err_reader.join().unwrap_or_default();
-    let mut transcript: String = rx.try_iter().collect();
+    let mut transcript = String::from_utf8_lossy(&transcript).into_owned();
     if !qemu_stderr.trim().is_empty() {
         transcript.push_str("\n[qemu stderr] ");
         transcript.push_str(&qemu_stderr);
@@ -514,6 +555,99 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
         summary,
         elapsed: start.elapsed(),
     })
+}
+
+/// Watches the serial output for the interactive console's first prompt: the
+/// `serial console:` banner, then [`CONSOLE_PROMPT`]. Input sent before it could reach the
+/// UART before the kernel is listening (firmware, the boot, the demo) and be lost when the
+/// kernel resets the UART's FIFOs, so the runner holds input until then.
+#[derive(Default)]
+struct ConsoleReady {
+    /// Where to look next (everything before was searched).
+    from: usize,
+    banner_at: Option<usize>,
+}
+
+impl ConsoleReady {
+    const BANNER: &'static [u8] = b"serial console: ";
+
+    /// Look at the transcript so far; true once the prompt after the banner appeared.
+    fn scan(&mut self, transcript: &[u8]) -> bool {
+        let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+            let from = from.min(hay.len());
+            hay[from..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|i| from + i)
+        };
+        let back = Self::BANNER.len().max(CONSOLE_PROMPT.len());
+        let from = self.from.saturating_sub(back);
+        self.from = transcript.len();
+        if self.banner_at.is_none() {
+            self.banner_at = find(transcript, Self::BANNER, from).map(|i| i + Self::BANNER.len());
+        }
+        match self.banner_at {
+            Some(at) => find(transcript, CONSOLE_PROMPT.as_bytes(), at.max(from)).is_some(),
+            None => false,
+        }
+    }
+}
+
+/// The byte that ends console input (Ctrl-D): on an empty line the kernel powers off.
+pub const END_OF_INPUT: u8 = 0x04;
+
+/// Copy `input` into QEMU's serial line once the console is ready, then end it with
+/// [`END_OF_INPUT`] (after a newline if the last line had none, so its command still
+/// runs). Holds the pipe open until QEMU is gone, so nothing reads as a hang-up early.
+fn forward_input(
+    input: ConsoleInput,
+    mut pipe: std::process::ChildStdin,
+    ready: &mpsc::Receiver<()>,
+    done: &mpsc::Receiver<()>,
+) {
+    if ready.recv().is_err() {
+        return; // QEMU ended before the console started.
+    }
+    let mut source: Box<dyn Read> = match input {
+        ConsoleInput::Stdin => Box::new(std::io::stdin()),
+        ConsoleInput::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+        ConsoleInput::File(path) => match std::fs::File::open(&path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!(
+                    "console input {}: {e}; sending end of input",
+                    path.display()
+                );
+                Box::new(std::io::empty())
+            }
+        },
+    };
+    let mut buf = [0u8; 4096];
+    let mut last = b'\n';
+    loop {
+        match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                last = buf[n - 1];
+                if pipe
+                    .write_all(&buf[..n])
+                    .and_then(|_| pipe.flush())
+                    .is_err()
+                {
+                    return; // QEMU is gone (e.g. `poweroff` came before the end).
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let mut tail = Vec::new();
+    if last != b'\n' && last != b'\r' {
+        tail.push(b'\n');
+    }
+    tail.push(END_OF_INPUT);
+    let _ = pipe.write_all(&tail).and_then(|_| pipe.flush());
+    let _ = done.recv();
 }
 
 fn spawn_error(e: std::io::Error) -> std::io::Error {
@@ -608,6 +742,20 @@ mod tests {
         assert_eq!(cmds[1].command, "compact");
         assert_eq!(cmds[1].output, ["compact: 3 ms"]);
         assert!(console_commands("no prompt here").is_empty());
+    }
+
+    #[test]
+    fn console_is_ready_only_at_the_prompt_after_the_banner() {
+        let mut r = ConsoleReady::default();
+        // A script's echoed commands come before the banner: not ready yet.
+        let mut t = b"boot\r\nmemkernel# frag\r\nfrag: ...\r\nserial cons".to_vec();
+        assert!(!r.scan(&t));
+        t.extend_from_slice(b"ole: type 'help'\r\nmemkern");
+        assert!(!r.scan(&t));
+        t.extend_from_slice(b"el# ");
+        assert!(r.scan(&t));
+        let mut fresh = ConsoleReady::default();
+        assert!(fresh.scan(&t), "one chunk holding everything");
     }
 
     #[test]

@@ -7,14 +7,17 @@
 //! ```
 //! By default the serial line is the terminal; `--capture` reads it instead and ends with
 //! the in-kernel test summary. `--interactive` starts the kernel's serial console after the
-//! demo (the terminal's keystrokes go to it); `--script` hands the console a batch of
-//! commands through fw_cfg, after which the kernel powers off. `--kernel minimal` boots the
-//! minimal example kernel (kernel/mm/examples/minimal-kernel) instead of memkernel, with the
-//! same QEMU machine. The exit status is 0 only when the kernel reported success.
+//! demo (the terminal's keystrokes go to it); when standard input is not a terminal (or
+//! with `--capture`), the runner forwards it to the console once its prompt appears and
+//! sends Ctrl-D when it ends, which powers the kernel off. `--script` hands the console a
+//! batch of commands through fw_cfg, after which the kernel powers off. `--kernel minimal`
+//! boots the minimal example kernel (kernel/mm/examples/minimal-kernel) instead of
+//! memkernel, with the same QEMU machine. The exit status is 0 only when the kernel
+//! reported success.
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
-use boot::{Firmware, Kernel, Outcome, RunConfig};
+use boot::{ConsoleInput, Firmware, Kernel, Outcome, RunConfig};
 
 fn usage() -> &'static str {
     "usage: boot [--kernel main|minimal] [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
@@ -101,11 +104,14 @@ fn main() -> ExitCode {
         eprintln!("then e.g. `hbreak kernel::kmain` and `continue` (use hardware breakpoints:");
         eprintln!("the bootloader loads the kernel after gdb attaches, over software ones).");
     }
-    cfg.echo = !cfg.interactive;
-    if cfg.console && !cfg.interactive {
-        eprintln!("--interactive needs the terminal; it cannot be combined with --capture");
-        return ExitCode::from(2);
+    // Console input that is not a terminal (a pipe, a file, /dev/null) is read by the
+    // runner and forwarded once the console is ready, then ended with Ctrl-D; so is any
+    // input with --capture. A terminal gets the serial line itself (QEMU makes it raw).
+    if cfg.console && (!cfg.interactive || !std::io::stdin().is_terminal()) {
+        cfg.interactive = false;
+        cfg.input = Some(ConsoleInput::Stdin);
     }
+    cfg.echo = !cfg.interactive;
     eprintln!(
         "booting {}{} firmware, {} memory, {} CPU(s){}",
         match cfg.kernel {
@@ -122,7 +128,7 @@ fn main() -> ExitCode {
     );
     if cfg.console {
         eprintln!(
-            "the serial console follows the demo: 'help' lists its commands, 'poweroff' quits"
+            "the serial console follows the demo: 'help' lists its commands, 'poweroff' or Ctrl-D quits"
         );
     }
     let result = match boot::run(&cfg) {

@@ -14,6 +14,11 @@
 //! succeeded. The interactive console runs only when the command line says `console=1`
 //! (`make run` does): a test run or a script must never sit waiting for input.
 //!
+//! End of input is Ctrl-D (0x04) on an empty line: the console powers off with success,
+//! as `poweroff` does. A terminal sends it when the user types it; the host runner sends it
+//! when its input is not a terminal (a pipe, a file, `/dev/null`) and has ended, so a
+//! scripted `make run < commands.txt` ends instead of waiting forever.
+//!
 //! Reading input polls the UART's line status register; between polls the CPU halts until
 //! the next timer tick, so an idle console costs the host next to nothing.
 
@@ -46,6 +51,9 @@ use crate::{
 
 /// The prompt, and the marker that starts every echoed script command.
 pub const PROMPT: &str = "memkernel# ";
+
+/// End of input (Ctrl-D): on an empty line, powers off like `poweroff`.
+pub const CTRL_D: u8 = 0x04;
 
 /// The fw_cfg file carrying a batch script.
 pub const SCRIPT_FILE: &str = "opt/memkernel/script";
@@ -142,6 +150,15 @@ fn interactive_with(mut shell: Shell) -> ! {
             idle();
             continue;
         };
+        // Ctrl-D on an empty line is end of input, as in a Unix shell: power off as
+        // `poweroff` does. The runner sends it when its (non-terminal) input ends.
+        if byte == CTRL_D {
+            if editor.line().is_empty() {
+                kprintln!("^D");
+                poweroff(true);
+            }
+            continue;
+        }
         match editor.feed(byte) {
             Event::None => {}
             Event::Echo(bytes) => kprint!("{}", core::str::from_utf8(bytes).unwrap_or("")),

@@ -7,6 +7,10 @@
 //! - Requests of a page or more (with at most page alignment) go straight to the page
 //!   allocator as one block of the smallest order that fits, like Linux's `kmalloc_large`;
 //!   freeing them returns the block. There is no point carving pages out of a list heap.
+//!   When no such block exists (the order is above `MAX_PAGE_ORDER`, 4 MiB, or memory is
+//!   too fragmented), the request falls back to [`crate::vmalloc`], as Linux's `kvmalloc`
+//!   does: scattered pages mapped contiguously. Freeing and reallocating recognise those
+//!   addresses by their range.
 //! - Smaller requests are served from a set of linked-list heap regions; when none can
 //!   serve a request, a new region of [`GROW_ORDER`] pages is taken from the page allocator.
 //!
@@ -132,12 +136,19 @@ unsafe impl GlobalAlloc for KernelHeap {
         let may_wait = x86_64::instructions::interrupts::are_enabled();
         let source = x86_64::instructions::interrupts::without_interrupts(|| self.0.lock().source);
         if let (Some(order), Some(source)) = (large_order(layout), source) {
-            if let Some(addr) = (source.alloc)(order, may_wait) {
+            if order <= mm::mmzone::MAX_PAGE_ORDER
+                && let Some(addr) = (source.alloc)(order, may_wait)
+            {
                 x86_64::instructions::interrupts::without_interrupts(|| {
                     self.0.lock().large_bytes += PAGE << order;
                 });
                 return addr as *mut u8;
             }
+            // Too large for one buddy block, or no block free: scattered pages.
+            if let Some(p) = crate::vmalloc::vmalloc(layout.size()) {
+                return p;
+            }
+            return core::ptr::null_mut();
         }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut r = self.0.lock();
@@ -154,6 +165,12 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if crate::vmalloc::is_vmalloc_addr(ptr as u64) {
+            if let Err(e) = crate::vmalloc::vfree(ptr) {
+                log::error!("heap: {e}");
+            }
+            return;
+        }
         let _ = x86_64::instructions::interrupts::without_interrupts(|| {
             let mut r = self.0.lock();
             let addr = ptr as usize;
@@ -175,6 +192,32 @@ unsafe impl GlobalAlloc for KernelHeap {
             None
         })
         .map(|(source, order)| (source.free)(ptr as usize, order));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A vmalloc area that already maps enough pages, and would not be mostly wasted,
+        // keeps its place (a growing Vec over 4 MiB would otherwise copy at every step).
+        if crate::vmalloc::is_vmalloc_addr(ptr as u64)
+            && let Some(mapped) = crate::vmalloc::area_size(ptr as u64)
+            && new_size as u64 <= mapped
+            && new_size as u64 > mapped / 2
+        {
+            return ptr;
+        }
+        // SAFETY: the caller's contract (GlobalAlloc::realloc) makes `layout` with
+        // `new_size` a valid layout.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: `new_layout` has a non-zero size (realloc's contract).
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are valid for the smaller of the two sizes and are
+            // distinct allocations; `ptr` came from this allocator with `layout`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
     }
 }
 
@@ -208,6 +251,8 @@ pub struct Usage {
     pub large: usize,
     /// Bytes of heap regions taken from the page allocator.
     pub grown: usize,
+    /// Bytes in vmalloc areas (heap fallbacks and direct `vmalloc` users).
+    pub vmalloc: usize,
 }
 
 /// Current usage.
@@ -225,6 +270,7 @@ pub fn usage() -> Usage {
             regions: r.len,
             large: r.large_bytes,
             grown: r.grown_bytes,
+            vmalloc: crate::vmalloc::usage().used_bytes as usize,
         }
     })
 }

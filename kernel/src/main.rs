@@ -16,13 +16,20 @@
 //! 2. `smp::SHOOTDOWN`: thread context only, interrupts enabled while waiting, for the
 //!    same reason.
 //! 3. `heap` region lock: interrupts disabled; calls into `mm` to grow or to return page
-//!    blocks while held.
-//! 4. `paging::KERNEL_PT`, then the early frame pool: interrupts disabled; page-table pages
+//!    blocks while held. The heap's large path (whole page blocks, vmalloc) runs after
+//!    dropping it.
+//! 4. `vmalloc::AREAS`: interrupts disabled; held only to reserve, find or release a
+//!    virtual range, nothing taken inside. `vmalloc` maps and `vfree` unmaps, shoots down
+//!    TLBs (2) and frees pages outside it, and `vfree` with interrupts disabled defers the
+//!    shootdown to a later call (see `vmalloc`), so the heap never waits on other CPUs with
+//!    interrupts off. Area bookkeeping is a fixed array: vmalloc never allocates from the
+//!    heap.
+//! 5. `paging::KERNEL_PT`, then the early frame pool: interrupts disabled; page-table pages
 //!    may come from `mm` while KERNEL_PT is held.
-//! 5. `mm`'s per-CPU page-list locks, then `mm`'s zone locks (the order inside `mm` is
+//! 6. `mm`'s per-CPU page-list locks, then `mm`'s zone locks (the order inside `mm` is
 //!    documented there): local interrupts disabled. `mm` never allocates from the heap and
 //!    never maps memory, so it takes nothing above.
-//! 6. `serial::PORT`: interrupts disabled; innermost (anything may log). The crash path
+//! 7. `serial::PORT`: interrupts disabled; innermost (anything may log). The crash path
 //!    breaks it after stopping every other use.
 //!
 //! Interrupt handlers take no lock except `smp`'s timer-hook list, with `try_lock` (a tick
@@ -52,6 +59,7 @@ pub mod memory;
 pub mod platform;
 pub mod procfs;
 pub mod scenario;
+pub mod vmalloc;
 
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 
@@ -65,6 +73,7 @@ pub const PHYS_OFFSET: u64 = 0xffff_8880_0000_0000;
 //   0xffff_c000_0000_0000 .. 0xffff_d000_0000_0000  bootloader's own mappings (boot info,
 //                                                    boot stack, framebuffer)
 //   0xffff_d000_0000_0000 ..                         kernel stacks of the other CPUs
+//   0xffff_e000_0000_0000 .. 0xffff_e080_0000_0000  vmalloc areas (`vmalloc`)
 //   0xffff_fe00_0000_0000 ..                         fixed device mappings (local APIC)
 //   0xffff_ffff_8000_0000 ..                         the kernel image
 

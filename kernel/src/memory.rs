@@ -106,7 +106,7 @@ pub fn init() -> &'static PageAllocator<KernelPlatform> {
         };
         kprint!("{}", model.boot_report());
         record_initial_pageblocks(&model);
-        match PageAllocator::new(model, &PLATFORM) {
+        match PageAllocator::new(model, PLATFORM) {
             Ok(a) => a,
             Err(e) => crate::crash::die(format_args!("page allocator: {e}")),
         }

@@ -14,7 +14,7 @@ use zonebuddy::movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool};
 use zonebuddy::port::sim::{SimAllocator, SimPlatform};
 use zonebuddy::report::vmstat::VmEvent;
 
-type Pool = ZPool<'static, SimPlatform, 8192>;
+type Pool = ZPool<'static, &'static SimPlatform, 8192>;
 
 fn leaked(mib: u64, cpus: usize) -> (&'static SimAllocator, &'static Pool) {
     let a: &'static SimAllocator = Box::leak(Box::new(machine(mib, cpus)));
@@ -110,7 +110,8 @@ fn store_load_free_and_errors() {
 #[test]
 fn handle_table_runs_out() {
     let a: &'static SimAllocator = Box::leak(Box::new(machine(64, 1)));
-    let pool: &'static ZPool<'static, SimPlatform, 16> = Box::leak(Box::new(ZPool::new(a)));
+    let pool: &'static ZPool<'static, &'static SimPlatform, 16> =
+        Box::leak(Box::new(ZPool::new(a)));
     let hs: Vec<ZHandle> = (0..16)
         .map(|i| pool.store(&object(i, 8)).unwrap())
         .collect();

@@ -70,7 +70,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         };
         let mut nr_account = 0u64;
         {
-            let _irq = LocalIrqGuard::new(self.platform);
+            let _irq = LocalIrqGuard::new(&self.platform);
             let cpu = self.platform.cpu_id();
             let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize) else {
                 drop(_irq);

@@ -334,7 +334,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 _ => Some(Migratetype::Movable),
             };
             if let Some(pindex) = pcp_mt.and_then(|m| order_to_pindex(m, order)) {
-                let _irq = LocalIrqGuard::new(self.platform);
+                let _irq = LocalIrqGuard::new(&self.platform);
                 let cpu = self.platform.cpu_id();
                 if let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize)
                     && let Some(mut lists) = pcp.lock.try_lock()
@@ -380,7 +380,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Free a block straight to the buddy lists (`free_one_page`).
     #[inline(never)]
     pub(super) fn free_one_page(&self, zone: &Zone, pfn: u64, order: u32) {
-        let mut g = zone.lock.lock_irqsave(self.platform);
+        let mut g = zone.lock.lock_irqsave(&self.platform);
         self.buddy(zone, &mut g).free_pages_range(pfn, order, false);
     }
 
@@ -451,7 +451,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             let Some(pcp) = self.percpu.pcp(cpu, zr.slot as usize) else {
                 continue;
             };
-            let _irq = LocalIrqGuard::new(self.platform);
+            let _irq = LocalIrqGuard::new(&self.platform);
             let mut lists = pcp.lock.lock();
             if lists.count == 0 {
                 continue;
@@ -464,7 +464,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Return this CPU's pcp pages to the buddy lists (`drain_local_pages`).
     pub fn drain_local_pages(&self) {
         let cpu = {
-            let _irq = LocalIrqGuard::new(self.platform);
+            let _irq = LocalIrqGuard::new(&self.platform);
             self.platform.cpu_id()
         };
         self.drain_pages(cpu);
@@ -474,7 +474,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// other CPUs' lists remotely under their locks.
     pub fn drain_all_pages(&self) {
         let me = {
-            let _irq = LocalIrqGuard::new(self.platform);
+            let _irq = LocalIrqGuard::new(&self.platform);
             self.platform.cpu_id()
         };
         for cpu in 0..self.percpu.nr_cpus() {
@@ -491,7 +491,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             .filter(|zr| zr.slot != NO_SLOT)
             .filter_map(|zr| self.percpu.pcp(cpu, zr.slot as usize))
             .map(|pcp| {
-                let _irq = LocalIrqGuard::new(self.platform);
+                let _irq = LocalIrqGuard::new(&self.platform);
                 pcp.lock.lock().count
             })
             .sum()

@@ -285,7 +285,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// reset here. When a reclaimer (or kcompactd) exists, this becomes its wake-up.
     #[cold]
     pub(super) fn wakeup_kswapd(&self, zone: &Zone) {
-        let _g = zone.lock.lock_irqsave(self.platform);
+        let _g = zone.lock.lock_irqsave(&self.platform);
         zone.wm.boost.store(0, Ordering::Relaxed);
     }
 
@@ -304,7 +304,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         refill: bool,
     ) -> Option<&Page> {
         let pindex = order_to_pindex(mt, order)?;
-        let _irq = LocalIrqGuard::new(self.platform);
+        let _irq = LocalIrqGuard::new(&self.platform);
         let cpu = self.platform.cpu_id();
         let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
         let mut lists = pcp.lock.try_lock()?;
@@ -426,7 +426,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         mt: Migratetype,
     ) -> Option<&Page> {
         loop {
-            let mut g = zone.lock.lock_irqsave(self.platform);
+            let mut g = zone.lock.lock_irqsave(&self.platform);
             let mut b = self.buddy(zone, &mut g);
             let mut page = None;
             if alloc_flags.contains(AllocFlags::HIGHATOMIC) {

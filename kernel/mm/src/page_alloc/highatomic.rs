@@ -23,7 +23,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
         }
-        let mut g = zone.lock.lock_irqsave(self.platform);
+        let mut g = zone.lock.lock_irqsave(&self.platform);
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
         }
@@ -60,7 +60,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             if zone.nr_reserved_highatomic() == 0 {
                 continue;
             }
-            let mut g = zone.lock.lock_irqsave(self.platform);
+            let mut g = zone.lock.lock_irqsave(&self.platform);
             let mut b = self.buddy(zone, &mut g);
             for order in 0..=MAX_PAGE_ORDER {
                 let Some(page) = b.get_page_from_free_area(order, Migratetype::HighAtomic) else {

@@ -76,7 +76,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                         page.set_refcount(0);
                     }
                 }
-                let mut g = zone.lock.lock_irqsave(self.platform);
+                let mut g = zone.lock.lock_irqsave(&self.platform);
                 self.buddy(zone, &mut g).free_pages_range(pfn, order, true);
                 drop(g);
                 freed += nr;
@@ -114,7 +114,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let (managed, _, n) = self.zone_managed_list();
         let computed = watermark::min_free_kbytes(watermark::lowmem_kbytes(&managed[..n]));
         {
-            let mut s = self.sysctl.lock_irqsave(self.platform);
+            let mut s = self.sysctl.lock_irqsave(&self.platform);
             s.min_free_kbytes = match s.user_min_free_kbytes {
                 Some(user) if user >= computed => {
                     log::warn!(
@@ -142,7 +142,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         );
         for (zr, wm) in refs[..n].iter().zip(marks) {
             let z = self.zone(*zr);
-            let _g = z.lock.lock_irqsave(self.platform);
+            let _g = z.lock.lock_irqsave(&self.platform);
             z.wm.wmark[0].store(wm.min, Ordering::Relaxed);
             z.wm.wmark[1].store(wm.low, Ordering::Relaxed);
             z.wm.wmark[2].store(wm.high, Ordering::Relaxed);
@@ -198,7 +198,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             }
             for cpu in 0..self.percpu.nr_cpus() {
                 if let Some(pcp) = self.percpu.pcp(cpu, zr.slot as usize) {
-                    let _irq = LocalIrqGuard::new(self.platform);
+                    let _irq = LocalIrqGuard::new(&self.platform);
                     let mut l = pcp.lock.lock();
                     l.high = sizing.high;
                     l.batch = sizing.batch;
@@ -209,7 +209,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// The current tunables.
     pub fn sysctl(&self) -> VmSysctl {
-        *self.sysctl.lock_irqsave(self.platform)
+        *self.sysctl.lock_irqsave(&self.platform)
     }
 
     /// Set `vm.min_free_kbytes` and recompute the watermarks. The value is remembered as
@@ -217,7 +217,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub fn set_min_free_kbytes(&self, kbytes: u64) -> Result<(), SysctlError> {
         VmSysctl::check_min_free_kbytes(kbytes)?;
         {
-            let mut s = self.sysctl.lock_irqsave(self.platform);
+            let mut s = self.sysctl.lock_irqsave(&self.platform);
             s.min_free_kbytes = kbytes;
             s.user_min_free_kbytes = Some(kbytes);
         }
@@ -229,7 +229,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub fn set_watermark_scale_factor(&self, factor: u64) -> Result<(), SysctlError> {
         VmSysctl::check_watermark_scale_factor(factor)?;
         self.sysctl
-            .lock_irqsave(self.platform)
+            .lock_irqsave(&self.platform)
             .watermark_scale_factor = factor;
         self.setup_per_zone_wmarks();
         Ok(())
@@ -239,7 +239,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub fn set_watermark_boost_factor(&self, factor: u64) -> Result<(), SysctlError> {
         VmSysctl::check_watermark_boost_factor(factor)?;
         self.sysctl
-            .lock_irqsave(self.platform)
+            .lock_irqsave(&self.platform)
             .watermark_boost_factor = factor;
         self.boost_factor.store(factor, Ordering::Relaxed);
         Ok(())
@@ -249,7 +249,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     pub fn set_percpu_pagelist_high_fraction(&self, fraction: u64) -> Result<(), SysctlError> {
         VmSysctl::check_percpu_pagelist_high_fraction(fraction)?;
         self.sysctl
-            .lock_irqsave(self.platform)
+            .lock_irqsave(&self.platform)
             .percpu_pagelist_high_fraction = fraction;
         self.zone_pcp_update();
         Ok(())
@@ -258,7 +258,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Set `vm.lowmem_reserve_ratio` and recompute the reserves.
     pub fn set_lowmem_reserve_ratio(&self, ratio: [u64; MAX_NR_ZONES]) -> Result<(), SysctlError> {
         VmSysctl::check_lowmem_reserve_ratio(&ratio)?;
-        self.sysctl.lock_irqsave(self.platform).lowmem_reserve_ratio = ratio;
+        self.sysctl
+            .lock_irqsave(&self.platform)
+            .lowmem_reserve_ratio = ratio;
         self.setup_per_zone_lowmem_reserve();
         Ok(())
     }

@@ -231,7 +231,10 @@ pub(crate) struct AllocContext {
 /// The page allocator. See the module documentation.
 pub struct PageAllocator<P: Platform + 'static> {
     model: MemoryModel,
-    platform: &'static P,
+    /// The port, owned: a kernel whose platform data is known only at run time (a
+    /// physical-memory offset, say) passes it by value; one that shares a static passes
+    /// `&'static` it (references to platforms are platforms too).
+    platform: P,
     /// Every zone of every node, at `nid * MAX_NR_ZONES + zone index`.
     zones: [ZoneRef; MAX_ZONELIST],
     /// Per node, per highest usable zone.
@@ -274,7 +277,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     /// Take over the memory model: allocate the per-CPU areas from memblock, build the
     /// zonelists, hand every free page to the buddy lists (`memblock_free_all`) and size
     /// watermarks, reserves and pcp lists (`init_per_zone_wmark_min`).
-    pub fn new(mut model: MemoryModel, platform: &'static P) -> Result<Self, StartError> {
+    pub fn new(mut model: MemoryModel, platform: P) -> Result<Self, StartError> {
         let nr_cpus = platform.nr_cpus();
         if nr_cpus == 0 {
             return Err(StartError::NoCpus);
@@ -294,9 +297,9 @@ impl<P: Platform + 'static> PageAllocator<P> {
             return Err(StartError::NoManagedZone);
         }
         let percpu =
-            PerCpu::alloc(&mut model, platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
+            PerCpu::alloc(&mut model, &platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
         let capture =
-            CaptureSlots::alloc(&mut model, platform, nr_cpus).map_err(StartError::PerCpu)?;
+            CaptureSlots::alloc(&mut model, &platform, nr_cpus).map_err(StartError::PerCpu)?;
 
         let mut zones = [NO_ZONE; MAX_ZONELIST];
         let mut online = [false; MAX_NUMNODES];
@@ -321,7 +324,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let zonelists = core::array::from_fn(|nid| {
             core::array::from_fn(|highest| build_zonelist(&zones, &online, nid, highest))
         });
-        let direct_map_offset = direct_map_offset(&model, platform);
+        let direct_map_offset = direct_map_offset(&model, &platform);
 
         let mut alloc = PageAllocator {
             model,
@@ -362,7 +365,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// The platform.
     pub fn platform(&self) -> &P {
-        self.platform
+        &self.platform
     }
 
     #[inline]
@@ -439,7 +442,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Count `n` events (`count_vm_events`).
     pub(crate) fn count_vm_events(&self, ev: VmEvent, n: u64) {
-        let _irq = LocalIrqGuard::new(self.platform);
+        let _irq = LocalIrqGuard::new(&self.platform);
         self.count_vm_events_irqs_off(self.this_cpu_header(), ev, n);
     }
 
@@ -497,7 +500,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
 
     /// Change tunables that need no recomputation (the compaction ones).
     pub(crate) fn update_sysctl(&self, f: impl FnOnce(&mut VmSysctl)) {
-        f(&mut self.sysctl.lock_irqsave(self.platform));
+        f(&mut self.sysctl.lock_irqsave(&self.platform));
     }
 
     /// Give order-0 pages this allocator handed out privately (compaction's unused
@@ -542,7 +545,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         if ok.is_empty() {
             return high;
         }
-        let mut g = zone.lock.lock_irqsave(self.platform);
+        let mut g = zone.lock.lock_irqsave(&self.platform);
         let mut b = self.buddy(zone, &mut g);
         // SAFETY: as above.
         while let Some(p) = unsafe { ok.pop_front() } {
@@ -674,7 +677,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     ) -> Option<R> {
         let zr = self.zone_ref(nid, zt.index())?;
         let pcp = self.percpu.pcp(cpu, zr.slot as usize)?;
-        let _irq = LocalIrqGuard::new(self.platform);
+        let _irq = LocalIrqGuard::new(&self.platform);
         let l = pcp.lock.lock();
         Some(f(&l))
     }

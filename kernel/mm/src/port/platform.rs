@@ -113,6 +113,55 @@ pub trait Platform: Sync {
     }
 }
 
+/// A reference to a platform is a platform: a kernel that keeps its platform in a static
+/// hands the allocator `&PLATFORM`, one that builds it at run time hands it over by value.
+impl<T: Platform + ?Sized> Platform for &T {
+    #[inline]
+    fn cpu_id(&self) -> usize {
+        (**self).cpu_id()
+    }
+
+    #[inline]
+    fn nr_cpus(&self) -> usize {
+        (**self).nr_cpus()
+    }
+
+    #[inline]
+    fn local_irq_save(&self) -> IrqState {
+        (**self).local_irq_save()
+    }
+
+    #[inline]
+    fn local_irq_restore(&self, state: IrqState) {
+        (**self).local_irq_restore(state)
+    }
+
+    #[inline]
+    fn irqs_disabled(&self) -> bool {
+        (**self).irqs_disabled()
+    }
+
+    #[inline]
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        (**self).cpu_to_node(cpu)
+    }
+
+    #[inline]
+    fn phys_to_virt(&self, pa: u64) -> *mut u8 {
+        (**self).phys_to_virt(pa)
+    }
+
+    #[inline]
+    fn wake_kcompactd(&self, nid: usize) {
+        (**self).wake_kcompactd(nid)
+    }
+
+    #[inline]
+    fn movable_mapping(&self) -> Option<&dyn MovableMapping> {
+        (**self).movable_mapping()
+    }
+}
+
 /// The capability to move pages that are mapped in the kernel's own page tables: this
 /// kernel's "user memory" ([`crate::movement::rmap`]) lives in a virtual window the port
 /// reserves, one 4 KiB leaf entry per page, and migration rewrites those entries.

@@ -836,6 +836,10 @@ impl SimMachine {
     }
 }
 
+/// The page allocator the simulation runs: it borrows its [`SimPlatform`] for the life
+/// of the [`SimAllocator`] that owns both.
+pub type SimPageAllocator = PageAllocator<&'static SimPlatform>;
+
 /// A simulated machine with its page allocator running: what host tests and benchmarks
 /// allocate from. Dereferences to the [`PageAllocator`].
 ///
@@ -848,7 +852,7 @@ impl SimMachine {
 /// anon pages point at region descriptors inside it ([`crate::movement::rmap`]), as they point into
 /// the kernel's static allocator.
 pub struct SimAllocator {
-    alloc: NonNull<PageAllocator<SimPlatform>>,
+    alloc: NonNull<SimPageAllocator>,
     platform: NonNull<SimPlatform>,
 }
 
@@ -979,7 +983,7 @@ impl SimAllocator {
 }
 
 impl Deref for SimAllocator {
-    type Target = PageAllocator<SimPlatform>;
+    type Target = SimPageAllocator;
 
     fn deref(&self) -> &Self::Target {
         // SAFETY: the box lives until `drop` and is only ever shared.

@@ -10,11 +10,11 @@ use zonebuddy::model::mm_init::ModelParams;
 use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, ZoneType};
 use zonebuddy::model::page::Page;
 use zonebuddy::model::zone::CoreSize;
-use zonebuddy::page_alloc::PageAllocator;
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::page_alloc::watermark::zone_watermark_ok;
 use zonebuddy::port::platform::Platform;
-use zonebuddy::port::sim::{SimAllocator, SimPlatform, qemu_e820};
+use zonebuddy::port::sim::SimPageAllocator;
+use zonebuddy::port::sim::{SimAllocator, qemu_e820};
 use zonebuddy::report::vmstat::VmEvent;
 
 pub const MIB: u64 = 1 << 20;
@@ -138,7 +138,7 @@ pub fn zone_of_page(page: &Page) -> ZoneType {
 
 /// Write the pfn into the first and last word of every page of a block (detects two
 /// owners of one page, and checks zeroing first when asked).
-pub fn stamp(a: &PageAllocator<SimPlatform>, pfn: u64, order: u32, expect_zero: bool) {
+pub fn stamp(a: &SimPageAllocator, pfn: u64, order: u32, expect_zero: bool) {
     let base = a.platform().phys_to_virt(pfn * PAGE_SIZE) as *mut u64;
     for i in 0..(1u64 << order) {
         // SAFETY: the block is allocated to this test and is simulated RAM.
@@ -160,7 +160,7 @@ pub fn stamp(a: &PageAllocator<SimPlatform>, pfn: u64, order: u32, expect_zero: 
     }
 }
 
-pub fn verify_stamp(a: &PageAllocator<SimPlatform>, pfn: u64, order: u32) {
+pub fn verify_stamp(a: &SimPageAllocator, pfn: u64, order: u32) {
     let base = a.platform().phys_to_virt(pfn * PAGE_SIZE) as *const u64;
     let n = 1u64 << order;
     // Every page of small blocks; the ends and a sample of large ones.
@@ -181,7 +181,7 @@ pub fn verify_stamp(a: &PageAllocator<SimPlatform>, pfn: u64, order: u32) {
 
 /// Pages the allocator owns but has not handed out, plus what the model holds, must add up
 /// to everything it manages.
-pub fn check_accounting(a: &PageAllocator<SimPlatform>, m: &Model) {
+pub fn check_accounting(a: &SimPageAllocator, m: &Model) {
     let free = a.nr_free_pages();
     let pcp = a.nr_pcp_pages();
     let total = a.totalram_pages();
@@ -195,7 +195,7 @@ pub fn check_accounting(a: &PageAllocator<SimPlatform>, m: &Model) {
 }
 
 /// Sum of pgalloc over zones.
-pub fn pgalloc_total(a: &PageAllocator<SimPlatform>) -> u64 {
+pub fn pgalloc_total(a: &SimPageAllocator) -> u64 {
     ZoneType::ALL
         .iter()
         .map(|&z| a.vm_event(VmEvent::pgalloc(z)))
@@ -205,7 +205,7 @@ pub fn pgalloc_total(a: &PageAllocator<SimPlatform>) -> u64 {
 /// After a failed allocation: no allowed zone may pass the check the slow path made (the
 /// min watermark with the request's reserves, and a free block of the order), or the
 /// failure was not justified.
-pub fn assert_oom_justified(a: &PageAllocator<SimPlatform>, gfp: Gfp, order: u32) {
+pub fn assert_oom_justified(a: &SimPageAllocator, gfp: Gfp, order: u32) {
     let Ok(high) = gfp_zone(gfp) else { return };
     let flags = gfp_to_alloc_flags(gfp, order);
     let memalloc = !gfp_pfmemalloc_flags(gfp).is_empty();
