@@ -136,7 +136,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         let may_wait = x86_64::instructions::interrupts::are_enabled();
         let source = x86_64::instructions::interrupts::without_interrupts(|| self.0.lock().source);
         if let (Some(order), Some(source)) = (large_order(layout), source) {
-            if order <= mm::mmzone::MAX_PAGE_ORDER
+            if order <= zonebuddy::model::mmzone::MAX_PAGE_ORDER
                 && let Some(addr) = (source.alloc)(order, may_wait)
             {
                 x86_64::instructions::interrupts::without_interrupts(|| {

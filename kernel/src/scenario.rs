@@ -446,7 +446,7 @@ fn set_aside_excess(out: &mut dyn Write) -> Vec<(u64, u32)> {
     }
     held.reserve((free >> PAGEBLOCK_ORDER) as usize + 64);
     let gfp = GFP_NOWAIT | Gfp::MEMALLOC | Gfp::NOWARN;
-    for order in [mm::mmzone::MAX_PAGE_ORDER, PAGEBLOCK_ORDER] {
+    for order in [zonebuddy::model::mmzone::MAX_PAGE_ORDER, PAGEBLOCK_ORDER] {
         for zone in [Gfp::empty(), Gfp::DMA32, Gfp::DMA] {
             while held.len() < held.capacity() {
                 match a.get_free_pages(gfp | zone, order) {
@@ -465,7 +465,7 @@ fn set_aside_excess(out: &mut dyn Write) -> Vec<(u64, u32)> {
         let Some((addr, order)) = held.pop() else {
             break;
         };
-        let _ = a.free_pages(addr, order);
+        let _ = a.free_pages_virt(addr, order);
         given_back += 1 << order;
     }
     a.drain_all_pages();
@@ -489,7 +489,7 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let result = demo_bounded(out, !set_aside.is_empty());
     let a = allocator();
     for (addr, order) in set_aside {
-        let _ = a.free_pages(addr, order);
+        let _ = a.free_pages_virt(addr, order);
     }
     result
 }

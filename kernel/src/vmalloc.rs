@@ -29,12 +29,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm::gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp};
 use spin::Mutex;
 use x86_64::{
     PhysAddr, VirtAddr,
     structures::paging::{PageTableFlags, PhysFrame},
 };
+use zonebuddy::page_alloc::gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp};
 
 use crate::{
     arch::{
@@ -251,7 +251,7 @@ pub fn vmalloc(size: usize) -> Option<*mut u8> {
             match r {
                 Ok(()) => Some(()),
                 Err(_) => {
-                    let _ = a.free_pages(addr, 0);
+                    let _ = a.free_pages_virt(addr, 0);
                     None
                 }
             }
@@ -292,7 +292,7 @@ fn unmap_and_free(start: u64, pages: u64, shootdown: bool) {
             smp::tlb_shootdown(first, first + n * PAGE);
         }
         for &pa in &frames[..got] {
-            if let Err(e) = a.free_pages(crate::PHYS_OFFSET + pa, 0) {
+            if let Err(e) = a.free_pages_virt(crate::PHYS_OFFSET + pa, 0) {
                 log::error!("vmalloc: freeing frame {pa:#x}: {e}");
             }
         }

@@ -3,9 +3,9 @@
 
 use alloc::{format, vec::Vec};
 
-use mm::{
-    gfp::{GFP_ATOMIC, Gfp},
-    mmzone::{MAX_PAGE_ORDER, PAGE_SIZE},
+use zonebuddy::{
+    model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE},
+    page_alloc::gfp::{GFP_ATOMIC, Gfp},
 };
 
 use crate::{
@@ -39,7 +39,7 @@ fn check(p: *const u8, bytes: usize, seed: u64) -> bool {
 }
 
 fn check_invariants() -> Result<(), alloc::string::String> {
-    mm::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
+    zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
 ktest! {
@@ -151,7 +151,7 @@ ktest! {
         let mut released = 0u64;
         while released < 16384 {
             let Some((addr, order)) = held.pop() else { break };
-            a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+            a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
             released += 1 << order;
         }
         kassert!(released >= 4096, "only {} pages held in blocks of order >= 4", released);
@@ -174,7 +174,7 @@ ktest! {
             let pfn = (addr - crate::PHYS_OFFSET) / PAGE_SIZE;
             let buddy_held = pfn & 1 == 0 && singles.get(i + 1) == Some(&(addr + PAGE_SIZE));
             if buddy_held {
-                a.free_pages(addr, 0).map_err(|e| format!("{e}"))?;
+                a.free_pages_virt(addr, 0).map_err(|e| format!("{e}"))?;
                 freed += 1;
             } else {
                 keep.push(addr);
@@ -215,10 +215,10 @@ ktest! {
         })();
         drop(singles);
         for addr in keep {
-            a.free_pages(addr, 0).map_err(|e| format!("{e}"))?;
+            a.free_pages_virt(addr, 0).map_err(|e| format!("{e}"))?;
         }
         for (addr, order) in held {
-            a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+            a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
         }
         result?;
         kassert_eq!(settled_free_plus_pt(), before);
@@ -251,7 +251,7 @@ ktest! {
         let mut back = 0u64;
         while back < 1024 {
             let Some((addr, order)) = held.pop() else { break };
-            a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+            a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
             back += 1 << order;
         }
         let before = settled_free_plus_pt();
@@ -259,7 +259,7 @@ ktest! {
         let failed = vmalloc::vmalloc(((back + 1024) * PAGE_SIZE) as usize).is_none();
         let after = settled_free_plus_pt();
         for (addr, order) in held {
-            a.free_pages(addr, order).map_err(|e| format!("{e}"))?;
+            a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
         }
         kassert!(failed, "vmalloc of {} pages with {} free succeeded", back + 1024, before);
         kassert_eq!(vmalloc::usage().failures, failures + 4);
