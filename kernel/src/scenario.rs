@@ -432,15 +432,16 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
             let _ = a.free_pages_page(p, PAGEBLOCK_ORDER);
         })
         .is_none();
-    // The scenario took every order-9 block left free as an unmovable allocation, so this
-    // fails by construction: say so rather than present it as a finding.
+    // The scenario filled memory until no order-9 block was free and took any left as
+    // unmovable allocations, so this fails by construction: say so rather than present
+    // it as a finding.
     let held = CURRENT
         .lock()
         .as_ref()
         .map_or(0, Scenario::held_order9_blocks);
     let _ = writeln!(
         out,
-        "order-9 allocation without compaction: {} (by construction: the scenario holds the {held} order-9 blocks left free, so only moving pages can make one)",
+        "order-9 allocation without compaction: {} (by construction: the scenario fills memory until no order-9 block is free and holds those left ({held}), so only moving pages can make one)",
         if failed { "fails" } else { "succeeded" }
     );
     let t0 = crate::arch::time::now_ns();

@@ -1,8 +1,8 @@
 //! Page migration and compaction inside the kernel, on the real page tables.
 //!
-//! These are the acceptance scenarios: the fragmentation story (the scenario holds
-//! every order-9 block left free, so an order-9 allocation fails without compaction by
-//! construction; `compact_memory` then makes at least 90% of the free memory that is not
+//! These are the acceptance scenarios: the fragmentation story (the scenario fills
+//! memory until no order-9 block is free and holds any left, so an order-9 allocation fails
+//! without compaction by construction; `compact_memory` then makes at least 90% of the free memory that is not
 //! pinned by unmovable pages available as order-9 blocks, with every checksum and reverse
 //! map intact), migration under concurrent access from the other CPUs, direct
 //! compaction with capture, deferral on a zone that cannot be compacted, kcompactd, and a
@@ -90,18 +90,18 @@ ktest! {
             let before = free_layout();
             kassert!(before.order9_blocks == 0, "order-9 blocks free after the scenario: {:?}", before);
             // Compaction disabled: no direct reclaim/compaction in the gfp. This fails by
-            // construction, not by fragmentation alone: the scenario took every order-9
-            // block still free after filling and zapping as an unmovable allocation. It
-            // checks that set-up; what compaction achieves is measured below.
+            // construction, not by fragmentation alone: the scenario filled memory until
+            // no order-9 block was free and took any still free after zapping as unmovable
+            // allocations. It checks that set-up; what compaction achieves is measured below.
             let nowait = a.alloc_pages(GFP_NOWAIT | Gfp::MOVABLE, PAGEBLOCK_ORDER);
             kprintln!(
-                "scenario: {} order-9 blocks held so that none is free (by construction); order-9 GFP_NOWAIT allocation before compaction: {}",
+                "scenario: filled until no order-9 block was free, {} held; order-9 GFP_NOWAIT allocation before compaction (fails by construction): {}",
                 s.held_order9_blocks(),
                 if nowait.is_none() { "fails" } else { "succeeded" }
             );
             kassert!(
                 nowait.is_none(),
-                "the scenario holds every free order-9 block, yet one was allocated before compaction: {:?}",
+                "the scenario leaves no order-9 block free, yet one was allocated before compaction: {:?}",
                 before
             );
             let migrated0 = ev(VmEvent::PgmigrateSuccess);
