@@ -203,15 +203,14 @@ impl RunResult {
     }
 }
 
+/// Passed, failed and skipped counts of a closing `N passed, N failed, N skipped` line.
+pub type SummaryCounts = (usize, usize, usize);
+
 /// Parse the kernel's test protocol out of a transcript: test lines, suites, and the
-/// closing line's passed, failed and skipped counts.
+/// closing line's counts.
 pub fn parse_transcript(
     transcript: &str,
-) -> (
-    Vec<TestLine>,
-    Vec<(String, usize)>,
-    Option<(usize, usize, usize)>,
-) {
+) -> (Vec<TestLine>, Vec<(String, usize)>, Option<SummaryCounts>) {
     let mut tests = Vec::new();
     let mut suites = Vec::new();
     let mut summary = None;
@@ -249,7 +248,7 @@ pub fn parse_transcript(
 }
 
 /// `N passed, N failed, N skipped`, exactly.
-fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
+fn parse_summary(line: &str) -> Option<SummaryCounts> {
     let (passed, rest) = line.split_once(" passed, ")?;
     let (failed, skipped) = rest.split_once(" failed, ")?;
     let skipped = skipped.strip_suffix(" skipped")?;

@@ -81,7 +81,7 @@ ktest! {
         for order in 0..=MAX_PAGE_ORDER {
             let page = a.alloc_pages(GFP_KERNEL, order).ok_or_else(|| format!("order {order} failed"))?;
             let pfn = a.page_to_pfn(page);
-            kassert!(pfn % (1 << order) == 0, "order {} block at pfn {:#x} is misaligned", order, pfn);
+            kassert!(pfn.is_multiple_of(1 << order), "order {} block at pfn {:#x} is misaligned", order, pfn);
             let addr = a.page_address(page);
             let bytes = PAGE_SIZE << order;
             fill(addr, bytes, 0x5eed_0000 + u64::from(order));

@@ -300,7 +300,7 @@ ktest! {
             a.vm_event(VmEvent::Pgfree) - pgfree0,
             a.vm_event(VmEvent::PgallocFail) - fail0,
         );
-        let percent = |part: u64, whole: u64| if whole > 0 { part * 100 / whole } else { 0 };
+        let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
         kprintln!(
             "stress: {} CPUs, {} successful operations: {} allocations of {} attempts ({} refused, {}%), {} frees of which {} by another CPU ({}%); {} pages allocated, {} freed; pgalloc +{} pgfree +{} pgalloc_fail +{}; free pages before {} after {} (+{} now heap)",
             n,
