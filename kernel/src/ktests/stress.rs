@@ -301,14 +301,17 @@ ktest! {
             a.vm_event(VmEvent::PgallocFail) - fail0,
         );
         let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+        // The refused share in hundredths of a percent, printed as `N.NN%`.
+        let refused_bp = (oom * 10_000).checked_div(attempts).unwrap_or(0);
         kprintln!(
-            "stress: {} CPUs, {} successful operations: {} allocations of {} attempts ({} refused, {}%), {} frees of which {} by another CPU ({}%); {} pages allocated, {} freed; pgalloc +{} pgfree +{} pgalloc_fail +{}; free pages before {} after {} (+{} now heap)",
+            "stress: {} CPUs, {} successful operations: {} allocations of {} attempts ({} refused, {}.{:02}%), {} frees of which {} by another CPU ({}%); {} pages allocated, {} freed; pgalloc +{} pgfree +{} pgalloc_fail +{}; free pages before {} after {} (+{} now heap)",
             n,
             allocs + frees,
             allocs,
             attempts,
             oom,
-            percent(oom, attempts),
+            refused_bp / 100,
+            refused_bp % 100,
             frees,
             remote,
             percent(remote, frees),
@@ -329,10 +332,11 @@ ktest! {
         kassert!(allocs + frees >= target, "only {} successful operations of {} ({} allocations refused)", allocs + frees, target, oom);
         kassert!(
             oom * 100 <= attempts * MAX_OOM_PERCENT,
-            "{} of {} allocations refused ({}%, more than {}%)",
+            "{} of {} allocations refused ({}.{:02}%, more than {}%)",
             oom,
             attempts,
-            percent(oom, attempts),
+            refused_bp / 100,
+            refused_bp % 100,
             MAX_OOM_PERCENT
         );
         // The allocator's own accounting saw at least what the stress did (the heap may
