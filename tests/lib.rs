@@ -42,7 +42,8 @@ pub fn boot(cfg: &RunConfig) -> RunResult {
 
 /// Run the whole in-kernel suite under `cfg` and assert that it passed completely:
 /// success exit, every expected suite announced, each with as many test lines as it
-/// announced, none failed, a closing line that agrees.
+/// announced, none failed, a closing line that agrees (skipped tests counted apart from
+/// the passed ones). With two CPUs or more, no test may skip for want of CPUs.
 pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
     let r = boot(cfg);
     // Each failed in-kernel test with its reason (the boot crate parses them from the
@@ -52,8 +53,9 @@ pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
         .iter()
         .filter_map(|t| Some(format!("{}: {}\n", t.name, t.failure.as_ref()?)))
         .collect();
+    let skips = r.skipped_tests();
     let ctx = format!(
-        "{} {} {} CPU(s), cmdline '{}': outcome {:?}, {:.1}s\n--- failures ---\n{failures}--- last lines ---\n{}",
+        "{} {} {} CPU(s), cmdline '{}': outcome {:?}, {:.1}s, skipped {skips:?}\n--- failures ---\n{failures}--- last lines ---\n{}",
         cfg.firmware,
         cfg.memory,
         cfg.cpus,
@@ -90,7 +92,22 @@ pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
         );
     }
     let total: usize = r.suites.iter().map(|(_, n)| n).sum();
-    assert_eq!(r.summary, Some((total, 0)), "closing line disagrees\n{ctx}");
-    assert!(total > 0, "no tests ran\n{ctx}");
+    assert_eq!(
+        (r.summary, r.skipped),
+        (Some((total - skips.len(), 0)), Some(skips.len())),
+        "closing line disagrees\n{ctx}"
+    );
+    assert!(total > skips.len(), "no test passed\n{ctx}");
+    if cfg.cpus >= 2 {
+        let for_cpus: Vec<_> = skips
+            .iter()
+            .filter(|(_, why)| why.contains("CPU"))
+            .collect();
+        assert!(
+            for_cpus.is_empty(),
+            "skipped for want of CPUs on {} CPUs: {for_cpus:?}\n{ctx}",
+            cfg.cpus
+        );
+    }
     r
 }

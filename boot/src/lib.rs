@@ -217,13 +217,15 @@ pub enum Outcome {
     Timeout,
 }
 
-/// One `test NAME ... ok|FAILED: reason` line.
+/// One `test NAME ... ok|FAILED: reason|skipped: reason` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestLine {
     /// Test name as printed by the kernel.
     pub name: String,
-    /// `None` for ok, `Some(reason)` for a failure.
+    /// `Some(reason)` for a failure, `None` otherwise.
     pub failure: Option<String>,
+    /// `Some(reason)` for a skipped test (neither passed nor failed), `None` otherwise.
+    pub skipped: Option<String>,
 }
 
 /// What a run produced.
@@ -237,8 +239,12 @@ pub struct RunResult {
     pub tests: Vec<TestLine>,
     /// Suites announced by the kernel (`suite NAME: N tests`).
     pub suites: Vec<(String, usize)>,
-    /// The closing `N passed, N failed` line, if printed.
+    /// Passed and failed counts of the closing `N passed, N failed, N skipped` line, if
+    /// printed.
     pub summary: Option<(usize, usize)>,
+    /// The skipped count of that closing line (`None` when it was not printed). A skipped
+    /// test is never counted as passed.
+    pub skipped: Option<usize>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -260,6 +266,14 @@ impl RunResult {
             .collect()
     }
 
+    /// Names of skipped tests, with the reason each gave.
+    pub fn skipped_tests(&self) -> Vec<(&str, &str)> {
+        self.tests
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), t.skipped.as_deref()?)))
+            .collect()
+    }
+
     /// The last `n` lines of the transcript, for error messages.
     pub fn tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.transcript.lines().collect();
@@ -267,10 +281,14 @@ impl RunResult {
     }
 }
 
-/// Parse the kernel's test protocol out of a transcript.
+/// Passed, failed and skipped counts of a closing `N passed, N failed, N skipped` line.
+pub type SummaryCounts = (usize, usize, usize);
+
+/// Parse the kernel's test protocol out of a transcript: test lines, suites, and the
+/// closing line's counts.
 pub fn parse_transcript(
     transcript: &str,
-) -> (Vec<TestLine>, Vec<(String, usize)>, Option<(usize, usize)>) {
+) -> (Vec<TestLine>, Vec<(String, usize)>, Option<SummaryCounts>) {
     let mut tests = Vec::new();
     let mut suites = Vec::new();
     let mut summary = None;
@@ -278,16 +296,20 @@ pub fn parse_transcript(
         let line = line.trim_end_matches('\r');
         if let Some(rest) = line.strip_prefix("test ") {
             if let Some((name, verdict)) = rest.split_once(" ... ") {
-                let failure = if verdict == "ok" {
-                    None
-                } else if let Some(reason) = verdict.strip_prefix("FAILED") {
-                    Some(reason.trim_start_matches(':').trim().to_string())
+                let reason = |r: &str| r.trim_start_matches(':').trim().to_string();
+                let (failure, skipped) = if verdict == "ok" {
+                    (None, None)
+                } else if let Some(r) = verdict.strip_prefix("FAILED") {
+                    (Some(reason(r)), None)
+                } else if let Some(r) = verdict.strip_prefix("skipped") {
+                    (None, Some(reason(r)))
                 } else {
                     continue;
                 };
                 tests.push(TestLine {
                     name: name.to_string(),
                     failure,
+                    skipped,
                 });
             }
         } else if let Some(rest) = line.strip_prefix("suite ") {
@@ -296,17 +318,23 @@ pub fn parse_transcript(
                     suites.push((name.to_string(), n));
                 }
             }
-        } else if let Some((p, f)) = parse_summary(line) {
-            summary = Some((p, f));
+        } else if let Some(counts) = parse_summary(line) {
+            summary = Some(counts);
         }
     }
     (tests, suites, summary)
 }
 
-fn parse_summary(line: &str) -> Option<(usize, usize)> {
-    let (passed, failed) = line.split_once(" passed, ")?;
-    let failed = failed.strip_suffix(" failed")?;
-    Some((passed.parse().ok()?, failed.parse().ok()?))
+/// `N passed, N failed, N skipped`, exactly.
+fn parse_summary(line: &str) -> Option<SummaryCounts> {
+    let (passed, rest) = line.split_once(" passed, ")?;
+    let (failed, skipped) = rest.split_once(" failed, ")?;
+    let skipped = skipped.strip_suffix(" skipped")?;
+    Some((
+        passed.parse().ok()?,
+        failed.parse().ok()?,
+        skipped.parse().ok()?,
+    ))
 }
 
 /// Escape a value for QEMU's option syntax (commas are doubled).
@@ -476,6 +504,7 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
             tests: Vec::new(),
             suites: Vec::new(),
             summary: None,
+            skipped: None,
             elapsed: start.elapsed(),
         });
     }
@@ -545,14 +574,15 @@ pub fn run(cfg: &RunConfig) -> std::io::Result<RunResult> {
         transcript.push_str("\n[qemu stderr] ");
         transcript.push_str(&qemu_stderr);
     }
-    let (tests, suites, summary) = parse_transcript(&transcript);
+    let (tests, suites, counts) = parse_transcript(&transcript);
     drop(vars);
     Ok(RunResult {
         outcome,
         transcript,
         tests,
         suites,
-        summary,
+        summary: counts.map(|(p, f, _)| (p, f)),
+        skipped: counts.map(|(_, _, s)| s),
         elapsed: start.elapsed(),
     })
 }
@@ -670,26 +700,34 @@ mod tests {
 
     #[test]
     fn parses_protocol_lines() {
-        let t = "noise\r\nsuite ktests::boot: 2 tests\r\ntest ktests::boot::a ... ok\r\n\
-                 test ktests::boot::b ... FAILED: left 1, right 2\r\n1 passed, 1 failed\r\n";
+        let t = "noise\r\nsuite ktests::boot: 3 tests\r\ntest ktests::boot::a ... ok\r\n\
+                 test ktests::boot::b ... FAILED: left 1, right 2\r\n\
+                 test ktests::boot::c ... skipped: needs at least 2 CPUs\r\n\
+                 1 passed, 1 failed, 1 skipped\r\n";
         let (tests, suites, summary) = parse_transcript(t);
-        assert_eq!(suites, vec![("ktests::boot".to_string(), 2)]);
-        assert_eq!(tests.len(), 2);
+        assert_eq!(suites, vec![("ktests::boot".to_string(), 3)]);
+        assert_eq!(tests.len(), 3);
         assert_eq!(
             tests[0],
             TestLine {
                 name: "ktests::boot::a".into(),
-                failure: None
+                failure: None,
+                skipped: None,
             }
         );
         assert_eq!(tests[1].failure.as_deref(), Some("left 1, right 2"));
-        assert_eq!(summary, Some((1, 1)));
+        assert_eq!(tests[1].skipped, None);
+        // A skip is neither a pass nor a failure.
+        assert_eq!(tests[2].failure, None);
+        assert_eq!(tests[2].skipped.as_deref(), Some("needs at least 2 CPUs"));
+        assert_eq!(summary, Some((1, 1, 1)));
     }
 
     #[test]
     fn ignores_lookalike_lines() {
-        let (tests, suites, summary) =
-            parse_transcript("test of something\nsuite x: many tests\n3 passed\n");
+        let (tests, suites, summary) = parse_transcript(
+            "test of something\nsuite x: many tests\n3 passed\n3 passed, 0 failed\n",
+        );
         assert!(tests.is_empty() && suites.is_empty() && summary.is_none());
     }
 

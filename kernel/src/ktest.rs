@@ -6,19 +6,26 @@
 //! without a central list and without the unstable custom test framework.
 //!
 //! Output is the contract with the host runner (`boot/`): one `suite NAME: N tests` line per
-//! module, one `test NAME ... ok` or `test NAME ... FAILED: reason` line per test, and a
-//! closing `N passed, N failed` line; then QEMU exits with success or failure. A test that
-//! panics or faults is reported as FAILED by [`crate::crash`] through
+//! module, one `test NAME ... ok`, `test NAME ... FAILED: reason` or
+//! `test NAME ... skipped: reason` line per test, and a closing
+//! `N passed, N failed, N skipped` line (always all three); then QEMU exits with success or
+//! failure. A test that panics or faults is reported as FAILED by [`crate::crash`] through
 //! [`fail_running_test`], and the run ends there as failed.
 //!
-//! Tests marked `explicit` (the harness's own deliberately failing test) run only when the
-//! pattern names them, never as part of a full run.
+//! A test that cannot check what it is about on this machine (a cross-CPU test on one CPU)
+//! returns [`skip`] instead of `Ok`: it then says `skipped`, not `ok`, so a run never
+//! claims a check it did not make. A skip is never a pass: a run passes only when at least
+//! one test passed and none failed, and an `Err` wins over an earlier `skip`.
+//!
+//! Tests marked `explicit` (the harness's own deliberately failing and skipping tests) run
+//! only when the pattern names them, never as part of a full run.
 
 use alloc::{string::String, vec::Vec};
 use core::{
     fmt,
     sync::atomic::{AtomicPtr, AtomicUsize, Ordering},
 };
+use spin::{Mutex, Once};
 
 use crate::arch::qemu::{ExitCode, exit};
 
@@ -131,6 +138,63 @@ pub fn all_tests() -> &'static [KernelTest] {
 static RUNNING: AtomicPtr<KernelTest> = AtomicPtr::new(core::ptr::null_mut());
 static PASSED: AtomicUsize = AtomicUsize::new(0);
 static FAILED: AtomicUsize = AtomicUsize::new(0);
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+/// The reason the running test gave to [`skip`], if it did.
+static SKIP_REASON: Mutex<Option<String>> = Mutex::new(None);
+/// What [`run`] was asked to run, recorded before the first test starts.
+static PLAN: Once<RunPlan> = Once::new();
+
+/// The run in progress: the pattern the runner received and the tests it selected, in the
+/// order it runs them. Tests read it to check the runner against the command line.
+pub struct RunPlan {
+    /// The `test=` pattern (`None` for a bare `test`).
+    pub pattern: Option<String>,
+    /// Names of the selected tests, sorted.
+    pub names: Vec<&'static str>,
+}
+
+/// The run in progress, once [`run`] has started.
+pub fn plan() -> Option<&'static RunPlan> {
+    PLAN.get()
+}
+
+/// End the running test as skipped: `return ktest::skip("needs at least 2 CPUs")`.
+/// Use it when this machine cannot exercise what the test is about; the run then prints
+/// `test NAME ... skipped: reason` and counts it apart from the passes.
+pub fn skip(reason: impl Into<String>) -> TestResult {
+    *SKIP_REASON.lock() = Some(reason.into());
+    Ok(())
+}
+
+/// How one test ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It returned `Ok` without skipping.
+    Passed,
+    /// It returned `Err(reason)` (whether or not it also asked to skip).
+    Failed(String),
+    /// It called [`skip`] and returned `Ok`.
+    Skipped(String),
+}
+
+/// The verdict of a test that returned `result` after asking to skip with `skip_reason`
+/// (if it did). A failure is never hidden by a skip, and a skip is never a pass.
+pub fn verdict(result: TestResult, skip_reason: Option<String>) -> Verdict {
+    match (result, skip_reason) {
+        (Err(reason), _) => Verdict::Failed(reason),
+        (Ok(()), Some(reason)) => Verdict::Skipped(reason),
+        (Ok(()), None) => Verdict::Passed,
+    }
+}
+
+fn print_closing_line(extra_failed: usize) {
+    kprintln!(
+        "{} passed, {} failed, {} skipped",
+        PASSED.load(Ordering::SeqCst),
+        FAILED.load(Ordering::SeqCst) + extra_failed,
+        SKIPPED.load(Ordering::SeqCst)
+    );
+}
 
 /// Called on the crash path: report the running test (if any) as failed and close the run.
 pub fn fail_running_test(reason: fmt::Arguments<'_>) {
@@ -141,17 +205,13 @@ pub fn fail_running_test(reason: fmt::Arguments<'_>) {
     // SAFETY: RUNNING only ever holds pointers into the static `ktests` section.
     let test = unsafe { &*running };
     kprintln!("test {} ... FAILED: {}", test.name(), reason);
-    kprintln!(
-        "{} passed, {} failed",
-        PASSED.load(Ordering::SeqCst),
-        FAILED.load(Ordering::SeqCst) + 1
-    );
+    print_closing_line(1);
 }
 
 /// Does `test` run under `pattern`? `None` (or empty): the whole suite; `-TEXT`: the
 /// whole suite except tests whose name contains TEXT; `TEXT`: tests whose name contains
 /// it, explicit ones included.
-fn selected(test: &KernelTest, pattern: Option<&str>) -> bool {
+pub fn selected(test: &KernelTest, pattern: Option<&str>) -> bool {
     match pattern {
         None | Some("") => !test.explicit,
         Some(p) => match p.strip_prefix('-') {
@@ -168,6 +228,10 @@ pub fn run(pattern: Option<&str>) -> ! {
         .filter(|t| selected(t, pattern))
         .collect();
     tests.sort_by_key(|t| t.name());
+    PLAN.call_once(|| RunPlan {
+        pattern: pattern.map(String::from),
+        names: tests.iter().map(|t| t.name()).collect(),
+    });
 
     kprintln!(
         "running {} tests (pattern: {})",
@@ -186,28 +250,35 @@ pub fn run(pattern: Option<&str>) -> ! {
     }
 
     for t in tests {
+        *SKIP_REASON.lock() = None;
         RUNNING.store(t as *const KernelTest as *mut KernelTest, Ordering::SeqCst);
         let t0 = crate::arch::time::now_ns();
         let result = (t.func)();
         RUNNING.store(core::ptr::null_mut(), Ordering::SeqCst);
+        let skip_reason = SKIP_REASON.lock().take();
         kprintln!(
             "time: {} {} ms",
             t.name(),
             (crate::arch::time::now_ns() - t0) / 1_000_000
         );
-        match result {
-            Ok(()) => {
+        match verdict(result, skip_reason) {
+            Verdict::Passed => {
                 PASSED.fetch_add(1, Ordering::SeqCst);
                 kprintln!("test {} ... ok", t.name());
             }
-            Err(reason) => {
+            Verdict::Failed(reason) => {
                 FAILED.fetch_add(1, Ordering::SeqCst);
                 kprintln!("test {} ... FAILED: {}", t.name(), reason);
             }
+            Verdict::Skipped(reason) => {
+                SKIPPED.fetch_add(1, Ordering::SeqCst);
+                kprintln!("test {} ... skipped: {}", t.name(), reason);
+            }
         }
     }
+    print_closing_line(0);
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
-    kprintln!("{} passed, {} failed", passed, failed);
+    // Skipped tests proved nothing: a run of skips alone is not a success.
     exit(if failed == 0 && passed > 0 {
         ExitCode::Success
     } else {

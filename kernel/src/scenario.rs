@@ -530,14 +530,17 @@ fn demo_bounded(out: &mut dyn Write, bounded: bool) -> Result<(), &'static str> 
         })
         .is_none();
     crate::kcompactd::set_enabled(kcompactd_was);
+    // The scenario filled memory until no order-9 block was free and took any left as
+    // unmovable allocations, so this fails by construction: say so rather than present
+    // it as a finding.
+    let held = CURRENT
+        .lock()
+        .as_ref()
+        .map_or(0, Scenario::held_order9_blocks);
     let _ = writeln!(
         out,
-        "order-9 allocation without compaction: {}",
-        if failed {
-            "fails, as expected"
-        } else {
-            "succeeded (memory was not fragmented enough)"
-        }
+        "order-9 allocation without compaction: {} (by construction: the scenario fills memory until no order-9 block is free and holds those left ({held}), so only moving pages can make one)",
+        if failed { "fails" } else { "succeeded" }
     );
     let t0 = crate::arch::time::now_ns();
     let stats = a.compact_memory();

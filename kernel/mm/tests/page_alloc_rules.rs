@@ -126,6 +126,80 @@ fn zeroing_and_addresses() {
     all_free(&a, 0);
 }
 
+/// An order-`order` block (its pfn) whose buddy is allocated too (returned to be freed by
+/// the caller, `None` at MAX_PAGE_ORDER, which has no buddy): freeing the block then cannot
+/// merge it, so it stays a free block of exactly this order until it is allocated again.
+fn block_with_held_buddy(a: &SimAllocator, gfp: Gfp, order: u32) -> (u64, Option<&Page>) {
+    let mut held: Vec<&Page> = Vec::new();
+    loop {
+        let p = a.alloc_pages(gfp, order).expect("memory for the pair");
+        if order == MAX_PAGE_ORDER {
+            return (pfn(a, p), None);
+        }
+        let buddy = pfn(a, p) ^ (1 << order);
+        if let Some(i) = held.iter().position(|q| pfn(a, q) == buddy) {
+            let b = held.swap_remove(i);
+            for q in held {
+                a.free_pages(q, order).unwrap();
+            }
+            return (pfn(a, p), Some(b));
+        }
+        assert!(
+            held.len() < 64,
+            "no two buddies among 64 order-{order} blocks"
+        );
+        held.push(p);
+    }
+}
+
+/// __GFP_ZERO clears the very block that was dirtied, at every order: the simulated RAM,
+/// like QEMU's, starts zeroed, so only a block known to be dirty proves the clearing.
+#[test]
+fn gfp_zero_clears_the_dirtied_block_at_every_order() {
+    let a = machine_small(1);
+    for gfp in [GFP_KERNEL, GFP_HIGHUSER_MOVABLE] {
+        for order in 0..=MAX_PAGE_ORDER {
+            let (dirty, buddy) = block_with_held_buddy(&a, gfp, order);
+            let len = (PAGE_SIZE << order) as usize;
+            let va = a.page_address(a.pfn_to_page(dirty).unwrap());
+            // SAFETY: the block is ours until the free just below.
+            unsafe { core::ptr::write_bytes(va as *mut u8, 0xa5, len) };
+            a.free_pages_virt(va, order).unwrap();
+            // One CPU and no merging: the block comes back first from the pcp list (LIFO)
+            // or the head of its free list, or after a few others a drain put before it.
+            let mut taken = Vec::new();
+            let back = loop {
+                let p = a.alloc_pages(gfp | Gfp::ZERO, order).unwrap();
+                taken.push(p);
+                // SAFETY: ours until freed below.
+                let bytes =
+                    unsafe { core::slice::from_raw_parts(a.page_address(p) as *const u8, len) };
+                assert!(
+                    bytes.iter().all(|&b| b == 0),
+                    "{gfp} order {order}: __GFP_ZERO block at pfn {:#x} not zeroed (the dirtied one: {})",
+                    pfn(&a, p),
+                    pfn(&a, p) == dirty
+                );
+                if pfn(&a, p) == dirty {
+                    break taken.len();
+                }
+                assert!(
+                    taken.len() < 8,
+                    "{gfp} order {order}: the dirtied block did not come back"
+                );
+            };
+            assert!(
+                back <= 2,
+                "{gfp} order {order}: came back after {back} allocations"
+            );
+            for p in taken.into_iter().chain(buddy) {
+                a.free_pages(p, order).unwrap();
+            }
+        }
+    }
+    all_free(&a, 0);
+}
+
 #[test]
 fn compound_pages() {
     let a = machine_small(1);

@@ -31,7 +31,29 @@ ktest! {
     }
 
     fn running_cmdline_selected_tests() -> TestResult {
-        kassert!(crate::cmdline::get().has("test"));
+        // This boot's own command line against the run in progress: the runner got the
+        // `test=` pattern of the command line, and ran exactly the registered tests that
+        // pattern names by the documented rules (bare `test`: every test not marked
+        // explicit; `test=-TEXT`: those, minus names containing TEXT; `test=TEXT`: every
+        // name containing TEXT).
+        let line = crate::cmdline::get();
+        kassert!(line.has("test"), "a test run without `test` on the command line");
+        let pattern = line.get("test").filter(|p| !p.is_empty());
+        let plan = crate::ktest::plan().ok_or("the runner recorded no plan")?;
+        kassert_eq!(plan.pattern.as_deref().filter(|p| !p.is_empty()), pattern);
+        kassert!(plan.names.contains(&"ktests::boot::running_cmdline_selected_tests"));
+        kassert!(plan.names.is_sorted(), "tests not run in name order");
+        for t in crate::ktest::all_tests() {
+            let expected = match pattern {
+                None => !t.explicit,
+                Some(p) => match p.strip_prefix('-') {
+                    Some(excluded) => !t.explicit && !t.name().contains(excluded),
+                    None => t.name().contains(p),
+                },
+            };
+            let runs = plan.names.iter().filter(|n| **n == t.name()).count();
+            kassert_eq!((t.name(), runs), (t.name(), usize::from(expected)));
+        }
         Ok(())
     }
 

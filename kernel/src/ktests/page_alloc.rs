@@ -33,6 +33,43 @@ fn verify(addr: u64, bytes: u64, seed: u64) -> bool {
     (0..bytes / 8).all(|i| unsafe { p.add(i as usize).read_volatile() } == seed ^ i)
 }
 
+/// Zeroed allocations `gfp_zero_returns_zeroed_memory` makes at most, per order, waiting for
+/// the dirtied block to come back.
+const ZERO_TRIES: usize = 32;
+
+/// A block of `order` (as its pfn) that, once freed, stays a free block of exactly that
+/// order until it is allocated again: below MAX_PAGE_ORDER its buddy is allocated as well
+/// and returned (pfn, direct-map address) for the caller to free afterwards, so freeing the
+/// block cannot merge it. Every other block taken while looking is freed before returning.
+fn block_with_held_buddy(order: u32) -> Result<(u64, Option<(u64, u64)>), alloc::string::String> {
+    let a = allocator();
+    let mut held: Vec<(u64, u64)> = Vec::with_capacity(64);
+    let mut pair = None;
+    while pair.is_none() && held.len() < held.capacity() {
+        let Some(page) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, order) else {
+            break;
+        };
+        let (pfn, addr) = (a.page_to_pfn(page), a.page_address(page));
+        if order == MAX_PAGE_ORDER {
+            return Ok((pfn, None));
+        }
+        let buddy = pfn ^ (1 << order);
+        pair = held
+            .iter()
+            .position(|&(p, _)| p == buddy)
+            .map(|i| (pfn, held.swap_remove(i)));
+        if pair.is_none() {
+            held.push((pfn, addr));
+        }
+    }
+    for (_, addr) in held {
+        a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
+    }
+    let (pfn, buddy) =
+        pair.ok_or_else(|| format!("no two buddies among the order-{order} blocks allocated"))?;
+    Ok((pfn, Some(buddy)))
+}
+
 fn check_invariants() -> Result<(), alloc::string::String> {
     zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
@@ -44,7 +81,7 @@ ktest! {
         for order in 0..=MAX_PAGE_ORDER {
             let page = a.alloc_pages(GFP_KERNEL, order).ok_or_else(|| format!("order {order} failed"))?;
             let pfn = a.page_to_pfn(page);
-            kassert!(pfn % (1 << order) == 0, "order {} block at pfn {:#x} is misaligned", order, pfn);
+            kassert!(pfn.is_multiple_of(1 << order), "order {} block at pfn {:#x} is misaligned", order, pfn);
             let addr = a.page_address(page);
             let bytes = PAGE_SIZE << order;
             fill(addr, bytes, 0x5eed_0000 + u64::from(order));
@@ -73,25 +110,55 @@ ktest! {
     }
 
     fn gfp_zero_returns_zeroed_memory() -> TestResult {
+        // QEMU's RAM starts zeroed, so a zeroed block proves nothing unless it is one that
+        // was dirty: for every order, dirty a block, free it, and allocate with __GFP_ZERO
+        // until that very block (same pfn) comes back; it must be all zeros.
         let a = allocator();
-        for order in [0u32, 1, 3, 9] {
-            // Dirty a block, free it, then ask for zeroed blocks of the same order: the
-            // dirty one is the likeliest to come back (pcp/free-list LIFO).
-            let dirty = a.alloc_pages(GFP_KERNEL, order).ok_or("alloc failed")?;
-            fill(a.page_address(dirty), PAGE_SIZE << order, 0xdead_beef);
-            a.free_pages(dirty, order).map_err(|e| format!("{e}"))?;
-            let page = a.alloc_pages(GFP_KERNEL | Gfp::ZERO, order).ok_or("zeroed alloc failed")?;
-            let p = a.page_address(page) as *const u64;
-            // SAFETY: the block is ours until freed below.
-            let nonzero = (0..(PAGE_SIZE << order) / 8).filter(|&i| unsafe { p.add(i as usize).read_volatile() } != 0).count();
-            a.free_pages(page, order).map_err(|e| format!("{e}"))?;
-            kassert_eq!(nonzero, 0);
+        let before = settled_free();
+        let mut tries_per_order = Vec::new();
+        for order in 0..=MAX_PAGE_ORDER {
+            let (pfn, buddy) = block_with_held_buddy(order)?;
+            let addr = a.page_address(a.pfn_to_page(pfn).ok_or("dirty block has no page")?);
+            fill(addr, PAGE_SIZE << order, 0xdead_beef);
+            a.free_pages_virt(addr, order).map_err(|e| format!("{e}"))?;
+            // Same CPU, and the block cannot merge (its buddy is held): orders kept on pcp
+            // lists come back first (LIFO), the others from the head of their free list;
+            // a few tries cover a block a drain put behind others of its order.
+            let mut taken: Vec<u64> = Vec::with_capacity(ZERO_TRIES);
+            let mut dirty_words = None;
+            let mut other_dirty = None;
+            while taken.len() < ZERO_TRIES {
+                let Some(page) = a.alloc_pages(GFP_KERNEL | Gfp::ZERO | Gfp::NOWARN, order) else {
+                    break;
+                };
+                let p = a.page_address(page) as *const u64;
+                // SAFETY: the block is ours until freed below.
+                let nonzero = (0..(PAGE_SIZE << order) / 8).filter(|&i| unsafe { p.add(i as usize).read_volatile() } != 0).count();
+                taken.push(a.page_address(page));
+                if a.page_to_pfn(page) == pfn {
+                    dirty_words = Some(nonzero);
+                    break;
+                }
+                if nonzero != 0 {
+                    other_dirty = Some((a.page_to_pfn(page), nonzero));
+                }
+            }
+            let tries = taken.len();
+            for b in taken.into_iter().chain(buddy.map(|b| b.1)) {
+                a.free_pages_virt(b, order).map_err(|e| format!("{e}"))?;
+            }
+            kassert!(other_dirty.is_none(), "order {}: a __GFP_ZERO block came back dirty (pfn, nonzero words): {:?}", order, other_dirty);
+            let words = dirty_words.ok_or_else(|| format!("order {order}: the dirtied block at pfn {pfn:#x} did not come back in {tries} zeroed allocations"))?;
+            kassert!(words == 0, "order {}: the dirtied block at pfn {:#x} came back with {} nonzero words despite __GFP_ZERO", order, pfn, words);
+            tries_per_order.push(tries);
         }
+        kprintln!("gfp_zero: allocations until the dirtied block came back, orders 0..={}: {:?}", MAX_PAGE_ORDER, tries_per_order);
         let z = a.get_zeroed_page(GFP_KERNEL).ok_or("get_zeroed_page failed")?;
         // SAFETY: the page is ours until freed below.
         kassert!((0..512).all(|i| unsafe { (z as *const u64).add(i).read_volatile() } == 0));
         a.free_pages_virt(z, 0).map_err(|e| format!("{e}"))?;
-        Ok(())
+        kassert_eq!(settled_free(), before);
+        check_invariants()
     }
 
     fn compound_pages_have_head_and_tails() -> TestResult {

@@ -6,6 +6,10 @@
 //! page of each block carries a tag written at allocation and checked at free: a block
 //! handed out twice, or freed while another CPU still writes it, shows up as a bad tag.
 //! At the end, after `drain_all_pages`, the free count must be exactly what it was.
+//!
+//! Only successful operations count towards the target (a refused allocation is not work
+//! done), refusals are bounded as a share of the attempts, and the allocator's own
+//! `pgalloc`/`pgfree`/`pgalloc_fail` counters must account for at least what the stress saw.
 
 use alloc::{format, vec::Vec};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +20,7 @@ use zonebuddy::{
     page_alloc::gfp::{
         GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, Gfp,
     },
+    report::vmstat::VmEvent,
 };
 
 use crate::{
@@ -103,10 +108,19 @@ fn check_block(b: &Block) -> bool {
 
 #[derive(Default)]
 struct Totals {
-    ops: AtomicU64,
-    remote_frees: AtomicU64,
-    frees: AtomicU64,
+    /// Allocation attempts, refused ones included.
+    attempts: AtomicU64,
+    /// Allocations that returned a block.
+    allocs: AtomicU64,
+    /// Allocations refused (out of memory for that zone, order and gfp).
     oom: AtomicU64,
+    /// Frees the allocator accepted.
+    frees: AtomicU64,
+    /// Of those, frees done on a CPU other than the one that allocated the block.
+    remote_frees: AtomicU64,
+    /// Pages in the blocks allocated, and in the blocks freed.
+    pages_allocated: AtomicU64,
+    pages_freed: AtomicU64,
     bad_tags: AtomicU64,
     bad_frees: AtomicU64,
     orders_seen: AtomicU64,
@@ -119,12 +133,33 @@ fn free_block(b: &Block, t: &Totals) {
     }
     if allocator().free_pages_virt(b.addr, b.order).is_err() {
         t.bad_frees.fetch_add(1, Ordering::Relaxed);
+        return;
     }
     if b.owner != percpu::cpu_id() {
         t.remote_frees.fetch_add(1, Ordering::Relaxed);
     }
     t.frees.fetch_add(1, Ordering::Relaxed);
-    t.ops.fetch_add(1, Ordering::Relaxed);
+    t.pages_freed.fetch_add(1 << b.order, Ordering::Relaxed);
+}
+
+/// The largest share of allocation attempts, in percent, that may be refused. The live set
+/// is bounded (`LIVE` blocks per CPU, about ten pages each on average: under 8 MiB per
+/// CPU, against at least 128 MiB for 4 CPUs), so refusals come only from zone-restricted
+/// requests (GFP_DMA's 16 MiB) and large orders meeting fragmentation: 5 in 100,000
+/// attempts at 128 MiB and 4 CPUs. More than 1% means the allocator refuses memory it has.
+const MAX_OOM_PERCENT: u64 = 1;
+
+/// Sum of the `pgalloc_*` events (pages allocated, per zone).
+fn pgalloc_pages() -> u64 {
+    [
+        VmEvent::PgallocDma,
+        VmEvent::PgallocDma32,
+        VmEvent::PgallocNormal,
+        VmEvent::PgallocMovable,
+    ]
+    .into_iter()
+    .map(|e| allocator().vm_event(e))
+    .sum()
 }
 
 ktest! {
@@ -146,6 +181,8 @@ ktest! {
         };
         let pairs = target.div_ceil(2 * n as u64);
         let totals = Totals::default();
+        let (pgalloc0, pgfree0, fail0) =
+            (pgalloc_pages(), a.vm_event(VmEvent::Pgfree), a.vm_event(VmEvent::PgallocFail));
         {
         let inboxes: Vec<Mutex<Vec<Block>>> =
             (0..percpu::MAX_CPUS).map(|_| Mutex::new(Vec::with_capacity(if n > 1 { 4 * LIVE } else { 0 }))).collect();
@@ -155,29 +192,36 @@ ktest! {
             let mut live: Vec<Block> = Vec::with_capacity(LIVE);
             let mut mailbag: Vec<Block> = Vec::with_capacity(4 * LIVE);
             let peer = cpus[(cpus.iter().position(|&c| c == cpu).unwrap_or(0) + 1) % n];
-            // Operations this CPU performed: allocation attempts (refused ones too) and
-            // frees; it runs until it has done its share of the total.
+            // Successful operations this CPU performed: allocations that returned a block,
+            // and blocks released (freed here, or handed to the peer, which frees them).
+            // It runs until it has done its share of the total, or until as many
+            // allocations were refused, so a refusing allocator ends the test (and fails
+            // it) instead of spinning.
             let mut done = 0u64;
-            while done < 2 * pairs {
+            let mut refused = 0u64;
+            while done < 2 * pairs && refused < 2 * pairs {
                 let r = rng.next();
                 if live.len() < LIVE && (r & 1 == 0 || live.is_empty()) {
                     let order = pick_order(rng.next());
                     let gi = (rng.next() % GFPS.len() as u64) as usize;
                     let gfp = GFPS[gi] | Gfp::NOWARN;
-                    totals.ops.fetch_add(1, Ordering::Relaxed);
+                    totals.attempts.fetch_add(1, Ordering::Relaxed);
                     match a.alloc_pages(gfp, order) {
                         Some(p) => {
                             let b = Block { addr: a.page_address(p), order, tag: rng.next(), owner: cpu };
                             tag_block(&b);
                             live.push(b);
+                            totals.allocs.fetch_add(1, Ordering::Relaxed);
+                            totals.pages_allocated.fetch_add(1 << order, Ordering::Relaxed);
                             totals.orders_seen.fetch_or(1 << order, Ordering::Relaxed);
                             totals.gfps_seen.fetch_or(1 << gi, Ordering::Relaxed);
+                            done += 1;
                         }
                         None => {
                             totals.oom.fetch_add(1, Ordering::Relaxed);
+                            refused += 1;
                         }
                     }
-                    done += 1;
                 } else if !live.is_empty() {
                     let i = (rng.next() % live.len() as u64) as usize;
                     let b = live.swap_remove(i);
@@ -247,25 +291,62 @@ ktest! {
         a.drain_all_pages();
         let heap_pages = ((crate::heap::usage().grown - heap_before) / PAGE_SIZE as usize) as u64;
         let after = a.nr_free_pages() + heap_pages;
-        let ops = totals.ops.load(Ordering::Relaxed);
-        let frees = totals.frees.load(Ordering::Relaxed);
-        let remote = totals.remote_frees.load(Ordering::Relaxed);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (attempts, allocs, oom) = (load(&totals.attempts), load(&totals.allocs), load(&totals.oom));
+        let (frees, remote) = (load(&totals.frees), load(&totals.remote_frees));
+        let (pages_allocated, pages_freed) = (load(&totals.pages_allocated), load(&totals.pages_freed));
+        let (pgalloc, pgfree, fails) = (
+            pgalloc_pages() - pgalloc0,
+            a.vm_event(VmEvent::Pgfree) - pgfree0,
+            a.vm_event(VmEvent::PgallocFail) - fail0,
+        );
+        let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+        // The refused share in hundredths of a percent, printed as `N.NN%`.
+        let refused_bp = (oom * 10_000).checked_div(attempts).unwrap_or(0);
         kprintln!(
-            "stress: {} CPUs, {} operations, {} frees of which {} by another CPU ({}%), {} allocations refused; free pages before {} after {} (+{} now heap)",
+            "stress: {} CPUs, {} successful operations: {} allocations of {} attempts ({} refused, {}.{:02}%), {} frees of which {} by another CPU ({}%); {} pages allocated, {} freed; pgalloc +{} pgfree +{} pgalloc_fail +{}; free pages before {} after {} (+{} now heap)",
             n,
-            ops,
+            allocs + frees,
+            allocs,
+            attempts,
+            oom,
+            refused_bp / 100,
+            refused_bp % 100,
             frees,
             remote,
-            if frees > 0 { remote * 100 / frees } else { 0 },
-            totals.oom.load(Ordering::Relaxed),
+            percent(remote, frees),
+            pages_allocated,
+            pages_freed,
+            pgalloc,
+            pgfree,
+            fails,
             before,
             after - heap_pages,
             heap_pages
         );
         kassert_eq!(totals.bad_tags.load(Ordering::Relaxed), 0);
         kassert_eq!(totals.bad_frees.load(Ordering::Relaxed), 0);
-        kassert!(ops >= target, "only {} of {} operations", ops, target);
+        // Every block handed out was freed exactly once, and the work was done by blocks
+        // the allocator actually gave, not by refusals.
+        kassert_eq!((frees, pages_freed), (allocs, pages_allocated));
+        kassert!(allocs + frees >= target, "only {} successful operations of {} ({} allocations refused)", allocs + frees, target, oom);
+        kassert!(
+            oom * 100 <= attempts * MAX_OOM_PERCENT,
+            "{} of {} allocations refused ({}.{:02}%, more than {}%)",
+            oom,
+            attempts,
+            refused_bp / 100,
+            refused_bp % 100,
+            MAX_OOM_PERCENT
+        );
+        // The allocator's own accounting saw at least what the stress did (the heap may
+        // have grown meanwhile, so at least, not exactly).
+        kassert!(pgalloc >= pages_allocated, "pgalloc_* +{} < {} pages allocated", pgalloc, pages_allocated);
+        kassert!(pgfree >= pages_freed, "pgfree +{} < {} pages freed", pgfree, pages_freed);
+        kassert!(fails >= oom, "pgalloc_fail +{} < {} refused allocations", fails, oom);
         if n > 1 {
+            // Coverage of the stress itself: cross-CPU frees really happened (about a
+            // third are handed over) and the allocator accepted them.
             kassert!(remote * 4 >= frees, "only {} of {} frees were cross-CPU", remote, frees);
         }
         kassert_eq!(totals.orders_seen.load(Ordering::Relaxed), (1 << 11) - 1);
