@@ -713,7 +713,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             for cpu in 0..self.percpu.nr_cpus() {
                 if let Some(pcp) = self.percpu.pcp(cpu, zr.slot as usize) {
                     let _irq = LocalIrqGuard::new(self.platform);
-                    let mut l = pcp.lock.lock();
+                    let mut l = pcp.lock.lock_irqs_off(self.platform);
                     l.high = sizing.high;
                     l.batch = sizing.batch;
                 }
@@ -1079,7 +1079,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let _irq = LocalIrqGuard::new(self.platform);
         let cpu = self.platform.cpu_id();
         let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
-        let mut lists = pcp.lock.try_lock()?;
+        let mut lists = pcp.lock.try_lock_irqs_off(self.platform)?;
         if !refill && lists.list(pindex).is_empty() {
             return None;
         }
@@ -1165,7 +1165,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         alloc_flags: AllocFlags,
         hdr: Option<&PerCpuHeader>,
     ) -> u64 {
-        let mut g = zone.lock.lock();
+        let mut g = zone.lock.lock_irqs_off(self.platform);
         let mut b = self.buddy(zone, &mut g);
         let mut mode = RmqueueMode::Normal;
         let mut i = 0;
@@ -1755,7 +1755,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 drop(_irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };
-            let Some(mut lists) = pcp.lock.try_lock() else {
+            let Some(mut lists) = pcp.lock.try_lock_irqs_off(self.platform) else {
                 drop(_irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };
@@ -2088,7 +2088,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 let _irq = LocalIrqGuard::new(self.platform);
                 let cpu = self.platform.cpu_id();
                 if let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize)
-                    && let Some(mut lists) = pcp.lock.try_lock()
+                    && let Some(mut lists) = pcp.lock.try_lock_irqs_off(self.platform)
                 {
                     // SAFETY: the page's last reference is gone and it passed the free
                     // checks, so it is on no list; it is a memmap descriptor; we hold the
@@ -2153,7 +2153,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             return;
         }
         let mut freed = 0u64;
-        let mut g = zone.lock.lock();
+        let mut g = zone.lock.lock_irqs_off(self.platform);
         let mut b = self.buddy(zone, &mut g);
         let mut idx = (pindex + NR_PCP_LISTS - 1) % NR_PCP_LISTS;
         'outer: while remaining > 0 {
@@ -2203,7 +2203,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 continue;
             };
             let _irq = LocalIrqGuard::new(self.platform);
-            let mut lists = pcp.lock.lock();
+            let mut lists = pcp.lock.lock_irqs_off(self.platform);
             if lists.count == 0 {
                 continue;
             }
@@ -2243,7 +2243,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
             .filter_map(|zr| self.percpu.pcp(cpu, zr.slot as usize))
             .map(|pcp| {
                 let _irq = LocalIrqGuard::new(self.platform);
-                pcp.lock.lock().count
+                pcp.lock.lock_irqs_off(self.platform).count
             })
             .sum()
     }
@@ -2340,7 +2340,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
         let zr = self.zone_ref(nid, zt.index())?;
         let pcp = self.percpu.pcp(cpu, zr.slot as usize)?;
         let _irq = LocalIrqGuard::new(self.platform);
-        let l = pcp.lock.lock();
+        let l = pcp.lock.lock_irqs_off(self.platform);
         Some(f(&l))
     }
 }
