@@ -423,11 +423,12 @@ pub fn release() {
 pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let a = allocator();
     let _ = writeln!(out, "\n== fragmentation and compaction ==");
-    let summary = fragment(out)?;
-    // Kernel objects that compaction may move too: a zpool thinned out over the holes.
+    // Kernel objects that compaction may move too: a zpool, thinned out and spread over
+    // memory before the scenario fills around it.
     let pool = zpool();
     let pool_migrated0 = pool.stats().migrated;
-    let objects = zpool_fill_and_thin(pool, ZPOOL_OBJECTS, 0x2b00).unwrap_or_default();
+    let objects = zpool_fill_and_thin(pool, ZPOOL_OBJECTS, 80, 0x2b00).unwrap_or_default();
+    let summary = fragment(out)?;
     let pool_pages0 = movable_ops_pfns();
     let _ = writeln!(
         out,
@@ -546,15 +547,31 @@ fn zobject_bytes(key: u64, buf: &mut [u8]) {
     }
 }
 
+/// Most filler pages [`zpool_fill_and_thin`] holds at once (1 GiB: its list of them must
+/// fit the heap's largest block).
+const ZPOOL_MAX_FILLER: u64 = 1 << 18;
+
 /// Store `count` objects of 24 to 2000 bytes in `pool`, then free three in four of
-/// them, scattered, so the pool's pages are left partly used; returns the survivors.
+/// them, so the pool's pages are left partly used; returns the survivors.
+///
+/// Between stores, movable filler pages are allocated (and all freed at the end), about
+/// `spread_pct`% of free memory in all: the pool's pages are then spread over that much
+/// memory instead of sitting in one or two pageblocks wherever the allocator had room,
+/// so compaction's migration scanner, which moves pages from the bottom of a zone to
+/// its top, meets some of them whatever the allocator's placement.
 pub fn zpool_fill_and_thin(
     pool: &'static KernelZPool,
     count: usize,
+    spread_pct: u64,
     seed: u64,
 ) -> Result<Vec<ZObject>, ZError> {
+    let a = allocator();
+    let filler_total = (a.nr_free_pages() * spread_pct / 100).min(ZPOOL_MAX_FILLER);
+    let per_object = filler_total / count.max(1) as u64;
+    let mut filler: Vec<u64> = Vec::with_capacity(filler_total as usize);
     let mut buf = [0u8; ZPOOL_MAX_OBJECT];
     let mut all = Vec::with_capacity(count);
+    let mut result = Ok(());
     for i in 0..count as u64 {
         let key = mix(seed ^ i);
         let len = 24 + (key % 1977) as usize;
@@ -562,12 +579,27 @@ pub fn zpool_fill_and_thin(
         match pool.store(&buf[..len]) {
             Ok(handle) => all.push(ZObject { handle, key, len }),
             Err(e) => {
-                for o in all {
-                    let _ = pool.free(o.handle);
-                }
-                return Err(e);
+                result = Err(e);
+                break;
             }
         }
+        for _ in 0..per_object {
+            match a.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp::NOWARN, 0) {
+                Some(p) => filler.push(a.page_to_pfn(p)),
+                None => break,
+            }
+        }
+    }
+    for pfn in filler {
+        if let Some(p) = a.pfn_to_page(pfn) {
+            let _ = a.free_pages_page(p, 0);
+        }
+    }
+    if let Err(e) = result {
+        for o in all {
+            let _ = pool.free(o.handle);
+        }
+        return Err(e);
     }
     let mut kept = Vec::with_capacity(count / 4 + 1);
     for o in all {

@@ -8,9 +8,13 @@
 //! pool of frames inside the kernel image until the page allocator is up, then the
 //! allocator itself.
 //!
-//! All mutation happens under one lock, [`KERNEL_PT`], taken with interrupts disabled: page
-//! tables are shared by every CPU, and an interrupt handler that touched them while this CPU
-//! held the lock would deadlock.
+//! Mapping and unmapping happen under one lock, [`KERNEL_PT`], taken with interrupts
+//! disabled: page tables are shared by every CPU, and an interrupt handler that touched them
+//! while this CPU held the lock would deadlock. Leaf entries of the movable window are also
+//! rewritten without that lock, by page migration's atomic compare-exchange
+//! ([`pte_cmpxchg`]); so everything that reads the live tables without the lock
+//! ([`leaf_pte`], [`translate`], the page-fault path) reads one entry at a time atomically
+//! and never holds a reference to a whole table.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
