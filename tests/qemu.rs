@@ -240,8 +240,8 @@ fn harness_reports_a_faulting_test() {
 /// kcompactd stays on (`kcompactd=on`) while the stress suite and the compaction tests
 /// that let it run (concurrent migration, zpool, `compaction_test` port) run together, so
 /// background compaction meets CPUs that allocate, migrate and fault. (The compaction
-/// tests that measure on-demand compaction pause kcompactd, so they would add minutes
-/// here and nothing new; they run in the other configurations.) Every test must pass
+/// tests that measure what on-demand compaction does assume no background compaction
+/// meanwhile; they run in the other configurations.) Every test must pass
 /// (checksums, reverse maps and invariants are checked in-kernel), and the daemon must
 /// have run: the runner's closing `kcompactd: N rounds` line has N > 0.
 #[test]

@@ -90,28 +90,6 @@ pub fn set_enabled(on: bool) -> bool {
     was
 }
 
-/// Keeps the worker off while it lives (see [`pause`]).
-#[must_use = "the worker resumes as soon as the guard is dropped"]
-pub struct PauseGuard {
-    was: bool,
-}
-
-impl Drop for PauseGuard {
-    fn drop(&mut self) {
-        set_enabled(self.was);
-    }
-}
-
-/// Turn the worker off (waiting for a round in progress) until the guard drops, then
-/// restore what was set. For tests that measure what compaction does *on demand* (a
-/// deterministic state before and after): with `kcompactd=on`, a background round would
-/// otherwise change the state they check.
-pub fn pause() -> PauseGuard {
-    PauseGuard {
-        was: set_enabled(false),
-    }
-}
-
 /// The CPU that hosts the worker.
 pub fn host_cpu() -> usize {
     HOST_CPU.load(Ordering::Relaxed)

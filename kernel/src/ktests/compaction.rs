@@ -76,8 +76,6 @@ fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 ktest! {
     fn fragmentation_scenario_compacts_to_order9() -> TestResult {
         let a = allocator();
-        // Measures on-demand compaction: no background rounds meanwhile (kcompactd=on).
-        let _quiet = kcompactd::pause();
         let free_before = { a.drain_all_pages(); a.nr_free_pages() };
         fresh_compaction_state();
         let mut s = Scenario::build(80, 8, true, 0xc0ffee)?;
@@ -131,8 +129,6 @@ ktest! {
 
     fn direct_compaction_serves_order9_allocations() -> TestResult {
         let a = allocator();
-        // Measures on-demand compaction: no background rounds meanwhile (kcompactd=on).
-        let _quiet = kcompactd::pause();
         fresh_compaction_state();
         let mut s = Scenario::build(80, 8, true, 0xd1ec7)?;
         let (stall0, success0) = (ev(VmEvent::CompactStall), ev(VmEvent::CompactSuccess));
@@ -160,8 +156,6 @@ ktest! {
 
     fn deferral_engages_on_a_pinned_zone_and_resets_after_success() -> TestResult {
         let a = allocator();
-        // Measures on-demand compaction: no background rounds meanwhile (kcompactd=on).
-        let _quiet = kcompactd::pause();
         fresh_compaction_state();
         a.drain_all_pages();
         // Pin every pageblock: take all free memory as order-0 unmovable pages (down into
