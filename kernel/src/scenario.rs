@@ -429,13 +429,6 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
     let pool_migrated0 = pool.stats().migrated;
     let objects = zpool_fill_and_thin(pool, ZPOOL_OBJECTS, 80, 0x2b00).unwrap_or_default();
     let summary = fragment(out)?;
-    let pool_pages0 = movable_ops_pfns();
-    let _ = writeln!(
-        out,
-        "zpool: {} objects kept by handle in {} movable pages",
-        objects.len(),
-        pool_pages0.len()
-    );
     let _ = writeln!(out, "buddyinfo after fragmenting:");
     let _ = a.write_buddyinfo(out);
     let before = free_layout();
@@ -453,6 +446,15 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
         } else {
             "succeeded (memory was not fragmented enough)"
         }
+    );
+    // (After the check above: kcompactd runs again once `fragment` returns, so the
+    // check comes first.)
+    let pool_pages0 = movable_ops_pfns();
+    let _ = writeln!(
+        out,
+        "zpool: {} objects kept by handle in {} movable pages",
+        objects.len(),
+        pool_pages0.len()
     );
     let t0 = crate::arch::time::now_ns();
     let stats = a.compact_memory();
