@@ -332,7 +332,7 @@ pub fn check<P: Platform + 'static>(alloc: &PageAllocator<P>) -> Result<(), Viol
         // Lock order: the zone's pcp locks in CPU order, then the zone lock.
         let nr_cpus = alloc.percpu().nr_cpus();
         let guards = PcpGuards::lock(alloc, zr.slot as usize, nr_cpus);
-        let fa = zone.lock.lock();
+        let fa = zone.lock.lock_irqs_off(alloc.platform());
         let v = Checker {
             mem: alloc.model().sparse(),
             zone,
@@ -373,7 +373,10 @@ impl<'a> PcpGuards<'a> {
             [const { None }; MAX_CHECKED_CPUS];
         let n = nr_cpus.min(MAX_CHECKED_CPUS);
         for (cpu, g) in guards.iter_mut().enumerate().take(n) {
-            *g = alloc.percpu().pcp(cpu, slot).map(|p| p.lock.lock());
+            *g = alloc
+                .percpu()
+                .pcp(cpu, slot)
+                .map(|p| p.lock.lock_irqs_off(alloc.platform()));
         }
         PcpGuards { guards, n }
     }
