@@ -396,6 +396,7 @@ fn console_piped_commands_all_run_then_eof_powers_off() {
         cat.output.iter().any(|l| l.starts_with("Node 0, zone")),
         "{cat:?}"
     );
+}
 
 // ---- kcompactd on during the suites (issue 13) ----
 
