@@ -251,7 +251,7 @@ pub(crate) fn wait_migration_entry<P: Platform + ?Sized>(platform: &P, va: u64, 
 /// whole TLB (Linux's x86 `tlb_single_page_flush_ceiling`); only the counters see it.
 pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Shoot down `[start, end)` of the movable window on every CPU
     /// ([`MovableMapping::flush_tlb_range`]) and count it as Linux's x86 `flush_tlb_mm_range`
     /// does: `nr_tlb_local_flush_one` per page (or one `nr_tlb_local_flush_all` above the

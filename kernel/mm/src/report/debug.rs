@@ -325,7 +325,7 @@ const PCP_MARK: u64 = 0x7063_705f_6d61_726b;
 
 /// Verify every invariant listed in the module documentation, zone by zone. Returns the
 /// first violation found.
-pub fn check<P: Platform + 'static>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
+pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
     for zr in alloc.all_zones() {
         let zone = alloc.zone(zr);
         let _irq = LocalIrqGuard::new(alloc.platform());
@@ -364,7 +364,7 @@ struct PcpGuards<'a> {
 pub const MAX_CHECKED_CPUS: usize = 256;
 
 impl<'a> PcpGuards<'a> {
-    fn lock<P: Platform + 'static>(
+    fn lock<P: Platform>(
         alloc: &'a PageAllocator<P>,
         slot: usize,
         nr_cpus: usize,
