@@ -10,6 +10,7 @@ use boot::{Firmware, Outcome, RunConfig, RunResult};
 pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::boot",
     "ktests::compaction",
+    "ktests::console",
     "ktests::harness",
     "ktests::memory",
     "ktests::page_alloc",

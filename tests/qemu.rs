@@ -397,3 +397,53 @@ fn console_piped_commands_all_run_then_eof_powers_off() {
         "{cat:?}"
     );
 }
+
+// ---- kcompactd on during the suites (issue 13) ----
+
+/// kcompactd stays on (`kcompactd=on`) while the stress suite and the compaction tests
+/// that let it run (concurrent migration, zpool, `compaction_test` port) run together, so
+/// background compaction meets CPUs that allocate, migrate and fault. (The compaction
+/// tests that measure what on-demand compaction does assume no background compaction
+/// meanwhile; they run in the other configurations.) Every test must pass
+/// (checksums, reverse maps and invariants are checked in-kernel), and the daemon must
+/// have run: the runner's closing `kcompactd: N rounds` line has N > 0.
+#[test]
+fn kcompactd_on_during_stress_and_compaction() {
+    let r = boot(&config(
+        Firmware::Bios,
+        "512M",
+        4,
+        "test=ktests::stress,ktests::compaction::migration_under,ktests::compaction::zpool,ktests::compaction::compaction_test kcompactd=on",
+    ));
+    let failures: Vec<String> = r
+        .tests
+        .iter()
+        .filter_map(|t| Some(format!("{}: {}", t.name, t.failure.as_ref()?)))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}\n{}", r.tail(40));
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{}", r.tail(40));
+    assert_eq!(
+        r.suites,
+        [
+            ("ktests::compaction".to_string(), 3),
+            ("ktests::stress".to_string(), 1)
+        ],
+        "{}",
+        r.tail(40)
+    );
+    let total: usize = r.suites.iter().map(|(_, n)| n).sum();
+    assert_eq!(r.summary, Some((total, 0)), "{}", r.tail(40));
+    assert!(
+        r.transcript
+            .contains("kcompactd: runs on cpu 3 when idle (enabled)"),
+        "kcompactd was not enabled at boot:\n{}",
+        r.tail(40)
+    );
+    let rounds: u64 = r
+        .transcript
+        .lines()
+        .find_map(|l| l.strip_prefix("kcompactd: ")?.strip_suffix(" rounds"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no 'kcompactd: N rounds' line:\n{}", r.tail(40)));
+    assert!(rounds > 0, "kcompactd never ran:\n{}", r.tail(40));
+}

@@ -15,7 +15,7 @@ use spin::Once;
 pub const KNOWN: &[(&str, &str)] = &[
     (
         "test",
-        "run the in-kernel test suite (`test=PATTERN` runs the tests whose name contains PATTERN)",
+        "run the in-kernel test suite (`test=PATTERN[,PATTERN...]` runs the tests whose name contains a PATTERN)",
     ),
     (
         "bench",
@@ -32,6 +32,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         "movablecore",
         "memory given to ZONE_MOVABLE: nn[KMGTPE] or nn%",
+    ),
+    (
+        "kcompactd",
+        "kcompactd=on|off: keep background compaction on (or off) from boot, test mode included",
     ),
     (
         "stress_ops",

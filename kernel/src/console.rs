@@ -81,10 +81,12 @@ enum Outcome {
 }
 
 /// A block `alloc` handed out and the console still holds.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    pfn: u64,
-    order: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// First frame of the block.
+    pub pfn: u64,
+    /// Its order.
+    pub order: u32,
 }
 
 /// The console's state: the blocks `alloc` took.
@@ -325,32 +327,62 @@ impl Shell {
     }
 
     fn free(&mut self, what: FreeWhat) -> Result<(), String> {
-        let take: Vec<Held> = match what {
-            FreeWhat::All => core::mem::take(&mut self.held),
-            FreeWhat::Last => self.held.pop().into_iter().collect(),
-        };
-        if take.is_empty() {
-            kprintln!("free: nothing allocated (use alloc ORDER [GFP])");
-            return Ok(());
-        }
-        let a = allocator();
-        let mut pages = 0u64;
-        for h in &take {
-            let page = a
-                .pfn_to_page(h.pfn)
-                .ok_or_else(|| format!("free: pfn {:#x} has no page", h.pfn))?;
-            a.free_pages(page, h.order)
-                .map_err(|e| format!("free: pfn {:#x} order {}: {e}", h.pfn, h.order))?;
-            pages += 1 << h.order;
-        }
-        kprintln!(
-            "freed {} blocks ({} pages); holding {} blocks",
-            take.len(),
-            pages,
-            self.held.len()
-        );
-        Ok(())
+        free_held(&mut self.held, what, &mut free_block)
     }
+}
+
+/// Give one held block back to the page allocator.
+pub fn free_block(h: &Held) -> Result<(), String> {
+    let a = allocator();
+    let page = a
+        .pfn_to_page(h.pfn)
+        .ok_or_else(|| format!("free: pfn {:#x} has no page", h.pfn))?;
+    a.free_pages(page, h.order)
+        .map_err(|e| format!("free: pfn {:#x} order {}: {e}", h.pfn, h.order))
+}
+
+/// `free all` / `free last` over `held`, freeing each block with `free_one`. A block
+/// leaves `held` only once it was freed: when a free fails, that block and every block
+/// not yet tried stay held (a later `free` can retry them), and the error lists them.
+pub fn free_held(
+    held: &mut Vec<Held>,
+    what: FreeWhat,
+    free_one: &mut dyn FnMut(&Held) -> Result<(), String>,
+) -> Result<(), String> {
+    if held.is_empty() {
+        kprintln!("free: nothing allocated (use alloc ORDER [GFP])");
+        return Ok(());
+    }
+    // `free last` tries only the newest block; `free all` goes oldest first.
+    let first = match what {
+        FreeWhat::All => 0,
+        FreeWhat::Last => held.len() - 1,
+    };
+    let (mut blocks, mut pages) = (0usize, 0u64);
+    while held.len() > first {
+        let h = held[first];
+        if let Err(e) = free_one(&h) {
+            let kept: Vec<String> = held[first..]
+                .iter()
+                .map(|h| format!("pfn {:#x} order {}", h.pfn, h.order))
+                .collect();
+            return Err(format!(
+                "{e}; freed {blocks} blocks ({pages} pages) before it; still holding {} blocks, not freed: {}",
+                held.len(),
+                kept.join(", ")
+            ));
+        }
+        held.remove(first);
+        blocks += 1;
+        pages += 1 << h.order;
+    }
+    kprintln!(
+        "freed {} blocks ({} pages); holding {} blocks",
+        blocks,
+        pages,
+        held.len()
+    );
+    Ok(())
 }
 
 fn help() {

@@ -14,7 +14,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::{VirtAddr, structures::idt::PageFaultErrorCode};
 
-use crate::arch::paging::{leaf_pte, migration_entry_pfn};
+use crate::arch::{
+    paging::{leaf_pte, migration_entry_pfn},
+    smp,
+};
 
 /// Faults resolved by waiting for a migration to finish.
 pub static MIGRATION_WAITS: AtomicU64 = AtomicU64::new(0);
@@ -56,9 +59,14 @@ pub fn handle_page_fault(
         x86_64::instructions::interrupts::enable();
     }
     // The migrating CPU holds the page lock from before it installs the entry until after
-    // it has replaced it; waiting for the unlock is waiting for the new PTE.
-    while page.is_locked() && migration_entry_pfn(pte.load(Ordering::Acquire)) == Some(pfn) {
-        core::hint::spin_loop();
+    // it has replaced it; waiting for the unlock is waiting for the new PTE. A migration
+    // that never ends is a hang elsewhere: report it rather than spin forever. (Which CPU
+    // migrates is not recorded; the page lock has no owner field.)
+    let waited = smp::wait_for_cpu(smp::NO_CPU, "to finish migrating the page", || {
+        !page.is_locked() || migration_entry_pfn(pte.load(Ordering::Acquire)) != Some(pfn)
+    });
+    if let Err(t) = waited {
+        panic!("page fault at {addr:#x} on a migration entry for pfn {pfn:#x}: {t}");
     }
     x86_64::instructions::interrupts::disable();
     MIGRATION_WAITS.fetch_add(1, Ordering::Relaxed);

@@ -8,9 +8,12 @@
 //! Work posted to that CPU still runs first; a round is bounded by compaction's own
 //! stopping rules, like a kthread that does not yield mid-round.
 //!
-//! In test mode the worker starts disabled, so suites that count free pages exactly are
-//! not disturbed by proactive compaction in the background; the compaction suite turns it
-//! on for the tests that are about it.
+//! In test and bench modes the worker starts disabled, so suites that count free pages
+//! exactly are not disturbed by proactive compaction in the background; the compaction
+//! suite turns it on for the tests that are about it. `kcompactd=on` on the command line
+//! keeps it on from boot in any mode (and `kcompactd=off` keeps it off), so a test run can
+//! exercise background compaction while the other CPUs allocate, migrate and fault. At the
+//! end of a test run the runner prints [`ROUNDS`] (`kcompactd: N rounds`).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -27,6 +30,21 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// Rounds run, for tests and the console.
 pub static ROUNDS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the worker starts enabled: off in test and bench modes, on otherwise, unless
+/// the command line says `kcompactd=on|1` or `kcompactd=off|0` (a bad value is reported
+/// and the mode's default kept).
+pub fn enabled_at_boot(test_or_bench: bool, option: Option<&str>) -> bool {
+    match option {
+        None => !test_or_bench,
+        Some("on" | "1") => true,
+        Some("off" | "0") => false,
+        Some(v) => {
+            log::warn!("kcompactd={v}: expected on, off, 1 or 0; ignored");
+            !test_or_bench
+        }
+    }
+}
+
 /// Choose the host CPU (after the APs are up) and set whether the worker runs.
 pub fn start(enabled: bool) {
     let host = smp::online_ids().into_iter().max().unwrap_or(0);
@@ -37,14 +55,21 @@ pub fn start(enabled: bool) {
         if enabled {
             "enabled"
         } else {
-            "disabled until a test enables it"
+            "disabled (a test enables it; kcompactd=on keeps it on)"
         }
     );
 }
 
+/// How many ordinary wait bounds ([`smp::wait_timeout_ms`]) turning the worker off waits
+/// for a round in progress: a round is bounded by compaction's own stopping rules, but a
+/// whole-node round over gigabytes under TCG takes tens of seconds.
+pub const STOP_TIMEOUT_FACTOR: u64 = 6;
+
 /// Turn the worker on or off; returns the previous setting. Turning it off waits for a
 /// round in progress on the host CPU to finish, so that when this returns the daemon no
-/// longer touches memory (a proactive round can take seconds under TCG).
+/// longer touches memory (a proactive round can take seconds under TCG). A round that
+/// does not finish within [`STOP_TIMEOUT_FACTOR`] wait bounds is a hang: the kernel panics
+/// naming the host CPU rather than spinning forever.
 pub fn set_enabled(on: bool) -> bool {
     // SeqCst pairs with `poll`: it publishes RUNNING and then rereads ENABLED, so either
     // it sees the worker disabled or this sees the round running.
@@ -53,8 +78,13 @@ pub fn set_enabled(on: bool) -> bool {
         kick();
     } else if crate::arch::percpu::cpu_id() != host_cpu() {
         // (On the host CPU a round in progress is the caller's own: nothing to wait for.)
-        while RUNNING.load(Ordering::SeqCst) {
-            core::hint::spin_loop();
+        let bound = smp::wait_timeout_ms().saturating_mul(STOP_TIMEOUT_FACTOR);
+        if let Err(t) =
+            smp::wait_for_cpu_ms(bound, host_cpu(), "to finish its kcompactd round", || {
+                !RUNNING.load(Ordering::SeqCst)
+            })
+        {
+            panic!("kcompactd: {t}");
         }
     }
     was

@@ -210,10 +210,15 @@ pub fn fail_running_test(reason: fmt::Arguments<'_>) {
 
 /// Does `test` run under `pattern`? `None` (or empty): the whole suite; `-TEXT`: the
 /// whole suite except tests whose name contains TEXT; `TEXT`: tests whose name contains
-/// it, explicit ones included.
+/// it, explicit ones included. Comma-separated patterns select the union
+/// (`ktests::stress,ktests::compaction`).
 pub fn selected(test: &KernelTest, pattern: Option<&str>) -> bool {
     match pattern {
         None | Some("") => !test.explicit,
+        Some(p) if p.contains(',') => p
+            .split(',')
+            .filter(|one| !one.is_empty())
+            .any(|one| selected(test, Some(one))),
         Some(p) => match p.strip_prefix('-') {
             Some(excluded) => !test.explicit && !test.name().contains(excluded),
             None => test.name().contains(p),
@@ -276,6 +281,11 @@ pub fn run(pattern: Option<&str>) -> ! {
             }
         }
     }
+    // Background work done meanwhile (a run with kcompactd=on checks it ran).
+    kprintln!(
+        "kcompactd: {} rounds",
+        crate::kcompactd::ROUNDS.load(Ordering::Relaxed)
+    );
     print_closing_line(0);
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     // Skipped tests proved nothing: a run of skips alone is not a success.

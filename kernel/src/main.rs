@@ -10,30 +10,45 @@
 //! Every kernel spinlock, what may take it, and the order in which they nest (a lock may
 //! only be taken while holding locks listed *above* it):
 //!
-//! 1. `smp` mailbox locks (one per CPU and mailbox): thread context only, held while
+//! 1. `scenario::CURRENT` (the console's fragmentation scenario): thread context,
+//!    interrupts enabled; held while its movable pages are verified or released, which
+//!    may fault and wait on migration entries, shoot down TLBs and call into `mm`.
+//! 2. `smp` mailbox locks (one per CPU and mailbox): thread context only, held while
 //!    waiting for the target CPU, interrupts enabled (the waiter must keep answering IPIs);
 //!    several are taken in ascending CPU id order.
-//! 2. `smp::SHOOTDOWN`: thread context only, interrupts enabled while waiting, for the
+//! 3. `smp::SHOOTDOWN`: thread context only, interrupts enabled while waiting, for the
 //!    same reason.
-//! 3. `heap` region lock: interrupts disabled; calls into `mm` to grow or to return page
-//!    blocks while held. The heap's large path (whole page blocks, vmalloc) runs after
-//!    dropping it.
-//! 4. `vmalloc::AREAS`: interrupts disabled; held only to reserve, find or release a
+//! 4. `heap` region lock: interrupts disabled; calls into `mm` to grow by a block of
+//!    `GROW_ORDER` pages while held (never waiting: no compaction). The heap's large path
+//!    (whole page blocks, vmalloc) runs after dropping it.
+//! 5. `vmalloc::AREAS`: interrupts disabled; held only to reserve, find or release a
 //!    virtual range, nothing taken inside. `vmalloc` maps and `vfree` unmaps, shoots down
 //!    TLBs (2) and frees pages outside it, and `vfree` with interrupts disabled defers the
 //!    shootdown to a later call (see `vmalloc`), so the heap never waits on other CPUs with
 //!    interrupts off. Area bookkeeping is a fixed array: vmalloc never allocates from the
 //!    heap.
-//! 5. `paging::KERNEL_PT`, then the early frame pool: interrupts disabled; page-table pages
-//!    may come from `mm` while KERNEL_PT is held.
-//! 6. `mm`'s per-CPU page-list locks, then `mm`'s zone locks (the order inside `mm` is
+//! 6. `paging::EARLY` (the early frame pool), then `paging::KERNEL_PT`: `with_early_frames`
+//!    takes the pool and `map_page`/`unmap_page` then take KERNEL_PT with interrupts
+//!    disabled. Page-table pages for the movable window are allocated from `mm` *before*
+//!    KERNEL_PT is taken (`platform::Prealloc`), so nothing calls `mm` under it.
+//! 7. `mm`'s per-CPU page-list locks, then `mm`'s zone locks (the order inside `mm` is
 //!    documented there): local interrupts disabled. `mm` never allocates from the heap and
 //!    never maps memory, so it takes nothing above.
-//! 7. `serial::PORT`: interrupts disabled; innermost (anything may log). The crash path
+//! 8. `serial::PORT`: interrupts disabled; innermost (anything may log). The crash path
 //!    breaks it after stopping every other use.
 //!
-//! Interrupt handlers take no lock except `smp`'s timer-hook list, with `try_lock` (a tick
-//! that finds it busy skips the hooks).
+//! Interrupt handlers and what they lock:
+//! - the timer tick takes `smp`'s timer-hook list with `try_lock` (a tick that finds it
+//!   busy skips the hooks; it is otherwise taken with interrupts disabled);
+//! - the remote-call IPI runs the function lent to it (`smp::call_on_cpu`), which may take
+//!   `mm`'s pcp and zone locks (the pcp drain); every other holder takes those with
+//!   interrupts disabled, so the handler never finds its own CPU holding one;
+//! - the shootdown and wake IPIs take no lock;
+//! - exception handlers (the page fault's migration wait included) take no lock, except
+//!   that a fatal one reports through `crash::die`, which breaks the serial lock first.
+//!
+//! Waits for another CPU are bounded (`smp::wait_timeout_ms`): a CPU that does not answer
+//! is named in an error or a panic instead of hanging the machine silently.
 
 #![no_std]
 #![no_main]
@@ -135,7 +150,10 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kstack::alloc(cpu).map(|s| (s.guard, s.top))
     });
 
-    kcompactd::start(!cmdline.has("test") && !cmdline.has("bench"));
+    kcompactd::start(kcompactd::enabled_at_boot(
+        cmdline.has("test") || cmdline.has("bench"),
+        cmdline.get("kcompactd"),
+    ));
     procfs::apply_cmdline(cmdline);
 
     if cmdline.has("bench") {

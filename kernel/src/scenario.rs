@@ -17,17 +17,18 @@
 //! The same scenario serves the in-kernel tests, the `make run` demo, the console's
 //! `frag` command and the guest benchmark.
 
-use alloc::vec::Vec;
+use alloc::{boxed::Box, vec::Vec};
 use core::fmt::Write;
 
-use spin::Mutex;
+use spin::{Mutex, Once};
 use zonebuddy::{
     model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
     movement::rmap::RegionId,
+    movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool},
     page_alloc::gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
 };
 
-use crate::memory::allocator;
+use crate::{memory::allocator, platform::KernelPlatform};
 
 /// Bytes between two check words: eight per page.
 const STRIDE: u64 = 512;
@@ -497,6 +498,11 @@ pub fn demo(out: &mut dyn Write) -> Result<(), &'static str> {
 fn demo_bounded(out: &mut dyn Write, bounded: bool) -> Result<(), &'static str> {
     let a = allocator();
     let _ = writeln!(out, "\n== fragmentation and compaction ==");
+    // Kernel objects that compaction may move too: a zpool, thinned out and spread over
+    // memory before the scenario fills around it.
+    let pool = zpool();
+    let pool_migrated0 = pool.stats().migrated;
+    let objects = zpool_fill_and_thin(pool, ZPOOL_OBJECTS, 80, 0x2b00).unwrap_or_default();
     // kcompactd stays paused until the order-9 attempt below: that line is about memory
     // without compaction, and kcompactd (woken by the failure, on another CPU) would
     // otherwise race it.
@@ -542,6 +548,15 @@ fn demo_bounded(out: &mut dyn Write, bounded: bool) -> Result<(), &'static str> 
         "order-9 allocation without compaction: {} (by construction: the scenario fills memory until no order-9 block is free and holds those left ({held}), so only moving pages can make one)",
         if failed { "fails" } else { "succeeded" }
     );
+    // (After the check above: kcompactd runs again once `fragment` returns, so the
+    // check comes first.)
+    let pool_pages0 = movable_ops_pfns();
+    let _ = writeln!(
+        out,
+        "zpool: {} objects kept by handle in {} movable pages",
+        objects.len(),
+        pool_pages0.len()
+    );
     let t0 = crate::arch::time::now_ns();
     let stats = a.compact_memory();
     let us = (crate::arch::time::now_ns() - t0) / 1000;
@@ -576,7 +591,166 @@ fn demo_bounded(out: &mut dyn Write, bounded: bool) -> Result<(), &'static str> 
         summary.movable_pages, summary.unmovable_pages
     );
     release();
+    let pool_pages1 = movable_ops_pfns();
+    let moved = pool_pages0
+        .iter()
+        .filter(|p| pool_pages1.binary_search(p).is_err())
+        .count();
+    let pool_checked = zpool_verify(pool, &objects);
+    let left = zpool_release(pool, objects);
+    let _ = writeln!(
+        out,
+        "zpool: compaction moved {} pool pages through movable_operations ({} of its {} frames changed); {} objects read back intact by handle; {} pages left after freeing them",
+        pool.stats().migrated - pool_migrated0,
+        moved,
+        pool_pages0.len(),
+        pool_checked?,
+        left
+    );
     Ok(())
+}
+
+// ---- The movable object store under compaction ----
+//
+// `zonebuddy::movement::zpool` is the kernel's user of `movable_operations`: objects are named by handles,
+// so compaction may move the pages holding them (copying each page and rewriting its
+// handles under the pool's lock). The demo and the compaction suite store objects,
+// thin them out (so the pool's pages are scattered and partly empty), compact, and check
+// that pages moved and every object still reads back intact through its handle.
+
+/// Objects the kernel's pool can hold at once. The handle table (24 bytes an entry) is
+/// part of the pool, which `Box::new` builds on the stack before moving it to the heap,
+/// so it stays small.
+pub const ZPOOL_OBJECTS: usize = 1024;
+/// The kernel's movable object store.
+pub type KernelZPool = ZPool<'static, KernelPlatform, ZPOOL_OBJECTS>;
+
+static ZPOOL: Once<&'static KernelZPool> = Once::new();
+
+/// The kernel's pool, created (and leaked: pool pages point at it) on first use.
+pub fn zpool() -> &'static KernelZPool {
+    ZPOOL.call_once(|| Box::leak(Box::new(ZPool::new(allocator()))))
+}
+
+/// One stored object: its handle and what it must read back as.
+#[derive(Clone, Copy, Debug)]
+pub struct ZObject {
+    /// The object's handle.
+    pub handle: ZHandle,
+    /// Seed of its bytes.
+    pub key: u64,
+    /// Its length.
+    pub len: usize,
+}
+
+/// The bytes of object `key`: every byte derived from the key and its offset.
+fn zobject_bytes(key: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (mix(key ^ (i as u64 / 8)) >> ((i % 8) * 8)) as u8;
+    }
+}
+
+/// Most filler pages [`zpool_fill_and_thin`] holds at once (1 GiB: its list of them must
+/// fit the heap's largest block).
+const ZPOOL_MAX_FILLER: u64 = 1 << 18;
+
+/// Store `count` objects of 24 to 2000 bytes in `pool`, then free three in four of
+/// them, so the pool's pages are left partly used; returns the survivors.
+///
+/// Between stores, movable filler pages are allocated (and all freed at the end), about
+/// `spread_pct`% of free memory in all: the pool's pages are then spread over that much
+/// memory instead of sitting in one or two pageblocks wherever the allocator had room,
+/// so compaction's migration scanner, which moves pages from the bottom of a zone to
+/// its top, meets some of them whatever the allocator's placement.
+pub fn zpool_fill_and_thin(
+    pool: &'static KernelZPool,
+    count: usize,
+    spread_pct: u64,
+    seed: u64,
+) -> Result<Vec<ZObject>, ZError> {
+    let a = allocator();
+    let filler_total = (a.nr_free_pages() * spread_pct / 100).min(ZPOOL_MAX_FILLER);
+    let per_object = filler_total / count.max(1) as u64;
+    let mut filler: Vec<u64> = Vec::with_capacity(filler_total as usize);
+    let mut buf = [0u8; ZPOOL_MAX_OBJECT];
+    let mut all = Vec::with_capacity(count);
+    let mut result = Ok(());
+    for i in 0..count as u64 {
+        let key = mix(seed ^ i);
+        let len = 24 + (key % 1977) as usize;
+        zobject_bytes(key, &mut buf[..len]);
+        match pool.store(&buf[..len]) {
+            Ok(handle) => all.push(ZObject { handle, key, len }),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        for _ in 0..per_object {
+            match a.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp::NOWARN, 0) {
+                Some(p) => filler.push(a.page_to_pfn(p)),
+                None => break,
+            }
+        }
+    }
+    for pfn in filler {
+        if let Some(p) = a.pfn_to_page(pfn) {
+            let _ = a.free_pages(p, 0);
+        }
+    }
+    if let Err(e) = result {
+        for o in all {
+            let _ = pool.free(o.handle);
+        }
+        return Err(e);
+    }
+    let mut kept = Vec::with_capacity(count / 4 + 1);
+    for o in all {
+        if mix(o.key ^ seed) % 4 == 0 {
+            kept.push(o);
+        } else {
+            pool.free(o.handle)?;
+        }
+    }
+    Ok(kept)
+}
+
+/// Read every object back through its handle; the number checked, or the first bad one.
+pub fn zpool_verify(pool: &KernelZPool, objects: &[ZObject]) -> Result<u64, &'static str> {
+    let (mut got, mut want) = ([0u8; ZPOOL_MAX_OBJECT], [0u8; ZPOOL_MAX_OBJECT]);
+    for o in objects {
+        let len = pool
+            .load(o.handle, &mut got)
+            .map_err(|_| "a zpool handle went bad")?;
+        zobject_bytes(o.key, &mut want[..o.len]);
+        if len != o.len || got[..len] != want[..len] {
+            return Err("a zpool object changed");
+        }
+    }
+    Ok(objects.len() as u64)
+}
+
+/// Frames owned by a `movable_operations` user (the pool's pages), ascending.
+pub fn movable_ops_pfns() -> Vec<u64> {
+    let a = allocator();
+    let mut out = Vec::new();
+    for z in a.model().nodes().flat_map(|n| n.populated_zones()) {
+        for pfn in z.zone_start_pfn..z.zone_end_pfn() {
+            if a.pfn_to_page(pfn).is_some_and(|p| p.is_movable_ops()) {
+                out.push(pfn);
+            }
+        }
+    }
+    out
+}
+
+/// Free every object and give the empty pages back; the pages the pool still holds.
+pub fn zpool_release(pool: &KernelZPool, objects: Vec<ZObject>) -> u64 {
+    for o in objects {
+        let _ = pool.free(o.handle);
+    }
+    pool.shrink();
+    pool.stats().pages
 }
 
 /// `core::fmt::Write` onto the serial console (what [`demo`] prints through at boot).

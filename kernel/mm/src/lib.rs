@@ -1,53 +1,4 @@
-//! `mm`: a physical page allocator in the shape of Linux's `mm/`.
-//!
-//! The crate is portable: it contains no inline assembly and knows nothing of any boot
-//! protocol. Everything it needs from a kernel comes through [`platform::Platform`]; the
-//! x86_64 kernel in this repository implements that trait, and so does the host simulation
-//! in [`sim`] (feature `std`), which is why the very same allocator code is exercised by host
-//! property tests and by in-kernel tests under QEMU.
-//!
-//! # Using it
-//!
-//! ```text
-//! let model = MemoryModel::init(&PLATFORM, &firmware_ranges, &kernel_ranges, &params)?;
-//! let pages = PageAllocator::new(model, &PLATFORM)?;   // every free page enters the buddy lists
-//! let page = pages.alloc_pages(GFP_KERNEL | Gfp::ZERO, 2).ok_or(Oom)?;
-//! let va = pages.page_address(page);                    // direct-map address
-//! pages.free_pages(page, 2)?;                      // Err(BadPage) on a bad free
-//! zonebuddy::debug::check(&pages)?;                            // every invariant, from scratch
-//! pages.write_buddyinfo(&mut console)?;                 // and the other /proc views
-//! ```
-//!
-//! Module map (Linux's vocabulary, one concept per file):
-//! - [`mmzone`]: constants and the shared enums (migratetypes, zone types).
-//! - [`memmap`]: the firmware memory map, sanitised.
-//! - [`memblock`]: the early boot allocator.
-//! - [`sparse`]: SPARSEMEM `mem_section`s, memmaps and pageblock usemaps.
-//! - [`page`]: the 64-byte `struct Page` and its flags.
-//! - [`list`]: intrusive doubly-linked page lists through `page.lru`.
-//! - [`pageblock`]: per-pageblock flag bits (migratetype, compaction skip).
-//! - [`pageblock_map`]: debug views of where pageblocks sit and of fragmentation scores.
-//! - [`zone`] and [`node`]: zones and `pglist_data`.
-//! - [`mm_init`]: the memory model built from the firmware map, up to the buddy hand-off.
-//! - [`gfp`]: GFP flags and what they map to.
-//! - [`watermark`]: min_free_kbytes, per-zone watermarks, lowmem_reserve.
-//! - [`sysctl`]: the `vm.*` tunables in one place.
-//! - [`sync`]: the irq-safe spinlock, and the lock order.
-//! - [`buddy`]: free areas, split and merge, migratetype fallback.
-//! - [`pcp`]: per-CPU page lists.
-//! - [`percpu`]: per-CPU areas (event counters and pcp lists).
-//! - [`bad_page`]: what a freed page must look like.
-//! - [`page_alloc`]: the allocator: fast path, slow path, free path, reserves.
-//! - [`show_mem`]: zone snapshots and the /proc views.
-//! - [`debug`]: the invariant checker.
-//! - [`fragmentation`]: fragmentation and unusable-free indices, compaction score.
-//! - [`vmstat`]: counters and the /proc text formats.
-//! - [`rmap`]: anon regions (movable "user memory") and their O(1) reverse map.
-//! - [`migrate`]: page migration and `movable_operations`.
-//! - [`zpool`]: a movable object store, the in-kernel user of `movable_operations`.
-//! - [`compaction`]: the two scanners, direct compaction, capture, manual compaction.
-//! - [`kcompactd`]: the per-node background compactor, woken and proactive.
-
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(feature = "std"), no_std)]
 
 #[cfg(feature = "std")]
@@ -58,3 +9,60 @@ pub mod movement;
 pub mod page_alloc;
 pub mod port;
 pub mod report;
+
+// ---------------------------------------------------------------------------------------
+// The front door: what a port needs, in one place.
+// ---------------------------------------------------------------------------------------
+
+pub use model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind};
+pub use model::mm_init::{MemoryModel, ModelError, ModelParams};
+pub use model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType};
+pub use model::page::Page;
+pub use page_alloc::bad_page::BadPage;
+pub use page_alloc::gfp::{
+    GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, Gfp,
+};
+pub use page_alloc::{AllocError, PageAllocator, StartError};
+pub use port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
+pub use report::debug::Violation;
+
+/// Why bringing the allocator up failed: building the memory model or starting the page
+/// allocator. Both layers' errors convert into it, so a port's init function can use `?`
+/// on [`MemoryModel::init`] and [`PageAllocator::new`] alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The memory model could not be built (a bad firmware map, no memory for metadata).
+    Model(ModelError),
+    /// The page allocator could not start (no CPUs, no memory for per-CPU areas).
+    Start(StartError),
+}
+
+impl From<ModelError> for InitError {
+    fn from(e: ModelError) -> InitError {
+        InitError::Model(e)
+    }
+}
+
+impl From<StartError> for InitError {
+    fn from(e: StartError) -> InitError {
+        InitError::Start(e)
+    }
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::Model(e) => write!(f, "memory model: {e}"),
+            InitError::Start(e) => write!(f, "page allocator: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            InitError::Model(e) => Some(e),
+            InitError::Start(e) => Some(e),
+        }
+    }
+}

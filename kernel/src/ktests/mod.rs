@@ -2,6 +2,7 @@
 
 pub mod boot;
 pub mod compaction;
+pub mod console;
 pub mod harness;
 pub mod memory;
 pub mod page_alloc;

@@ -37,7 +37,7 @@ use crate::port::platform::Platform;
 use crate::report::fragmentation::{COMPACT_MAX_DEFER_SHIFT, should_proactive_compact_node};
 use crate::report::vmstat::VmEvent;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Record that an allocation of `order` failed on node `nid` and wake its kcompactd
     /// (`wakeup_kcompactd`), through [`Platform::wake_kcompactd`].
     ///

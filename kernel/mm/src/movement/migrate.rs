@@ -214,7 +214,7 @@ struct Tally {
     failed: u64,
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Try to isolate an in-use page for migration (`isolate_movable_page` for
     /// movable_operations pages and `folio_isolate_lru` for anon pages): on success the page
     /// holds an extra reference, is marked `PG_isolated`, and its `lru` links are free for

@@ -199,21 +199,50 @@ impl RegionRef<'_> {
 /// Pages unmapped per TLB shootdown when zapping a range.
 pub const ZAP_BATCH: usize = 64;
 
+/// Spins after which a wait below gives up and panics with what it waited for. The crate
+/// has no clock, so the bound is in iterations: each is at least a load and a pause, so
+/// 2^32 of them last seconds natively and minutes under emulation, far beyond any page
+/// lock hold or migration (a batch is milliseconds). Reaching it means a lost unlock or
+/// a deadlock, which is better named in a panic than left as a silent hang.
+pub const MAX_WAIT_SPINS: u64 = 1 << 32;
+
 /// Take the page lock, waiting for it (`lock_page`). The holders of page locks never wait
 /// for anything held by a CPU that waits here with a page lock of its own (see
-/// [`crate::movement::migrate`] for how migration batches avoid that), so spinning is enough.
+/// [`crate::movement::migrate`] for how migration batches avoid that), so spinning is enough; a
+/// wait beyond [`MAX_WAIT_SPINS`] panics naming the page.
+#[track_caller]
 pub(crate) fn lock_page(page: &Page) {
+    let mut spins = 0u64;
     while !page.trylock() {
         while page.is_locked() {
+            spins += 1;
+            if spins >= MAX_WAIT_SPINS {
+                panic!(
+                    "lock_page: page {:p} (mapping {:#x}, index {}) still locked after {spins} spins",
+                    page,
+                    page.mapping_raw(),
+                    page.index()
+                );
+            }
             core::hint::spin_loop();
         }
     }
 }
 
 /// Wait while `va` holds the migration entry for `pfn` (`migration_entry_wait`): the
-/// migrating CPU replaces it, under the page lock, before it unlocks.
+/// migrating CPU replaces it, under the page lock, before it unlocks. A wait beyond
+/// [`MAX_WAIT_SPINS`] panics naming the CPU, the address and the frame.
+#[track_caller]
 pub(crate) fn wait_migration_entry<P: Platform + ?Sized>(platform: &P, va: u64, pfn: u64) {
+    let mut spins = 0u64;
     while crate::port::platform::movable_mapping_of(platform).pte_read(va) == Pte::Migration(pfn) {
+        spins += 1;
+        if spins >= MAX_WAIT_SPINS {
+            panic!(
+                "cpu {}: migration entry for pfn {pfn:#x} at {va:#x} still there after {spins} spins",
+                platform.cpu_id()
+            );
+        }
         core::hint::spin_loop();
     }
 }
@@ -222,7 +251,7 @@ pub(crate) fn wait_migration_entry<P: Platform + ?Sized>(platform: &P, va: u64, 
 /// whole TLB (Linux's x86 `tlb_single_page_flush_ceiling`); only the counters see it.
 pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Shoot down `[start, end)` of the movable window on every CPU
     /// ([`MovableMapping::flush_tlb_range`]) and count it as Linux's x86 `flush_tlb_mm_range`
     /// does: `nr_tlb_local_flush_one` per page (or one `nr_tlb_local_flush_all` above the
@@ -621,8 +650,19 @@ impl<P: Platform + 'static> PageAllocator<P> {
                 Err(cur) => s = cur,
             }
         }
-        // Like munmap taking mmap_lock for writing: wait for the operations in progress.
+        // Like munmap taking mmap_lock for writing: wait for the operations in progress
+        // (bounded like every wait here: an operation never finishing is a hang).
+        let mut spins = 0u64;
         while region.state.load(Ordering::Acquire) & USERS != 0 {
+            spins += 1;
+            if spins >= MAX_WAIT_SPINS {
+                panic!(
+                    "cpu {}: anon region {} still has {} operations in progress after {spins} spins",
+                    self.platform().cpu_id(),
+                    r.slot,
+                    region.state.load(Ordering::Acquire) & USERS
+                );
+            }
             core::hint::spin_loop();
         }
         let start = region.start.load(Ordering::Relaxed);

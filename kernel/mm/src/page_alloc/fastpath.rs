@@ -88,7 +88,7 @@ impl FastPlan {
     };
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// The plan of every gfp class on every node, computed with the general path's own
     /// functions (`validate`, `alloc_context`, `first_attempt_alloc_flags`) so the two
     /// cannot disagree.

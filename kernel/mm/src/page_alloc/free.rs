@@ -41,7 +41,7 @@ pub(super) fn check_free_request(page: &Page, pfn: u64, order: u32) -> Result<()
 /// check refuses: a poisoned page (withheld) and a compound head (a corrupt order-0 free).
 pub(super) const ORDER0_FREE_REFUSE: u64 = PageFlags::HWPOISON.bits() | PageFlags::HEAD.bits();
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // Freeing.
     // ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // Allocation: the fast path.
     // ---------------------------------------------------------------------------------

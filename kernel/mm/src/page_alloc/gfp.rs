@@ -70,7 +70,11 @@ bitflags! {
         const NOWARN = 0x2000;
         /// `__GFP_RETRY_MAYFAIL`: retry reclaim/compaction harder, but failure is allowed.
         const RETRY_MAYFAIL = 0x4000;
-        /// `__GFP_NOFAIL`: the caller cannot handle failure; retry forever.
+        /// `__GFP_NOFAIL`: the caller cannot handle failure. Linux retries forever, because
+        /// reclaim and the OOM killer can always free something; this allocator has
+        /// neither, so looping would only hang the caller. It retries
+        /// `NOFAIL_RETRIES` (16) extra rounds with part of the min reserve (`page_alloc`),
+        /// then fails with an error message (the request still returns `None`/`Err`).
         const NOFAIL = 0x8000;
         /// `__GFP_NORETRY`: try only lightweight reclaim/compaction, then fail.
         const NORETRY = 0x10000;

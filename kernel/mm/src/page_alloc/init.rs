@@ -52,7 +52,7 @@ pub(super) fn direct_map_offset<P: Platform + ?Sized>(
     (off0 == off1).then_some(off0)
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // Boot hand-off and sizing.
     // ---------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ pub(crate) struct AllocContext {
 }
 
 /// The page allocator. See the module documentation.
-pub struct PageAllocator<P: Platform + 'static> {
+pub struct PageAllocator<P: Platform> {
     model: MemoryModel,
     /// The port, owned: a kernel whose platform data is known only at run time (a
     /// physical-memory offset, say) passes it by value; one that shares a static passes
@@ -269,11 +269,11 @@ pub struct PageAllocator<P: Platform + 'static> {
 // SAFETY: the raw zone pointers lead into node descriptors owned by `model` (memblock
 // memory never freed while the model lives), whose mutable state is atomic or behind
 // spinlocks; `PerCpu` and `MemoryModel` are `Send + Sync`; `P: Sync` makes `&P` shareable.
-unsafe impl<P: Platform + 'static> Send for PageAllocator<P> {}
+unsafe impl<P: Platform> Send for PageAllocator<P> {}
 // SAFETY: as above.
-unsafe impl<P: Platform + 'static> Sync for PageAllocator<P> {}
+unsafe impl<P: Platform> Sync for PageAllocator<P> {}
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Take over the memory model: allocate the per-CPU areas from memblock, build the
     /// zonelists, hand every free page to the buddy lists (`memblock_free_all`) and size
     /// watermarks, reserves and pcp lists (`init_per_zone_wmark_min`).
@@ -683,7 +683,7 @@ impl<P: Platform + 'static> PageAllocator<P> {
     }
 }
 
-impl<P: Platform + 'static> core::fmt::Debug for PageAllocator<P> {
+impl<P: Platform> core::fmt::Debug for PageAllocator<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PageAllocator")
             .field("nr_free_pages", &self.nr_free_pages())

@@ -29,7 +29,9 @@
 //! [`SpinLock::try_lock`] are for callers that already run with interrupts disabled, as
 //! the pcp paths do: they save and restore interrupts once around the whole operation.
 //! Using them with interrupts enabled is not memory-unsafe, but can deadlock if an
-//! interrupt handler on the same CPU then takes the same lock.
+//! interrupt handler on the same CPU then takes the same lock; callers that have the
+//! platform at hand use [`SpinLock::lock_irqs_off`] / [`SpinLock::try_lock_irqs_off`],
+//! which check it in debug builds.
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -86,6 +88,35 @@ impl<T> SpinLock<T> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| SpinLockGuard { lock: self })
+    }
+
+    /// [`SpinLock::lock`], checking in debug builds that the caller has local interrupts
+    /// disabled, as the lock requires (`lockdep_assert_irqs_disabled`): the proof comes
+    /// from the platform that disabled them.
+    #[inline]
+    #[track_caller]
+    pub fn lock_irqs_off<P: Platform + ?Sized>(&self, platform: &P) -> SpinLockGuard<'_, T> {
+        debug_assert!(
+            platform.irqs_disabled(),
+            "SpinLock taken with local interrupts enabled on cpu {}",
+            platform.cpu_id()
+        );
+        self.lock()
+    }
+
+    /// [`SpinLock::try_lock`] with the same debug check as [`SpinLock::lock_irqs_off`].
+    #[inline]
+    #[track_caller]
+    pub fn try_lock_irqs_off<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+    ) -> Option<SpinLockGuard<'_, T>> {
+        debug_assert!(
+            platform.irqs_disabled(),
+            "SpinLock taken with local interrupts enabled on cpu {}",
+            platform.cpu_id()
+        );
+        self.try_lock()
     }
 
     /// Disable local interrupts, then take the lock (`spin_lock_irqsave`). Dropping the
@@ -221,5 +252,33 @@ mod tests {
             }
         });
         assert_eq!(*l.lock_irqsave(&p), 40_001);
+    }
+
+    #[test]
+    fn lock_irqs_off_accepts_disabled_interrupts() {
+        let p = SimPlatform::new(0, 1 << 20, 1).unwrap();
+        let l = SpinLock::new(1u32);
+        let irq = p.local_irq_save();
+        assert_eq!(*l.lock_irqs_off(&p), 1);
+        assert!(l.try_lock_irqs_off(&p).is_some());
+        p.local_irq_restore(irq);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "SpinLock taken with local interrupts enabled")]
+    fn lock_irqs_off_with_interrupts_enabled_is_caught() {
+        let p = SimPlatform::new(0, 1 << 20, 1).unwrap();
+        let l = SpinLock::new(0u32);
+        let _g = l.lock_irqs_off(&p);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "SpinLock taken with local interrupts enabled")]
+    fn try_lock_irqs_off_with_interrupts_enabled_is_caught() {
+        let p = SimPlatform::new(0, 1 << 20, 1).unwrap();
+        let l = SpinLock::new(0u32);
+        let _g = l.try_lock_irqs_off(&p);
     }
 }

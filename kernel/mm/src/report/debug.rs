@@ -325,14 +325,14 @@ const PCP_MARK: u64 = 0x7063_705f_6d61_726b;
 
 /// Verify every invariant listed in the module documentation, zone by zone. Returns the
 /// first violation found.
-pub fn check<P: Platform + 'static>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
+pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
     for zr in alloc.all_zones() {
         let zone = alloc.zone(zr);
         let _irq = LocalIrqGuard::new(alloc.platform());
         // Lock order: the zone's pcp locks in CPU order, then the zone lock.
         let nr_cpus = alloc.percpu().nr_cpus();
         let guards = PcpGuards::lock(alloc, zr.slot as usize, nr_cpus);
-        let fa = zone.lock.lock();
+        let fa = zone.lock.lock_irqs_off(alloc.platform());
         let v = Checker {
             mem: alloc.model().sparse(),
             zone,
@@ -364,7 +364,7 @@ struct PcpGuards<'a> {
 pub const MAX_CHECKED_CPUS: usize = 256;
 
 impl<'a> PcpGuards<'a> {
-    fn lock<P: Platform + 'static>(
+    fn lock<P: Platform>(
         alloc: &'a PageAllocator<P>,
         slot: usize,
         nr_cpus: usize,
@@ -373,7 +373,10 @@ impl<'a> PcpGuards<'a> {
             [const { None }; MAX_CHECKED_CPUS];
         let n = nr_cpus.min(MAX_CHECKED_CPUS);
         for (cpu, g) in guards.iter_mut().enumerate().take(n) {
-            *g = alloc.percpu().pcp(cpu, slot).map(|p| p.lock.lock());
+            *g = alloc
+                .percpu()
+                .pcp(cpu, slot)
+                .map(|p| p.lock.lock_irqs_off(alloc.platform()));
         }
         PcpGuards { guards, n }
     }

@@ -115,7 +115,7 @@ pub fn fragmentation_score_node_line<W: Write + ?Sized>(
     writeln!(w, "Node {nid}, node score {score:3}")
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Is page `pfn` a managed page of `zone` (in the zone, not reserved)?
     fn managed_page_of(&self, zone: &Zone, pfn: u64) -> bool {
         self.model().pfn_to_page(pfn).is_some_and(|p| {

@@ -26,7 +26,7 @@ use crate::report::vmstat::{
 
 use crate::page_alloc::PageAllocator;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     /// Pageblocks of each migratetype in `zone`, by the type in the pageblock bitmap
     /// (`pagetypeinfo_showblockcount`): every pageblock met stepping from the zone's first
     /// pfn whose first page belongs to the zone.

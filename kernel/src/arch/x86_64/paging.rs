@@ -8,9 +8,13 @@
 //! pool of frames inside the kernel image until the page allocator is up, then the
 //! allocator itself.
 //!
-//! All mutation happens under one lock, [`KERNEL_PT`], taken with interrupts disabled: page
-//! tables are shared by every CPU, and an interrupt handler that touched them while this CPU
-//! held the lock would deadlock.
+//! Mapping and unmapping happen under one lock, [`KERNEL_PT`], taken with interrupts
+//! disabled: page tables are shared by every CPU, and an interrupt handler that touched them
+//! while this CPU held the lock would deadlock. Leaf entries of the movable window are also
+//! rewritten without that lock, by page migration's atomic compare-exchange
+//! ([`pte_cmpxchg`]); so everything that reads the live tables without the lock
+//! ([`leaf_pte`], [`translate`], the page-fault path) reads one entry at a time atomically
+//! and never holds a reference to a whole table.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,7 +24,7 @@ use x86_64::{
     registers::control::Cr3,
     structures::paging::{
         FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
-        Size4KiB, Translate, mapper::MapToError,
+        Size4KiB, mapper::MapToError,
     },
 };
 
@@ -107,12 +111,38 @@ unsafe fn active() -> OffsetPageTable<'static> {
     unsafe { OffsetPageTable::new(&mut *(va as *mut PageTable), VirtAddr::new(PHYS_OFFSET)) }
 }
 
-/// Physical address behind `va` in the current page tables, if mapped.
+/// Physical address behind `va` in the current page tables, if mapped (by a 4 KiB, 2 MiB
+/// or 1 GiB page).
+///
+/// Runs at any time on any CPU, without [`KERNEL_PT`]: other CPUs change entries meanwhile
+/// (page migration rewrites leaf entries with atomic compare-exchanges; `map_page` fills
+/// empty ones). So, like [`leaf_pte`], this reads one entry at a time as an atomic word and
+/// never forms a reference to a whole table, which would claim that nobody writes it. The
+/// answer is the mapping at some instant during the walk; it can be stale by the time the
+/// caller looks at it unless the caller owns `va`'s mapping.
 pub fn translate(va: VirtAddr) -> Option<PhysAddr> {
-    // SAFETY: translation only reads the tables; a concurrent change could at worst make the
-    // answer stale, which callers (boot-time lookups of kernel-image addresses) never face.
-    let pt = unsafe { active() };
-    pt.translate_addr(va)
+    let (root, _) = Cr3::read();
+    let mut table = root.start_address().as_u64();
+    let indices = [va.p4_index(), va.p3_index(), va.p2_index(), va.p1_index()];
+    for (level, index) in indices.iter().enumerate() {
+        let slot = (PHYS_OFFSET + table + u64::from(*index) * 8) as *const AtomicU64;
+        // SAFETY: `table` is the physical address of a page table (CR3 or a present
+        // non-huge entry above), mapped in the direct map; the entry is 8-byte aligned and
+        // page tables are never freed, and it is only read atomically (see above).
+        let v = unsafe { &*slot }.load(Ordering::Acquire);
+        if v & PTE_PRESENT == 0 {
+            return None;
+        }
+        // Bytes mapped by one entry at this level: 512 GiB, 1 GiB, 2 MiB, 4 KiB.
+        let size = 1u64 << (12 + 9 * (3 - level));
+        if level == 3 || (level > 0 && v & PTE_HUGE != 0) {
+            // (A huge entry's bit 12 is PAT, not address: masking by the page size drops it.)
+            let base = v & PTE_ADDR_MASK & !(size - 1);
+            return Some(PhysAddr::new(base | (va.as_u64() & (size - 1))));
+        }
+        table = v & PTE_ADDR_MASK;
+    }
+    None
 }
 
 /// Why a mapping operation failed.

@@ -20,10 +20,20 @@
 //! **Rule:** the waiting functions here must be called with interrupts enabled and holding
 //! no spinlock that an IPI handler takes. Two CPUs waiting on each other with interrupts off
 //! would deadlock; with interrupts on, each still answers the other's IPIs while it waits.
+//!
+//! **Bounded waits.** Every wait for another CPU here has a deadline ([`wait_timeout_ms`],
+//! generous: seconds, far above anything a healthy CPU takes even under TCG). A CPU that
+//! never answers is a bug elsewhere (interrupts left off, a lock never released); instead
+//! of hanging silently, the waiter names the CPU and what it waited for. Where the request
+//! can still be withdrawn (a remote call the target has not started) the wait returns a
+//! [`WaitTimeout`] error; where it cannot (a shootdown some CPU has not acknowledged, a
+//! remote call already running) the kernel panics with that message, which the crash path
+//! prints and turns into a failed test.
 
 use alloc::{boxed::Box, vec::Vec};
 use core::{
     arch::global_asm,
+    fmt,
     sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
 };
 
@@ -457,32 +467,179 @@ fn post<'a>(
     guard
 }
 
-fn wait_done(mb: &percpu::Mailbox) {
-    while !mb.done.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+/// Default bound of every wait for another CPU, in milliseconds of TSC time.
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 20_000;
+
+/// The bound in force (tests lower it to provoke a timeout; see [`set_wait_timeout_ms`]).
+static WAIT_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_WAIT_TIMEOUT_MS);
+
+/// How long a CPU waits for another before it reports it, in milliseconds.
+pub fn wait_timeout_ms() -> u64 {
+    WAIT_TIMEOUT_MS.load(Ordering::Relaxed)
+}
+
+/// Set the bound of waits for other CPUs (at least 1 ms); returns the previous one.
+/// Only tests change it, to make a timeout happen quickly; nothing asserts on time.
+pub fn set_wait_timeout_ms(ms: u64) -> u64 {
+    WAIT_TIMEOUT_MS.swap(ms.max(1), Ordering::Relaxed)
+}
+
+/// [`WaitTimeout::cpu`] when the awaited CPU is not known (a page lock has no owner).
+pub const NO_CPU: usize = usize::MAX;
+
+/// A wait for another CPU that hit its bound: who waited, for which CPU, for what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeout {
+    /// The CPU that waited.
+    pub waiter: usize,
+    /// The CPU that did not answer.
+    pub cpu: usize,
+    /// What was awaited, e.g. "to take a remote call (IPI)".
+    pub what: &'static str,
+    /// How long the waiter waited, in milliseconds.
+    pub waited_ms: u64,
+}
+
+impl fmt::Display for WaitTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CPU {} waited {} ms for ", self.waiter, self.waited_ms)?;
+        if self.cpu == NO_CPU {
+            write!(f, "another CPU")?;
+        } else {
+            write!(f, "CPU {}", self.cpu)?;
+        }
+        write!(
+            f,
+            " {}; it did not answer (interrupts left off, or stuck?)",
+            self.what
+        )
     }
+}
+
+/// Spin until `done()` holds or the wait bound passes; on timeout, the error names `cpu`
+/// and `what`.
+pub fn wait_for_cpu(
+    cpu: usize,
+    what: &'static str,
+    done: impl FnMut() -> bool,
+) -> Result<(), WaitTimeout> {
+    wait_for_cpu_ms(wait_timeout_ms(), cpu, what, done)
+}
+
+/// [`wait_for_cpu`] with an explicit bound in milliseconds.
+pub fn wait_for_cpu_ms(
+    bound_ms: u64,
+    cpu: usize,
+    what: &'static str,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), WaitTimeout> {
+    let start = time::now_ns();
+    let deadline = start.saturating_add(bound_ms.saturating_mul(1_000_000));
+    loop {
+        // Check the time only every so often: reading it is far slower than the flag.
+        for _ in 0..256 {
+            if done() {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        let now = time::now_ns();
+        if now >= deadline {
+            return Err(WaitTimeout {
+                waiter: percpu::cpu_id(),
+                cpu,
+                what,
+                waited_ms: (now - start) / 1_000_000,
+            });
+        }
+    }
+}
+
+/// Why [`try_call_on_cpu`] did not run the function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The CPU is not online.
+    Offline(usize),
+    /// The CPU did not take the call within the bound; the call was withdrawn and will
+    /// never run.
+    Timeout(WaitTimeout),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Offline(cpu) => write!(f, "CPU {cpu} is not online"),
+            CallError::Timeout(t) => write!(f, "{t}; the call was withdrawn"),
+        }
+    }
+}
+
+/// Wait for the receiver of `mb` (CPU `cpu`) to run the posted function. If it has not
+/// started within the bound, withdraw the request: the function then never runs and the
+/// caller may free it. If it has started, it must finish before the caller's borrow ends,
+/// so the wait goes on for another bound and then panics with the diagnostic.
+fn wait_done(cpu: usize, mb: &percpu::Mailbox, what: &'static str) -> Result<(), WaitTimeout> {
+    let Err(timeout) = wait_for_cpu(cpu, what, || mb.done.load(Ordering::Acquire)) else {
+        return Ok(());
+    };
+    // Whoever clears `pending` owns the request: the receiver (which then runs it) or us.
+    if mb.pending.swap(false, Ordering::AcqRel) {
+        // SAFETY: we hold the mailbox lock and cleared `pending` ourselves, so the receiver
+        // will not read `func`; drop the lent pointer so nothing can run it later.
+        unsafe { *mb.func.get() = None };
+        return Err(timeout);
+    }
+    if let Err(t) = wait_for_cpu(cpu, "to finish a function it started", || {
+        mb.done.load(Ordering::Acquire)
+    }) {
+        panic!("{timeout}; then {t}");
+    }
+    Ok(())
 }
 
 /// Run `f` on CPU `cpu` in its IPI handler (interrupts off there: keep `f` short and
 /// non-blocking) and wait for it. Runs `f` directly when `cpu` is the current CPU.
-/// Returns false when `cpu` is not online. See the module's rule on interrupts.
+/// Returns false when `cpu` is not online; panics with the diagnostic when it does not
+/// answer within the bound (see [`try_call_on_cpu`] for the version that returns it).
+/// See the module's rule on interrupts.
 pub fn call_on_cpu(cpu: usize, f: &(dyn Fn() + Sync)) -> bool {
+    match try_call_on_cpu(cpu, f) {
+        Ok(()) => true,
+        Err(CallError::Offline(_)) => false,
+        Err(e) => panic!("call_on_cpu: {e}"),
+    }
+}
+
+/// [`call_on_cpu`], returning why the call did not run instead of panicking: the target
+/// is offline, or did not take the IPI within [`wait_timeout_ms`] (the call is then
+/// withdrawn, never runs, and the error names the CPU).
+pub fn try_call_on_cpu(cpu: usize, f: &(dyn Fn() + Sync)) -> Result<(), CallError> {
     if cpu == percpu::cpu_id() {
         x86_64::instructions::interrupts::without_interrupts(f);
-        return true;
+        return Ok(());
     }
     let Some(target) = percpu::cpu(cpu).filter(|c| c.online.load(Ordering::Acquire)) else {
-        return false;
+        return Err(CallError::Offline(cpu));
     };
     let guard = post(target, &target.call, f, CALL_VECTOR);
-    wait_done(&target.call);
+    let result = wait_done(cpu, &target.call, "to take a remote call (IPI)");
     drop(guard);
-    true
+    result.map_err(CallError::Timeout)
 }
+
+/// How many wait bounds an idle CPU gets to pick up work from [`run_on_cpus`].
+pub const RUN_ON_CPUS_START_FACTOR: u64 = 6;
 
 /// Run `f(cpu)` on every CPU in `cpus` concurrently (the current CPU included if listed,
 /// inline), each in its idle loop with interrupts enabled, and wait for all. CPUs that are
 /// not online are skipped. Returns how many CPUs ran `f`.
+///
+/// `f` may run as long as it likes once started, so only the start is bounded: a CPU that
+/// does not pick the work up within [`wait_timeout_ms`] after the current CPU finished its
+/// own share (it is not idle: stuck, or interrupts off) is reported, the work withdrawn
+/// from it, and it is not counted. The bound is [`RUN_ON_CPUS_START_FACTOR`] times the
+/// usual one: the kcompactd host CPU finishes its round before it looks for work, and a
+/// round over gigabytes under TCG takes seconds.
 pub fn run_on_cpus(cpus: &[usize], f: &(dyn Fn(usize) + Sync)) -> usize {
     let me = percpu::cpu_id();
     // Mailbox locks are taken in ascending CPU order, so two callers can never each hold a
@@ -510,7 +667,27 @@ pub fn run_on_cpus(cpus: &[usize], f: &(dyn Fn(usize) + Sync)) -> usize {
         ran += 1;
     }
     for (target, guard) in guards {
-        wait_done(&target.work);
+        let mb = &target.work;
+        let bound = wait_timeout_ms().saturating_mul(RUN_ON_CPUS_START_FACTOR);
+        let started = wait_for_cpu_ms(
+            bound,
+            target.cpu,
+            "to start work posted to its idle loop",
+            || !mb.pending.load(Ordering::Acquire),
+        );
+        if let Err(t) = started
+            && mb.pending.swap(false, Ordering::AcqRel)
+        {
+            // SAFETY: we hold the mailbox lock and withdrew the request ourselves.
+            unsafe { *mb.func.get() = None };
+            log::error!("run_on_cpus: {t}; work withdrawn");
+            ran -= 1;
+        } else {
+            // Started: the function runs for as long as its caller designed it to.
+            while !mb.done.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+        }
         drop(guard);
     }
     ran
@@ -537,7 +714,10 @@ pub fn nr_online() -> usize {
 static SHOOTDOWN: spin::Mutex<()> = spin::Mutex::new(());
 static SD_START: AtomicU64 = AtomicU64::new(0);
 static SD_END: AtomicU64 = AtomicU64::new(0);
-static SD_PENDING: AtomicUsize = AtomicUsize::new(0);
+const _: () = assert!(MAX_CPUS <= 64, "SD_PENDING has one bit per CPU");
+/// One bit per CPU that has not yet flushed (CPU ids are below [`MAX_CPUS`] = 64), so a
+/// wait that times out can name the CPUs it waited for.
+static SD_PENDING: AtomicU64 = AtomicU64::new(0);
 /// Number of shootdowns performed (for tests and statistics).
 pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 
@@ -556,23 +736,86 @@ fn flush_range(start: u64, end: u64) {
     }
 }
 
+/// A TLB shootdown some CPUs did not acknowledge within the bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShootdownTimeout {
+    /// The first CPU that did not acknowledge, and how long the initiator waited.
+    pub timeout: WaitTimeout,
+    /// Every CPU that had not acknowledged, one bit per CPU id.
+    pub missing: u64,
+}
+
+impl fmt::Display for ShootdownTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TLB shootdown: {} (CPUs not done:", self.timeout)?;
+        for cpu in (0..64).filter(|c| self.missing & (1u64 << c) != 0) {
+            write!(f, " {cpu}")?;
+        }
+        write!(f, ")")
+    }
+}
+
 /// Invalidate the virtual range `[start, end)` in every online CPU's TLB and wait until all
-/// have done so. See the module's rule on interrupts.
+/// have done so. See the module's rule on interrupts. A CPU that does not acknowledge
+/// within the bound leaves stale translations behind, which nothing can undo: the kernel
+/// panics naming it (see [`try_tlb_shootdown`]).
 pub fn tlb_shootdown(start: u64, end: u64) {
+    if let Err(e) = try_tlb_shootdown(start, end) {
+        panic!("{e}");
+    }
+}
+
+/// [`tlb_shootdown`], returning the CPUs that did not acknowledge within
+/// [`wait_timeout_ms`]. They flush when they take the IPI; the next shootdown first
+/// waits for them, so acknowledgements never mix between two shootdowns.
+pub fn try_tlb_shootdown(start: u64, end: u64) -> Result<(), ShootdownTimeout> {
     let _guard = SHOOTDOWN.lock();
     let me = percpu::cpu_id();
+    let pending_cpu = || {
+        let m = SD_PENDING.load(Ordering::Acquire);
+        (m != 0).then(|| m.trailing_zeros() as usize)
+    };
+    let timeout = |t: WaitTimeout| ShootdownTimeout {
+        timeout: t,
+        missing: SD_PENDING.load(Ordering::Acquire),
+    };
+    // Stragglers of a shootdown that timed out: wait for them before reusing the state.
+    if let Some(cpu) = pending_cpu() {
+        wait_for_cpu(cpu, "to acknowledge an earlier TLB shootdown", || {
+            SD_PENDING.load(Ordering::Acquire) == 0
+        })
+        .map_err(timeout)?;
+    }
     let others: Vec<&PerCpu> = percpu::online_cpus().filter(|c| c.cpu != me).collect();
     SD_START.store(start, Ordering::Relaxed);
     SD_END.store(end, Ordering::Relaxed);
-    SD_PENDING.store(others.len(), Ordering::Release);
+    let mask = others.iter().fold(0u64, |m, c| m | (1u64 << c.cpu));
+    SD_PENDING.store(mask, Ordering::Release);
     for c in &others {
         apic::send_ipi(c.apic_id.load(Ordering::Relaxed) as u32, SHOOTDOWN_VECTOR);
     }
     flush_range(start, end);
-    while SD_PENDING.load(Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
-    }
+    let first = pending_cpu().unwrap_or(me);
+    wait_for_cpu(first, "to acknowledge a TLB shootdown", || {
+        SD_PENDING.load(Ordering::Acquire) == 0
+    })
+    .map_err(|t| {
+        // Name the CPU that is actually missing now, not the first one asked.
+        let missing = SD_PENDING.load(Ordering::Acquire);
+        ShootdownTimeout {
+            timeout: WaitTimeout {
+                cpu: if missing != 0 {
+                    missing.trailing_zeros() as usize
+                } else {
+                    t.cpu
+                },
+                ..t
+            },
+            missing,
+        }
+    })?;
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 pub(super) extern "x86-interrupt" fn call_ipi(_frame: InterruptStackFrame) {
@@ -585,7 +828,7 @@ pub(super) extern "x86-interrupt" fn shootdown_ipi(_frame: InterruptStackFrame) 
         SD_START.load(Ordering::Relaxed),
         SD_END.load(Ordering::Relaxed),
     );
-    SD_PENDING.fetch_sub(1, Ordering::AcqRel);
+    SD_PENDING.fetch_and(!(1u64 << percpu::cpu_id()), Ordering::AcqRel);
     apic::eoi();
 }
 

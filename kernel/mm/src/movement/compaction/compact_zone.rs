@@ -12,7 +12,7 @@ pub(super) enum MigrateFailure {
     SomeFailed,
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // The run.
     // ---------------------------------------------------------------------------------

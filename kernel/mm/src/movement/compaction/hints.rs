@@ -5,7 +5,7 @@
 
 use super::*;
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // Skip hints and cached positions.
     // ---------------------------------------------------------------------------------

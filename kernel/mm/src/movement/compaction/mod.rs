@@ -243,7 +243,7 @@ pub struct ZoneCompactState {
     pub pageblocks: u64,
 }
 
-impl<P: Platform + 'static> PageAllocator<P> {
+impl<P: Platform> PageAllocator<P> {
     // ---------------------------------------------------------------------------------
     // Public API.
     // ---------------------------------------------------------------------------------
