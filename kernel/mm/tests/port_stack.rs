@@ -22,7 +22,7 @@ use std::mem::size_of;
 use zonebuddy::port::sim::{SimPlatform, qemu_e820};
 use zonebuddy::{
     FirmwareRange, GFP_KERNEL, Gfp, InitError, MemoryModel, ModelParams, PAGE_SIZE,
-    PageAllocator,
+    PageAllocator, ZoneType,
 };
 
 const MIB: u64 = 1 << 20;
@@ -252,6 +252,14 @@ fn overhead(ram: u64, cpus: usize) -> (u64, u64, u64) {
     );
     let pages = PageAllocator::new(model, &platform).expect("allocator");
     let started = (handoff - pages.model().handoff_pages()) * PAGE_SIZE;
+    for zt in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal] {
+        if let Some((high, batch)) = pages.with_pcp(0, 0, zt, |l| (l.high, l.batch)) {
+            println!(
+                "    {} MiB, {cpus} CPU(s), zone {zt:?}: pcp high {high} batch {batch} (pages)",
+                ram / MIB
+            );
+        }
+    }
     drop(pages);
     (present, metadata, started)
 }
