@@ -22,7 +22,7 @@ BOOT  := $(CARGO) run --quiet -p boot --
 # apt-get as root, through sudo otherwise.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup toolchain host-tools report-tools build run test test-host test-qemu bench gdb report clean
+.PHONY: all setup toolchain host-tools report-tools build run test test-host test-qemu cross bench gdb report clean
 
 all: build
 
@@ -61,7 +61,8 @@ else
 	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
 endif
 
-## test: host unit/property tests of every crate, then the QEMU integration matrix
+## test: host unit/property tests of every crate, the no_std cross builds, then the QEMU
+## integration matrix (memkernel's suites, console scripts, the minimal example kernel)
 test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
@@ -69,8 +70,26 @@ test: setup
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p report
+	@$(MAKE) --no-print-directory cross
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
 	$(CARGO) test -p integration --test script -- --test-threads=2
+	$(CARGO) test -p integration --test example_kernel -- --test-threads=2
+
+# The no_std targets zonebuddy must keep building for. x86_64-unknown-none has a prebuilt
+# `core` (rust-toolchain.toml); the other two build theirs from rust-src (-Z build-std=core:
+# the crate needs neither `alloc` nor `std`).
+CROSS_TARGETS := x86_64-unknown-none aarch64-unknown-none riscv64gc-unknown-none-elf
+# A target directory of their own, so -Dwarnings does not invalidate the host builds' cache.
+CROSS_DIR := $(or $(CARGO_TARGET_DIR),target)/cross
+
+## cross: build zonebuddy without `std` for the three no_std targets; a warning fails it
+cross: setup
+	@for t in $(CROSS_TARGETS); do \
+		case $$t in x86_64-unknown-none) std= ;; *) std="-Z build-std=core" ;; esac; \
+		echo "cross: zonebuddy for $$t"; \
+		RUSTFLAGS=-Dwarnings $(CARGO) build --quiet -p zonebuddy --target $$t $$std \
+			--target-dir $(CROSS_DIR) || exit 1; \
+	done
 
 ## bench: figures, not tests (host benches, then the in-guest ones under TCG)
 bench: build

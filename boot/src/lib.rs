@@ -1,8 +1,9 @@
 //! Host side of memkernel: the disk images and a QEMU runner that returns structured results.
 //!
-//! `build.rs` turns the kernel binary into BIOS and UEFI images once per build. [`run`] boots
-//! one configuration — firmware, memory size, CPU count, NUMA layout, kernel command line,
-//! extra QEMU arguments, timeout — and returns a [`RunResult`]: how QEMU ended, the serial
+//! `build.rs` turns the kernel binary into BIOS and UEFI images once per build, and does the
+//! same for the minimal example kernel (kernel/mm/examples/minimal-kernel). [`run`] boots
+//! one configuration — which kernel, firmware, memory size, CPU count, NUMA layout, kernel
+//! command line, extra QEMU arguments, timeout — and returns a [`RunResult`]: how QEMU ended, the serial
 //! transcript, and the parsed in-kernel test lines. The integration tests in `tests/` and the
 //! `boot` binary behind `make run` both use it, so what a user sees and what CI checks come
 //! from the same code.
@@ -26,6 +27,12 @@ pub const KERNEL_ELF: &str = env!("KERNEL_ELF");
 pub const BIOS_IMAGE: &str = env!("BIOS_IMAGE");
 /// The UEFI disk image.
 pub const UEFI_IMAGE: &str = env!("UEFI_IMAGE");
+/// The minimal example kernel's ELF (kernel/mm/examples/minimal-kernel).
+pub const MINIMAL_KERNEL_ELF: &str = env!("MINIMAL_KERNEL_ELF");
+/// The minimal example kernel's BIOS disk image.
+pub const MINIMAL_BIOS_IMAGE: &str = env!("MINIMAL_BIOS_IMAGE");
+/// The minimal example kernel's UEFI disk image.
+pub const MINIMAL_UEFI_IMAGE: &str = env!("MINIMAL_UEFI_IMAGE");
 /// Virtual address the kernel is linked to run at (see the kernel's BOOTLOADER_CONFIG).
 pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 /// The fw_cfg file the kernel reads its command line from.
@@ -74,9 +81,62 @@ impl fmt::Display for Firmware {
     }
 }
 
+/// Which kernel boots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernel {
+    /// memkernel (kernel/).
+    #[default]
+    Main,
+    /// The minimal example kernel (kernel/mm/examples/minimal-kernel): it ignores the
+    /// command line and the console script, runs its checks once and exits QEMU.
+    Minimal,
+}
+
+impl Kernel {
+    /// Parse `main` or `minimal`.
+    pub fn parse(s: &str) -> Result<Kernel, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "main" | "memkernel" => Ok(Kernel::Main),
+            "minimal" => Ok(Kernel::Minimal),
+            other => Err(format!(
+                "unknown kernel '{other}': expected main or minimal"
+            )),
+        }
+    }
+
+    /// The disk image this kernel boots from under `firmware`.
+    pub fn image(self, firmware: Firmware) -> &'static str {
+        match (self, firmware) {
+            (Kernel::Main, Firmware::Bios) => BIOS_IMAGE,
+            (Kernel::Main, Firmware::Uefi) => UEFI_IMAGE,
+            (Kernel::Minimal, Firmware::Bios) => MINIMAL_BIOS_IMAGE,
+            (Kernel::Minimal, Firmware::Uefi) => MINIMAL_UEFI_IMAGE,
+        }
+    }
+
+    /// The kernel's ELF file (for gdb).
+    pub fn elf(self) -> &'static str {
+        match self {
+            Kernel::Main => KERNEL_ELF,
+            Kernel::Minimal => MINIMAL_KERNEL_ELF,
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kernel::Main => "main",
+            Kernel::Minimal => "minimal",
+        })
+    }
+}
+
 /// One QEMU configuration.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// The kernel to boot.
+    pub kernel: Kernel,
     /// Firmware to boot with.
     pub firmware: Firmware,
     /// Memory size in QEMU's syntax (`512M`, `6G`).
@@ -126,6 +186,7 @@ pub enum ConsoleInput {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
+            kernel: Kernel::Main,
             firmware: Firmware::Bios,
             memory: "512M".into(),
             cpus: 1,
@@ -310,10 +371,7 @@ fn vars_copy() -> std::io::Result<VarsCopy> {
 /// The QEMU command line for `cfg` (without spawning it).
 fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    let image = match cfg.firmware {
-        Firmware::Bios => BIOS_IMAGE,
-        Firmware::Uefi => UEFI_IMAGE,
-    };
+    let image = cfg.kernel.image(cfg.firmware);
     cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"]);
     cmd.args(["-m", &cfg.memory, "-smp", &cfg.cpus.to_string()]);
     for (i, size) in cfg.numa_nodes.iter().enumerate() {
@@ -741,6 +799,31 @@ mod tests {
     #[test]
     fn escapes_commas_for_qemu() {
         assert_eq!(qemu_escape("a=1,2"), "a=1,,2");
+    }
+
+    #[test]
+    fn kernel_picks_its_image() {
+        for (kernel, firmware, image) in [
+            (Kernel::Main, Firmware::Bios, BIOS_IMAGE),
+            (Kernel::Minimal, Firmware::Bios, MINIMAL_BIOS_IMAGE),
+            (Kernel::Minimal, Firmware::Uefi, MINIMAL_UEFI_IMAGE),
+        ] {
+            let cfg = RunConfig {
+                kernel,
+                firmware,
+                ..Default::default()
+            };
+            let args: Vec<String> = command(&cfg, None)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let drive = format!("format=raw,file={},snapshot=on", qemu_escape(image));
+            assert!(args.contains(&drive), "{kernel} {firmware}: {args:?}");
+        }
+        assert_ne!(MINIMAL_BIOS_IMAGE, BIOS_IMAGE);
+        assert_eq!(Kernel::parse("Minimal"), Ok(Kernel::Minimal));
+        assert_eq!(Kernel::parse("main"), Ok(Kernel::Main));
+        assert!(Kernel::parse("tiny").is_err());
     }
 
     #[test]

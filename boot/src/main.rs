@@ -1,7 +1,7 @@
 //! `boot`: boot memkernel in QEMU. Behind `make run` and `make gdb`.
 //!
 //! ```text
-//! boot [--firmware bios|uefi] [--mem 512M] [--cpus N] [--numa SIZE,SIZE,...]
+//! boot [--kernel main|minimal] [--firmware bios|uefi] [--mem 512M] [--cpus N] [--numa SIZE,SIZE,...]
 //!      [--cmdline "..."] [--script "CMD; CMD"] [--interactive] [--timeout SECS]
 //!      [--capture] [--gdb] [-- EXTRA QEMU ARGS]
 //! ```
@@ -10,15 +10,17 @@
 //! demo (the terminal's keystrokes go to it); when standard input is not a terminal (or
 //! with `--capture`), the runner forwards it to the console once its prompt appears and
 //! sends Ctrl-D when it ends, which powers the kernel off. `--script` hands the console a
-//! batch of commands through fw_cfg, after which the kernel powers off. The exit status is
-//! 0 only when the kernel reported success.
+//! batch of commands through fw_cfg, after which the kernel powers off. `--kernel minimal`
+//! boots the minimal example kernel (kernel/mm/examples/minimal-kernel) instead of
+//! memkernel, with the same QEMU machine. The exit status is 0 only when the kernel
+//! reported success.
 
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
-use boot::{ConsoleInput, Firmware, Outcome, RunConfig};
+use boot::{ConsoleInput, Firmware, Kernel, Outcome, RunConfig};
 
 fn usage() -> &'static str {
-    "usage: boot [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
+    "usage: boot [--kernel main|minimal] [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
      [--cmdline TEXT] [--script 'CMD; CMD...'] [--interactive] [--timeout SECS] [--capture] \
      [--gdb] [-- QEMU ARGS...]"
 }
@@ -37,6 +39,7 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match arg.as_str() {
+            "--kernel" => cfg.kernel = Kernel::parse(&value("--kernel")?)?,
             "--firmware" => cfg.firmware = Firmware::parse(&value("--firmware")?)?,
             "--mem" => cfg.memory = value("--mem")?,
             "--cpus" => {
@@ -89,7 +92,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cfg.gdb {
+    if cfg.gdb && cfg.kernel == Kernel::Minimal {
+        eprintln!("QEMU is halted waiting for gdb on localhost:1234; the minimal kernel's symbols");
+        eprintln!(
+            "are in {} (loaded where the bootloader chooses).",
+            cfg.kernel.elf()
+        );
+    } else if cfg.gdb {
         eprintln!("QEMU is halted waiting for gdb on localhost:1234. In another terminal run:");
         eprintln!("  {}", boot::gdb_command());
         eprintln!("then e.g. `hbreak kernel::kmain` and `continue` (use hardware breakpoints:");
@@ -104,7 +113,11 @@ fn main() -> ExitCode {
     }
     cfg.echo = !cfg.interactive;
     eprintln!(
-        "booting {} firmware, {} memory, {} CPU(s){}",
+        "booting {}{} firmware, {} memory, {} CPU(s){}",
+        match cfg.kernel {
+            Kernel::Main => "",
+            Kernel::Minimal => "the minimal kernel, ",
+        },
         cfg.firmware,
         cfg.memory,
         cfg.cpus,
