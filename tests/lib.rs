@@ -16,6 +16,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::smp",
     "ktests::stress",
     "ktests::tunables",
+    "ktests::zoned_compaction",
 ];
 
 /// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel

@@ -8,3 +8,4 @@ pub mod page_alloc;
 pub mod smp;
 pub mod stress;
 pub mod tunables;
+pub mod zoned_compaction;
