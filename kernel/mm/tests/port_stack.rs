@@ -193,7 +193,7 @@ fn stack_high_water_marks() {
         let mut pages = None;
         let init =
             stack_used(&mut || pages = Some(bring_up(&platform, &ranges).expect("bring up")));
-        drop(pages);
+        let _ = pages;
         init
     });
     let model = size_of::<MemoryModel>();
@@ -269,7 +269,7 @@ fn overhead(ram: u64, cpus: usize) -> (u64, u64, u64) {
             );
         }
     }
-    drop(pages);
+    let _ = pages;
     (present, metadata, started)
 }
 
