@@ -6,14 +6,10 @@
 //!
 //! Run one group with a filter, e.g. `cargo test -p zonebuddy --test host page_alloc_model`.
 
-// Shared helpers: each test module uses the parts it needs.
-#[allow(dead_code)]
+// Shared helpers (each allows dead code: a test module uses only the parts it needs).
 mod alloc_common;
-#[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 mod compaction_common;
-#[allow(dead_code)]
 mod mig_common;
 
 mod compaction;
