@@ -385,7 +385,7 @@ impl MemoryModel {
             // RAM reached through the direct map, and is aligned for `Node`; nothing else
             // refers to it. The descriptor is built there, not on the stack and moved.
             let node = unsafe {
-                p.write(Node::new(nid));
+                Node::init_at(p, nid);
                 &mut *p
             };
             node.calculate_node_totalpages(memblock.memory(), &limits, &movable);

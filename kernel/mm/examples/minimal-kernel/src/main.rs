@@ -2,9 +2,9 @@
 //! allocator, using only the crate's public API. It is what a hobby OS needs to adopt the
 //! allocator, and `make test` boots it under BIOS and UEFI (tests/example_kernel.rs).
 //!
-//! Glue: 93 lines, counted as non-blank, non-comment lines between the "glue" banners
+//! Glue: 94 lines, counted as non-blank, non-comment lines between the "glue" banners
 //! below: serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
-//! and building the memory model. With the attributes, imports and bootloader config: 112.
+//! and building the allocator in place. With the attributes, imports and bootloader config: 113.
 //! The whole file: 187. Everything it takes from zonebuddy comes from the crate root (the
 //! front door), except the invariant checker (`report::debug::check`).
 //!
@@ -18,18 +18,14 @@
 //! in the RAM it manages), the bootloader's default configuration except that physical
 //! memory is mapped, at an offset the bootloader chooses.
 //!
-//! TEMPORARY: the boot stack is 256 KiB, not the default 80 KiB. `MemoryModel` and
-//! `PageAllocator` are built and returned by value: in the workspace's dev profile
-//! (opt-level 2) the frames are about 76 KiB (`MemoryModel::init`), 96 KiB
-//! (`PageAllocator::new`) and 88 KiB (`kmain`, which holds the allocator), and the measured
-//! high-water mark is about 223 KiB. On 80 KiB the kernel triple-faults before its first
-//! line (issue 12, trap 1). Delete the `kernel_stack_size` line when zonebuddy builds the
-//! allocator in place on a small stack.
+//! The boot stack is the bootloader's default (80 KiB): the memory model and the allocator
+//! are built in place in a static slot (`PageAllocator::init_in`), never on the stack.
 
 #![no_std]
 #![no_main]
 
 use core::fmt::{self, Write};
+use core::mem::MaybeUninit;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig, config::Mapping, entry_point, info::MemoryRegionKind,
@@ -37,8 +33,8 @@ use bootloader_api::{
 use uart_16550::{Config, Uart16550, Uart16550Tty};
 use x86_64::instructions::{hlt, interrupts, port::Port};
 use zonebuddy::{
-    FirmwareRange, GFP_KERNEL, IrqState, MemoryModel, ModelParams, PAGE_SIZE, PageAllocator,
-    Platform, RangeKind, report::debug,
+    FirmwareRange, GFP_KERNEL, IrqState, ModelParams, PAGE_SIZE, PageAllocator, Platform,
+    RangeKind, report::debug,
 };
 
 /// The default configuration, plus a direct map of all physical memory (zonebuddy reaches
@@ -46,7 +42,6 @@ use zonebuddy::{
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
-    config.kernel_stack_size = 256 * 1024; // TEMPORARY: see the note at the top
     config
 };
 
@@ -166,10 +161,9 @@ fn range_kind(kind: MemoryRegionKind) -> RangeKind {
 /// Most regions a map may have here (OVMF at 256 MiB reports about 100).
 const MAX_REGIONS: usize = 512;
 
-/// Build the memory model. A frame of its own, so the region buffer is gone from the
-/// stack before `PageAllocator::new` runs.
-#[inline(never)]
-fn memory_model(info: &BootInfo, platform: &MiniPlatform) -> MemoryModel {
+/// Build the memory model and start the allocator, in place in a static slot.
+fn start(info: &BootInfo, platform: MiniPlatform) -> &'static PageAllocator<MiniPlatform> {
+    static mut SLOT: MaybeUninit<PageAllocator<MiniPlatform>> = MaybeUninit::uninit();
     let regions = &info.memory_regions;
     if regions.len() > MAX_REGIONS {
         fail("memory map", &"more regions than MAX_REGIONS");
@@ -181,8 +175,10 @@ fn memory_model(info: &BootInfo, platform: &MiniPlatform) -> MemoryModel {
     // The kernel's ELF file stays in use (the bootloader maps segments from it).
     let kernel = (info.kernel_addr, info.kernel_addr + info.kernel_len);
     let ranges = &ranges[..regions.len()];
-    MemoryModel::init(platform, ranges, &[kernel], &ModelParams::default())
-        .unwrap_or_else(|e| fail("memory model", &e))
+    // SAFETY: `start` runs once, on the only CPU, so this is the only reference to SLOT.
+    let slot = unsafe { &mut *(&raw mut SLOT) };
+    PageAllocator::init_in(slot, platform, ranges, &[kernel], &ModelParams::default())
+        .unwrap_or_else(|e| fail("memory model and page allocator", &e))
 }
 
 // ---- the example proper ----
@@ -212,8 +208,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
         phys_offset: offset,
     };
 
-    let model = memory_model(info, &platform);
-    let pages = PageAllocator::new(model, platform).unwrap_or_else(|e| fail("page allocator", &e));
+    let pages = start(info, platform);
     println!(
         "minimal-kernel: page allocator up, {} pages free",
         pages.nr_free_pages()
@@ -266,7 +261,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
     if pages.write_buddyinfo(&mut Serial).is_err() {
         fail("buddyinfo", &"the serial writer failed");
     }
-    if let Err(v) = debug::check(&pages) {
+    if let Err(v) = debug::check(pages) {
         fail("invariant checker", &v);
     }
     println!("minimal-kernel: invariant checker: clean");
