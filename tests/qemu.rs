@@ -94,7 +94,7 @@ fn movablecore_creates_zone_movable() {
         .and_then(|v| v.trim().parse().ok())
         .expect("present line");
     assert!(
-        present >= 65536 - 1024 && present <= 65536 + 1024,
+        (65536 - 1024..=65536 + 1024).contains(&present),
         "Movable present {present}"
     );
 }

@@ -28,6 +28,8 @@
 //! kcompactd is a per-node background worker; how it runs (a thread, a CPU's idle loop) is
 //! the platform's business, so the allocator only asks for it to be woken.
 
+#![deny(unsafe_code)]
+
 /// The saved local interrupt state returned by [`Platform::local_irq_save`].
 ///
 /// It is opaque to the allocator: only the platform that produced it knows what the bits mean
