@@ -21,8 +21,8 @@ use std::mem::size_of;
 
 use zonebuddy::port::sim::{SimPlatform, qemu_e820};
 use zonebuddy::{
-    FirmwareRange, GFP_KERNEL, Gfp, InitError, MemoryModel, ModelParams, PAGE_SIZE,
-    PageAllocator, ZoneType,
+    FirmwareRange, GFP_KERNEL, Gfp, InitError, MemoryModel, ModelParams, PAGE_SIZE, PageAllocator,
+    ZoneType,
 };
 
 const MIB: u64 = 1 << 20;
@@ -102,7 +102,10 @@ fn stack_used(phase: &mut dyn FnMut()) -> usize {
     let base = stack_pointer();
     phase();
     let low = lowest_written(bottom, top);
-    assert!(low > bottom, "the phase used all {PAINT_DEPTH} painted bytes");
+    assert!(
+        low > bottom,
+        "the phase used all {PAINT_DEPTH} painted bytes"
+    );
     base - low
 }
 
@@ -170,14 +173,14 @@ fn stack_high_water_marks() {
         let mut model = None;
         let model_init = stack_used(&mut || {
             model = Some(
-                MemoryModel::init(&platform, &ranges, &[], &ModelParams::default())
-                    .expect("model"),
+                MemoryModel::init(&platform, &ranges, &[], &ModelParams::default()).expect("model"),
             );
         });
         let mut model = model.take();
         let mut pages = None;
         let alloc_new = stack_used(&mut || {
-            pages = Some(PageAllocator::new(model.take().expect("model"), &platform).expect("start"));
+            pages =
+                Some(PageAllocator::new(model.take().expect("model"), &platform).expect("start"));
         });
         let pages = pages.take().expect("allocator");
         let alloc_free = stack_used(&mut || exercise(&pages));
@@ -188,7 +191,8 @@ fn stack_high_water_marks() {
     let platform = SimPlatform::for_map(&ranges, &[], 1).expect("sim");
     let init = on_measuring_thread(&platform, || {
         let mut pages = None;
-        let init = stack_used(&mut || pages = Some(bring_up(&platform, &ranges).expect("bring up")));
+        let init =
+            stack_used(&mut || pages = Some(bring_up(&platform, &ranges).expect("bring up")));
         drop(pages);
         init
     });
@@ -200,9 +204,14 @@ fn stack_high_water_marks() {
     println!("  stack high-water, MemoryModel::init             {model_init:>7} bytes");
     println!("  stack high-water, PageAllocator::new            {alloc_new:>7} bytes");
     println!("  stack high-water, init fn (both, returns alloc) {init:>7} bytes");
-    println!("  stack high-water, alloc/free orders 0,3,9 + drain + check + buddyinfo {alloc_free:>7} bytes");
+    println!(
+        "  stack high-water, alloc/free orders 0,3,9 + drain + check + buddyinfo {alloc_free:>7} bytes"
+    );
     // The objects returned by value are on the stack at least once while init runs.
-    assert!(init >= alloc, "init used {init} bytes, less than the allocator's own size");
+    assert!(
+        init >= alloc,
+        "init used {init} bytes, less than the allocator's own size"
+    );
     // What a thread that brings the allocator up and then uses it needs: the init
     // figure already holds the allocator in the phase's frame (the returned value); use
     // then runs below the held allocator.
@@ -266,7 +275,10 @@ fn overhead(ram: u64, cpus: usize) -> (u64, u64, u64) {
 
 #[test]
 fn memory_needs() {
-    println!("memory needs (struct page is {} bytes):", size_of::<zonebuddy::Page>());
+    println!(
+        "memory needs (struct page is {} bytes):",
+        size_of::<zonebuddy::Page>()
+    );
     assert_eq!(size_of::<zonebuddy::Page>(), 64);
     for (ram, cpus) in [(GIB, 1), (GIB, 4), (GIB, 64), (4 * GIB, 1)] {
         let (present, metadata, started) = overhead(ram, cpus);

@@ -92,7 +92,7 @@ fn work(platform: &SimPlatform, entry: usize, low: usize) -> (usize, usize) {
         pages.free_pages(block, order).expect("free");
     }
     pages.drain_all_pages();
-    zonebuddy::report::debug::check(&pages).expect("invariants");
+    zonebuddy::report::debug::check(pages).expect("invariants");
     let mut text = String::new();
     pages.write_buddyinfo(&mut text).unwrap();
     pages.write_zoneinfo(&mut text).unwrap();

@@ -443,6 +443,9 @@ impl MemoryMap {
     /// `trim_bios_range` applies the PC's low-memory rules (Linux: `trim_bios_range`): page
     /// 0 is reserved, not RAM, and RAM in [`BIOS_BEGIN`]..[`BIOS_END`] is removed. Turn it
     /// off on an architecture without a legacy BIOS area.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub fn sanitize_with(
         input: &[FirmwareRange],
         trim_bios_range: bool,
@@ -457,6 +460,9 @@ impl MemoryMap {
     /// returning it by value (the map is several KiB; the memory model builds it this way
     /// so that init runs on a small stack). On error `slot` may be partly written; it needs
     /// no drop either way.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub fn sanitize_in<'m>(
         slot: &'m mut MaybeUninit<MemoryMap>,
         input: &[FirmwareRange],

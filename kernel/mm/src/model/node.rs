@@ -129,6 +129,9 @@ impl Node {
     /// # Safety
     ///
     /// `p` must be valid for writes of a `Node` and aligned for it.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub(crate) unsafe fn init_at(p: *mut Node, nid: usize) {
         /// Never referred to except by the copy below: nothing ever mutates it, so its
         /// atomics and locks stay in their initial state.
@@ -169,6 +172,9 @@ impl Node {
     /// Size the node and its zones (`calculate_node_totalpages`). `mem` holds all RAM
     /// regions of the machine (memblock's `memory`, page aligned) in address order; only
     /// this node's are counted.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub fn calculate_node_totalpages(
         &mut self,
         mem: &[MemblockRegion],
