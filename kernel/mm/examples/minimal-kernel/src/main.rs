@@ -176,7 +176,7 @@ fn start(info: &BootInfo, platform: MiniPlatform) -> &'static PageAllocator<Mini
     let kernel = (info.kernel_addr, info.kernel_addr + info.kernel_len);
     let ranges = &ranges[..regions.len()];
     // SAFETY: `start` runs once, on the only CPU, so this is the only reference to SLOT.
-    let slot = unsafe { &mut *(&raw mut SLOT) };
+    let slot = unsafe { &mut *core::ptr::addr_of_mut!(SLOT) };
     PageAllocator::init_in(slot, platform, ranges, &[kernel], &ModelParams::default())
         .unwrap_or_else(|e| fail("memory model and page allocator", &e))
 }
