@@ -67,7 +67,7 @@ test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
 	@$(MAKE) --no-print-directory lint
-	$(CARGO) test -p zonebuddy
+	$(CARGO) test -p zonebuddy --all-features
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p report
@@ -82,7 +82,7 @@ test: setup
 ## operations in unsafe fns)
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --quiet -p zonebuddy --features std --all-targets -- -D warnings
+	$(CARGO) clippy --quiet -p zonebuddy --all-features --all-targets -- -D warnings
 	$(CARGO) clippy --quiet -p console -p boot -p report -p integration --all-targets -- -D warnings
 	$(CARGO) clippy --quiet -p kernel -p minimal-kernel --target x86_64-unknown-none -- -D warnings
 
