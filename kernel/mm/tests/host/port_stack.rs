@@ -44,7 +44,7 @@ const PATTERN: u64 = 0x5a17_c0de_5a17_c0de;
 /// spare), so the same bound is asserted in both. This is the by-value path
 /// (`MemoryModel` ~14 KiB and `PageAllocator` ~31 KiB returned by value, through several
 /// temporaries); `PageAllocator::init_in` builds both in place and runs, with every entry
-/// point, on 32 KiB (tests/small_stack.rs).
+/// point, on 32 KiB (tests/host/small_stack.rs).
 const STACK_BOUND: usize = 256 << 10;
 
 /// An address inside the caller's next frame: a stand-in for the stack pointer.
