@@ -25,7 +25,7 @@
 //! freeing could split a reserved region at the very moment the array is being replaced.
 
 use core::fmt;
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 
 use crate::model::memmap::PHYSMEM_LIMIT;
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, pfn_to_phys};
@@ -198,6 +198,25 @@ impl RegionArray {
             cap: INIT_MEMBLOCK_REGIONS,
             cnt: 0,
             merge_across_nodes,
+        }
+    }
+
+    /// [`RegionArray::new`] written in place, region by region (no array temporary).
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for writes of a `RegionArray` and suitably aligned.
+    unsafe fn init_at(p: *mut RegionArray, merge_across_nodes: bool) {
+        // SAFETY: the caller guarantees `p` is valid for writes; each field is written once.
+        unsafe {
+            let inline = core::ptr::addr_of_mut!((*p).inline).cast::<MemblockRegion>();
+            for i in 0..INIT_MEMBLOCK_REGIONS {
+                inline.add(i).write(EMPTY_REGION);
+            }
+            core::ptr::addr_of_mut!((*p).external).write(core::ptr::null_mut());
+            core::ptr::addr_of_mut!((*p).cap).write(INIT_MEMBLOCK_REGIONS);
+            core::ptr::addr_of_mut!((*p).cnt).write(0);
+            core::ptr::addr_of_mut!((*p).merge_across_nodes).write(merge_across_nodes);
         }
     }
 
@@ -383,6 +402,22 @@ impl Memblock {
             reserved: RegionArray::new(true),
             bottom_up: false,
             current_limit: PHYSMEM_LIMIT,
+        }
+    }
+
+    /// [`Memblock::new`], built in place in `slot` instead of returned by value (memblock
+    /// is several KiB; the memory model builds it this way so that init runs on a small
+    /// stack). `slot` needs no drop.
+    pub fn init_in(slot: &mut MaybeUninit<Memblock>) -> &mut Memblock {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`, valid for writes of a `Memblock`; every field is
+        // written exactly once through raw pointers before `slot` is read as initialised.
+        unsafe {
+            RegionArray::init_at(core::ptr::addr_of_mut!((*p).memory), false);
+            RegionArray::init_at(core::ptr::addr_of_mut!((*p).reserved), true);
+            core::ptr::addr_of_mut!((*p).bottom_up).write(false);
+            core::ptr::addr_of_mut!((*p).current_limit).write(PHYSMEM_LIMIT);
+            slot.assume_init_mut()
         }
     }
 

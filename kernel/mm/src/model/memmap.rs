@@ -41,6 +41,8 @@
 
 use core::fmt;
 
+use core::mem::MaybeUninit;
+
 use crate::model::mmzone::{MAX_PHYSMEM_BITS, PAGE_SIZE};
 
 /// Most ranges a sanitised map can hold (after merging); ranges above are dropped with a
@@ -441,17 +443,49 @@ impl MemoryMap {
     /// `trim_bios_range` applies the PC's low-memory rules (Linux: `trim_bios_range`): page
     /// 0 is reserved, not RAM, and RAM in [`BIOS_BEGIN`]..[`BIOS_END`] is removed. Turn it
     /// off on an architecture without a legacy BIOS area.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub fn sanitize_with(
         input: &[FirmwareRange],
         trim_bios_range: bool,
     ) -> Result<MemoryMap, MapError> {
-        let mut map = MemoryMap {
-            entries: [EMPTY_RANGE; MAX_MAP_ENTRIES],
-            len: 0,
-            warnings: [EMPTY_WARNING; MAX_MAP_WARNINGS],
-            nr_warnings: 0,
-            dropped_warnings: 0,
-            overflow: None,
+        let mut slot = MaybeUninit::uninit();
+        Self::sanitize_in(&mut slot, input, trim_bios_range)?;
+        // SAFETY: `sanitize_in` returned `Ok`, so it initialised every field of `slot`.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`MemoryMap::sanitize_with`], building the map in place in `slot` rather than
+    /// returning it by value (the map is several KiB; the memory model builds it this way
+    /// so that init runs on a small stack). On error `slot` may be partly written; it needs
+    /// no drop either way.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
+    pub fn sanitize_in<'m>(
+        slot: &'m mut MaybeUninit<MemoryMap>,
+        input: &[FirmwareRange],
+        trim_bios_range: bool,
+    ) -> Result<&'m mut MemoryMap, MapError> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`, valid for writes of a `MemoryMap`; every field is
+        // written exactly once through raw pointers (the arrays element by element, so no
+        // array-sized temporary is built on the stack) before `slot` is read as initialised.
+        let map = unsafe {
+            let entries = core::ptr::addr_of_mut!((*p).entries).cast::<FirmwareRange>();
+            for i in 0..MAX_MAP_ENTRIES {
+                entries.add(i).write(EMPTY_RANGE);
+            }
+            let warnings = core::ptr::addr_of_mut!((*p).warnings).cast::<MapWarning>();
+            for i in 0..MAX_MAP_WARNINGS {
+                warnings.add(i).write(EMPTY_WARNING);
+            }
+            core::ptr::addr_of_mut!((*p).len).write(0);
+            core::ptr::addr_of_mut!((*p).nr_warnings).write(0);
+            core::ptr::addr_of_mut!((*p).dropped_warnings).write(0);
+            core::ptr::addr_of_mut!((*p).overflow).write(None);
+            slot.assume_init_mut()
         };
 
         // Too many input ranges: keep the lowest, say so first.

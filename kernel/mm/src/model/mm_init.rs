@@ -29,11 +29,13 @@
 //! `MemoryModel` is `Send + Sync` (everything reachable from `&MemoryModel` is either
 //! immutable after init or atomic) and about 14 KiB, the bulk being the sanitised map and
 //! memblock's initial region arrays; the memmaps, roots and nodes live in the memory they
-//! describe. The kernel keeps it in a `spin::Once<MemoryModel>` static; the boot stack must
-//! hold a few copies of it while `init` returns: measured, `MemoryModel::init` needs about
-//! 75 KiB of stack and `PageAllocator::new` about 100-125 KiB (docs/PORTING.md).
+//! describe. [`MemoryModel::init_in`] builds it in place (the map and memblock's arrays
+//! element by element), so building it needs only a few KiB of stack;
+//! [`crate::PageAllocator::init_in`] builds it that way inside the allocator. The by-value
+//! [`MemoryModel::init`] needs the stack to hold several copies of it while it returns.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, PHYSMEM_LIMIT, RangeKind};
@@ -254,13 +256,44 @@ impl MemoryModel {
     /// boot data it still uses, ...); any page they touch is reserved. Bad `kernelcore=` /
     /// `movablecore=` values do not fail init: they are ignored and reported by
     /// [`MemoryModel::param_errors`] and the boot report.
+    ///
+    /// The model is returned by value and is about 14 KiB; building it this way needs a
+    /// stack several times that. On a small boot stack use [`MemoryModel::init_in`] (or
+    /// [`crate::PageAllocator::init_in`], which builds the model inside the allocator).
     pub fn init<P: Platform + ?Sized>(
         platform: &P,
         ranges: &[FirmwareRange],
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<MemoryModel, ModelError> {
-        let map = MemoryMap::sanitize_with(ranges, params.trim_bios_range)?;
+        let mut slot = MaybeUninit::uninit();
+        Self::init_in(&mut slot, platform, ranges, extra_reserved, params)?;
+        // SAFETY: `init_in` returned `Ok`, so it initialised every field of `slot`.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`MemoryModel::init`], building the model in place in `slot` (the sanitised map and
+    /// memblock's region arrays included) instead of returning it by value, so that init
+    /// runs on a small stack. On error `slot` is left partly written; it needs no drop.
+    pub fn init_in<'m, P: Platform + ?Sized>(
+        slot: &'m mut MaybeUninit<MemoryModel>,
+        platform: &P,
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+    ) -> Result<&'m mut MemoryModel, ModelError> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`; its `map` and `memblock` fields are disjoint places
+        // valid for writes, viewed as `MaybeUninit` (same layout) until built in place below.
+        // Nothing else refers to them until `slot` is read as initialised at the end, after
+        // the last use of these references.
+        let (map_slot, memblock_slot) = unsafe {
+            (
+                &mut *core::ptr::addr_of_mut!((*p).map).cast::<MaybeUninit<MemoryMap>>(),
+                &mut *core::ptr::addr_of_mut!((*p).memblock).cast::<MaybeUninit<Memblock>>(),
+            )
+        };
+        let map: &MemoryMap = MemoryMap::sanitize_in(map_slot, ranges, params.trim_bios_range)?;
         for r in params.numa {
             if r.start >= r.end || r.nid >= MAX_NUMNODES {
                 return Err(ModelError::BadNumaRange(*r));
@@ -273,7 +306,7 @@ impl MemoryModel {
         }
 
         // memblock: RAM by node, then the reservations.
-        let mut memblock = Memblock::new();
+        let memblock = Memblock::init_in(memblock_slot);
         let mut uncovered = false;
         for r in map.ram() {
             let mut cur = r.start;
@@ -340,7 +373,7 @@ impl MemoryModel {
         }
 
         // SPARSEMEM metadata.
-        let mut sparse = SparseMem::init(platform, &mut memblock)?;
+        let mut sparse = SparseMem::init(platform, memblock)?;
 
         // Node descriptors, on their nodes.
         let mut nodes = [core::ptr::null::<Node>(); MAX_NUMNODES];
@@ -358,13 +391,15 @@ impl MemoryModel {
                     AllocConstraint::ANYWHERE.on_node(nid, false),
                 )
                 .map_err(|error| ModelError::NodeData { nid, error })?;
-            let mut node = Node::new(nid);
-            node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
             let p = platform.phys_to_virt(pa) as *mut Node;
             // SAFETY: `[pa, pa + size)` was just allocated (and reserved) for this node, is
             // RAM reached through the direct map, and is aligned for `Node`; nothing else
-            // refers to it.
-            unsafe { p.write(node) };
+            // refers to it. The descriptor is built there, not on the stack and moved.
+            let node = unsafe {
+                Node::init_at(p, nid);
+                &mut *p
+            };
+            node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
             *slot = p;
             node_data_bytes += size;
         }
@@ -391,7 +426,7 @@ impl MemoryModel {
 
         // Managed pages: what memblock will hand over, per zone.
         let mut handoff_pages = 0;
-        for r in handoff_ranges(&memblock, node_refs) {
+        for r in handoff_ranges(memblock, node_refs) {
             let z = &node_refs[r.nid]
                 .expect("free RAM is on an online node")
                 .node_zones[r.zone.index()];
@@ -402,18 +437,21 @@ impl MemoryModel {
             return Err(ModelError::NoFreeMemory);
         }
 
-        Ok(MemoryModel {
-            map,
-            memblock,
-            sparse,
-            nodes,
-            node_data_bytes,
-            limits,
-            movable,
-            param_errors,
-            trampoline,
-            handoff_pages,
-        })
+        // SAFETY: `p` points to `slot`; `map` and `memblock` were built in place above (the
+        // references to them are no longer used) and every other field is written once
+        // here, so `slot` is then fully initialised.
+        unsafe {
+            use core::ptr::addr_of_mut;
+            addr_of_mut!((*p).sparse).write(sparse);
+            addr_of_mut!((*p).nodes).write(nodes);
+            addr_of_mut!((*p).node_data_bytes).write(node_data_bytes);
+            addr_of_mut!((*p).limits).write(limits);
+            addr_of_mut!((*p).movable).write(movable);
+            addr_of_mut!((*p).param_errors).write(param_errors);
+            addr_of_mut!((*p).trampoline).write(trampoline);
+            addr_of_mut!((*p).handoff_pages).write(handoff_pages);
+            Ok(slot.assume_init_mut())
+        }
     }
 
     /// The sanitised firmware map.

@@ -122,6 +122,33 @@ impl Node {
         }
     }
 
+    /// [`Node::new`] written in place: node 0 is copied from a read-only template (a
+    /// `memcpy` from static data, so no node-sized temporary is built on the stack), then
+    /// given its id.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for writes of a `Node` and aligned for it.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn init_at(p: *mut Node, nid: usize) {
+        /// Never referred to except by the copy below: nothing ever mutates it, so its
+        /// atomics and locks stay in their initial state.
+        static TEMPLATE: Node = Node::new(0);
+        // SAFETY: the caller guarantees `p` is valid for writes and aligned. `Node` owns
+        // nothing (no heap, no `Drop`) and `TEMPLATE` is never mutated or used otherwise,
+        // so a bitwise copy of it is a fresh `Node::new(0)`; nothing else refers to `*p`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(&TEMPLATE, p, 1);
+            let node = &mut *p;
+            node.node_id = nid;
+            for z in &mut node.node_zones {
+                z.nid = nid;
+            }
+        }
+    }
+
     /// One past the last spanned pfn (`pgdat_end_pfn`).
     pub const fn node_end_pfn(&self) -> u64 {
         self.node_start_pfn + self.node_spanned_pages
@@ -145,6 +172,9 @@ impl Node {
     /// Size the node and its zones (`calculate_node_totalpages`). `mem` holds all RAM
     /// regions of the machine (memblock's `memory`, page aligned) in address order; only
     /// this node's are counted.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
     pub fn calculate_node_totalpages(
         &mut self,
         mem: &[MemblockRegion],
@@ -161,7 +191,10 @@ impl Node {
         let (node_start, node_end) = match (mine().map(|r| r.0).min(), mine().map(|r| r.1).max()) {
             (Some(s), Some(e)) => (s, e),
             _ => {
-                *self = Node::new(nid);
+                // SAFETY: `self` is valid for writes and aligned; `Node` has no `Drop`, so
+                // overwriting it in place (rather than assigning a stack temporary) loses
+                // nothing.
+                unsafe { Node::init_at(self, nid) };
                 return;
             }
         };

@@ -165,6 +165,27 @@ impl RegionTable {
         }
     }
 
+    /// [`RegionTable::new`] written in place, slot by slot, so that no table-sized
+    /// temporary is built on the stack.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for writes of a `RegionTable` and suitably aligned.
+    // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
+    // runs on a small stack (issue 12).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn init_at(p: *mut RegionTable) {
+        // SAFETY: the caller guarantees `p` is valid for writes; each field (each slot of
+        // the array) is written exactly once.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).lock).write(SpinLock::new(()));
+            let regions = core::ptr::addr_of_mut!((*p).regions).cast::<AnonRegion>();
+            for i in 0..MAX_ANON_REGIONS {
+                regions.add(i).write(AnonRegion::empty());
+            }
+        }
+    }
+
     /// The slot of the descriptor at address `ptr`, if `ptr` is one of this table's.
     fn slot_of(&self, ptr: usize) -> Option<usize> {
         let base = self.regions.as_ptr() as usize;

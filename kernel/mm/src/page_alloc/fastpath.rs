@@ -91,11 +91,14 @@ impl FastPlan {
 }
 
 impl<P: Platform> PageAllocator<P> {
-    /// The plan of every gfp class on every node, computed with the general path's own
-    /// functions (`validate`, `alloc_context`, `first_attempt_alloc_flags`) so the two
-    /// cannot disagree.
-    pub(super) fn build_fast_plans(&self) -> [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES] {
-        core::array::from_fn(|nid| core::array::from_fn(|class| self.fast_plan_of(nid, class)))
+    /// Fill `fast_plans` entry by entry (no table-sized temporary on the stack).
+    pub(super) fn fill_fast_plans(&mut self) {
+        for nid in 0..MAX_NUMNODES {
+            for class in 0..NR_GFP_CLASSES {
+                let plan = self.fast_plan_of(nid, class);
+                self.fast_plans[nid][class] = plan;
+            }
+        }
     }
 
     fn fast_plan_of(&self, nid: usize, class: usize) -> FastPlan {

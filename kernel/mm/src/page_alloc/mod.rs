@@ -82,7 +82,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::list::PageList;
 use crate::model::memblock::MemblockError;
-use crate::model::mm_init::MemoryModel;
+use core::mem::MaybeUninit;
+
+use crate::InitError;
+use crate::model::memmap::FirmwareRange;
+use crate::model::mm_init::{MemoryModel, ModelParams};
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_PAGE_ORDER, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGE_SHIFT,
     PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGES_PER_SECTION, ZoneType,
@@ -277,7 +281,68 @@ impl<P: Platform> PageAllocator<P> {
     /// Take over the memory model: allocate the per-CPU areas from memblock, build the
     /// zonelists, hand every free page to the buddy lists (`memblock_free_all`) and size
     /// watermarks, reserves and pcp lists (`init_per_zone_wmark_min`).
-    pub fn new(mut model: MemoryModel, platform: P) -> Result<Self, StartError> {
+    ///
+    /// The allocator is returned by value and is large (tens of KiB, see
+    /// [`core::mem::size_of`]), and building it this way needs a stack several times its
+    /// size. A kernel on a small boot stack uses [`PageAllocator::init_in`] instead, which
+    /// builds the model and the allocator in place.
+    pub fn new(model: MemoryModel, platform: P) -> Result<Self, StartError> {
+        let mut slot = MaybeUninit::<Self>::uninit();
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`, valid for writes of `Self`.
+        unsafe { core::ptr::addr_of_mut!((*p).model).write(model) };
+        // SAFETY: the model field was initialised just above; `p` is valid for writes.
+        unsafe { Self::start_at(p, platform)? };
+        // SAFETY: `start_at` returned `Ok`, so every field of `slot` is initialised.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// Build the memory model and the allocator in place in `slot` and hand back a
+    /// reference: [`MemoryModel::init`] followed by [`PageAllocator::new`], without ever
+    /// holding the model or the allocator by value. Init then runs on a small stack (the
+    /// crate's tests run it, and every public entry point, on a 32 KiB stack).
+    ///
+    /// `slot` is typically a `static` (wrapped so that it can be handed out once) or, on the
+    /// host, a `Box<MaybeUninit<_>>`. The allocator lives as long as the `slot` borrow:
+    /// with a `&'static mut` slot it is `&'static`. Nothing in it is ever dropped (an
+    /// allocator's memory is never handed back), so the platform `P` is not dropped either.
+    /// The memory the allocator manages must stay mapped, through `platform`, for as long
+    /// as the returned reference is used. On error `slot` is left partly written; it needs
+    /// no drop and may be reused.
+    pub fn init_in<'a>(
+        slot: &'a mut MaybeUninit<Self>,
+        platform: P,
+        ranges: &[FirmwareRange],
+        extra_reserved: &[(u64, u64)],
+        params: &ModelParams<'_>,
+    ) -> Result<&'a Self, InitError> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`, so the `model` field is valid for writes as a
+        // `MaybeUninit<MemoryModel>` (same layout as `MemoryModel`), and nothing else
+        // refers to it while this reference lives.
+        let model_slot =
+            unsafe { &mut *core::ptr::addr_of_mut!((*p).model).cast::<MaybeUninit<MemoryModel>>() };
+        MemoryModel::init_in(model_slot, &platform, ranges, extra_reserved, params)?;
+        // SAFETY: the model field was initialised by `init_in` (it returned `Ok`); `p` is
+        // valid for writes.
+        unsafe { Self::start_at(p, platform)? };
+        // SAFETY: `start_at` returned `Ok`, so every field of `*slot` is initialised.
+        Ok(unsafe { slot.assume_init_ref() })
+    }
+
+    /// The body of [`PageAllocator::new`]: initialise every field of `*p` but the model, in
+    /// place (large tables element by element, so that no table-sized temporary is built
+    /// on the stack).
+    ///
+    /// # Safety
+    ///
+    /// `p` must be valid for writes of `Self` and aligned, with its `model` field already
+    /// initialised. On `Ok` every field is initialised; on `Err` only the model is (and
+    /// `platform` has been dropped).
+    unsafe fn start_at(p: *mut Self, platform: P) -> Result<(), StartError> {
+        // SAFETY: the caller guarantees the model field is initialised, and nothing else
+        // refers to `*p` while this reference lives.
+        let model = unsafe { &mut *core::ptr::addr_of_mut!((*p).model) };
         let nr_cpus = platform.nr_cpus();
         if nr_cpus == 0 {
             return Err(StartError::NoCpus);
@@ -297,9 +362,8 @@ impl<P: Platform> PageAllocator<P> {
             return Err(StartError::NoManagedZone);
         }
         let percpu =
-            PerCpu::alloc(&mut model, &platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
-        let capture =
-            CaptureSlots::alloc(&mut model, &platform, nr_cpus).map_err(StartError::PerCpu)?;
+            PerCpu::alloc(model, &platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
+        let capture = CaptureSlots::alloc(model, &platform, nr_cpus).map_err(StartError::PerCpu)?;
 
         let mut zones = [NO_ZONE; MAX_ZONELIST];
         let mut online = [false; MAX_NUMNODES];
@@ -321,37 +385,52 @@ impl<P: Platform> PageAllocator<P> {
                 .is_some_and(|z| z.populated())
         });
         let first_online_node = online.iter().position(|&o| o).unwrap_or(0);
-        let zonelists = core::array::from_fn(|nid| {
-            core::array::from_fn(|highest| build_zonelist(&zones, &online, nid, highest))
-        });
-        let direct_map_offset = direct_map_offset(&model, &platform);
+        let direct_map_offset = direct_map_offset(model, &platform);
 
-        let mut alloc = PageAllocator {
-            model,
-            platform,
-            zones,
-            zonelists,
-            online,
-            dma32_populated,
-            nr_online_nodes,
-            first_online_node,
-            percpu,
-            sysctl: SpinLock::new(VmSysctl::default()),
-            boost_factor: AtomicU64::new(VmSysctl::default().watermark_boost_factor),
-            direct_map_offset,
-            stray_events: [const { AtomicU64::new(0) }; NR_VM_EVENT_ITEMS],
-            bad_page_limit: ReportLimit::new(60),
-            warn_limit: ReportLimit::new(10),
-            capture,
-            anon_regions: crate::movement::rmap::RegionTable::new(),
-            fast_plans: [[FastPlan::NONE; NR_GFP_CLASSES]; MAX_NUMNODES],
+        // SAFETY: the caller guarantees `p` is valid for writes of `Self`; every field but
+        // the (already initialised) model is written exactly once below, the tables entry
+        // by entry, before `*p` is read as a whole.
+        unsafe {
+            use core::ptr::addr_of_mut;
+            addr_of_mut!((*p).platform).write(platform);
+            addr_of_mut!((*p).zones).write(zones);
+            let zl = addr_of_mut!((*p).zonelists).cast::<Zonelist>();
+            for nid in 0..MAX_NUMNODES {
+                for highest in 0..MAX_NR_ZONES {
+                    zl.add(nid * MAX_NR_ZONES + highest)
+                        .write(build_zonelist(&zones, &online, nid, highest));
+                }
+            }
+            addr_of_mut!((*p).online).write(online);
+            addr_of_mut!((*p).dma32_populated).write(dma32_populated);
+            addr_of_mut!((*p).nr_online_nodes).write(nr_online_nodes);
+            addr_of_mut!((*p).first_online_node).write(first_online_node);
+            addr_of_mut!((*p).percpu).write(percpu);
+            addr_of_mut!((*p).sysctl).write(SpinLock::new(VmSysctl::default()));
+            addr_of_mut!((*p).boost_factor)
+                .write(AtomicU64::new(VmSysctl::default().watermark_boost_factor));
+            addr_of_mut!((*p).direct_map_offset).write(direct_map_offset);
+            let stray = addr_of_mut!((*p).stray_events).cast::<AtomicU64>();
+            for i in 0..NR_VM_EVENT_ITEMS {
+                stray.add(i).write(AtomicU64::new(0));
+            }
+            addr_of_mut!((*p).bad_page_limit).write(ReportLimit::new(60));
+            addr_of_mut!((*p).warn_limit).write(ReportLimit::new(10));
+            addr_of_mut!((*p).capture).write(capture);
+            crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
+            let plans = addr_of_mut!((*p).fast_plans).cast::<FastPlan>();
+            for i in 0..MAX_NUMNODES * NR_GFP_CLASSES {
+                plans.add(i).write(FastPlan::NONE);
+            }
             #[cfg(test)]
-            fast_path_off: core::sync::atomic::AtomicBool::new(false),
-        };
-        alloc.fast_plans = alloc.build_fast_plans();
+            addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));
+        }
+        // SAFETY: every field was initialised above; nothing else refers to `*p`.
+        let alloc = unsafe { &mut *p };
+        alloc.fill_fast_plans();
         alloc.memblock_free_all();
         alloc.init_per_zone_wmark_min();
-        Ok(alloc)
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------

@@ -27,5 +27,6 @@ mod page_alloc_smp;
 mod port_stack;
 mod props;
 mod rmap;
+mod small_stack;
 mod views_golden;
 mod zpool;

@@ -2,10 +2,10 @@
 //! allocator, using only the crate's public API. It is what a hobby OS needs to adopt the
 //! allocator, and `make test` boots it under BIOS and UEFI (tests/example_kernel.rs).
 //!
-//! Glue: 81 lines, counted as non-blank, non-comment lines between the "glue" banners
+//! Glue: 82 lines, counted as non-blank, non-comment lines between the "glue" banners
 //! below: serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
-//! (through `zonebuddy::bootloader`, feature `bootloader_api`) and building the memory
-//! model. Everything it takes from zonebuddy comes from the crate root (the front door).
+//! (through `zonebuddy::bootloader`, feature `bootloader_api`) and building the allocator
+//! in place. Everything it takes from zonebuddy comes from the crate root (the front door).
 //!
 //! What it does, in order: build the memory model from the bootloader's memory regions,
 //! start the page allocator, allocate orders 0, 3 and 9 with GFP_KERNEL, write a pattern
@@ -17,25 +17,20 @@
 //! in the RAM it manages), the bootloader's default configuration except that physical
 //! memory is mapped, at an offset the bootloader chooses.
 //!
-//! TEMPORARY: the boot stack is 256 KiB, not the default 80 KiB. `MemoryModel` and
-//! `PageAllocator` are built and returned by value: in the workspace's dev profile
-//! (opt-level 2) the frames are about 76 KiB (`MemoryModel::init`), 96 KiB
-//! (`PageAllocator::new`) and 88 KiB (`kmain`, which holds the allocator), and the measured
-//! high-water mark is about 223 KiB. On 80 KiB the kernel triple-faults before its first
-//! line (issue 12, trap 1). Delete the `kernel_stack_size` line when zonebuddy builds the
-//! allocator in place on a small stack.
+//! The boot stack is the bootloader's default (80 KiB): the memory model and the allocator
+//! are built in place in a static slot (`PageAllocator::init_in`), never on the stack.
 
 #![no_std]
 #![no_main]
 
 use core::fmt::{self, Write};
+use core::mem::MaybeUninit;
 
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 use uart_16550::{Config, Uart16550, Uart16550Tty};
 use x86_64::instructions::{hlt, interrupts, port::Port};
 use zonebuddy::{
-    FirmwareRange, GFP_KERNEL, IrqState, MemoryModel, ModelParams, PAGE_SIZE, PageAllocator,
-    Platform, RangeKind,
+    FirmwareRange, GFP_KERNEL, IrqState, ModelParams, PAGE_SIZE, PageAllocator, Platform, RangeKind,
 };
 
 /// The default configuration, plus a direct map of all physical memory (zonebuddy reaches
@@ -43,7 +38,6 @@ use zonebuddy::{
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
-    config.kernel_stack_size = 256 * 1024; // TEMPORARY: see the note at the top
     config
 };
 
@@ -147,10 +141,9 @@ impl Platform for MiniPlatform {
 /// Most regions a map may have here (OVMF at 256 MiB reports about 100).
 const MAX_REGIONS: usize = 512;
 
-/// Build the memory model. A frame of its own, so the region buffer is gone from the
-/// stack before `PageAllocator::new` runs.
-#[inline(never)]
-fn memory_model(info: &BootInfo, platform: &MiniPlatform) -> MemoryModel {
+/// Build the memory model and start the allocator, in place in a static slot.
+fn start(info: &BootInfo, platform: MiniPlatform) -> &'static PageAllocator<MiniPlatform> {
+    static mut SLOT: MaybeUninit<PageAllocator<MiniPlatform>> = MaybeUninit::uninit();
     let regions = &info.memory_regions;
     let mut buffer = [FirmwareRange::new(0, 0, RangeKind::Reserved); MAX_REGIONS];
     let ranges = zonebuddy::bootloader::firmware_ranges(regions, &mut buffer)
@@ -161,8 +154,10 @@ fn memory_model(info: &BootInfo, platform: &MiniPlatform) -> MemoryModel {
         reserve_trampoline: false, // one CPU: no real-mode trampoline to place
         ..ModelParams::default()
     };
-    MemoryModel::init(platform, ranges, &[kernel], &params)
-        .unwrap_or_else(|e| fail("memory model", &e))
+    // SAFETY: `start` runs once, on the only CPU, so this is the only reference to SLOT.
+    let slot = unsafe { &mut *core::ptr::addr_of_mut!(SLOT) };
+    PageAllocator::init_in(slot, platform, ranges, &[kernel], &params)
+        .unwrap_or_else(|e| fail("memory model and page allocator", &e))
 }
 
 // ---- the example proper ----
@@ -192,8 +187,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
         phys_offset: offset,
     };
 
-    let model = memory_model(info, &platform);
-    let pages = PageAllocator::new(model, platform).unwrap_or_else(|e| fail("page allocator", &e));
+    let pages = start(info, platform);
     println!(
         "minimal-kernel: page allocator up, {} pages free",
         pages.nr_free_pages()
@@ -246,7 +240,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
     if pages.write_buddyinfo(&mut Serial).is_err() {
         fail("buddyinfo", &"the serial writer failed");
     }
-    if let Err(v) = zonebuddy::check(&pages) {
+    if let Err(v) = zonebuddy::check(pages) {
         fail("invariant checker", &v);
     }
     println!("minimal-kernel: invariant checker: clean");
