@@ -36,7 +36,7 @@
 //! back to single allocations, which ask again. A refused request returns
 //! [`AllocError::NoMemory`](crate::page_alloc::AllocError::NoMemory), is counted in
 //! `pgalloc_fail_injected` and in `pgalloc_fail`, and is reported (rate-limited, with the
-//! allocator's other failure reports) unless `__GFP_NOWARN`. The full `warn_alloc` dump
+//! allocator's other failure reports, on a budget of its own) unless `__GFP_NOWARN`. The full `warn_alloc` dump
 //! is skipped: memory is not short.
 //!
 //! Ours, beyond Linux: compaction's migration targets come from its free scanner, not
@@ -63,6 +63,7 @@
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::model::mmzone::Migratetype;
+use crate::page_alloc::bad_page::ReportLimit;
 use crate::page_alloc::gfp::{Gfp, gfp_migratetype};
 
 /// The SplitMix64 increment (2^64 / golden ratio).
@@ -270,6 +271,9 @@ pub struct FailPageAlloc {
     count: AtomicU64,
     /// The SplitMix64 state.
     rng: AtomicU64,
+    /// Reports of injected failures are thinned out on their own budget (10, then one
+    /// in a thousand), so that they never use up the one real failures are reported on.
+    pub(crate) report_limit: ReportLimit,
 }
 
 impl Default for FailPageAlloc {
@@ -293,6 +297,7 @@ impl FailPageAlloc {
             migratetype_mask: AtomicU32::new(MIGRATETYPE_MASK_ALL),
             count: AtomicU64::new(0),
             rng: AtomicU64::new(DEFAULT_SEED),
+            report_limit: ReportLimit::new(10),
         }
     }
 

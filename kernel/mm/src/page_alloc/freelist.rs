@@ -113,13 +113,14 @@ impl<P: Platform> PageAllocator<P> {
         &self.fail
     }
 
-    /// Report (rate-limited, unless `__GFP_NOWARN`) and count a failure injected by
+    /// Report (rate-limited on its own budget, unless `__GFP_NOWARN`) and count a failure
+    /// injected by
     /// [`crate::page_alloc::fail`]: `pgalloc_fail_injected` and `pgalloc_fail`.
     #[cold]
     #[inline(never)]
     pub(crate) fn fail_injected(&self, gfp: Gfp, order: u32) -> AllocError {
         if !gfp.contains(Gfp::NOWARN)
-            && let Some(suppressed) = self.warn_limit.allow()
+            && let Some(suppressed) = self.fail.report_limit.allow()
         {
             let a = self.fail.attrs();
             log::warn!(
