@@ -246,8 +246,8 @@ ktest! {
 
     // Page-table allocation when mapping anon pages: with unmovable requests failing
     // (page-table frames are GFP_KERNEL; anon pages are movable and spared), every fault
-    // that needs a new page table fails with NoMemory, gives its anon page back and
-    // keeps no table frame; faults under existing tables succeed.
+    // that needs a new page table fails with NoMemory, gives back its anon page and the
+    // table frame it got before the refusal; faults under existing tables succeed.
     fn page_table_allocation_failure_when_mapping() -> TestResult {
         let a = allocator();
         // Start past every address an earlier test may have mapped: a spacer region
@@ -267,7 +267,10 @@ ktest! {
         let (mut ok, mut refused) = (0u64, 0u64);
         let mut other = None;
         {
-            let _on = Injecting::on(FailAttrs { migratetype_mask: 0b001, ..everything(100, -1) });
+            // Every second unmovable request fails: the mapping takes its three table
+            // frames up front, so the first is granted and the second refused, and the
+            // granted one must go back.
+            let _on = Injecting::on(FailAttrs { migratetype_mask: 0b001, interval: 2, ..everything(100, -1) });
             for t in 0..TABLES {
                 match a.anon_region_populate(r, t * 512, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN) {
                     Ok(_) => ok += 1,
