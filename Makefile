@@ -66,7 +66,8 @@ endif
 test: setup
 	@# Separate invocations: testing mm enables its `std` feature, which must not leak
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
-	$(CARGO) test -p zonebuddy
+	@$(MAKE) --no-print-directory lint
+	$(CARGO) test -p zonebuddy --all-features
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p report
@@ -74,6 +75,16 @@ test: setup
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
 	$(CARGO) test -p integration --test script -- --test-threads=2
 	$(CARGO) test -p integration --test example_kernel -- --test-threads=2
+
+## lint: the style rules, enforced: rustfmt, and clippy with every warning an error for the
+## host crates and for the kernel and the example kernel on their target (the lints the
+## crates' manifests set to deny: missing_docs, undocumented unsafe blocks, unsafe
+## operations in unsafe fns)
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --quiet -p zonebuddy --all-features --all-targets -- -D warnings
+	$(CARGO) clippy --quiet -p console -p boot -p report -p integration --all-targets -- -D warnings
+	$(CARGO) clippy --quiet -p kernel -p minimal-kernel --target x86_64-unknown-none -- -D warnings
 
 # The no_std targets zonebuddy must keep building for. x86_64-unknown-none has a prebuilt
 # `core` (rust-toolchain.toml); the other two build theirs from rust-src (-Z build-std=core:

@@ -18,6 +18,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::stress",
     "ktests::tunables",
     "ktests::vmalloc",
+    "ktests::zoned_compaction",
 ];
 
 /// Generous per-boot timeout: TCG on a loaded 2-core machine is slow, and a hung kernel

@@ -66,6 +66,22 @@ fn bios_6g_full_suite() {
         "{}",
         r.tail(30)
     );
+    // ktests::zoned_compaction ran on ZONE_NORMAL above 4 GiB (it passes as not
+    // applicable where there is no such zone).
+    assert_zoned_compaction_ran(&r.transcript, "Normal");
+}
+
+/// Both `ktests::zoned_compaction` tests moved pages of `zone` (their report lines).
+fn assert_zoned_compaction_ran(transcript: &str, zone: &str) {
+    for line in [
+        format!("zoned_compaction: zone {zone} node"),
+        format!("zoned_compaction: migrate_pages in zone {zone}:"),
+    ] {
+        assert!(
+            transcript.contains(&line),
+            "no '{line}' line: ktests::zoned_compaction did not work on {zone}"
+        );
+    }
 }
 
 #[test]
@@ -83,6 +99,7 @@ fn movablecore_creates_zone_movable() {
         2,
         "test=-ktests::compaction movablecore=256M",
     ));
+    assert_zoned_compaction_ran(&r.transcript, "Movable");
     let movable = r
         .transcript
         .split("Node 0, zone  Movable")
@@ -94,7 +111,7 @@ fn movablecore_creates_zone_movable() {
         .and_then(|v| v.trim().parse().ok())
         .expect("present line");
     assert!(
-        present >= 65536 - 1024 && present <= 65536 + 1024,
+        (65536 - 1024..=65536 + 1024).contains(&present),
         "Movable present {present}"
     );
 }

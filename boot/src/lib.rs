@@ -313,10 +313,10 @@ pub fn parse_transcript(
                 });
             }
         } else if let Some(rest) = line.strip_prefix("suite ") {
-            if let Some((name, count)) = rest.split_once(": ") {
-                if let Some(n) = count.strip_suffix(" tests").and_then(|n| n.parse().ok()) {
-                    suites.push((name.to_string(), n));
-                }
+            if let Some((name, count)) = rest.split_once(": ")
+                && let Some(n) = count.strip_suffix(" tests").and_then(|n| n.parse().ok())
+            {
+                suites.push((name.to_string(), n));
             }
         } else if let Some(counts) = parse_summary(line) {
             summary = Some(counts);

@@ -73,7 +73,7 @@ pub fn run() {
     // Bulk: take 50% of free memory at order 0, then free it; same at order 9.
     for order in [0u32, 9] {
         a.drain_all_pages();
-        let target = a.nr_free_pages() / 2 >> order;
+        let target = (a.nr_free_pages() / 2) >> order;
         let mut held: Vec<u64> = Vec::with_capacity(target as usize);
         let t0 = time::rdtsc();
         for _ in 0..target {

@@ -155,10 +155,10 @@ unsafe impl GlobalAlloc for KernelHeap {
             if let Some(p) = r.try_small(layout) {
                 return p.as_ptr();
             }
-            if r.grow(layout) {
-                if let Some(p) = r.try_small(layout) {
-                    return p.as_ptr();
-                }
+            if r.grow(layout)
+                && let Some(p) = r.try_small(layout)
+            {
+                return p.as_ptr();
             }
             core::ptr::null_mut()
         })

@@ -9,11 +9,10 @@
 
 use alloc::vec::Vec;
 
-use bootloader_api::info::MemoryRegionKind;
 use spin::Once;
 use x86_64::{PhysAddr, structures::paging::PhysFrame};
 use zonebuddy::{
-    model::memmap::{FirmwareRange, RangeKind},
+    model::memmap::FirmwareRange,
     model::mm_init::{MemoryModel, ModelParams},
     model::mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
     model::pageblock::get_pageblock_migratetype,
@@ -48,21 +47,8 @@ fn record_initial_pageblocks(model: &MemoryModel) {
     INITIAL_PAGEBLOCKS.call_once(|| counts);
 }
 
-/// `mm`'s kind for a bootloader region kind.
-pub fn range_kind(kind: MemoryRegionKind) -> RangeKind {
-    match kind {
-        MemoryRegionKind::Usable => RangeKind::Usable,
-        MemoryRegionKind::Bootloader => RangeKind::Bootloader,
-        MemoryRegionKind::UnknownBios(t) => RangeKind::from_e820_type(t),
-        // UEFI memory types: 8 unusable, 9 ACPI reclaim, 10 ACPI NVS; the rest left here
-        // (reserved, runtime services, MMIO, PAL code, persistent) must not be used.
-        MemoryRegionKind::UnknownUefi(8) => RangeKind::Unusable,
-        MemoryRegionKind::UnknownUefi(9) => RangeKind::AcpiReclaimable,
-        MemoryRegionKind::UnknownUefi(10) => RangeKind::AcpiNvs,
-        MemoryRegionKind::UnknownUefi(_) => RangeKind::Reserved,
-        _ => RangeKind::Reserved,
-    }
-}
+/// zonebuddy's kind for a bootloader region kind (BIOS and UEFI numberings).
+pub use zonebuddy::bootloader::range_kind;
 
 /// The firmware map in `mm`'s terms.
 pub fn firmware_ranges() -> Vec<FirmwareRange> {

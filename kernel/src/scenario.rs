@@ -22,7 +22,7 @@ use core::fmt::Write;
 
 use spin::{Mutex, Once};
 use zonebuddy::{
-    model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER},
+    model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType},
     movement::rmap::RegionId,
     movement::zpool::{ZError, ZHandle, ZPOOL_MAX_OBJECT, ZPool},
     page_alloc::gfp::{GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp},
@@ -760,5 +760,71 @@ impl Write for SerialOut {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         kprint!("{s}");
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// A bounded scenario confined to one zone, for machines too large to fill: `pages`
+    /// movable pages, each of which must land in zone `zone` (an error otherwise), then
+    /// every other page (odd indices) zapped and the others written at version 0. No
+    /// unmovable pages are taken. [`Scenario::verify`] and [`Scenario::release`] work as
+    /// for [`Scenario::build`].
+    pub fn build_in_zone(zone: ZoneType, pages: u64, seed: u64) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        let region = a
+            .anon_region_create(pages)
+            .map_err(|_| "no room for the scenario's anon region")?;
+        let (start, _) = a
+            .anon_region_span(region)
+            .map_err(|_| "fresh region went stale")?;
+        let mut s = Scenario {
+            region,
+            start,
+            nr_pages: 0,
+            kept: Vec::new(),
+            unmovable: Vec::new(),
+            held_order9: Vec::new(),
+            seed,
+        };
+        for index in 0..pages {
+            let landed = a
+                .anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                .map_err(|_| "out of memory populating the zone scenario")
+                .and_then(|pfn| {
+                    a.pfn_to_page(pfn)
+                        .and_then(|p| p.zone_type())
+                        .ok_or("a mapped frame has no zone")
+                });
+            s.nr_pages = index + 1;
+            match landed {
+                Ok(zt) if zt == zone => {}
+                Ok(_) => {
+                    s.release();
+                    return Err("a movable page landed outside the zone under test");
+                }
+                Err(e) => {
+                    s.release();
+                    return Err(e);
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(pages as usize / 2 + 1);
+        if a.anon_region_zap_range(region, 0, pages, &mut |index, _pfn| {
+            if index % 2 == 0 {
+                kept.push(index);
+            }
+            index % 2 == 1
+        })
+        .is_err()
+        {
+            s.release();
+            return Err("zapping movable pages failed");
+        }
+        s.kept = kept;
+        for &index in &s.kept {
+            s.write_page(index, 0);
+        }
+        a.drain_all_pages();
+        Ok(s)
     }
 }

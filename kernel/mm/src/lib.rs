@@ -17,14 +17,18 @@ pub mod report;
 pub use model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind};
 pub use model::mm_init::{MemoryModel, ModelError, ModelParams};
 pub use model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType};
+pub use model::node::NumaRange;
 pub use model::page::Page;
+pub use model::zone::CoreSize;
 pub use page_alloc::bad_page::BadPage;
 pub use page_alloc::gfp::{
     GFP_ATOMIC, GFP_DMA, GFP_DMA32, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, Gfp,
 };
 pub use page_alloc::{AllocError, PageAllocator, StartError};
+#[cfg(feature = "bootloader_api")]
+pub use port::bootloader;
 pub use port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
-pub use report::debug::Violation;
+pub use report::debug::{Violation, check};
 
 /// Why bringing the allocator up failed: building the memory model or starting the page
 /// allocator. Both layers' errors convert into it, so a port's init function can use `?`

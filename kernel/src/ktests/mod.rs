@@ -11,3 +11,4 @@ pub mod smp;
 pub mod stress;
 pub mod tunables;
 pub mod vmalloc;
+pub mod zoned_compaction;

@@ -5,6 +5,8 @@
 //! model depending on the buddy allocator; splitting, merging and fallback, everything
 //! that changes these lists, is [`crate::page_alloc::buddy`]'s.
 
+#![deny(unsafe_code)]
+
 use crate::model::list::PageList;
 use crate::model::mmzone::{MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS};
 

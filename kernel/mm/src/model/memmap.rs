@@ -37,6 +37,8 @@
 //! to initialising a memmap. To bound that cost only the [`MAX_FIRMWARE_RANGES`] lowest input
 //! ranges take part; any beyond are dropped with a warning that counts them.
 
+#![deny(unsafe_code)]
+
 use core::fmt;
 
 use crate::model::mmzone::{MAX_PHYSMEM_BITS, PAGE_SIZE};

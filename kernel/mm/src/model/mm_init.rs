@@ -30,7 +30,8 @@
 //! immutable after init or atomic) and about 14 KiB, the bulk being the sanitised map and
 //! memblock's initial region arrays; the memmaps, roots and nodes live in the memory they
 //! describe. The kernel keeps it in a `spin::Once<MemoryModel>` static; the boot stack must
-//! hold a few copies of it while `init` returns (give it at least 64 KiB).
+//! hold a few copies of it while `init` returns: measured, `MemoryModel::init` needs about
+//! 75 KiB of stack and `PageAllocator::new` about 100-125 KiB (docs/PORTING.md).
 
 use core::fmt;
 
@@ -68,6 +69,12 @@ pub struct ModelParams<'a> {
     /// default (x86_64); turn it off for an architecture without a legacy BIOS area. See
     /// [`MemoryMap::sanitize_with`].
     pub trim_bios_range: bool,
+    /// Reserve one page below 1 MiB (below 0xa0000 with [`ModelParams::trim_bios_range`])
+    /// for a real-mode SMP trampoline ([`MemoryModel::trampoline_phys`]), as an x86 kernel
+    /// that starts its application processors with INIT/SIPI needs. On by default
+    /// (x86_64, and Linux's figures include it); a single-CPU port or another architecture
+    /// turns it off and then no low page is taken and nothing is warned.
+    pub reserve_trampoline: bool,
 }
 
 impl Default for ModelParams<'_> {
@@ -79,6 +86,7 @@ impl Default for ModelParams<'_> {
             numa: &[],
             errors: [None; 2],
             trim_bios_range: true,
+            reserve_trampoline: true,
         }
     }
 }
@@ -296,16 +304,20 @@ impl MemoryModel {
             let end = end.next_multiple_of(PAGE_SIZE).min(PHYSMEM_LIMIT);
             memblock.reserve(platform, start, end - start)?;
         }
-        let trampoline = match memblock.alloc(
-            platform,
-            PAGE_SIZE,
-            PAGE_SIZE,
-            AllocConstraint::pfn_range(0, TRAMPOLINE_LIMIT >> PAGE_SHIFT),
-        ) {
-            Ok(pa) => Some(pa),
-            Err(_) => {
-                log::warn!("no free page below 1 MiB for the SMP trampoline");
-                None
+        let trampoline = if !params.reserve_trampoline {
+            None
+        } else {
+            match memblock.alloc(
+                platform,
+                PAGE_SIZE,
+                PAGE_SIZE,
+                AllocConstraint::pfn_range(0, TRAMPOLINE_LIMIT >> PAGE_SHIFT),
+            ) {
+                Ok(pa) => Some(pa),
+                Err(_) => {
+                    log::warn!("no free page below 1 MiB for the SMP trampoline");
+                    None
+                }
             }
         };
 

@@ -6,6 +6,8 @@
 //! pageblock bitmap and its name is printed in /proc/pagetypeinfo, and a zone's index is
 //! stored in every `struct Page`.
 
+#![deny(unsafe_code)]
+
 /// log2 of the page size.
 pub const PAGE_SHIFT: u32 = 12;
 /// Bytes in a base page.
@@ -208,6 +210,22 @@ pub const fn pfn_to_phys(pfn: u64) -> u64 {
     pfn << PAGE_SHIFT
 }
 
+/// Which of a zone's watermarks (Linux's `enum zone_watermarks`). The value is the
+/// low-bits encoding used by `AllocFlags` (`crate::page_alloc::gfp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum WatermarkKind {
+    /// `WMARK_MIN`.
+    Min = 0,
+    /// `WMARK_LOW`.
+    Low = 1,
+    /// `WMARK_HIGH`.
+    High = 2,
+}
+
+/// Number of watermarks per zone (min, low, high).
+pub const NR_WMARK: usize = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,19 +259,3 @@ mod tests {
         assert_eq!(ZoneType::Dma32.max_pfn(), Some(1 << 20));
     }
 }
-
-/// Which of a zone's watermarks (Linux's `enum zone_watermarks`). The value is the
-/// low-bits encoding used by `AllocFlags` (`crate::page_alloc::gfp`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum WatermarkKind {
-    /// `WMARK_MIN`.
-    Min = 0,
-    /// `WMARK_LOW`.
-    Low = 1,
-    /// `WMARK_HIGH`.
-    High = 2,
-}
-
-/// Number of watermarks per zone (min, low, high).
-pub const NR_WMARK: usize = 3;

@@ -21,6 +21,8 @@
 //! ([`KcompactdState`], driven by [`crate::movement::kcompactd`]): what failed allocations asked it
 //! to do, and when its next proactive check is due.
 
+#![deny(unsafe_code)]
+
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
 use crate::model::memblock::MemblockRegion;

@@ -13,6 +13,8 @@
 //! update is a compare-exchange loop on the whole word, as in Linux; a read is one relaxed
 //! load. The 4 bits of one block never straddle two words (64 is a multiple of 4).
 
+#![deny(unsafe_code)]
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::mmzone::{Migratetype, NR_PAGEBLOCK_BITS, PAGEBLOCK_ORDER, PAGES_PER_SECTION};

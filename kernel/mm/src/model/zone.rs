@@ -30,6 +30,8 @@
 //! - [`ZoneCompaction`]: what compaction remembers between runs (cached scanner
 //!   positions, deferral), written only by compaction ([`crate::movement::compaction`]).
 
+#![deny(unsafe_code)]
+
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 

@@ -23,6 +23,8 @@
 //! sleep, once a direct compaction has gone through a whole zone (this kernel has no
 //! kswapd).
 
+#![deny(unsafe_code)]
+
 use core::sync::atomic::Ordering;
 
 use crate::model::mmzone::{MAX_NR_ZONES, ZoneType};

@@ -429,15 +429,18 @@ impl<P: Platform> PageAllocator<P> {
                     batch[len] = Some(e);
                     len += 1;
                 }
-                // SAFETY (all three pushes): `src` was just unlinked from `from` and is on
-                // no list; the lists are ours.
+                // SAFETY: `src` was just unlinked from `from` and is on no list; the lists
+                // are ours.
                 Unmap::Again => unsafe { retry.push_back(src) },
+                // SAFETY: as above.
                 Unmap::Fail => unsafe { failed.push_back(src) },
                 Unmap::WouldBlock => {
+                    // SAFETY: as above: `src` goes back where it came from.
                     unsafe { from.push_front(src) };
                     break;
                 }
                 Unmap::NoMemory => {
+                    // SAFETY: as above.
                     unsafe { from.push_front(src) };
                     nomem = true;
                     break;
@@ -454,6 +457,7 @@ impl<P: Platform> PageAllocator<P> {
                 Ok(()) => tally.succeeded += 1,
                 // SAFETY: `e.src` is on no list (it left `from` above); the lists are ours.
                 Err(MigrateError::Again) => unsafe { retry.push_back(e.src) },
+                // SAFETY: as above.
                 Err(_) => unsafe { failed.push_back(e.src) },
             }
         }

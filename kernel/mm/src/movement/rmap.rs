@@ -40,6 +40,8 @@
 //! the new page and zaps that one instead; a migration that finds the extra reference of
 //! a zap in progress backs off and retries ([`crate::movement::migrate`]).
 
+#![deny(unsafe_code)]
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::mmzone::PAGE_SIZE;
@@ -784,13 +786,37 @@ pub enum RmapError {
     /// The handle is stale.
     Stale,
     /// The PTE at this index names a pfn with no struct page.
-    UnknownPfn { index: u64, pfn: u64 },
+    UnknownPfn {
+        /// The page index in the region.
+        index: u64,
+        /// The frame mapped there.
+        pfn: u64,
+    },
     /// The page mapped at `index` does not point back to this region and index.
-    WrongBackPointer { index: u64, pfn: u64 },
+    WrongBackPointer {
+        /// The page index in the region.
+        index: u64,
+        /// The frame mapped there.
+        pfn: u64,
+    },
     /// The page mapped at `index` has a mapcount other than 1.
-    BadMapcount { index: u64, pfn: u64, mapcount: i32 },
+    BadMapcount {
+        /// The page index in the region.
+        index: u64,
+        /// The frame mapped there.
+        pfn: u64,
+        /// Its mapcount.
+        mapcount: i32,
+    },
     /// The page mapped at `index` has no reference (it is free, yet mapped).
-    BadRefcount { index: u64, pfn: u64, refcount: i32 },
+    BadRefcount {
+        /// The page index in the region.
+        index: u64,
+        /// The frame mapped there.
+        pfn: u64,
+        /// Its refcount.
+        refcount: i32,
+    },
 }
 
 impl core::fmt::Display for RmapError {

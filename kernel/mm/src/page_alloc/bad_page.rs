@@ -17,6 +17,8 @@
 //! "BUG: Bad page state" line; the checks Linux does not make (it trusts the order and
 //! cannot name a double free) have plain-English reasons.
 
+#![deny(unsafe_code)]
+
 use core::fmt;
 
 use crate::model::page::{Page, PageFlags};

@@ -1,5 +1,7 @@
 //! Bulk allocation: many order-0 pages under one lock hold (Linux: `alloc_pages_bulk`).
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {

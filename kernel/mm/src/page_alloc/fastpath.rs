@@ -31,6 +31,8 @@
 //! step and the same counters at the end; `plans_follow_prepare_alloc_pages` checks every
 //! plan against the general path's own answer.
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 /// The gfp bits that only select the zone and migratetype: a request's class.

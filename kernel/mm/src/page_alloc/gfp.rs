@@ -26,6 +26,8 @@
 //! [`core::fmt::Display`] impl of [`Gfp`] prints the same `GFP_KERNEL|__GFP_ZERO` names,
 //! combinations first, as Linux's `%pGg` does.
 
+#![deny(unsafe_code)]
+
 use core::fmt;
 
 use bitflags::bitflags;

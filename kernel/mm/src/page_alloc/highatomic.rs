@@ -2,6 +2,8 @@
 //! given back when an allocation would otherwise fail (Linux: `reserve_highatomic_pageblock`,
 //! `unreserve_highatomic_pageblock`).
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {

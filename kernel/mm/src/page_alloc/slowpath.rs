@@ -2,6 +2,8 @@
 //! compact directly, drain per-CPU lists, give up with a warning (Linux:
 //! `__alloc_pages_slowpath`).
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {

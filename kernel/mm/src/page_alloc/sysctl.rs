@@ -11,6 +11,8 @@
 //! issue exposes them as `/proc/sys/vm/*` files; the ranges accepted are Linux's, so the
 //! same values are refused with the same reasons.
 
+#![deny(unsafe_code)]
+
 use core::fmt;
 
 use crate::model::mmzone::MAX_NR_ZONES;

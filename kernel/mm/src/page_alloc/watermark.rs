@@ -34,6 +34,8 @@
 //! ordinary requests pass a check they then cannot be served by; and free CMA pages,
 //! unless the caller may use CMA, for the same reason.
 
+#![deny(unsafe_code)]
+
 use crate::model::mmzone::{
     MAX_NR_ZONES, Migratetype, NR_PAGE_ORDERS, PAGE_SHIFT, PAGEBLOCK_NR_PAGES, WatermarkKind,
     ZoneType,

@@ -1,7 +1,10 @@
 //! The port surface: what a host kernel provides ([`platform`]), the interrupt-safe locks
 //! built on it ([`sync`]), and the host simulation that implements it for tests
-//! ([`sim`], feature `std`).
+//! ([`sim`], feature `std`), and the conversion of bootloader 0.11's memory map
+//! (`bootloader`, feature `bootloader_api`).
 
+#[cfg(feature = "bootloader_api")]
+pub mod bootloader;
 pub mod platform;
 #[cfg(feature = "std")]
 pub mod sim;

@@ -28,6 +28,8 @@
 //! kcompactd is a per-node background worker; how it runs (a thread, a CPU's idle loop) is
 //! the platform's business, so the allocator only asks for it to be woken.
 
+#![deny(unsafe_code)]
+
 /// The saved local interrupt state returned by [`Platform::local_irq_save`].
 ///
 /// It is opaque to the allocator: only the platform that produced it knows what the bits mean
@@ -73,8 +75,10 @@ pub trait Platform: Sync {
     /// (`local_irq_restore`). Saves and restores nest.
     fn local_irq_restore(&self, state: IrqState);
 
-    /// True if local interrupts are disabled on this CPU (`irqs_disabled()`); used by debug
-    /// checks that a per-CPU structure is touched only with interrupts off.
+    /// True if local interrupts are disabled on this CPU (`irqs_disabled()`). It must tell
+    /// the truth: debug builds assert with it that per-CPU structures are touched only with
+    /// interrupts off, and the allocation slow path never compacts directly when it is
+    /// true (migration waits for other CPUs).
     fn irqs_disabled(&self) -> bool;
 
     /// The NUMA node CPU `cpu` belongs to (`cpu_to_node`): the allocator prefers that

@@ -25,6 +25,8 @@
 //! skipped, and each further failure doubles the wait (up to 64 attempts). A success
 //! resets it.
 
+#![deny(unsafe_code)]
+
 use crate::model::mmzone::{NR_PAGE_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER};
 use crate::page_alloc::watermark::Watermarks;
 

@@ -24,6 +24,8 @@
 //! words, so a block being split or merged at that moment may show either way, but
 //! nothing read can be out of bounds (orders are clamped) and nothing is written.
 
+#![deny(unsafe_code)]
+
 use core::fmt::{self, Write};
 
 use crate::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGEBLOCK_NR_PAGES, ZoneType};

@@ -11,6 +11,8 @@
 //! column. Nothing is allocated: snapshots are built one node (at most four zones) at a
 //! time on the stack.
 
+#![deny(unsafe_code)]
+
 use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
 

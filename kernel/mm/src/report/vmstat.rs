@@ -26,6 +26,8 @@
 //! `count`/`high`/`batch` triple. `/proc/pagetypeinfo` counts are exact (Linux stops
 //! counting a list at 100000 and prints `>100000`).
 
+#![deny(unsafe_code)]
+
 use core::fmt::{self, Write};
 
 use crate::model::mmzone::{

@@ -2,11 +2,10 @@
 //! allocator, using only the crate's public API. It is what a hobby OS needs to adopt the
 //! allocator, and `make test` boots it under BIOS and UEFI (tests/example_kernel.rs).
 //!
-//! Glue: 93 lines, counted as non-blank, non-comment lines between the "glue" banners
+//! Glue: 81 lines, counted as non-blank, non-comment lines between the "glue" banners
 //! below: serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
-//! and building the memory model. With the attributes, imports and bootloader config: 112.
-//! The whole file: 187. Everything it takes from zonebuddy comes from the crate root (the
-//! front door), except the invariant checker (`report::debug::check`).
+//! (through `zonebuddy::bootloader`, feature `bootloader_api`) and building the memory
+//! model. Everything it takes from zonebuddy comes from the crate root (the front door).
 //!
 //! What it does, in order: build the memory model from the bootloader's memory regions,
 //! start the page allocator, allocate orders 0, 3 and 9 with GFP_KERNEL, write a pattern
@@ -31,14 +30,12 @@
 
 use core::fmt::{self, Write};
 
-use bootloader_api::{
-    BootInfo, BootloaderConfig, config::Mapping, entry_point, info::MemoryRegionKind,
-};
+use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 use uart_16550::{Config, Uart16550, Uart16550Tty};
 use x86_64::instructions::{hlt, interrupts, port::Port};
 use zonebuddy::{
     FirmwareRange, GFP_KERNEL, IrqState, MemoryModel, ModelParams, PAGE_SIZE, PageAllocator,
-    Platform, RangeKind, report::debug,
+    Platform, RangeKind,
 };
 
 /// The default configuration, plus a direct map of all physical memory (zonebuddy reaches
@@ -145,23 +142,7 @@ impl Platform for MiniPlatform {
     // memory), and everything else works.
 }
 
-// ---- glue: region conversion ----
-
-/// zonebuddy's kind for a bootloader region. BIOS regions carry E820 types; UEFI regions
-/// carry UEFI memory types (conventional and boot-services memory arrive as `Usable`).
-fn range_kind(kind: MemoryRegionKind) -> RangeKind {
-    match kind {
-        MemoryRegionKind::Usable => RangeKind::Usable,
-        // Page tables, boot info and the kernel: present RAM, but in use.
-        MemoryRegionKind::Bootloader => RangeKind::Bootloader,
-        MemoryRegionKind::UnknownBios(e820_type) => RangeKind::from_e820_type(e820_type),
-        MemoryRegionKind::UnknownUefi(8) => RangeKind::Unusable,
-        MemoryRegionKind::UnknownUefi(9) => RangeKind::AcpiReclaimable,
-        MemoryRegionKind::UnknownUefi(10) => RangeKind::AcpiNvs,
-        // Reserved, runtime services, MMIO, PAL code, persistent memory, and anything new.
-        _ => RangeKind::Reserved,
-    }
-}
+// ---- glue: region conversion (zonebuddy::bootloader knows the BIOS and UEFI kinds) ----
 
 /// Most regions a map may have here (OVMF at 256 MiB reports about 100).
 const MAX_REGIONS: usize = 512;
@@ -171,17 +152,16 @@ const MAX_REGIONS: usize = 512;
 #[inline(never)]
 fn memory_model(info: &BootInfo, platform: &MiniPlatform) -> MemoryModel {
     let regions = &info.memory_regions;
-    if regions.len() > MAX_REGIONS {
-        fail("memory map", &"more regions than MAX_REGIONS");
-    }
-    let mut ranges = [FirmwareRange::new(0, 0, RangeKind::Reserved); MAX_REGIONS];
-    for (range, r) in ranges.iter_mut().zip(regions.iter()) {
-        *range = FirmwareRange::new(r.start, r.end, range_kind(r.kind));
-    }
+    let mut buffer = [FirmwareRange::new(0, 0, RangeKind::Reserved); MAX_REGIONS];
+    let ranges = zonebuddy::bootloader::firmware_ranges(regions, &mut buffer)
+        .unwrap_or_else(|e| fail("memory map", &e));
     // The kernel's ELF file stays in use (the bootloader maps segments from it).
     let kernel = (info.kernel_addr, info.kernel_addr + info.kernel_len);
-    let ranges = &ranges[..regions.len()];
-    MemoryModel::init(platform, ranges, &[kernel], &ModelParams::default())
+    let params = ModelParams {
+        reserve_trampoline: false, // one CPU: no real-mode trampoline to place
+        ..ModelParams::default()
+    };
+    MemoryModel::init(platform, ranges, &[kernel], &params)
         .unwrap_or_else(|e| fail("memory model", &e))
 }
 
@@ -266,7 +246,7 @@ fn kmain(info: &'static mut BootInfo) -> ! {
     if pages.write_buddyinfo(&mut Serial).is_err() {
         fail("buddyinfo", &"the serial writer failed");
     }
-    if let Err(v) = debug::check(&pages) {
+    if let Err(v) = zonebuddy::check(&pages) {
         fail("invariant checker", &v);
     }
     println!("minimal-kernel: invariant checker: clean");

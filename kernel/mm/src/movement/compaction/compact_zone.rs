@@ -1,6 +1,8 @@
 //! The run: the two scanners move toward each other until they meet or the order is
 //! satisfied (Linux: `compact_zone`, `compact_finished`).
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 /// Why a `migrate_pages` call did not move every page.

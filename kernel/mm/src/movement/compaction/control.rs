@@ -1,6 +1,8 @@
 //! One compaction run's state (Linux: `struct compact_control`) and the pageblock
 //! arithmetic the scanners share.
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 // -------------------------------------------------------------------------------------

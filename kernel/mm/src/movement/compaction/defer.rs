@@ -2,6 +2,8 @@
 //! for that order (Linux: `defer_compaction`, `compaction_deferred`,
 //! `compaction_defer_reset`).
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {

@@ -2,6 +2,8 @@
 //! (Linux: `try_to_compact_pages`, `compact_zone_order`), and the per-node rounds
 //! kcompactd runs.
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {

@@ -267,20 +267,40 @@ impl<P: Platform> PageAllocator<P> {
         let s = self.sysctl();
         let mut total = CompactStats::default();
         for zt in ZoneType::ALL {
-            let zone = node.zone(zt);
-            if !zone.populated() || !zone.managed_zone() {
-                continue;
+            if let Some(stats) = self.compact_whole_zone(node.zone(zt), &s) {
+                total.add(&stats);
             }
-            let mut cc = CompactControl::new(zone, -1, GFP_KERNEL, MigrateMode::Sync, &s);
-            cc.ignore_skip_hint = true;
-            cc.whole_zone = true;
-            self.compact_zone(&mut cc);
-            total.add(&cc.stats);
         }
         // Pages freed by migration sit on this CPU's pcp lists; give them back so they
         // merge and the result is visible in the buddy lists (Linux leaves them there).
         self.drain_all_pages();
         Some(total)
+    }
+
+    /// Compact one zone of node `nid` the way [`PageAllocator::compact_node`] compacts
+    /// each of its zones: synchronously, ignoring the hints, until the scanners meet.
+    /// Pages only move inside the zone. None if the node or a populated, managed zone of
+    /// that type does not exist. For a caller that wants one zone's memory defragmented
+    /// (ZONE_MOVABLE before a hot-remove, say) without paying for the whole node.
+    pub fn compact_node_zone(&self, nid: usize, zt: ZoneType) -> Option<CompactStats> {
+        let zone = self.model().node(nid)?.zone(zt);
+        let stats = self.compact_whole_zone(zone, &self.sysctl())?;
+        // As compact_node: freed pages back from the pcp lists, so that they merge.
+        self.drain_all_pages();
+        Some(stats)
+    }
+
+    /// One manual compaction run over the whole of `zone`; None if it has no managed
+    /// memory.
+    fn compact_whole_zone(&self, zone: &Zone, s: &VmSysctl) -> Option<CompactStats> {
+        if !zone.populated() || !zone.managed_zone() {
+            return None;
+        }
+        let mut cc = CompactControl::new(zone, -1, GFP_KERNEL, MigrateMode::Sync, s);
+        cc.ignore_skip_hint = true;
+        cc.whole_zone = true;
+        self.compact_zone(&mut cc);
+        Some(cc.stats)
     }
 
     /// Node `nid`'s fragmentation score (`fragmentation_score_node`), 0..=100.

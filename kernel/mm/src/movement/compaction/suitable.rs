@@ -1,6 +1,8 @@
 //! Suitability: is compaction worth trying for this order in this zone, and has a run
 //! finished (Linux: `compaction_suitable`, `__compact_finished`)?
 
+#![deny(unsafe_code)]
+
 use super::*;
 
 impl<P: Platform> PageAllocator<P> {
