@@ -468,7 +468,7 @@ impl FailPageAlloc {
         let interval = self.interval.load(Ordering::Relaxed);
         if interval > 1 {
             let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % interval != 0 {
+            if !n.is_multiple_of(interval) {
                 return false;
             }
         }
