@@ -9,7 +9,7 @@
 //! half of the anon pages are zapped at random (the scenario of the compaction tests).
 //! `MM_BENCH_RUNS` (default 3) sets how many fresh machines are measured.
 
-#[path = "../tests/compaction_common/mod.rs"]
+#[path = "../tests/host/compaction_common/mod.rs"]
 mod compaction_common;
 
 use std::time::Instant;

@@ -7,7 +7,7 @@
 //! zapped. Plenty of memory is free, compaction is suitable, but no order-9 block can
 //! ever be assembled until the unmovable pages go.
 
-mod compaction_common;
+use crate::compaction_common;
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@
 //! Each thread's operations come from a seeded generator; the interleaving is the host
 //! scheduler's. `MM_SMP_ROUNDS` (default 20) sets how many rounds run.
 
-mod alloc_common;
+use crate::alloc_common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,7 +7,7 @@
 //! Nothing here asserts on time: the waits only bound how long a broken kcompactd can keep
 //! the test from failing.
 
-mod compaction_common;
+use crate::compaction_common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

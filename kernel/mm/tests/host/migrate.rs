@@ -3,7 +3,7 @@
 //! locked (in async mode) and unisolatable pages are refused or put back; running out of
 //! targets aborts cleanly; unused targets go back through `put_new`.
 
-mod mig_common;
+use crate::mig_common;
 
 use std::cell::Cell;
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //! migrated (alone and while another CPU keeps loading, storing and freeing), errors are
 //! values, and the pool gives all its pages back when emptied.
 
-mod mig_common;
+use crate::mig_common;
 
 use std::collections::HashMap;
 

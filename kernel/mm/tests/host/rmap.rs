@@ -2,7 +2,7 @@
 //! back-pointers every mapped page carries, and every error a caller can provoke, each of
 //! which must leave the allocator consistent (all pages back, invariant checker passes).
 
-mod mig_common;
+use crate::mig_common;
 
 use mig_common::*;
 use zonebuddy::model::mmzone::PAGE_SIZE;

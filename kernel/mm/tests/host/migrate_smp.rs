@@ -5,7 +5,7 @@
 //! checksum), and the accessors must actually have run into migration entries, or the
 //! test proves nothing. `MM_MIGRATE_SMP_PAGES` raises the number of migrations.
 
-mod mig_common;
+use crate::mig_common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

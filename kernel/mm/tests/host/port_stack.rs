@@ -1,7 +1,7 @@
 //! What a port must give the allocator: stack and memory, measured on the host simulation.
 //!
 //! docs/PORTING.md quotes the figures this test prints. Run it with
-//! `cargo test -p zonebuddy --test port_stack -- --nocapture` (test profile) and with
+//! `cargo test -p zonebuddy --test host port_stack -- --nocapture` (test profile) and with
 //! `--release` added (release profile).
 //!
 //! # How the stack is measured

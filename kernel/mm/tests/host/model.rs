@@ -1,7 +1,7 @@
 //! Scenario tests of the memory model on fixed machines: QEMU-like BIOS and UEFI maps,
 //! memory far above 4 GiB, degenerate maps, ZONE_MOVABLE options, NUMA, and the boot report.
 
-mod common;
+use crate::common;
 
 use zonebuddy::model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind::*};
 use zonebuddy::model::mm_init::{MemoryModel, ModelError, ModelParams};

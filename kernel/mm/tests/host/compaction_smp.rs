@@ -4,7 +4,7 @@
 //! checker between rounds. Every page must always read back what its owner last wrote, and
 //! at the end the reverse maps, the invariants and the page count must be intact.
 
-mod compaction_common;
+use crate::compaction_common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

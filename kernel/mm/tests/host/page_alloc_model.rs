@@ -11,7 +11,7 @@
 //! `tests/regressions/page_alloc_model.seeds`, and every seed listed there is replayed
 //! first on each run (`MM_MODEL_SEED=<n> MM_MODEL_CASES=1` replays one).
 
-mod alloc_common;
+use crate::alloc_common;
 
 use std::fs::OpenOptions;
 use std::io::Write;

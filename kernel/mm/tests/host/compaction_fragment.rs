@@ -10,7 +10,7 @@
 //!   order-9 allocations succeed one after the other through direct compaction, and at
 //!   least one of them through a capture.
 
-mod compaction_common;
+use crate::compaction_common;
 
 use compaction_common::*;
 use zonebuddy::model::mmzone::PAGEBLOCK_ORDER;

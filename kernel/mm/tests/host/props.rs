@@ -4,7 +4,7 @@
 //! Deterministic: a fixed RNG seed; failing cases are persisted by proptest under
 //! `proptest-regressions/` and replayed first on every run.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use std::cell::Cell;

@@ -1,7 +1,7 @@
 //! Firmware maps through the whole memory model: the cases where Linux's e820 handling and
 //! ours used to differ (issue 13), each on a short map shaped like a real machine's.
 
-mod common;
+use crate::common;
 
 use zonebuddy::model::memmap::{
     BIOS_BEGIN, FirmwareRange, MAX_MAP_ENTRIES, MapAnomaly, RangeKind::*,

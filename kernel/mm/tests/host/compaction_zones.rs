@@ -18,7 +18,7 @@
 //! - `migrate_pages_within_zone_normal` / `migrate_pages_within_zone_movable`:
 //!   `migrate_pages` of pages in the zone to targets in the same zone.
 
-mod compaction_common;
+use crate::compaction_common;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! watermark boosting, the views. (Rules that need the zone lock, like the claim
 //! threshold, are unit tests next to the code: `buddy::tests`, `page_alloc::tests`.)
 
-mod alloc_common;
+use crate::alloc_common;
 
 use alloc_common::*;
 use zonebuddy::model::memmap::{FirmwareRange, RangeKind};

@@ -1,0 +1,35 @@
+//! The allocator's host tests, one binary: every file is a module, the helpers they share
+//! are modules too (`common`: firmware maps and an independent recount of the model;
+//! `alloc_common`: the allocator's reference model and checks; `compaction_common`:
+//! fragmentation scenarios; `mig_common`: anon regions and checksums). One binary links
+//! once instead of once per file.
+//!
+//! Run one group with a filter, e.g. `cargo test -p zonebuddy --test host page_alloc_model`.
+
+// Shared helpers: each test module uses the parts it needs.
+#[allow(dead_code)]
+mod alloc_common;
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+mod compaction_common;
+#[allow(dead_code)]
+mod mig_common;
+
+mod compaction;
+mod compaction_fragment;
+mod compaction_kcompactd;
+mod compaction_smp;
+mod compaction_zones;
+mod firmware_maps;
+mod migrate;
+mod migrate_smp;
+mod model;
+mod page_alloc_model;
+mod page_alloc_rules;
+mod page_alloc_smp;
+mod port_stack;
+mod props;
+mod rmap;
+mod views_golden;
+mod zpool;
