@@ -4,8 +4,7 @@
 //! callers' error paths (random workload, compaction's target allocation, migration's
 //! target allocation, anon faults) leak nothing and leave the invariants clean.
 
-mod compaction_common;
-mod mig_common;
+use crate::{compaction_common, mig_common};
 
 use std::cell::Cell;
 
