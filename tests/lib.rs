@@ -11,6 +11,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::boot",
     "ktests::compaction",
     "ktests::console",
+    "ktests::fault_injection",
     "ktests::harness",
     "ktests::memory",
     "ktests::page_alloc",

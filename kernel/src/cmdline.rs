@@ -45,6 +45,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "console",
         "console=1: after the demo, run the interactive serial console (make run sets it)",
     ),
+    (
+        "fail_page_alloc",
+        "fault injection, Linux's syntax: fail_page_alloc=<interval>,<probability>,<space>,<times>",
+    ),
 ];
 
 /// A parsed command line.

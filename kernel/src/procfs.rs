@@ -99,6 +99,7 @@ pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
             None => return Err(err("Permission denied")),
         },
         File::NodeCompact(_) => return Err(err("Permission denied")),
+        File::FaultAttr(t) => writeln!(out, "{}", fault_attr_text(a, t)),
     };
     r.map_err(|_| err("output error"))
 }
@@ -135,6 +136,7 @@ pub fn write(path: &str, value: &str, out: &mut dyn Write) -> Result<(), ProcErr
     match file {
         File::View(_) => Err(err("Permission denied (read-only)")),
         File::Tunable(t) => write_tunable(t, value, out),
+        File::FaultAttr(t) => write_fault_attr(t, value),
         File::NodeCompact(nid) => {
             tunable::parse_value(Kind::Trigger, value).map_err(|e| err(format!("{e}")))?;
             crate::console::compact_with_report(Some(nid), out);
@@ -153,6 +155,7 @@ pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(),
             crate::console::compact_with_report(None, out);
             return Ok(());
         }
+        Value::Signed(_) => return Err(err("unexpected value")),
         Value::List { .. } => {
             let current = a.sysctl().lowmem_reserve_ratio;
             let mut cur = [0u64; MAX_LIST];
@@ -178,6 +181,80 @@ pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(),
     r.map_err(|e| err(format!("{e}")))
 }
 
+/// A fault-injection attribute as `cat` prints it (booleans as `Y`/`N`, as debugfs does).
+pub fn fault_attr_text(a: &PageAllocator<KernelPlatform>, t: &Tunable) -> String {
+    let v = a.fail_page_alloc().attrs();
+    let yn = |b: bool| String::from(if b { "Y" } else { "N" });
+    match t.name {
+        "ignore-gfp-highmem" => yn(v.ignore_gfp_highmem),
+        "ignore-gfp-wait" => yn(v.ignore_gfp_wait),
+        "interval" => format!("{}", v.interval),
+        "migratetype-mask" => format!("{}", v.migratetype_mask),
+        "min-order" => format!("{}", v.min_order),
+        "probability" => format!("{}", v.probability),
+        "space" => format!("{}", v.space),
+        "times" => format!("{}", v.times),
+        other => format!("{other}: unknown"),
+    }
+}
+
+/// Parse `text` for fault-injection attribute `t` and apply it through the allocator's
+/// fault-injection setters (the ones the in-kernel tests use too).
+pub fn write_fault_attr(t: &Tunable, text: &str) -> Result<(), ProcError> {
+    let value = tunable::parse_value(t.kind, text).map_err(|e| err(format!("{e}")))?;
+    let f = allocator().fail_page_alloc();
+    let (int, signed) = match value {
+        Value::Int(v) => (v, v as i64),
+        Value::Signed(v) => (v.max(0) as u64, v),
+        _ => return Err(err("unexpected value")),
+    };
+    let r = match t.name {
+        "ignore-gfp-highmem" => {
+            f.set_ignore_gfp_highmem(int != 0);
+            Ok(())
+        }
+        "ignore-gfp-wait" => {
+            f.set_ignore_gfp_wait(int != 0);
+            Ok(())
+        }
+        "interval" => f.set_interval(int),
+        "migratetype-mask" => f.set_migratetype_mask(int),
+        "min-order" => f.set_min_order(int),
+        "probability" => f.set_probability(int),
+        "space" => f.set_space(signed),
+        "times" => f.set_times(signed),
+        other => return Err(err(format!("{other}: no setter"))),
+    };
+    r.map_err(|e| err(format!("{e}")))
+}
+
+/// `fail_page_alloc=<interval>,<probability>,<space>,<times>` (Linux's syntax): set the
+/// four attributes at boot; a bad value is reported and changes nothing.
+fn apply_fail_page_alloc(value: Option<&str>) {
+    let f = allocator().fail_page_alloc();
+    let Some(value) = value else {
+        log::warn!("fail_page_alloc: needs <interval>,<probability>,<space>,<times>; ignored");
+        return;
+    };
+    match f.attrs().with_cmdline(value).map(|a| f.set_attrs(a)) {
+        Ok(Ok(())) => {
+            let a = f.attrs();
+            kprintln!(
+                "command line: fail_page_alloc: interval {}, probability {}, space {}, times {} (min-order {}, ignore-gfp-wait {}, ignore-gfp-highmem {})",
+                a.interval,
+                a.probability,
+                a.space,
+                a.times,
+                a.min_order,
+                if a.ignore_gfp_wait { "Y" } else { "N" },
+                if a.ignore_gfp_highmem { "Y" } else { "N" },
+            );
+        }
+        Ok(Err(e)) => log::warn!("fail_page_alloc={value}: {e}; ignored"),
+        Err(e) => log::warn!("fail_page_alloc={value}: {e}; ignored"),
+    }
+}
+
 /// The tunable a command-line key names: `NAME` or Linux's `sysctl.vm.NAME`.
 pub fn cmdline_tunable(key: &str) -> Option<&'static Tunable> {
     tunable::find(key.strip_prefix("sysctl.vm.").unwrap_or(key))
@@ -188,6 +265,10 @@ pub fn cmdline_tunable(key: &str) -> Option<&'static Tunable> {
 /// value is reported and ignored; the boot goes on.
 pub fn apply_cmdline(line: &Cmdline) {
     for (key, value) in line.words() {
+        if key == "fail_page_alloc" {
+            apply_fail_page_alloc(value);
+            continue;
+        }
         let Some(t) = cmdline_tunable(key) else {
             continue;
         };

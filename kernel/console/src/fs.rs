@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use crate::tunable::{TUNABLES, Tunable};
+use crate::tunable::{FAIL_PAGE_ALLOC, TUNABLES, Tunable};
 
 /// Deepest path accepted (the deepest real one has 5 components).
 pub const MAX_DEPTH: usize = 16;
@@ -53,6 +53,8 @@ pub enum File {
     Tunable(&'static Tunable),
     /// `/sys/devices/system/node/nodeN/compact` (write-only trigger) of node N.
     NodeCompact(usize),
+    /// A `/sys/kernel/debug/fail_page_alloc/` attribute (fault injection).
+    FaultAttr(&'static Tunable),
 }
 
 impl File {
@@ -62,6 +64,7 @@ impl File {
             File::View(_) => true,
             File::Tunable(t) => !matches!(t.kind, crate::tunable::Kind::Trigger),
             File::NodeCompact(_) => false,
+            File::FaultAttr(_) => true,
         }
     }
 
@@ -120,6 +123,22 @@ const ROOT: &[Ent] = &[
                         Ent::Dir(
                             "compaction",
                             &[Ent::File("zones", File::View(View::CompactionZones))],
+                        ),
+                        Ent::Dir(
+                            "fail_page_alloc",
+                            &[
+                                Ent::File(
+                                    "ignore-gfp-highmem",
+                                    File::FaultAttr(&FAIL_PAGE_ALLOC[0]),
+                                ),
+                                Ent::File("ignore-gfp-wait", File::FaultAttr(&FAIL_PAGE_ALLOC[1])),
+                                Ent::File("interval", File::FaultAttr(&FAIL_PAGE_ALLOC[2])),
+                                Ent::File("migratetype-mask", File::FaultAttr(&FAIL_PAGE_ALLOC[3])),
+                                Ent::File("min-order", File::FaultAttr(&FAIL_PAGE_ALLOC[4])),
+                                Ent::File("probability", File::FaultAttr(&FAIL_PAGE_ALLOC[5])),
+                                Ent::File("space", File::FaultAttr(&FAIL_PAGE_ALLOC[6])),
+                                Ent::File("times", File::FaultAttr(&FAIL_PAGE_ALLOC[7])),
+                            ],
                         ),
                         Ent::Dir(
                             "extfrag",
@@ -543,8 +562,22 @@ mod tests {
             assert_eq!(lookup(path, 0b11), Ok(Node::File(file)), "{path}");
             n += 1;
         });
-        // 6 in /proc, the tunables, 2 node triggers, 5 debugfs files.
-        assert_eq!(n, 6 + TUNABLES.len() + 2 + 5);
+        // 6 in /proc, the tunables, 2 node triggers, 5 debugfs files, the fault
+        // injection attributes.
+        assert_eq!(n, 6 + TUNABLES.len() + 2 + 5 + FAIL_PAGE_ALLOC.len());
+    }
+
+    #[test]
+    fn fault_attributes_are_files_named_after_their_entries() {
+        for t in FAIL_PAGE_ALLOC {
+            let path = format!("/sys/kernel/debug/fail_page_alloc/{}", t.name);
+            assert_eq!(
+                lookup(&path, 1),
+                Ok(Node::File(File::FaultAttr(t))),
+                "{path}"
+            );
+        }
+        assert_eq!(ls("/sys/kernel/debug/fail_page_alloc", 1).unwrap().len(), 8);
     }
 
     #[test]

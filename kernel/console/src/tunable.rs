@@ -50,6 +50,14 @@ pub enum Kind {
     },
     /// Write-only: writing `1` runs an action (`compact_memory`).
     Trigger,
+    /// A debugfs boolean: `1`/`0`, `Y`/`N`, `yes`/`no`, `on`/`off` (any case); `cat`
+    /// prints `Y` or `N` as Linux's `debugfs_create_bool` files do.
+    Bool,
+    /// `-1` (no limit), or one integer in `0..=max` (fault injection's `times`).
+    MinusOneOr {
+        /// Largest accepted value.
+        max: u64,
+    },
 }
 
 impl Kind {
@@ -72,6 +80,8 @@ impl fmt::Display for Accepted {
                 write!(f, "up to {len} integers from 0 to {max}")
             }
             Kind::Trigger => f.write_str("1"),
+            Kind::Bool => f.write_str("Y or N (1 or 0)"),
+            Kind::MinusOneOr { max } => write!(f, "-1 (no limit), or an integer from 0 to {max}"),
         }
     }
 }
@@ -149,6 +159,60 @@ pub const TUNABLES: &[Tunable] = &[
     },
 ];
 
+/// The fault-injection attributes of `/sys/kernel/debug/fail_page_alloc/` (Linux's
+/// fail_page_alloc debugfs files, plus our `migratetype-mask`), alphabetical.
+pub const FAIL_PAGE_ALLOC: &[Tunable] = &[
+    Tunable {
+        name: "ignore-gfp-highmem",
+        kind: Kind::Bool,
+        help: "Y: never fail __GFP_HIGHMEM requests (default Y)",
+    },
+    Tunable {
+        name: "ignore-gfp-wait",
+        kind: Kind::Bool,
+        help: "Y: never fail requests that may reclaim (__GFP_DIRECT_RECLAIM; default Y)",
+    },
+    Tunable {
+        name: "interval",
+        kind: Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        help: "only every N-th eligible request may fail (0 and 1: each; default 1)",
+    },
+    Tunable {
+        name: "migratetype-mask",
+        kind: Kind::Int { min: 0, max: 7 },
+        help: "ours: requests of these migratetypes may fail (1 Unmovable, 2 Movable, 4 Reclaimable; default 7)",
+    },
+    Tunable {
+        name: "min-order",
+        kind: Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        help: "requests below this order never fail (default 1)",
+    },
+    Tunable {
+        name: "probability",
+        kind: Kind::Int { min: 0, max: 100 },
+        help: "percent of eligible requests that fail; 0 turns injection off (default 0)",
+    },
+    Tunable {
+        name: "space",
+        kind: Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        help: "pages asked for before the first failure may happen (default 0)",
+    },
+    Tunable {
+        name: "times",
+        kind: Kind::MinusOneOr { max: INT_MAX },
+        help: "failures left to inject; -1: no limit (default 1)",
+    },
+];
+
 /// The tunable called `name`.
 pub fn find(name: &str) -> Option<&'static Tunable> {
     TUNABLES.iter().find(|t| t.name == name)
@@ -168,6 +232,8 @@ pub enum Value {
     },
     /// A trigger's `1`.
     Trigger,
+    /// A [`Kind::MinusOneOr`] value: -1 or `0..=max`.
+    Signed(i64),
 }
 
 impl Value {
@@ -202,6 +268,15 @@ pub enum ValueError<'a> {
         /// What the tunable accepts.
         kind: Kind,
     },
+    /// Not a boolean word (`Y`, `N`, `1`, `0`, ...).
+    NotABool(&'a str),
+    /// A negative number other than the one a [`Kind::MinusOneOr`] accepts.
+    OutOfRangeNegative {
+        /// The word.
+        word: &'a str,
+        /// What the tunable accepts.
+        kind: Kind,
+    },
     /// More numbers than the tunable holds.
     TooMany {
         /// What the tunable accepts.
@@ -218,6 +293,10 @@ impl fmt::Display for ValueError<'_> {
             ValueError::TooBig(w) => write!(f, "'{w}' is too large (largest: {INT_MAX})"),
             ValueError::OutOfRange { value, kind } => {
                 write!(f, "{value} is out of range; accepted: {}", kind.accepted())
+            }
+            ValueError::NotABool(w) => write!(f, "'{w}' is not Y or N (1 or 0)"),
+            ValueError::OutOfRangeNegative { word, kind } => {
+                write!(f, "{word} is out of range; accepted: {}", kind.accepted())
             }
             ValueError::TooMany { kind } => {
                 write!(f, "too many values; accepted: {}", kind.accepted())
@@ -292,6 +371,34 @@ pub fn parse_value(kind: Kind, text: &str) -> Result<Value, ValueError<'_>> {
                 return Err(ValueError::OutOfRange { value: v, kind });
             }
             Ok(Value::Trigger)
+        }
+        Kind::Bool => {
+            if words.next().is_some() {
+                return Err(ValueError::TooMany { kind });
+            }
+            match first {
+                "1" | "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Ok(Value::Int(1)),
+                "0" | "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Ok(Value::Int(0)),
+                w => Err(ValueError::NotABool(w)),
+            }
+        }
+        Kind::MinusOneOr { max } => {
+            if words.next().is_some() {
+                return Err(ValueError::TooMany { kind });
+            }
+            if first == "-1" {
+                return Ok(Value::Signed(-1));
+            }
+            let v = match parse_int(first) {
+                Err(ValueError::Negative(w)) => {
+                    return Err(ValueError::OutOfRangeNegative { word: w, kind });
+                }
+                r => r?,
+            };
+            if v > max {
+                return Err(ValueError::OutOfRange { value: v, kind });
+            }
+            Ok(Value::Signed(v as i64))
         }
         Kind::List { len, max } => {
             let len = len.min(MAX_LIST);
@@ -425,6 +532,35 @@ mod tests {
             format!("{}", ListText(&[256, 256, 32, 0])),
             "256\t256\t32\t0\n"
         );
+    }
+
+    #[test]
+    fn fault_attributes() {
+        let k = |n: &str| FAIL_PAGE_ALLOC.iter().find(|t| t.name == n).unwrap().kind;
+        assert_eq!(parse_value(k("times"), "-1"), Ok(Value::Signed(-1)));
+        assert_eq!(parse_value(k("times"), " 7\n"), Ok(Value::Signed(7)));
+        assert_eq!(
+            parse_value(k("times"), "-2").unwrap_err().to_string(),
+            "-2 is out of range; accepted: -1 (no limit), or an integer from 0 to 2147483647"
+        );
+        assert_eq!(parse_value(k("ignore-gfp-wait"), "N"), Ok(Value::Int(0)));
+        assert_eq!(parse_value(k("ignore-gfp-wait"), "1"), Ok(Value::Int(1)));
+        assert_eq!(
+            parse_value(k("ignore-gfp-wait"), "maybe")
+                .unwrap_err()
+                .to_string(),
+            "'maybe' is not Y or N (1 or 0)"
+        );
+        assert_eq!(
+            parse_value(k("probability"), "101")
+                .unwrap_err()
+                .to_string(),
+            "101 is out of range; accepted: an integer from 0 to 100"
+        );
+        assert!(parse_value(k("migratetype-mask"), "8").is_err());
+        for w in FAIL_PAGE_ALLOC.windows(2) {
+            assert!(w[0].name < w[1].name);
+        }
     }
 
     #[test]

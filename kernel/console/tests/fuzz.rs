@@ -68,11 +68,24 @@ proptest! {
 mod values {
     use console::fs::{self, FsError, Node};
     use console::gfp::{KNOWN_BITS, parse_gfp};
-    use console::tunable::{INT_MAX, Kind, TUNABLES, Value, ValueError, parse_int, parse_value};
+    use console::tunable::{
+        FAIL_PAGE_ALLOC, INT_MAX, Kind, TUNABLES, Value, ValueError, parse_int, parse_value,
+    };
     use proptest::prelude::*;
 
     fn kinds() -> impl Strategy<Value = Kind> {
         proptest::sample::select(TUNABLES.iter().map(|t| t.kind).collect::<Vec<_>>())
+    }
+
+    /// The `/proc/sys/vm` kinds and the fault-injection attributes' kinds.
+    fn all_kinds() -> impl Strategy<Value = Kind> {
+        proptest::sample::select(
+            TUNABLES
+                .iter()
+                .chain(FAIL_PAGE_ALLOC)
+                .map(|t| t.kind)
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn in_range(kind: Kind, v: u64) -> bool {
@@ -81,6 +94,8 @@ mod values {
             Kind::ZeroOr { min, max } => v == 0 || (min..=max).contains(&v),
             Kind::List { max, .. } => v <= max,
             Kind::Trigger => v == 1,
+            Kind::Bool => v <= 1,
+            Kind::MinusOneOr { max } => v <= max,
         }
     }
 
@@ -90,10 +105,14 @@ mod values {
         /// Any text: a value comes back only if it is inside the tunable's range, and an
         /// error always explains itself.
         #[test]
-        fn any_text_is_a_valid_value_or_an_error(kind in kinds(), text in ".{0,64}") {
+        fn any_text_is_a_valid_value_or_an_error(kind in all_kinds(), text in ".{0,64}") {
             match parse_value(kind, &text) {
                 Ok(Value::Int(v)) => prop_assert!(in_range(kind, v), "{v} for {kind:?}"),
                 Ok(Value::Trigger) => prop_assert_eq!(kind, Kind::Trigger),
+                Ok(Value::Signed(v)) => {
+                    prop_assert!(matches!(kind, Kind::MinusOneOr { .. }), "{kind:?}");
+                    prop_assert!(v == -1 || (v >= 0 && in_range(kind, v as u64)), "{v}");
+                }
                 Ok(Value::List { values, n }) => {
                     let Kind::List { len, .. } = kind else { panic!("list for {kind:?}") };
                     prop_assert!(n >= 1 && n <= len);

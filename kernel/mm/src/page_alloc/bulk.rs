@@ -42,6 +42,11 @@ impl<P: Platform> PageAllocator<P> {
                 return populated_total(out);
             }
         };
+        // Refused by fault injection: single allocations, which ask again (Linux's
+        // `goto failed`).
+        if self.fail.armed() && self.fail.should_fail_alloc_page(gfp, 0) {
+            return self.bulk_fallback(gfp, nr, out, nr_populated);
+        }
         let want = (nr - nr_populated) as u64;
         // The first local zone that stays above its watermark after the whole batch.
         let mut chosen = None;

@@ -59,7 +59,10 @@ impl<P: Platform> PageAllocator<P> {
         order: u32,
         preferred_nid: usize,
     ) -> Result<&Page, AllocError> {
+        // Fault injection off: one relaxed load and a branch in front of the fast path.
+        let inject = self.fail.armed();
         if order == 0
+            && !inject
             && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
         {
             return Ok(page);
@@ -68,6 +71,15 @@ impl<P: Platform> PageAllocator<P> {
             Ok(p) => p,
             Err(e) => return Err(self.refuse(gfp, order, e)),
         };
+        if inject && self.fail.should_fail_alloc_page(gfp, order) {
+            return Err(self.fail_injected(gfp, order));
+        }
+        if inject
+            && order == 0
+            && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
+        {
+            return Ok(page);
+        }
         let ac = self.alloc_context(gfp, placement, preferred_nid);
         let alloc_flags = self.first_attempt_alloc_flags(gfp, &ac);
         if let Some(page) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
@@ -93,6 +105,41 @@ impl<P: Platform> PageAllocator<P> {
             );
         }
         alloc_flags
+    }
+
+    /// The fault-injection settings and state ([`crate::page_alloc::fail`]): set them
+    /// through this (the kernel's tunables and command line do).
+    pub fn fail_page_alloc(&self) -> &crate::page_alloc::fail::FailPageAlloc {
+        &self.fail
+    }
+
+    /// Report (rate-limited on its own budget, unless `__GFP_NOWARN`) and count a failure
+    /// injected by
+    /// [`crate::page_alloc::fail`]: `pgalloc_fail_injected` and `pgalloc_fail`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fail_injected(&self, gfp: Gfp, order: u32) -> AllocError {
+        if !gfp.contains(Gfp::NOWARN)
+            && let Some(suppressed) = self.fail.report_limit.allow()
+        {
+            let a = self.fail.attrs();
+            log::warn!(
+                "FAULT_INJECTION: forcing a failure: fail_page_alloc order:{order}, mode:{:#x}({gfp}); interval {}, probability {}, space {}, times {}{}",
+                gfp.bits(),
+                a.interval,
+                a.probability,
+                a.space,
+                a.times,
+                if suppressed != 0 {
+                    " (earlier reports suppressed)"
+                } else {
+                    ""
+                },
+            );
+        }
+        self.count_vm_events(VmEvent::PgallocFailInjected, 1);
+        self.count_vm_events(VmEvent::PgallocFail, 1);
+        AllocError::NoMemory
     }
 
     /// Report and count an impossible request.

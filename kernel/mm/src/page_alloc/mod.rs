@@ -71,6 +71,7 @@
 pub mod bad_page;
 pub mod buddy;
 pub mod capture;
+pub mod fail;
 pub mod gfp;
 pub mod pcp;
 pub mod percpu;
@@ -265,6 +266,8 @@ pub struct PageAllocator<P: Platform> {
     pub(crate) anon_regions: crate::movement::rmap::RegionTable,
     /// Per node and gfp class, what an order-0 request resolves to ([`fastpath`]).
     fast_plans: [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES],
+    /// Fault injection ([`fail`]): off unless asked for.
+    fail: fail::FailPageAlloc,
     /// Unit tests run a twin machine with the fast path off to compare the two.
     #[cfg(test)]
     fast_path_off: core::sync::atomic::AtomicBool,
@@ -422,6 +425,7 @@ impl<P: Platform> PageAllocator<P> {
             for i in 0..MAX_NUMNODES * NR_GFP_CLASSES {
                 plans.add(i).write(FastPlan::NONE);
             }
+            addr_of_mut!((*p).fail).write(fail::FailPageAlloc::new());
             #[cfg(test)]
             addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));
         }

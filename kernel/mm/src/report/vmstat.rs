@@ -170,6 +170,9 @@ counter_enum! {
         /// Ours: zones a direct compaction skipped because compaction there was deferred
         /// after recent failures (`compaction_deferred`).
         CompactDeferred = "compact_deferred",
+        /// Ours: allocations (and compaction migration targets) failed on purpose by
+        /// fault injection (`fail_page_alloc`); each is in `pgalloc_fail` too.
+        PgallocFailInjected = "pgalloc_fail_injected",
     }
 }
 
@@ -1065,7 +1068,7 @@ mod tests {
         assert_eq!(lines[2], "pgalloc_dma 0");
         assert_eq!(lines[4], "pgalloc_normal 123456789012");
         assert!(lines.contains(&"compact_stall 7"));
-        assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\n"));
+        assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\npgalloc_fail_injected 0\n"));
     }
 
     #[test]

@@ -214,6 +214,7 @@ const VMSTAT_FRESH: &str = concat!(
     "compact_capture 0\n",
     "pgfree_rejected 0\n",
     "compact_deferred 0\n",
+    "pgalloc_fail_injected 0\n",
 );
 
 /// The blocks freed, as `(pfn, order)`.

@@ -401,6 +401,18 @@ impl<P: Platform> PageAllocator<P> {
     /// when the private list is empty; None (migration aborts with `-ENOMEM`) when the free
     /// scanner has met the migration scanner.
     pub(super) fn compaction_alloc<'a>(&'a self, cc: &mut CompactControl<'_>) -> Option<&'a Page> {
+        // Fault injection reaches migration targets too (ours; see page_alloc::fail).
+        if self.fail_page_alloc().armed()
+            && self
+                .fail_page_alloc()
+                .should_fail_alloc_page(crate::page_alloc::gfp::GFP_HIGHUSER_MOVABLE, 0)
+        {
+            self.fail_injected(
+                crate::page_alloc::gfp::GFP_HIGHUSER_MOVABLE | crate::page_alloc::gfp::Gfp::NOWARN,
+                0,
+            );
+            return None;
+        }
         if cc.freepages.is_empty() {
             self.isolate_freepages(cc);
             if cc.freepages.is_empty() {
