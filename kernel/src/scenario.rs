@@ -363,10 +363,25 @@ static CURRENT: Mutex<Option<Scenario>> = Mutex::new(None);
 
 /// Free order-N blocks summed over every zone, per order.
 pub fn free_blocks_per_order() -> [u64; NR_PAGE_ORDERS] {
+    free_blocks_per_order_below(zonebuddy::ZoneType::Movable, true)
+}
+
+/// Free blocks per order in the zones up to `highest` (inclusive or not): what requests
+/// of that reach can find. Kernel allocations never reach ZONE_MOVABLE, so a test about
+/// them counts `free_blocks_per_order_below(ZoneType::Movable, false)`.
+pub fn free_blocks_per_order_below(
+    highest: zonebuddy::ZoneType,
+    inclusive: bool,
+) -> [u64; NR_PAGE_ORDERS] {
     let a = allocator();
     let mut out = [0; NR_PAGE_ORDERS];
     for n in a.model().nodes() {
-        for zt in n.populated_zones().map(|z| z.zone_type).collect::<Vec<_>>() {
+        for zt in n
+            .populated_zones()
+            .map(|z| z.zone_type)
+            .filter(|&zt| zt < highest || (inclusive && zt == highest))
+            .collect::<Vec<_>>()
+        {
             if let Some(s) = a.zone_snapshot(n.node_id, zt) {
                 for (o, slot) in out.iter_mut().enumerate() {
                     *slot += s.nr_free.iter().map(|t| t[o]).sum::<u64>();

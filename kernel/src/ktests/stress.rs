@@ -345,9 +345,12 @@ ktest! {
         kassert!(pgfree >= pages_freed, "pgfree +{} < {} pages freed", pgfree, pages_freed);
         kassert!(fails >= oom, "pgalloc_fail +{} < {} refused allocations", fails, oom);
         if n > 1 {
-            // Coverage of the stress itself: cross-CPU frees really happened (about a
-            // third are handed over) and the allocator accepted them.
-            kassert!(remote * 4 >= frees, "only {} of {} frees were cross-CPU", remote, frees);
+            // Coverage of the stress itself: cross-CPU frees really happened in number and
+            // the allocator accepted them. About a third of the blocks are handed over, but
+            // how many of those the other CPUs free before the end depends on the CPU
+            // count and the machine's pace (21% was seen on 2 CPUs at 1 GiB), so the bound
+            // is a tenth.
+            kassert!(remote * 10 >= frees, "only {} of {} frees were cross-CPU", remote, frees);
         }
         kassert_eq!(totals.orders_seen.load(Ordering::Relaxed), (1 << 11) - 1);
         kassert_eq!(totals.gfps_seen.load(Ordering::Relaxed), (1 << GFPS.len()) - 1);
