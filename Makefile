@@ -76,8 +76,9 @@ test: setup
 	$(CARGO) test -p integration --test script -- --test-threads=2
 	$(CARGO) test -p integration --test example_kernel -- --test-threads=2
 
-## lint: the style rules, enforced: rustfmt, and clippy with every warning an error for the
-## host crates and for the kernel and the example kernel on their target (the lints the
+## lint: the style rules, enforced: rustfmt, clippy with every warning an error for the
+## host crates and for the kernel and the example kernel on their target, and zonebuddy's
+## rustdoc with every warning an error (the lints the
 ## crates' manifests set to deny: missing_docs, undocumented unsafe blocks, unsafe
 ## operations in unsafe fns)
 lint: setup
@@ -85,6 +86,7 @@ lint: setup
 	$(CARGO) clippy --quiet -p zonebuddy --all-features --all-targets -- -D warnings
 	$(CARGO) clippy --quiet -p console -p boot -p report -p integration --all-targets -- -D warnings
 	$(CARGO) clippy --quiet -p kernel -p minimal-kernel --target x86_64-unknown-none -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --quiet -p zonebuddy --no-deps --all-features
 
 # The no_std targets zonebuddy must keep building for. x86_64-unknown-none has a prebuilt
 # `core` (rust-toolchain.toml); the other two build theirs from rust-src (-Z build-std=core:

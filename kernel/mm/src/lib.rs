@@ -4,6 +4,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+// The subsystems. A port needs only the re-exports below; these are the advanced surface:
+// the allocator's internals by Linux's names, for views, tests and kernels that want more
+// (anon regions, migration, compaction control, tunables, counters).
 pub mod model;
 pub mod movement;
 pub mod page_alloc;

@@ -2,7 +2,7 @@
 //!
 //! Compaction can only move a page if it can find and rewrite every page-table entry that
 //! maps it. This kernel has no processes, so its "user memory" is a set of *anon regions*:
-//! ranges of the platform's movable virtual window ([`MovableMapping::movable_va_range`]) whose
+//! ranges of the platform's movable virtual window ([`MovableMapping::movable_va_range`](crate::port::platform::MovableMapping::movable_va_range)) whose
 //! pages are allocated with a movable GFP (normally `GFP_HIGHUSER_MOVABLE`) and mapped one
 //! 4 KiB PTE each. Every such page records its owner in `mapping` (the region's descriptor,
 //! tagged [`crate::model::page::PAGE_MAPPING_ANON`]) and its page offset in `index`, so the one

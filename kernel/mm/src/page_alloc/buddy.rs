@@ -25,11 +25,11 @@
 //!
 //! # Falling back
 //!
-//! When the requested type has nothing free, [`Buddy::__rmqueue`] borrows from the other
+//! When the requested type has nothing free, [`Buddy::rmqueue`] (`__rmqueue`) borrows from the other
 //! types, in Linux's order:
 //!
 //! 1. CMA pageblocks, for movable requests (CMA only needs its pages to be movable);
-//! 2. *claim* ([`Buddy::__rmqueue_claim`]): take the largest free block of a fallback type,
+//! 2. *claim* ([`Buddy::rmqueue_claim`] (`__rmqueue_claim`)): take the largest free block of a fallback type,
 //!    scanning orders from the top, and convert its whole pageblock to the requested type
 //!    when that is cheap to justify: the block spans whole pageblocks, or at least half of
 //!    the pageblock (256 pages) is free or already holds pages of a compatible kind. The
@@ -39,7 +39,7 @@
 //!    many blocks. Small movable requests do not claim at all (they are cheap to move out
 //!    later); unmovable and reclaimable ones always try, since they pollute a block for
 //!    good;
-//! 3. *steal* ([`Buddy::__rmqueue_steal`]): take the smallest fitting block of a fallback
+//! 3. *steal* ([`Buddy::rmqueue_steal`] (`__rmqueue_steal`)): take the smallest fitting block of a fallback
 //!    type without repainting anything (not under `ALLOC_NOFRAGMENT`).
 //!
 //! A fragmenting fallback also boosts the zone's watermarks ([`crate::page_alloc::watermark`]) so that
@@ -74,7 +74,7 @@ use crate::page_alloc::gfp::AllocFlags;
 use crate::page_alloc::watermark::{boost_watermark, zone_watermark_ok};
 use crate::report::vmstat::ZoneStatItem;
 
-/// Where [`Buddy::__rmqueue`] found pages last time, so a batch refill does not rescan
+/// Where [`Buddy::rmqueue`] (`__rmqueue`) found pages last time, so a batch refill does not rescan
 /// empty levels (`enum rmqueue_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RmqueueMode {
