@@ -68,6 +68,8 @@ test: setup
 	@# into the kernel build that `boot` triggers (cargo unifies features per invocation).
 	@$(MAKE) --no-print-directory lint
 	$(CARGO) test -p zonebuddy --all-features
+	@# Init and every public entry point on a 32 KiB stack, in the release profile too.
+	$(CARGO) test -p zonebuddy --all-features --release --test host small_stack
 	$(CARGO) test -p console
 	$(CARGO) test -p boot
 	$(CARGO) test -p report
