@@ -149,6 +149,10 @@ fn free_block(b: &Block, t: &Totals) {
 /// attempts at 128 MiB and 4 CPUs. More than 1% means the allocator refuses memory it has.
 const MAX_OOM_PERCENT: u64 = 1;
 
+/// How long a CPU that finished its share waits for the others before naming the late
+/// ones and failing: ten minutes, far beyond any share's running time under TCG.
+const JOIN_BOUND_MS: u64 = 600_000;
+
 /// Sum of the `pgalloc_*` events (pages allocated, per zone).
 fn pgalloc_pages() -> u64 {
     [
@@ -276,10 +280,20 @@ ktest! {
                     free_block(&b, &totals);
                 }
             }
-            // Everyone has stopped producing once all arrive here.
-            finished.fetch_add(1, Ordering::SeqCst);
-            while finished.load(Ordering::SeqCst) < n {
-                core::hint::spin_loop();
+            // Everyone has stopped producing once all arrive here. The wait is bounded
+            // (generously: CPUs finish their share at different paces under emulation) and
+            // a CPU that never arrives is named instead of hanging the run.
+            finished.fetch_or(1 << cpu, Ordering::SeqCst);
+            let all = cpus.iter().fold(0usize, |m, &c| m | (1 << c));
+            let missing = all & !finished.load(Ordering::SeqCst);
+            let first_missing = if missing == 0 { cpu } else { missing.trailing_zeros() as usize };
+            if let Err(e) = smp::wait_for_cpu_ms(JOIN_BOUND_MS, first_missing, "to finish its share of the stress", || {
+                finished.load(Ordering::SeqCst) & all == all
+            }) {
+                panic!(
+                    "stress join: {e}; CPUs not arrived: mask {:#x}",
+                    all & !finished.load(Ordering::SeqCst)
+                );
             }
             let rest: Vec<Block> = core::mem::take(&mut *inboxes[cpu].lock());
             for b in &rest {

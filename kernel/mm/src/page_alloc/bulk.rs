@@ -83,7 +83,7 @@ impl<P: Platform> PageAllocator<P> {
                 drop(_irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };
-            let Some(mut lists) = pcp.lock.try_lock() else {
+            let Some(mut lists) = pcp.lock.try_lock_irqs_off(&self.platform) else {
                 drop(_irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };

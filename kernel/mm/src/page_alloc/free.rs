@@ -337,7 +337,7 @@ impl<P: Platform> PageAllocator<P> {
                 let _irq = LocalIrqGuard::new(&self.platform);
                 let cpu = self.platform.cpu_id();
                 if let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize)
-                    && let Some(mut lists) = pcp.lock.try_lock()
+                    && let Some(mut lists) = pcp.lock.try_lock_irqs_off(&self.platform)
                 {
                     // SAFETY: the page's last reference is gone and it passed the free
                     // checks, so it is on no list; it is a memmap descriptor; we hold the
@@ -402,7 +402,7 @@ impl<P: Platform> PageAllocator<P> {
             return;
         }
         let mut freed = 0u64;
-        let mut g = zone.lock.lock();
+        let mut g = zone.lock.lock_irqs_off(&self.platform);
         let mut b = self.buddy(zone, &mut g);
         let mut idx = (pindex + NR_PCP_LISTS - 1) % NR_PCP_LISTS;
         'outer: while remaining > 0 {
@@ -452,7 +452,7 @@ impl<P: Platform> PageAllocator<P> {
                 continue;
             };
             let _irq = LocalIrqGuard::new(&self.platform);
-            let mut lists = pcp.lock.lock();
+            let mut lists = pcp.lock.lock_irqs_off(&self.platform);
             if lists.count == 0 {
                 continue;
             }
@@ -492,7 +492,7 @@ impl<P: Platform> PageAllocator<P> {
             .filter_map(|zr| self.percpu.pcp(cpu, zr.slot as usize))
             .map(|pcp| {
                 let _irq = LocalIrqGuard::new(&self.platform);
-                pcp.lock.lock().count
+                pcp.lock.lock_irqs_off(&self.platform).count
             })
             .sum()
     }

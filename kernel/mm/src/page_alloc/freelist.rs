@@ -354,7 +354,7 @@ impl<P: Platform> PageAllocator<P> {
         let _irq = LocalIrqGuard::new(&self.platform);
         let cpu = self.platform.cpu_id();
         let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
-        let mut lists = pcp.lock.try_lock()?;
+        let mut lists = pcp.lock.try_lock_irqs_off(&self.platform)?;
         if !refill && lists.list(pindex).is_empty() {
             return None;
         }
@@ -440,7 +440,7 @@ impl<P: Platform> PageAllocator<P> {
         alloc_flags: AllocFlags,
         hdr: Option<&PerCpuHeader>,
     ) -> u64 {
-        let mut g = zone.lock.lock();
+        let mut g = zone.lock.lock_irqs_off(&self.platform);
         let mut b = self.buddy(zone, &mut g);
         let mut mode = RmqueueMode::Normal;
         let mut i = 0;

@@ -761,7 +761,7 @@ impl<P: Platform> PageAllocator<P> {
         let zr = self.zone_ref(nid, zt.index())?;
         let pcp = self.percpu.pcp(cpu, zr.slot as usize)?;
         let _irq = LocalIrqGuard::new(&self.platform);
-        let l = pcp.lock.lock();
+        let l = pcp.lock.lock_irqs_off(&self.platform);
         Some(f(&l))
     }
 }

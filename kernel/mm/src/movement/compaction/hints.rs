@@ -261,15 +261,15 @@ impl<P: Platform> PageAllocator<P> {
     ) -> CompactLock<'a, P> {
         let irq = LocalIrqGuard::new(self.platform());
         let guard = if cc.mode == MigrateMode::Async && !cc.contended {
-            match zone.lock.try_lock() {
+            match zone.lock.try_lock_irqs_off(self.platform()) {
                 Some(g) => g,
                 None => {
                     cc.contended = true;
-                    zone.lock.lock()
+                    zone.lock.lock_irqs_off(self.platform())
                 }
             }
         } else {
-            zone.lock.lock()
+            zone.lock.lock_irqs_off(self.platform())
         };
         CompactLock { guard, _irq: irq }
     }
