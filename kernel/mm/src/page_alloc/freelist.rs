@@ -60,9 +60,17 @@ impl<P: Platform> PageAllocator<P> {
         preferred_nid: usize,
     ) -> Result<&Page, AllocError> {
         // Fault injection off: one relaxed load and a branch in front of the fast path.
-        let inject = self.fail.armed();
+        // On, a request is first validated (an invalid one is refused as such, never
+        // counted as injected), then possibly failed, then served as usual.
+        if self.fail.armed() {
+            if let Err(e) = validate(gfp, order) {
+                return Err(self.refuse(gfp, order, e));
+            }
+            if self.fail.should_fail_alloc_page(gfp, order) {
+                return Err(self.fail_injected(gfp, order));
+            }
+        }
         if order == 0
-            && !inject
             && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
         {
             return Ok(page);
@@ -71,15 +79,6 @@ impl<P: Platform> PageAllocator<P> {
             Ok(p) => p,
             Err(e) => return Err(self.refuse(gfp, order, e)),
         };
-        if inject && self.fail.should_fail_alloc_page(gfp, order) {
-            return Err(self.fail_injected(gfp, order));
-        }
-        if inject
-            && order == 0
-            && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
-        {
-            return Ok(page);
-        }
         let ac = self.alloc_context(gfp, placement, preferred_nid);
         let alloc_flags = self.first_attempt_alloc_flags(gfp, &ac);
         if let Some(page) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
