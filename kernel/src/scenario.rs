@@ -165,12 +165,7 @@ impl Scenario {
         a.drain_all_pages();
         let free = a.nr_free_pages();
         let target = free * movable_pct / 100;
-        let region = a
-            .anon_region_create(free)
-            .map_err(|_| "no room for the scenario's anon region")?;
-        let (start, _) = a
-            .anon_region_span(region)
-            .map_err(|_| "fresh region went stale")?;
+        let (region, start) = new_region(free)?;
         let mut s = Scenario {
             region,
             start,
@@ -390,6 +385,18 @@ pub fn free_blocks_per_order_below(
         }
     }
     out
+}
+
+/// A fresh anon region of `pages` pages and its first virtual address.
+fn new_region(pages: u64) -> Result<(RegionId, u64), &'static str> {
+    let a = allocator();
+    let region = a
+        .anon_region_create(pages)
+        .map_err(|_| "no room for the scenario's anon region")?;
+    let (start, _) = a
+        .anon_region_span(region)
+        .map_err(|_| "fresh region went stale")?;
+    Ok((region, start))
 }
 
 /// Build the scenario (replacing any earlier one), printing progress to `out`.
@@ -786,12 +793,7 @@ impl Scenario {
     /// for [`Scenario::build`].
     pub fn build_in_zone(zone: ZoneType, pages: u64, seed: u64) -> Result<Scenario, &'static str> {
         let a = allocator();
-        let region = a
-            .anon_region_create(pages)
-            .map_err(|_| "no room for the scenario's anon region")?;
-        let (start, _) = a
-            .anon_region_span(region)
-            .map_err(|_| "fresh region went stale")?;
+        let (region, start) = new_region(pages)?;
         let mut s = Scenario {
             region,
             start,
