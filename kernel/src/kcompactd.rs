@@ -3,9 +3,9 @@
 //! Linux gives every node a kernel thread that sleeps until an allocation failure wakes it
 //! or its 500 ms proactive timer fires, bound to the node's CPUs. This kernel has no
 //! scheduler, so each node's thread is an *idle-time worker* hosted by one CPU of that node
-//! (its highest online CPU; a node without CPUs is served by the highest online CPU of
-//! the machine, and on a single-CPU machine waits such as the console's input loop call
-//! [`poll`]). The host runs a round of `PageAllocator::kcompactd_run(nid)`, which compacts
+//! (its highest online CPU; a node without CPUs is served by the highest CPU of the
+//! nearest node that has some, and on a single-CPU machine waits such as the console's
+//! input loop call [`poll`]). The host runs a round of `PageAllocator::kcompactd_run(nid)`, which compacts
 //! only node `nid`'s zones, whenever it is idle and the node's worker is due or was woken.
 //! Work posted to that CPU still runs first; a round is bounded by compaction's own
 //! stopping rules, like a kthread that does not yield mid-round.
@@ -57,11 +57,16 @@ pub fn start(enabled: bool) {
     let fallback = online.iter().copied().max().unwrap_or(0);
     let mut hosts = alloc::vec::Vec::new();
     for (nid, slot) in HOST_CPU.iter().enumerate() {
+        // The node's highest CPU; for a CPU-less node, the highest CPU of the nearest
+        // node that has CPUs (distance first, then the higher CPU).
+        let info = crate::arch::numa::info();
         let host = online
             .iter()
             .copied()
-            .filter(|&c| crate::arch::numa::cpu_home_node(c) == nid)
-            .max()
+            .min_by_key(|&c| {
+                let home = crate::arch::numa::cpu_home_node(c);
+                (info.distance(nid, home), core::cmp::Reverse(c))
+            })
             .unwrap_or(fallback);
         slot.store(host, Ordering::Relaxed);
         if crate::memory::try_allocator().is_some_and(|a| a.model().node(nid).is_some()) {
