@@ -84,7 +84,11 @@ pub fn init() -> &'static PageAllocator<KernelPlatform> {
         let ranges = firmware_ranges();
         let facts = boot_info::facts();
         let kernel = (facts.kernel.0, facts.kernel.0 + facts.kernel.1);
-        let mut params = ModelParams::default();
+        let mut params = ModelParams {
+            // The APs start in real mode from a page below 1 MiB (arch::start_cpus).
+            reserve_trampoline: true,
+            ..ModelParams::default()
+        };
         params.parse_cmdline(cmdline::get().raw());
         let model = match MemoryModel::init(&PLATFORM, &ranges, &[kernel], &params) {
             Ok(model) => model,
