@@ -8,7 +8,8 @@
 //!
 //! - two sorted arrays of disjoint regions: `memory` (all RAM, each region tagged with its
 //!   node) and `reserved` (everything that must never be handed to the buddy allocator:
-//!   firmware-owned RAM, the kernel and boot data, frame 0, the SMP trampoline, and every
+//!   firmware-owned RAM, the kernel and boot data, frame 0, the architecture's low range
+//!   (the first MiB on x86), the SMP trampoline when asked for, and every
 //!   allocation memblock itself made);
 //! - "free" means in `memory` and not in `reserved`; allocation finds a free range,
 //!   top-down by default (so that early allocations stay away from the scarce low memory
@@ -860,6 +861,30 @@ mod tests {
         mb.add_node(&p, MIB, 63 * MIB, 0).unwrap();
         mb.add_node(&p, 64 * MIB, 64 * MIB, 1).unwrap();
         (p, mb)
+    }
+
+    /// The physical limit is the architecture's: with 32 bits, nothing at or above 4 GiB
+    /// is accepted, and allocations stay below it; the default limit accepts it.
+    #[test]
+    fn physical_limit_is_the_one_given() {
+        let p = SimPlatform::new(0, 128 * MIB, 1).unwrap();
+        let mut slot = MaybeUninit::uninit();
+        let mb = Memblock::init_in(&mut slot, 1 << 32);
+        assert_eq!(mb.current_limit(), 1 << 32);
+        let high = (1u64 << 32) - MIB;
+        assert_eq!(
+            mb.add_node(&p, high, 2 * MIB, 0),
+            Err(MemblockError::BadRange {
+                base: high,
+                size: 2 * MIB
+            })
+        );
+        assert!(mb.reserve(&p, 1 << 32, 4096).is_err());
+        mb.add_node(&p, MIB, 63 * MIB, 0).unwrap();
+        mb.set_current_limit(u64::MAX);
+        assert_eq!(mb.current_limit(), 1 << 32);
+        let mut wide = Memblock::new();
+        assert!(wide.reserve(&p, 1 << 32, 4096).is_ok());
     }
 
     #[test]
