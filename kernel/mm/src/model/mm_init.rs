@@ -259,6 +259,8 @@ pub struct MemoryModel {
     movable: MovableLayout,
     param_errors: [Option<ParamError>; 4],
     trampoline: Option<u64>,
+    /// [`ModelParams::reserve_trampoline`] as given.
+    trampoline_requested: bool,
     handoff_pages: u64,
 }
 
@@ -485,6 +487,7 @@ impl MemoryModel {
             addr_of_mut!((*p).movable).write(movable);
             addr_of_mut!((*p).param_errors).write(param_errors);
             addr_of_mut!((*p).trampoline).write(trampoline);
+            addr_of_mut!((*p).trampoline_requested).write(params.reserve_trampoline);
             addr_of_mut!((*p).handoff_pages).write(handoff_pages);
             Ok(slot.assume_init_mut())
         }
@@ -911,7 +914,10 @@ impl fmt::Display for BootReport<'_> {
         )?;
         match m.trampoline {
             Some(pa) => writeln!(f, "mm: SMP trampoline page at {pa:#x}")?,
-            None => writeln!(f, "mm: no SMP trampoline page below 1 MiB")?,
+            None if m.trampoline_requested => {
+                writeln!(f, "mm: no SMP trampoline page below 1 MiB")?
+            }
+            None => {}
         }
         writeln!(
             f,

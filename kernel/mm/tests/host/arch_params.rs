@@ -370,6 +370,8 @@ fn trampoline_is_opt_in_and_may_lie_in_the_reserved_low_range() {
     let map = qemu_e820(64 * MIB);
     let m = SimMachine::build(&map, &[], &ModelParams::default(), 1).unwrap();
     assert_eq!(m.model.trampoline_phys(), None);
+    let report = m.model.boot_report().to_string();
+    assert!(!report.contains("trampoline"), "{report}");
     let params = ModelParams {
         reserve_trampoline: true,
         ..ModelParams::default()
@@ -383,4 +385,9 @@ fn trampoline_is_opt_in_and_may_lie_in_the_reserved_low_range() {
         3840
     );
     common::check_model(&m.model, &map, &[], &[], None, None);
+    let report = m.model.boot_report().to_string();
+    assert!(
+        report.contains(&format!("mm: SMP trampoline page at {t:#x}")),
+        "{report}"
+    );
 }
