@@ -55,7 +55,7 @@ use std::ptr::NonNull;
 use crate::InitError;
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
 use crate::model::mm_init::{MemoryModel, ModelParams};
-use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE};
+use crate::model::mmzone::{MAX_NUMNODES, MAX_PHYSMEM_BITS, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::PageAllocator;
 use crate::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
 
@@ -253,8 +253,10 @@ impl SimPlatform {
         nr_cpus: usize,
     ) -> Result<SimPlatform, SimError> {
         // Without the x86 low-memory trimming: the simulated RAM is what the firmware calls
-        // usable, whatever rules the model built on it applies.
-        let map = MemoryMap::sanitize_with(ranges, false).map_err(SimError::Map)?;
+        // usable, whatever rules the model built on it applies. Clipped at x86_64's 46-bit
+        // limit: a model with a wider limit simulates no RAM above 64 TiB.
+        let map =
+            MemoryMap::sanitize_with(ranges, false, MAX_PHYSMEM_BITS).map_err(SimError::Map)?;
         let base = map.ram().map(|r| r.start).min().unwrap_or(0);
         let end = map.ram().map(|r| r.end).max().unwrap_or(0);
         let p = Self::reserve(base, end - base, nr_cpus)?;
