@@ -40,6 +40,7 @@
 
 #![deny(unsafe_code)]
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use core::mem::MaybeUninit;
@@ -356,6 +357,15 @@ const EMPTY_WARNING: MapWarning = MapWarning {
     anomaly: MapAnomaly::Empty,
 };
 
+/// A firmware map as the sanitiser (and init) take it: anything that yields
+/// [`FirmwareRange`]s, or references to them, and can be iterated more than once: a slice,
+/// a `Vec`, an array, or an adapter over the boot protocol's own map such as
+/// `regions.iter().map(convert)` (no buffer to size). The sanitiser makes several passes
+/// over it and copies nothing.
+pub trait FirmwareRanges: IntoIterator<IntoIter: Clone, Item: Borrow<FirmwareRange>> {}
+
+impl<T> FirmwareRanges for T where T: IntoIterator<IntoIter: Clone, Item: Borrow<FirmwareRange>> {}
+
 /// Which input ranges take part in the sweep: those of [`clipped`], and when there are more
 /// than [`MAX_FIRMWARE_RANGES`] of them, only the first [`MAX_FIRMWARE_RANGES`] in address
 /// order (ties by position in the input).
@@ -373,21 +383,24 @@ impl InputCut {
     /// The cut for `input`, with the number of ranges it drops and the first one dropped.
     /// Found without scratch memory: a binary search on the start address (64 scans of the
     /// input at most), then one scan for the ties.
-    fn new(input: &[FirmwareRange], limit: u64) -> (InputCut, usize, Option<FirmwareRange>) {
+    fn new<I: Iterator<Item = FirmwareRange> + Clone>(
+        input: I,
+        limit: u64,
+    ) -> (InputCut, usize, Option<FirmwareRange>) {
         let all = InputCut {
             start: u64::MAX,
             last_index: usize::MAX,
             limit,
         };
         let clipped = |r: &FirmwareRange| clipped(r, limit);
-        let valid = input.iter().filter(|r| clipped(r).is_some()).count();
+        let valid = input.clone().filter(|r| clipped(r).is_some()).count();
         if valid <= MAX_FIRMWARE_RANGES {
             return (all, 0, None);
         }
         let starting_at_or_below = |a: u64| {
             input
-                .iter()
-                .filter_map(clipped)
+                .clone()
+                .filter_map(|r| clipped(&r))
                 .filter(|r| r.0 <= a)
                 .count()
         };
@@ -403,14 +416,14 @@ impl InputCut {
             }
         }
         let below = input
-            .iter()
-            .filter_map(clipped)
+            .clone()
+            .filter_map(|r| clipped(&r))
             .filter(|r| r.0 < lo)
             .count();
         // `below < MAX_FIRMWARE_RANGES <= below + (ranges starting at lo)`, so the
         // (MAX_FIRMWARE_RANGES - below)th range starting at `lo` exists.
         let last_index = input
-            .iter()
+            .clone()
             .enumerate()
             .filter(|(_, r)| clipped(r).is_some_and(|c| c.0 == lo))
             .nth(MAX_FIRMWARE_RANGES - below - 1)
@@ -421,11 +434,10 @@ impl InputCut {
             limit,
         };
         let first_dropped = input
-            .iter()
             .enumerate()
-            .filter(|&(i, r)| clipped(r).is_some() && !cut.keeps(i, r))
+            .filter(|&(i, r)| clipped(&r).is_some() && !cut.keeps(i, &r))
             .min_by_key(|&(i, r)| (r.start, i))
-            .map(|(_, r)| *r);
+            .map(|(_, r)| r);
         (cut, valid - MAX_FIRMWARE_RANGES, first_dropped)
     }
 
@@ -434,15 +446,14 @@ impl InputCut {
     }
 
     /// The kept input ranges, clipped.
-    fn ranges<'a>(
-        &'a self,
-        input: &'a [FirmwareRange],
-    ) -> impl Iterator<Item = (u64, u64, RangeKind)> + 'a {
+    fn ranges<I: Iterator<Item = FirmwareRange>>(
+        &self,
+        input: I,
+    ) -> impl Iterator<Item = (u64, u64, RangeKind)> {
         input
-            .iter()
             .enumerate()
-            .filter(|&(i, r)| self.keeps(i, r))
-            .filter_map(|(_, r)| clipped(r, self.limit))
+            .filter(|&(i, r)| self.keeps(i, &r))
+            .filter_map(|(_, r)| clipped(&r, self.limit))
     }
 }
 
@@ -450,7 +461,7 @@ impl MemoryMap {
     /// Sanitise a firmware map with the x86_64 rules (see the module documentation):
     /// [`MemoryMap::sanitize_with`] with `trim_bios_range` on and the default 46-bit
     /// physical limit ([`MAX_PHYSMEM_BITS`]).
-    pub fn sanitize(input: &[FirmwareRange]) -> Result<MemoryMap, MapError> {
+    pub fn sanitize(input: impl FirmwareRanges) -> Result<MemoryMap, MapError> {
         Self::sanitize_with(input, true, MAX_PHYSMEM_BITS)
     }
 
@@ -465,7 +476,7 @@ impl MemoryMap {
     // runs on a small stack (issue 12).
     #[allow(unsafe_code)]
     pub fn sanitize_with(
-        input: &[FirmwareRange],
+        input: impl FirmwareRanges,
         trim_bios_range: bool,
         max_physmem_bits: u32,
     ) -> Result<MemoryMap, MapError> {
@@ -482,12 +493,15 @@ impl MemoryMap {
     // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
     // runs on a small stack (issue 12).
     #[allow(unsafe_code)]
-    pub fn sanitize_in<'m>(
-        slot: &'m mut MaybeUninit<MemoryMap>,
-        input: &[FirmwareRange],
+    pub fn sanitize_in(
+        slot: &mut MaybeUninit<MemoryMap>,
+        input: impl FirmwareRanges,
         trim_bios_range: bool,
         max_physmem_bits: u32,
-    ) -> Result<&'m mut MemoryMap, MapError> {
+    ) -> Result<&mut MemoryMap, MapError> {
+        // Every pass below iterates the input again (no copy is made: see the module
+        // documentation), hence the `Clone` iterator.
+        let input = input.into_iter().map(|r| *r.borrow());
         debug_assert!(max_physmem_bits <= crate::model::arch::MAX_SUPPORTED_PHYSMEM_BITS);
         let limit = 1u64 << max_physmem_bits;
         let p = slot.as_mut_ptr();
@@ -511,22 +525,22 @@ impl MemoryMap {
         };
 
         // Too many input ranges: keep the lowest, say so first.
-        let (cut, dropped, first_dropped) = InputCut::new(input, limit);
+        let (cut, dropped, first_dropped) = InputCut::new(input.clone(), limit);
         if let Some(first) = first_dropped {
             let given = dropped + MAX_FIRMWARE_RANGES;
             map.warn_always(first, MapAnomaly::InputTruncated { given, dropped });
         }
 
         // Pass 1: report empty, out-of-range and typeless input once each.
-        for r in input {
+        for r in input.clone() {
             if r.is_empty() {
-                map.warn(*r, MapAnomaly::Empty);
+                map.warn(r, MapAnomaly::Empty);
             } else if r.start >= limit {
-                map.warn(*r, MapAnomaly::BeyondPhysmem { max_physmem_bits });
+                map.warn(r, MapAnomaly::BeyondPhysmem { max_physmem_bits });
             } else if r.kind.is_type_zero() {
-                map.warn(*r, MapAnomaly::TypeZero);
+                map.warn(r, MapAnomaly::TypeZero);
             } else if r.end > limit {
-                map.warn(*r, MapAnomaly::Clipped { max_physmem_bits });
+                map.warn(r, MapAnomaly::Clipped { max_physmem_bits });
             }
         }
 
@@ -539,7 +553,7 @@ impl MemoryMap {
         } else {
             &[]
         };
-        let mut cur = match cut.ranges(input).map(|(s, _, _)| s).min() {
+        let mut cur = match cut.ranges(input.clone()).map(|(s, _, _)| s).min() {
             Some(s) => s,
             None => return Err(MapError::NoUsableRam),
         };
@@ -547,7 +561,7 @@ impl MemoryMap {
         loop {
             let mut best: Option<RangeKind> = None;
             let mut next = u64::MAX;
-            for (s, e, kind) in cut.ranges(input) {
+            for (s, e, kind) in cut.ranges(input.clone()) {
                 if s > cur {
                     next = next.min(s);
                 } else if e > cur {
@@ -606,11 +620,11 @@ impl MemoryMap {
 
         // Pass 3: name every input range that lost part of itself to another kind. Page 0
         // turned reserved by `trim_bios_range` is the platform's rule, not an overlap.
-        for (i, r) in input.iter().enumerate() {
-            if !cut.keeps(i, r) || r.kind.is_type_zero() {
+        for (i, r) in input.enumerate() {
+            if !cut.keeps(i, &r) || r.kind.is_type_zero() {
                 continue;
             }
-            if let Some((s, e, kind)) = clipped(r, limit) {
+            if let Some((s, e, kind)) = clipped(&r, limit) {
                 let by = map
                     .entries()
                     .iter()
@@ -624,7 +638,7 @@ impl MemoryMap {
                     .map(|x| x.kind)
                     .next();
                 if let Some(by) = by {
-                    map.warn(*r, MapAnomaly::Overridden { by });
+                    map.warn(r, MapAnomaly::Overridden { by });
                 }
             }
         }
@@ -781,6 +795,8 @@ fn clipped(r: &FirmwareRange, limit: u64) -> Option<(u64, u64, RangeKind)> {
 impl core::error::Error for MapError {}
 
 #[cfg(test)]
+// The maps are written as borrowed array literals, as a port passes a slice.
+#[allow(clippy::needless_borrows_for_generic_args)]
 mod tests {
     use super::*;
     use RangeKind::*;

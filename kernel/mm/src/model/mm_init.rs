@@ -42,7 +42,7 @@ use core::mem::MaybeUninit;
 
 use crate::model::arch::{ArchError, ArchParams};
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
-use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
+use crate::model::memmap::{FirmwareRanges, MapError, MemoryMap, RangeKind};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
 use crate::model::node::{Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
@@ -284,7 +284,7 @@ impl MemoryModel {
     /// [`crate::PageAllocator::init_in`], which builds the model inside the allocator).
     pub fn init<P: Platform + ?Sized>(
         platform: &P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<MemoryModel, ModelError> {
@@ -300,7 +300,7 @@ impl MemoryModel {
     pub fn init_in<'m, P: Platform + ?Sized>(
         slot: &'m mut MaybeUninit<MemoryModel>,
         platform: &P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<&'m mut MemoryModel, ModelError> {

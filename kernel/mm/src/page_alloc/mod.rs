@@ -86,7 +86,7 @@ use crate::model::memblock::MemblockError;
 use core::mem::MaybeUninit;
 
 use crate::InitError;
-use crate::model::memmap::FirmwareRange;
+use crate::model::memmap::FirmwareRanges;
 use crate::model::mm_init::{MemoryModel, ModelParams};
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_PAGE_ORDER, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGE_SHIFT,
@@ -315,7 +315,7 @@ impl<P: Platform> PageAllocator<P> {
     pub fn init_in<'a>(
         slot: &'a mut MaybeUninit<Self>,
         platform: P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<&'a Self, InitError> {

@@ -167,7 +167,7 @@ fn single_usable_page() {
     // Alone: there is no room for the metadata; a clear error, no panic.
     let map = [FirmwareRange::new(0x5000, 0x6000, Usable)];
     let p = SimPlatform::for_map(&map, &[], 1).unwrap();
-    let err = MemoryModel::init(&p, &map, &[], &ModelParams::default())
+    let err = MemoryModel::init(&p, map, &[], &ModelParams::default())
         .err()
         .unwrap();
     assert!(matches!(err, ModelError::Sparse(_)), "{err}");
@@ -515,7 +515,7 @@ fn regression_bootloader_only_section_without_room_for_its_memmap() {
         FirmwareRange::new(34471936, 36769792, Usable),
     ];
     let p = SimPlatform::for_map(&map, &[], 1).unwrap();
-    let err = MemoryModel::init(&p, &map, &[], &ModelParams::default())
+    let err = MemoryModel::init(&p, map, &[], &ModelParams::default())
         .err()
         .unwrap();
     assert!(
