@@ -19,8 +19,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
 
-/// Most nodes the worker serves (one worker per node, all on the host CPU).
-const MAX_NODES: usize = 8;
+/// Node ids the worker serves (one worker per node, all on the host CPU): every id the
+/// allocator accepts.
+const MAX_NODES: usize = zonebuddy::model::mmzone::MAX_NUMNODES;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static HOST_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -129,8 +130,13 @@ pub fn poll(cpu: usize) {
         return;
     }
     let now = time::now_ns() / 1_000_000;
-    let nodes = alloc.model().nodes().count().min(MAX_NODES);
-    for nid in 0..nodes {
+    // Node ids may be sparse (0, 5, 63): walk the online nodes, not `0..count`.
+    for nid in alloc
+        .model()
+        .nodes()
+        .map(|n| n.node_id)
+        .filter(|&nid| nid < MAX_NODES)
+    {
         let woken = WOKEN[nid].swap(false, Ordering::AcqRel);
         if woken || now >= NEXT_MS[nid].load(Ordering::Relaxed) {
             let sleep = alloc.kcompactd_run(nid, now);

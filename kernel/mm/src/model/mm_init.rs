@@ -46,8 +46,8 @@ use crate::model::sparse::{
     PFN_SECTION_SHIFT, SparseError, SparseMem, pfn_to_section_nr, section_nr_to_pfn,
 };
 use crate::model::zone::{
-    CoreOption, CoreSize, ParamError, Zone, ZoneLimits,
-    find_zone_movable_pfns_for_nodes, parse_kernelcore, parse_movablecore,
+    CoreOption, CoreSize, ParamError, Zone, ZoneLimits, find_zone_movable_pfns_for_nodes,
+    parse_kernelcore, parse_movablecore,
 };
 use crate::page_alloc::zonelist::NodeAlloc;
 use crate::port::platform::Platform;

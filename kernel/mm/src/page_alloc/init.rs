@@ -71,9 +71,7 @@ impl<P: Platform> PageAllocator<P> {
     /// Compute `min_free_kbytes` from the low memory size (unless a user value is higher)
     /// and everything derived from it (`init_per_zone_wmark_min`).
     pub fn init_per_zone_wmark_min(&self) {
-        let lowmem_kbytes = self
-            .lowmem_pages()
-            .saturating_mul(1 << (PAGE_SHIFT - 10));
+        let lowmem_kbytes = self.lowmem_pages().saturating_mul(1 << (PAGE_SHIFT - 10));
         let computed = watermark::min_free_kbytes(lowmem_kbytes);
         {
             let mut s = self.sysctl.lock_irqsave(&self.platform);

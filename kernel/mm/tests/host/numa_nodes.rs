@@ -29,7 +29,11 @@ fn sixteen_node_map() -> (Vec<FirmwareRange>, Vec<NumaRange>) {
     ];
     let numa = (0..16u64)
         .map(|i| {
-            let start = if i < 8 { i * 128 * MIB } else { 4 * GIB + (i - 8) * 128 * MIB };
+            let start = if i < 8 {
+                i * 128 * MIB
+            } else {
+                4 * GIB + (i - 8) * 128 * MIB
+            };
             NumaRange {
                 start,
                 end: start + 128 * MIB,
@@ -122,14 +126,20 @@ fn check_machine(a: &SimAllocator, map: &[FirmwareRange], numa: &[NumaRange], ni
         assert_eq!(order.len(), managed.len(), "node {nid}: zonelist length");
         let set: BTreeSet<_> = order.iter().copied().collect();
         assert_eq!(set, managed, "node {nid}: zonelist covers every zone once");
-        assert_eq!(order[0].0, nid, "node {nid}: zonelist starts with the local node");
+        assert_eq!(
+            order[0].0, nid,
+            "node {nid}: zonelist starts with the local node"
+        );
         let mut node_order: Vec<usize> = order.iter().map(|e| e.0).collect();
         node_order.dedup();
         let mut want: Vec<usize> = nids.to_vec();
         want.rotate_left(nids.iter().position(|&n| n == nid).unwrap());
         assert_eq!(node_order, want, "node {nid}: node order");
         for w in order.windows(2).filter(|w| w[0].0 == w[1].0) {
-            assert!(w[0].1 > w[1].1, "node {nid}: own zones highest first: {order:?}");
+            assert!(
+                w[0].1 > w[1].1,
+                "node {nid}: own zones highest first: {order:?}"
+            );
         }
     }
     // Allocation preferring a node comes from it, with and without __GFP_THISNODE, at
@@ -189,7 +199,9 @@ fn sixteen_nodes_like_a_real_server() {
         held.push(p);
     }
     assert!(!held.is_empty());
-    let spill = a.alloc_pages_node(9, GFP_KERNEL, 0).expect("other nodes have memory");
+    let spill = a
+        .alloc_pages_node(9, GFP_KERNEL, 0)
+        .expect("other nodes have memory");
     assert_ne!(spill.nid(), 9);
     a.free_pages(spill, 0).unwrap();
     for p in held {
@@ -219,7 +231,11 @@ fn sparse_node_ids_up_to_63() {
     // No zonelist for nodes without memory; a preference for one means the local node.
     assert_eq!(a.zonelist_order(7).count(), 0);
     let p = a.alloc_pages_node(7, GFP_KERNEL, 0).unwrap();
-    assert_eq!(p.nid(), 0, "the CPU's node (0) serves an offline preference");
+    assert_eq!(
+        p.nid(),
+        0,
+        "the CPU's node (0) serves an offline preference"
+    );
     a.free_pages(p, 0).unwrap();
     assert!(a.compact_node(63).is_some());
     assert!(a.compact_node(62).is_none());
