@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::arch::{smp, time};
 
 /// Most nodes (zonebuddy's `MAX_NUMNODES`): one worker each.
-const MAX_NODES: usize = 64;
+const MAX_NODES: usize = zonebuddy::model::mmzone::MAX_NUMNODES;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The CPU hosting each node's worker (`usize::MAX` before [`start`]).

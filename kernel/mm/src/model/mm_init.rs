@@ -48,9 +48,10 @@ use crate::model::node::{Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
 use crate::model::sparse::{SparseError, SparseMem};
 use crate::model::zone::{
-    CoreOption, CoreSize, MovableLayout, ParamError, Zone, ZoneLimits,
-    find_zone_movable_pfns_for_nodes, parse_kernelcore, parse_movablecore,
+    CoreOption, CoreSize, ParamError, Zone, ZoneLimits, find_zone_movable_pfns_for_nodes,
+    parse_kernelcore, parse_movablecore,
 };
+use crate::page_alloc::zonelist::NodeAlloc;
 use crate::port::platform::Platform;
 
 /// The SMP trampoline page must lie below this address (real-mode startup IPI vector).
@@ -251,12 +252,13 @@ pub struct MemoryModel {
     map: MemoryMap,
     memblock: Memblock,
     sparse: SparseMem,
-    /// `NODE_DATA(nid)`: direct-map addresses of node descriptors, null for offline nodes.
+    /// `NODE_DATA(nid)`: direct-map addresses of node descriptors, null for offline nodes
+    /// (the one table sized by [`MAX_NUMNODES`]; everything else per node lives in the
+    /// descriptor, on its node).
     nodes: [*const Node; MAX_NUMNODES],
     node_data_bytes: u64,
     limits: ZoneLimits,
     arch: ArchParams,
-    movable: MovableLayout,
     param_errors: [Option<ParamError>; 4],
     trampoline: Option<u64>,
     /// [`ModelParams::reserve_trampoline`] as given.
@@ -411,14 +413,21 @@ impl MemoryModel {
         // SPARSEMEM metadata.
         let mut sparse = SparseMem::init(platform, memblock, &arch)?;
 
-        // Node descriptors, on their nodes.
+        // Node descriptors, on their nodes, each followed by its zonelist storage (sized
+        // by the number of nodes; see `page_alloc::zonelist`).
+        let has_memory =
+            |mb: &Memblock, nid: usize| mb.memory().iter().any(|r| r.nid as usize == nid);
+        let nr_nodes = (0..MAX_NUMNODES)
+            .filter(|&nid| has_memory(memblock, nid))
+            .count();
+        let zonelist_bytes = NodeAlloc::zonelist_bytes(nr_nodes);
         let mut nodes = [core::ptr::null::<Node>(); MAX_NUMNODES];
         let mut node_data_bytes = 0;
         for (nid, slot) in nodes.iter_mut().enumerate() {
-            if !memblock.memory().iter().any(|r| r.nid as usize == nid) {
+            if !has_memory(memblock, nid) {
                 continue;
             }
-            let size = core::mem::size_of::<Node>() as u64;
+            let size = (core::mem::size_of::<Node>() + zonelist_bytes) as u64;
             let pa = memblock
                 .alloc(
                     platform,
@@ -436,6 +445,13 @@ impl MemoryModel {
                 &mut *p
             };
             node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
+            // SAFETY: the `zonelist_bytes` after the descriptor are part of the allocation
+            // just made for this node, reserved for the model's life, and used by nothing
+            // but this node's zonelists.
+            unsafe {
+                node.alloc
+                    .set_zonelist_storage(p.add(1).cast::<u8>(), nr_nodes)
+            };
             *slot = p;
             node_data_bytes += size;
         }
@@ -463,7 +479,7 @@ impl MemoryModel {
 
         // Managed pages: what memblock will hand over, per zone.
         let mut handoff_pages = 0;
-        for r in handoff_ranges(memblock, node_refs) {
+        for r in handoff_ranges(memblock, &nodes) {
             let z = &node_refs[r.nid]
                 .expect("free RAM is on an online node")
                 .node_zones[r.zone.index()];
@@ -484,7 +500,6 @@ impl MemoryModel {
             addr_of_mut!((*p).node_data_bytes).write(node_data_bytes);
             addr_of_mut!((*p).limits).write(limits);
             addr_of_mut!((*p).arch).write(arch);
-            addr_of_mut!((*p).movable).write(movable);
             addr_of_mut!((*p).param_errors).write(param_errors);
             addr_of_mut!((*p).trampoline).write(trampoline);
             addr_of_mut!((*p).trampoline_requested).write(params.reserve_trampoline);
@@ -509,10 +524,21 @@ impl MemoryModel {
     }
 
     /// Node `nid` (`NODE_DATA`), if it has memory.
+    #[inline]
     pub fn node(&self, nid: usize) -> Option<&Node> {
         // SAFETY: non-null entries point to node descriptors initialised in `init` and
         // reserved in memblock for the life of the model.
         self.nodes.get(nid).and_then(|p| unsafe { p.as_ref() })
+    }
+
+    /// Node `nid`, to fill in the page allocator's per-node tables while it is built.
+    pub(crate) fn node_mut(&mut self, nid: usize) -> Option<&mut Node> {
+        // SAFETY: as in `node`; the descriptors are owned by the model (the pointers come
+        // from `phys_to_virt` of memory reserved for it), so `&mut self` excludes every
+        // other reference to them.
+        self.nodes
+            .get(nid)
+            .and_then(|p| unsafe { p.cast_mut().as_mut() })
     }
 
     /// The online nodes (those with memory), by id.
@@ -540,9 +566,9 @@ impl MemoryModel {
         &self.arch
     }
 
-    /// Per node, the first pfn of ZONE_MOVABLE (0: none).
-    pub fn zone_movable_pfn(&self) -> &[u64; MAX_NUMNODES] {
-        &self.movable.zone_movable_pfn
+    /// The first pfn of node `nid`'s ZONE_MOVABLE (0: none, or no such node).
+    pub fn zone_movable_pfn(&self, nid: usize) -> u64 {
+        self.node(nid).map_or(0, |n| n.zone_movable_pfn)
     }
 
     /// `kernelcore=` / `movablecore=` values that were rejected and ignored.
@@ -583,8 +609,7 @@ impl MemoryModel {
     /// The free page ranges to hand to the buddy allocator, in address order, split at
     /// zone boundaries. Their pages are exactly those counted in `managed_pages`.
     pub fn free_pfn_ranges(&self) -> impl Iterator<Item = HandoffRange> + '_ {
-        let nodes: [Option<&Node>; MAX_NUMNODES] = core::array::from_fn(|nid| self.node(nid));
-        handoff_ranges(&self.memblock, nodes)
+        handoff_ranges(&self.memblock, &self.nodes)
     }
 
     /// Allocate `size` bytes aligned to `align` from memblock after the model is built,
@@ -684,9 +709,10 @@ fn numa_piece(numa: &[NumaRange], cur: u64, end: u64) -> (u64, Option<usize>) {
 }
 
 /// The free pfn ranges of `memblock`, split at the zone boundaries of their node.
+/// `nodes` is `NODE_DATA`: null or initialised descriptors that outlive `'a`.
 fn handoff_ranges<'a>(
     memblock: &'a Memblock,
-    nodes: [Option<&'a Node>; MAX_NUMNODES],
+    nodes: &'a [*const Node; MAX_NUMNODES],
 ) -> HandoffIter<'a, impl Iterator<Item = (u64, u64, usize)> + 'a> {
     HandoffIter {
         free: memblock.free_pfn_ranges(),
@@ -698,7 +724,7 @@ fn handoff_ranges<'a>(
 /// Iterator behind [`MemoryModel::free_pfn_ranges`].
 struct HandoffIter<'a, I> {
     free: I,
-    nodes: [Option<&'a Node>; MAX_NUMNODES],
+    nodes: &'a [*const Node; MAX_NUMNODES],
     cur: Option<(u64, u64, usize)>,
 }
 
@@ -714,7 +740,9 @@ impl<I: Iterator<Item = (u64, u64, usize)>> Iterator for HandoffIter<'_, I> {
             if s >= e {
                 continue;
             }
-            let node = self.nodes.get(nid).copied().flatten();
+            // SAFETY: `handoff_ranges`' contract: non-null entries are initialised
+            // descriptors that outlive the iterator.
+            let node = self.nodes.get(nid).and_then(|p| unsafe { p.as_ref() });
             let zone = node.and_then(|n| {
                 n.node_zones
                     .iter()
@@ -862,7 +890,7 @@ impl fmt::Display for BootReport<'_> {
         }
         writeln!(f, "Movable zone start for each node")?;
         for n in m.nodes() {
-            let zmp = m.movable.zone_movable_pfn[n.node_id];
+            let zmp = n.zone_movable_pfn;
             if zmp != 0 {
                 writeln!(f, "  Node {}: {:#018x}", n.node_id, zmp << PAGE_SHIFT)?;
             }

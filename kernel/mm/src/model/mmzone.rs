@@ -45,8 +45,11 @@ pub const NR_MEM_SECTIONS: u64 = 1 << (MAX_PHYSMEM_BITS - SECTION_SIZE_BITS);
 /// Flag bits stored per pageblock: 3 migratetype bits and the compaction skip bit.
 pub const NR_PAGEBLOCK_BITS: u32 = 4;
 
-/// Upper bound on NUMA nodes this crate supports.
-pub const MAX_NUMNODES: usize = 8;
+/// Upper bound on NUMA nodes this crate supports: node ids are `0..MAX_NUMNODES`
+/// (Linux's x86_64 default, `NODES_SHIFT` 6). Per-node state lives in each node's
+/// descriptor, allocated on that node at boot, so a machine pays for the nodes it has;
+/// what stays sized by this bound is one pointer (`NODE_DATA`) and one bit per node.
+pub const MAX_NUMNODES: usize = 64;
 
 /// The mobility class of a pageblock and of the free lists that hold its pages.
 ///

@@ -2,10 +2,14 @@
 //! `calculate_node_totalpages` in `mm/mm_init.c`).
 //!
 //! A node is a set of CPUs and the memory closest to them; allocation prefers the local
-//! node's zones. Every structure indexed "per node" in this crate is an array of
-//! [`MAX_NUMNODES`] entries indexed by node id, and nothing assumes that node 0 is the only
-//! one: the node of each RAM range is an input to the memory model ([`NumaRange`], from
-//! ACPI SRAT when the kernel parses it; node 0 when there is none).
+//! node's zones. Node ids are below [`MAX_NUMNODES`] (64) and may be sparse (nodes 0, 5
+//! and 63, say); nothing assumes that node 0 is the only one: the node of each RAM range
+//! is an input to the memory model ([`NumaRange`], from ACPI SRAT when the kernel parses
+//! it; node 0 when there is none). What is kept per node lives in the node's descriptor
+//! (its zones, its ZONE_MOVABLE start, its compactor's state, the page allocator's
+//! zonelists and fast-path plans), so memory grows with the nodes a machine has, not with
+//! [`MAX_NUMNODES`]; only `NODE_DATA` (one pointer per possible node) and node masks (one
+//! bit) are sized by the bound.
 //!
 //! A node's span is from its lowest to its highest RAM pfn; its zones partition that span
 //! by the architectural limits (on x86_64 DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal; see
@@ -56,8 +60,14 @@ pub struct Node {
     pub node_zones: [Zone; MAX_NR_ZONES],
     /// One past the highest populated zone index (`nr_zones`).
     pub nr_zones: usize,
+    /// First pfn of the node's ZONE_MOVABLE as `kernelcore=`/`movablecore=` placed it, 0
+    /// for none (Linux: `zone_movable_pfn[nid]`).
+    pub zone_movable_pfn: u64,
     /// The node's background compactor ([`crate::movement::compaction`]).
     pub(crate) kcompactd: KcompactdState,
+    /// The page allocator's tables for this node (`node_zonelists` and more;
+    /// [`crate::page_alloc`]), filled when the allocator is built.
+    pub(crate) alloc: crate::page_alloc::zonelist::NodeAlloc,
 }
 
 /// What node's kcompactd has been asked to do and when it last compacted proactively
@@ -119,7 +129,9 @@ impl Node {
                 Zone::new(ZoneType::Movable, nid),
             ],
             nr_zones: 0,
+            zone_movable_pfn: 0,
             kcompactd: KcompactdState::new(),
+            alloc: crate::page_alloc::zonelist::NodeAlloc::new(),
         }
     }
 
@@ -245,6 +257,7 @@ impl Node {
                 self.nr_zones = i + 1;
             }
         }
+        self.zone_movable_pfn = zmp;
         self.node_start_pfn = node_start;
         self.node_spanned_pages = spanned_total;
         self.node_present_pages = present_total;

@@ -576,12 +576,21 @@ fn core_pages(size: CoreSize, total_pages: u64) -> u64 {
 }
 
 /// The result of sizing ZONE_MOVABLE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MovableLayout {
     /// Per node, the first pfn of ZONE_MOVABLE, or 0 for none (`zone_movable_pfn`).
     pub zone_movable_pfn: [u64; MAX_NUMNODES],
     /// Options that were rejected (and ignored) for this machine.
     pub errors: [Option<ParamError>; 2],
+}
+
+impl Default for MovableLayout {
+    fn default() -> Self {
+        MovableLayout {
+            zone_movable_pfn: [0; MAX_NUMNODES],
+            errors: [None; 2],
+        }
+    }
 }
 
 /// Find where ZONE_MOVABLE starts on each node (`find_zone_movable_pfns_for_nodes`).

@@ -23,6 +23,7 @@ mod firmware_maps;
 mod migrate;
 mod migrate_smp;
 mod model;
+mod numa_nodes;
 mod page_alloc_model;
 mod page_alloc_rules;
 mod page_alloc_smp;

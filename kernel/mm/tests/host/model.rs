@@ -253,7 +253,7 @@ fn kernelcore_and_movablecore_carve_zone_movable() {
         assert!(mv > 0, "{a} {b}: no Movable zone");
         let z = m.model.zone(0, ZoneType::Movable).unwrap();
         assert_eq!(z.zone_start_pfn % MAX_ORDER_NR_PAGES, 0);
-        assert_eq!(m.model.zone_movable_pfn()[0], z.zone_start_pfn);
+        assert_eq!(m.model.zone_movable_pfn(0), z.zone_start_pfn);
         // When movablecore=N decides (kernelcore absent or smaller than what N leaves),
         // ZONE_MOVABLE is N rounded up to MAX_ORDER pages, less what aligning its start up
         // to MAX_ORDER costs. kernelcore=N leaves at least N to the kernel zones.

@@ -343,8 +343,8 @@ pub fn check_model(
     // Every struct page.
     let single_node = numa.is_empty();
     let spans = single_node.then(|| expected_zone_spans(&ram, kernelcore, movablecore, &arch));
-    let mut managed = [[0u64; 4]; 8];
-    let mut present_count = [[0u64; 4]; 8];
+    let mut managed = [[0u64; 4]; zonebuddy::model::mmzone::MAX_NUMNODES];
+    let mut present_count = [[0u64; 4]; zonebuddy::model::mmzone::MAX_NUMNODES];
     for &s in &sections {
         let start = s * pages_per_section;
         for pfn in start..start + pages_per_section {
