@@ -131,6 +131,78 @@ ktest! {
         Ok(())
     }
 
+    fn zonelists_follow_the_slit() -> TestResult {
+        if let Some(r) = single_node("zonelists_follow_the_slit") {
+            return r;
+        }
+        let a = allocator();
+        let info = numa::info();
+        for node in a.model().nodes() {
+            let nid = node.node_id;
+            let mut order: Vec<usize> = a.zonelist_order(nid).map(|e| e.0).collect();
+            order.dedup();
+            kprintln!("numa: node {nid} zonelist: nodes {:?}", order);
+            kassert_eq!(order.first().copied(), Some(nid));
+            // Every node with memory, once, nearest first.
+            let mut seen = order.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            kassert_eq!(seen.len(), order.len());
+            kassert_eq!(seen, a.model().nodes().map(|n| n.node_id).collect::<Vec<_>>());
+            kassert!(
+                order.windows(2).all(|w| info.distance(nid, w[0]) <= info.distance(nid, w[1])),
+                "node {} zonelist {:?} not in distance order",
+                nid,
+                order
+            );
+        }
+        Ok(())
+    }
+
+    fn allocations_spill_to_the_nearest_node() -> TestResult {
+        if let Some(r) = single_node("allocations_spill_to_the_nearest_node") {
+            return r;
+        }
+        // The highest CPU fills its node with order-9 blocks until one comes from another
+        // node: that node must be the next one in its zonelist (the nearest with memory).
+        let a = allocator();
+        let cpu = *smp::online_ids().last().ok_or("no CPU")?;
+        let local = numa::cpu_to_node(cpu);
+        let mut order: Vec<usize> = a.zonelist_order(local).map(|e| e.0).collect();
+        order.dedup();
+        let Some(&next) = order.get(1) else {
+            return crate::ktest::skip("allocations_spill_to_the_nearest_node: one memory node");
+        };
+        let held = spin::Mutex::new(Vec::new());
+        let spilled = AtomicUsize::new(usize::MAX);
+        let limit = (a.model().node(local).map_or(0, |n| n.node_present_pages) >> PAGEBLOCK_ORDER) + 64;
+        smp::call_on_cpu(cpu, &|| {
+            let mut held = held.lock();
+            while (held.len() as u64) < limit {
+                let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, PAGEBLOCK_ORDER) else {
+                    break;
+                };
+                held.push(p);
+                if p.nid() != local {
+                    spilled.store(p.nid(), Ordering::SeqCst);
+                    break;
+                }
+            }
+        });
+        let held = held.into_inner();
+        let n = held.len();
+        for p in held {
+            let _ = a.free_pages(p, PAGEBLOCK_ORDER);
+        }
+        a.drain_all_pages();
+        let spilled = spilled.load(Ordering::SeqCst);
+        kprintln!(
+            "numa: cpu {cpu} (node {local}) took {n} order-9 blocks, then spilled to node {spilled}; zonelist nodes {order:?}"
+        );
+        kassert_eq!(spilled, next);
+        zonebuddy::check(a).map_err(|v| alloc::format!("invariant violated: {v}"))
+    }
+
     fn kcompactd_runs_on_its_nodes_cpus() -> TestResult {
         if let Some(r) = single_node("kcompactd_runs_on_its_nodes_cpus") {
             return r;

@@ -44,7 +44,7 @@ use crate::model::arch::{ArchError, ArchParams};
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
 use crate::model::memmap::{FirmwareRanges, MapError, MemoryMap, RangeKind};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
-use crate::model::node::{Node, NumaRange};
+use crate::model::node::{LOCAL_DISTANCE, Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
 use crate::model::sparse::{SparseError, SparseMem};
 use crate::model::zone::{
@@ -66,6 +66,11 @@ pub struct ModelParams<'a> {
     pub movablecore: Option<CoreSize>,
     /// Node of each RAM range (ACPI SRAT). RAM not covered is on node 0. Empty: all node 0.
     pub numa: &'a [NumaRange],
+    /// Distances between nodes (ACPI SLIT), row-major: `n * n` entries for node ids
+    /// `0..n`, `numa_distance[a * n + b]` the distance from `a` to `b`; 10 on the
+    /// diagonal, more elsewhere. Empty: 10 local, 20 remote (Linux's defaults). They
+    /// order each node's zonelists (nearest node first, as Linux's `build_zonelists`).
+    pub numa_distance: &'a [u8],
     /// Values rejected while parsing (the options were ignored), reported at init.
     pub errors: [Option<ParamError>; 2],
     /// Apply the PC's low-memory rules to the firmware map (Linux: `trim_bios_range`): page
@@ -96,6 +101,7 @@ impl Default for ModelParams<'_> {
             kernelcore: None,
             movablecore: None,
             numa: &[],
+            numa_distance: &[],
             errors: [None; 2],
             trim_bios_range: true,
             reserve_trampoline: false,
@@ -159,6 +165,18 @@ pub enum ModelError {
     Map(MapError),
     /// A NUMA range is inverted or names a node `>= MAX_NUMNODES`.
     BadNumaRange(NumaRange),
+    /// The distance table's length is not the square of a node count up to
+    /// `MAX_NUMNODES`.
+    NumaDistanceShape(usize),
+    /// A distance table entry is not 10 on the diagonal, or is 10 or less elsewhere.
+    BadNumaDistance {
+        /// Row (from).
+        from: usize,
+        /// Column (to).
+        to: usize,
+        /// The value found.
+        value: u8,
+    },
     /// An extra reservation is inverted or beyond the physical address limit.
     BadReservation {
         /// Start given.
@@ -190,6 +208,14 @@ impl fmt::Display for ModelError {
                 f,
                 "NUMA range [{:#x}, {:#x}) on node {} is inverted or the node is not below {MAX_NUMNODES}",
                 r.start, r.end, r.nid
+            ),
+            ModelError::NumaDistanceShape(len) => write!(
+                f,
+                "NUMA distance table of {len} entries is not the square of a node count up to {MAX_NUMNODES}"
+            ),
+            ModelError::BadNumaDistance { from, to, value } => write!(
+                f,
+                "NUMA distance {from}->{to} is {value} (10 on the diagonal, more than 10 elsewhere)"
             ),
             ModelError::BadReservation { start, end } => write!(
                 f,
@@ -331,6 +357,7 @@ impl MemoryModel {
                 return Err(ModelError::BadNumaRange(*r));
             }
         }
+        let nr_dist = check_numa_distance(params.numa_distance)?;
         for &(start, end) in extra_reserved {
             if start > end || end > physmem_limit {
                 return Err(ModelError::BadReservation { start, end });
@@ -444,6 +471,11 @@ impl MemoryModel {
                 Node::init_at(p, nid);
                 &mut *p
             };
+            if nid < nr_dist {
+                for (to, d) in node.distance.iter_mut().enumerate().take(nr_dist) {
+                    *d = params.numa_distance[nid * nr_dist + to];
+                }
+            }
             node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
             // SAFETY: the `zonelist_bytes` after the descriptor are part of the allocation
             // just made for this node, reserved for the model's life, and used by nothing
@@ -695,6 +727,28 @@ impl MemoryModel {
 
 /// The pfn range `[cur, ..)` of RAM ending at `end` that lies on one node: its end and the
 /// node (`None`: not covered by any NUMA range).
+/// The node count of a distance table (0 for an empty one), or why it is refused.
+fn check_numa_distance(d: &[u8]) -> Result<usize, ModelError> {
+    let n = d.len().isqrt();
+    if n * n != d.len() || n > MAX_NUMNODES {
+        return Err(ModelError::NumaDistanceShape(d.len()));
+    }
+    for from in 0..n {
+        for to in 0..n {
+            let value = d[from * n + to];
+            let ok = if from == to {
+                value == LOCAL_DISTANCE
+            } else {
+                value > LOCAL_DISTANCE
+            };
+            if !ok {
+                return Err(ModelError::BadNumaDistance { from, to, value });
+            }
+        }
+    }
+    Ok(n)
+}
+
 fn numa_piece(numa: &[NumaRange], cur: u64, end: u64) -> (u64, Option<usize>) {
     if let Some(r) = numa.iter().find(|r| r.start <= cur && cur < r.end) {
         return (end.min(r.end), Some(r.nid));

@@ -45,6 +45,11 @@ pub struct NumaRange {
     pub nid: usize,
 }
 
+/// Distance of a node to itself (ACPI, Linux's `LOCAL_DISTANCE`).
+pub const LOCAL_DISTANCE: u8 = 10;
+/// Distance between two nodes when the firmware gives none (Linux's `REMOTE_DISTANCE`).
+pub const REMOTE_DISTANCE: u8 = 20;
+
 /// One node (`pglist_data`).
 #[derive(Debug)]
 pub struct Node {
@@ -65,6 +70,9 @@ pub struct Node {
     pub zone_movable_pfn: u64,
     /// The node's background compactor ([`crate::movement::compaction`]).
     pub(crate) kcompactd: KcompactdState,
+    /// Distance from this node to each node id (ACPI SLIT units: 10 local, 20 the default
+    /// remote; [`crate::ModelParams::numa_distance`]). Orders the zonelists.
+    pub distance: [u8; MAX_NUMNODES],
     /// The page allocator's tables for this node (`node_zonelists` and more;
     /// [`crate::page_alloc`]), filled when the allocator is built.
     pub(crate) alloc: crate::page_alloc::zonelist::NodeAlloc,
@@ -130,6 +138,7 @@ impl Node {
             ],
             nr_zones: 0,
             zone_movable_pfn: 0,
+            distance: [REMOTE_DISTANCE; MAX_NUMNODES],
             kcompactd: KcompactdState::new(),
             alloc: crate::page_alloc::zonelist::NodeAlloc::new(),
         }
@@ -156,10 +165,16 @@ impl Node {
             core::ptr::copy_nonoverlapping(&TEMPLATE, p, 1);
             let node = &mut *p;
             node.node_id = nid;
+            node.distance[nid] = LOCAL_DISTANCE;
             for z in &mut node.node_zones {
                 z.nid = nid;
             }
         }
+    }
+
+    /// Distance to node `to` (`node_distance`).
+    pub fn distance_to(&self, to: usize) -> u8 {
+        self.distance.get(to).copied().unwrap_or(REMOTE_DISTANCE)
     }
 
     /// One past the last spanned pfn (`pgdat_end_pfn`).

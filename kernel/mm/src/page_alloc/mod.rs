@@ -345,9 +345,15 @@ impl<P: Platform> PageAllocator<P> {
             PerCpu::alloc(model, &platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
         let capture = CaptureSlots::alloc(model, &platform, nr_cpus).map_err(StartError::PerCpu)?;
 
+        // Nodes some CPU allocates from (`build_zonelists` prefers CPU-less nodes on ties).
+        let has_cpus = (0..nr_cpus)
+            .map(|cpu| platform.cpu_to_node(cpu))
+            .filter(|&n| n < MAX_NUMNODES)
+            .fold(0u64, |m, n| m | 1 << n);
+        let mut node_load = [0u32; MAX_NUMNODES];
         for nid in 0..MAX_NUMNODES {
             if online & (1 << nid) != 0 {
-                zonelist::build_zonelists(model, online, nid);
+                zonelist::build_zonelists(model, online, has_cpus, &mut node_load, nid);
             }
         }
         let nr_online_nodes = online.count_ones() as usize;

@@ -119,21 +119,91 @@ impl NodeAlloc {
     }
 }
 
+/// Distance from `a` to `b` as node `a`'s descriptor records it (10 local, 20 remote
+/// without a table).
+fn node_distance(model: &MemoryModel, a: usize, b: usize) -> u32 {
+    match model.node(a) {
+        Some(n) => u32::from(n.distance_to(b)),
+        None if a == b => u32::from(crate::model::node::LOCAL_DISTANCE),
+        None => u32::from(crate::model::node::REMOTE_DISTANCE),
+    }
+}
+
+/// `find_next_best_node`: the next node for `nid`'s fallback order among the `online`
+/// ones not yet `used`: `nid` itself first, then the nearest, ties going to a node above
+/// `nid` (Linux "prefers the next node"), then to a node without CPUs (they have the
+/// least allocation pressure of their own), then to the least loaded (`node_load`, which
+/// the zonelists built so far raised for the first node of each distance group, so that
+/// nodes at equal distance take turns being first across the machine).
+fn find_next_best_node(
+    model: &MemoryModel,
+    nid: usize,
+    online: u64,
+    has_cpus: u64,
+    used: u64,
+    node_load: &[u32; MAX_NUMNODES],
+) -> Option<usize> {
+    if online & (1 << nid) != 0 && used & (1 << nid) == 0 {
+        return Some(nid);
+    }
+    (0..MAX_NUMNODES)
+        .filter(|&n| online & (1 << n) != 0 && used & (1 << n) == 0)
+        .min_by_key(|&n| {
+            let mut val = node_distance(model, nid, n) + u32::from(n < nid);
+            if has_cpus & (1 << n) != 0 {
+                val += 1; // PENALTY_FOR_NODE_WITH_CPUS
+            }
+            (val * MAX_NUMNODES as u32 + node_load[n], n)
+        })
+}
+
+/// The node order of `nid`'s zonelists (Linux's `build_zonelists` loop around
+/// `find_next_best_node`) into `order`; returns how many nodes. `node_load` is shared by
+/// the calls for every node of one build (Linux's static `node_load[]`): the first node
+/// of each new distance group gets one more unit of load.
+pub(super) fn node_order(
+    model: &MemoryModel,
+    nid: usize,
+    online: u64,
+    has_cpus: u64,
+    node_load: &mut [u32; MAX_NUMNODES],
+    order: &mut [u8; MAX_NUMNODES],
+) -> usize {
+    let mut used = 0u64;
+    let mut len = 0;
+    let mut prev = nid;
+    while let Some(n) = find_next_best_node(model, nid, online, has_cpus, used, node_load) {
+        used |= 1 << n;
+        if node_distance(model, nid, n) != node_distance(model, nid, prev) {
+            node_load[n] += 1;
+        }
+        order[len] = n as u8;
+        len += 1;
+        prev = n;
+    }
+    len
+}
+
 /// Build node `nid`'s zonelists (`build_zonelists`). For each highest usable zone: the
-/// node's own zones highest first (Movable, Normal, DMA32, DMA), then the other nodes' in
-/// increasing distance, which without a distance table is increasing node id after `nid`,
-/// wrapping around. Zones above `highest` and zones that manage nothing are left out.
-pub(super) fn build_zonelists(model: &mut MemoryModel, online: u64, nid: usize) {
+/// nodes in the order of [`node_order`] (the node itself, then by distance), each node's
+/// zones highest first (Movable, Normal, DMA32, DMA): Linux's node ordering. Zones above
+/// `highest` and zones that manage nothing are left out.
+pub(super) fn build_zonelists(
+    model: &mut MemoryModel,
+    online: u64,
+    has_cpus: u64,
+    node_load: &mut [u32; MAX_NUMNODES],
+    nid: usize,
+) {
+    let mut order = [0u8; MAX_NUMNODES];
+    let nr = node_order(model, nid, online, has_cpus, node_load, &mut order);
     for highest in 0..MAX_NR_ZONES {
         // The entries are computed from shared borrows first, then written: at most
         // 256 bytes on the stack.
         let mut buf = [0u8; MAX_NUMNODES * MAX_NR_ZONES];
         let mut len = 0;
-        for k in 0..MAX_NUMNODES {
-            let n = (nid + k) % MAX_NUMNODES;
-            if online & (1 << n) == 0 {
-                continue;
-            }
+        for &n in &order[..nr] {
+            let n = n as usize;
             let Some(node) = model.node(n) else { continue };
             for zt in (0..=highest).rev() {
                 if node.node_zones[zt].managed_zone() {

@@ -222,6 +222,8 @@ pub struct SimPlatform {
     kcompactd: Box<[(Mutex<bool>, Condvar)]>,
     /// Behave as a port without the [`MovableMapping`] capability.
     no_movable_mapping: bool,
+    /// Node of each CPU ([`Platform::cpu_to_node`]); all 0 unless set.
+    cpu_nodes: Box<[usize]>,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this object until drop; the platform
@@ -327,6 +329,7 @@ impl SimPlatform {
             tlb_flush_waits: AtomicU64::new(0),
             kcompactd_wakes: AtomicU64::new(0),
             no_movable_mapping: false,
+            cpu_nodes: std::vec![0; nr_cpus].into_boxed_slice(),
             kcompactd: (0..MAX_NUMNODES)
                 .map(|_| (Mutex::new(false), Condvar::new()))
                 .collect(),
@@ -343,6 +346,17 @@ impl SimPlatform {
             return Err(SimError::BadGeometry);
         }
         self.mmu = SoftMmu::new(SIM_MOVABLE_VA_BASE, bytes.div_ceil(PAGE_SIZE))?;
+        Ok(self)
+    }
+
+    /// Put CPU `i` on node `nodes[i]` (one entry per CPU), as an SRAT's processor affinity
+    /// would; before the allocator is built (it sizes pcp lists and orders zonelists by
+    /// which nodes have CPUs).
+    pub fn with_cpu_nodes(mut self, nodes: &[usize]) -> Result<SimPlatform, SimError> {
+        if nodes.len() != self.nr_cpus || nodes.iter().any(|&n| n >= MAX_NUMNODES) {
+            return Err(SimError::BadGeometry);
+        }
+        self.cpu_nodes = nodes.into();
         Ok(self)
     }
 
@@ -687,6 +701,11 @@ impl Platform for SimPlatform {
     #[inline]
     fn nr_cpus(&self) -> usize {
         self.nr_cpus
+    }
+
+    #[inline]
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        self.cpu_nodes.get(cpu).copied().unwrap_or(0)
     }
 
     #[inline]

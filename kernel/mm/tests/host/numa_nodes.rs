@@ -114,8 +114,7 @@ fn check_machine(a: &SimAllocator, map: &[FirmwareRange], numa: &[NumaRange], ni
         assert!(node.managed_pages() > 0, "node {nid} manages pages");
     }
     // Every managed zone of every node, exactly once, in each node's zonelist; the node's
-    // own zones first (highest first), then the other nodes in increasing id after `nid`,
-    // wrapping around.
+    // own zones first (highest first), then the other nodes in Linux's order.
     let managed: BTreeSet<(usize, ZoneType)> = model
         .nodes()
         .flat_map(|n| n.populated_zones().filter(|z| z.managed_zone()))
@@ -132,8 +131,12 @@ fn check_machine(a: &SimAllocator, map: &[FirmwareRange], numa: &[NumaRange], ni
         );
         let mut node_order: Vec<usize> = order.iter().map(|e| e.0).collect();
         node_order.dedup();
-        let mut want: Vec<usize> = nids.to_vec();
-        want.rotate_left(nids.iter().position(|&n| n == nid).unwrap());
+        // Linux's order with every distance 20: the node itself, then the nodes above it,
+        // then those below, each group ascending, nodes with CPUs after CPU-less ones in
+        // each group (here every CPU is on node 0).
+        let mut want: Vec<usize> = nids.iter().copied().filter(|&n| n != nid).collect();
+        want.sort_by_key(|&n| (n < nid, n == 0, n));
+        want.insert(0, nid);
         assert_eq!(node_order, want, "node {nid}: node order");
         for w in order.windows(2).filter(|w| w[0].0 == w[1].0) {
             assert!(
@@ -220,13 +223,14 @@ fn sparse_node_ids_up_to_63() {
     let (map, numa) = sparse_map();
     let a = build(&map, &numa, 1);
     check_machine(&a, &map, &numa, &[0, 5, 63]);
-    // Zonelists wrap around after the highest id: 63 -> 0 -> 5.
+    // Linux's order at equal distances: nodes above first, then below, CPU nodes last in
+    // each group (the one CPU is on node 0): 63 -> 5 -> 0.
     let nodes_of = |nid| {
         let mut v: Vec<usize> = a.zonelist_order(nid).map(|e| e.0).collect();
         v.dedup();
         v
     };
-    assert_eq!(nodes_of(63), [63, 0, 5]);
+    assert_eq!(nodes_of(63), [63, 5, 0]);
     assert_eq!(nodes_of(5), [5, 63, 0]);
     // No zonelist for nodes without memory; a preference for one means the local node.
     assert_eq!(a.zonelist_order(7).count(), 0);
@@ -351,4 +355,120 @@ fn sixteen_nodes_on_a_small_stack() {
             .join()
             .unwrap();
     });
+}
+
+// ---- zonelist order against hand-worked distance tables (Linux's build_zonelists) ----
+
+/// Four nodes of 128 MiB below 512 MiB, CPU `i` on node `cpu_nodes[i]`, distances `dist`
+/// (row-major); the node order of each node's zonelist.
+fn zonelist_orders(dist: &[u8], cpu_nodes: &[usize]) -> Vec<Vec<usize>> {
+    let map = vec![FirmwareRange::new(MIB, 512 * MIB, RangeKind::Usable)];
+    let numa: Vec<NumaRange> = (0..4u64)
+        .map(|i| NumaRange {
+            start: i * 128 * MIB,
+            end: (i + 1) * 128 * MIB,
+            nid: i as usize,
+        })
+        .collect();
+    let params = ModelParams {
+        numa: &numa,
+        numa_distance: dist,
+        ..ModelParams::default()
+    };
+    let platform = SimPlatform::for_map(&map, &[], cpu_nodes.len())
+        .unwrap()
+        .with_cpu_nodes(cpu_nodes)
+        .unwrap();
+    let a = SimAllocator::build_on(platform, &map, &[], &params).unwrap_or_else(|e| panic!("{e}"));
+    for n in a.model().nodes() {
+        for to in 0..4 {
+            assert_eq!(
+                usize::from(n.distance_to(to)),
+                usize::from(dist[n.node_id * 4 + to])
+            );
+        }
+    }
+    (0..4)
+        .map(|nid| {
+            let mut order: Vec<usize> = a.zonelist_order(nid).map(|e| e.0).collect();
+            order.dedup();
+            order
+        })
+        .collect()
+}
+
+/// Nearest first: a chain 0-1-2-3 (the 4-node QEMU configuration's table). Nodes at equal
+/// distance go to the one above the local node first ("prefer the next node").
+#[test]
+fn zonelists_follow_distances() {
+    let chain = [
+        10, 20, 30, 40, 20, 10, 20, 30, 30, 20, 10, 20, 40, 30, 20, 10,
+    ];
+    let orders = zonelist_orders(&chain, &[0, 1, 2, 3]);
+    assert_eq!(orders[0], [0, 1, 2, 3]);
+    // Node 1: nodes 0 and 2 are both at 20; 2 is above 1, so it comes first.
+    assert_eq!(orders[1], [1, 2, 0, 3]);
+    assert_eq!(orders[2], [2, 3, 1, 0]);
+    assert_eq!(orders[3], [3, 2, 1, 0]);
+}
+
+/// Ties broken by CPUs: with every distance 20 and the only CPUs on node 0, node 0 comes
+/// last in every other node's list (Linux prefers CPU-less nodes, which have no local
+/// allocations of their own).
+#[test]
+fn zonelists_prefer_cpuless_nodes_on_ties() {
+    let flat = [
+        10, 20, 20, 20, 20, 10, 20, 20, 20, 20, 10, 20, 20, 20, 20, 10,
+    ];
+    let orders = zonelist_orders(&flat, &[0, 0]);
+    assert_eq!(orders[0], [0, 1, 2, 3]);
+    assert_eq!(orders[1], [1, 2, 3, 0]);
+    assert_eq!(orders[2], [2, 3, 1, 0]);
+    assert_eq!(orders[3], [3, 1, 2, 0]);
+    // CPUs everywhere: plain "above first, then below", ascending.
+    let orders = zonelist_orders(&flat, &[0, 1, 2, 3]);
+    assert_eq!(orders[2], [2, 3, 0, 1]);
+    assert_eq!(orders[3], [3, 0, 1, 2]);
+}
+
+/// Ties broken by node load: the first node of each distance group in a zonelist gets a
+/// unit of load, and later zonelists prefer the less loaded of two equally distant nodes.
+/// Worked by hand (asymmetric table; CPUs on every node):
+/// - node 0: 0, 1 (load[1] = 1), 2, 3;
+/// - node 1: 1, 0 at 15 (load[0] = 1), 2 at 20 (load[2] = 1), 3;
+/// - node 2: 2, 0 at 15 (load[0] = 2), 3 at 20 above 1 (load[3] = 1), 1;
+/// - node 3: 0 and 1 both at 20 and both below 3: load[1] = 1 < load[0] = 2, so 1 first
+///   although its id is higher.
+#[test]
+fn zonelists_break_remaining_ties_by_node_load() {
+    let d = [
+        10, 20, 20, 20, 15, 10, 20, 20, 15, 20, 10, 20, 20, 20, 30, 10,
+    ];
+    let orders = zonelist_orders(&d, &[0, 1, 2, 3]);
+    assert_eq!(orders[0], [0, 1, 2, 3]);
+    assert_eq!(orders[1], [1, 0, 2, 3]);
+    assert_eq!(orders[2], [2, 0, 3, 1]);
+    assert_eq!(orders[3], [3, 1, 0, 2]);
+}
+
+/// A bad table is refused with the entry at fault, and one that is not square by its
+/// length; nothing is built.
+#[test]
+fn bad_distance_tables_are_refused() {
+    let map = vec![FirmwareRange::new(MIB, 512 * MIB, RangeKind::Usable)];
+    for (table, want) in [
+        (vec![10u8, 20, 20], "not the square"),
+        (vec![10, 20, 20, 9], "1->1 is 9"),
+        (vec![10, 10, 20, 10], "0->1 is 10"),
+    ] {
+        let params = ModelParams {
+            numa_distance: &table,
+            ..ModelParams::default()
+        };
+        let e = match SimAllocator::build(&map, &[], &params, 1) {
+            Ok(_) => panic!("{table:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(want), "{table:?}: {e}");
+    }
 }
