@@ -111,6 +111,7 @@ impl<P: Platform> PageAllocator<P> {
             }
             drop(lists);
             hdr.count_vm_events_irqs_off(VmEvent::pgalloc(zone.zone_type), nr_account);
+            self.zone_statistics_irqs_off(cpu, ac.nid, zr, nr_account);
         }
         if nr_account == 0 {
             return self.bulk_fallback(gfp, nr, out, nr_populated);

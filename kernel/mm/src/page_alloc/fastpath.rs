@@ -166,7 +166,8 @@ impl<P: Platform> PageAllocator<P> {
         if !zone_watermark_order0(zone, plan.highest as usize, alloc_flags) {
             return None;
         }
-        let page = self.rmqueue_pcplist(plan.zr, zone, 0, plan.migratetype, alloc_flags, false)?;
+        let page =
+            self.rmqueue_pcplist(plan.zr, zone, 0, plan.migratetype, alloc_flags, false, nid)?;
         self.rmqueue_boost_check(zone, alloc_flags);
         self.prep_new_page(page, 0, gfp);
         Some(page)

@@ -271,7 +271,8 @@ impl<P: Platform> PageAllocator<P> {
                 {
                     continue;
                 }
-                if let Some(page) = self.rmqueue(zr, zone, order, alloc_flags, ac.migratetype) {
+                if let Some(page) = self.rmqueue(zr, zone, order, alloc_flags, ac.migratetype, ac.nid)
+                {
                     self.prep_new_page(page, order, gfp);
                     if alloc_flags.contains(AllocFlags::HIGHATOMIC) {
                         self.reserve_highatomic_pageblock(
@@ -300,13 +301,14 @@ impl<P: Platform> PageAllocator<P> {
         order: u32,
         alloc_flags: AllocFlags,
         mt: Migratetype,
+        pref_nid: usize,
     ) -> Option<&Page> {
         let mut page = None;
         if pcp_allowed_order(order) {
-            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, true);
+            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, true, pref_nid);
         }
         if page.is_none() {
-            page = self.rmqueue_buddy(zone, order, alloc_flags, mt);
+            page = self.rmqueue_buddy(zr, zone, order, alloc_flags, mt, pref_nid);
         }
         let page = page?;
         self.rmqueue_boost_check(zone, alloc_flags);
@@ -340,8 +342,10 @@ impl<P: Platform> PageAllocator<P> {
     /// Take a page from this CPU's pcp list for `zone` (`rmqueue_pcplist`). `None` if the
     /// list is busy (being drained by another CPU) or cannot be refilled. Without
     /// `refill` (the order-0 fast path), an empty list is `None` with nothing changed:
-    /// refilling is the general path's business.
+    /// refilling is the general path's business. `pref_nid` is the node the request
+    /// preferred (for the NUMA counters).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn rmqueue_pcplist(
         &self,
         zr: ZoneRef,
@@ -350,6 +354,7 @@ impl<P: Platform> PageAllocator<P> {
         mt: Migratetype,
         alloc_flags: AllocFlags,
         refill: bool,
+        pref_nid: usize,
     ) -> Option<&Page> {
         let pindex = order_to_pindex(mt, order)?;
         let _irq = LocalIrqGuard::new(&self.platform);
@@ -375,6 +380,7 @@ impl<P: Platform> PageAllocator<P> {
         drop(lists);
         if page.is_some() {
             hdr.count_vm_events_irqs_off(VmEvent::pgalloc(zone.zone_type), 1 << order);
+            self.zone_statistics_irqs_off(cpu, pref_nid, zr, 1 << order);
         }
         page
     }
@@ -468,10 +474,12 @@ impl<P: Platform> PageAllocator<P> {
     #[inline(never)]
     pub(super) fn rmqueue_buddy(
         &self,
+        zr: ZoneRef,
         zone: &Zone,
         order: u32,
         alloc_flags: AllocFlags,
         mt: Migratetype,
+        pref_nid: usize,
     ) -> Option<&Page> {
         loop {
             let mut g = zone.lock.lock_irqsave(&self.platform);
@@ -495,6 +503,8 @@ impl<P: Platform> PageAllocator<P> {
             self.count_buddy_events(hdr, ev);
             let page = page?;
             self.count_vm_events_irqs_off(hdr, VmEvent::pgalloc(zone.zone_type), 1 << order);
+            // Interrupts are off under the zone lock.
+            self.zone_statistics_irqs_off(self.platform.cpu_id(), pref_nid, zr, 1 << order);
             drop(g);
             if page_ok_at_alloc(page) {
                 return Some(page);

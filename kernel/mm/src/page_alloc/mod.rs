@@ -79,7 +79,7 @@ pub mod sysctl;
 pub mod watermark;
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::model::list::PageList;
 use crate::model::memblock::MemblockError;
@@ -222,6 +222,8 @@ pub struct PageAllocator<P: Platform> {
     online: u64,
     nr_online_nodes: usize,
     first_online_node: usize,
+    /// The interleave rotor: the last node [`PageAllocator::alloc_pages_interleave`] used.
+    interleave_next: AtomicUsize,
     percpu: PerCpu,
     sysctl: SpinLock<VmSysctl>,
     boost_factor: AtomicU64,
@@ -369,6 +371,7 @@ impl<P: Platform> PageAllocator<P> {
             addr_of_mut!((*p).online).write(online);
             addr_of_mut!((*p).nr_online_nodes).write(nr_online_nodes);
             addr_of_mut!((*p).first_online_node).write(first_online_node);
+            addr_of_mut!((*p).interleave_next).write(AtomicUsize::new(first_online_node));
             addr_of_mut!((*p).percpu).write(percpu);
             addr_of_mut!((*p).sysctl).write(SpinLock::new(VmSysctl::default()));
             addr_of_mut!((*p).boost_factor)
@@ -763,6 +766,7 @@ mod bulk;
 mod fastpath;
 mod free;
 mod freelist;
+mod numa;
 mod highatomic;
 mod init;
 use init::direct_map_offset;

@@ -9,7 +9,9 @@
 //!   CPU writes them, with interrupts disabled, as a plain load and store (what Linux's
 //!   `__count_vm_events` compiles to); readers of `/proc/vmstat` fold the CPUs' values,
 //!   racily, which is fine for statistics;
-//! - one [`PerCpuPages`] per populated zone, in a fixed slot order.
+//! - one [`PerCpuPages`] per populated zone, in a fixed slot order;
+//! - per populated zone, the CPU's [`NumaEvent`] counters (Linux's per-CPU
+//!   `vm_numa_event`), written by the owning CPU only, like the event counters.
 //!
 //! The blocks are allocated from memblock before the buddy allocator takes over (nothing
 //! else exists that early), one contiguous run of `nr_cpus` equal strides, sized by
@@ -22,7 +24,7 @@ use crate::model::memblock::MemblockError;
 use crate::model::mm_init::MemoryModel;
 use crate::page_alloc::pcp::PerCpuPages;
 use crate::port::platform::Platform;
-use crate::report::vmstat::{NR_VM_EVENT_ITEMS, VmEvent};
+use crate::report::vmstat::{NR_VM_EVENT_ITEMS, NR_VM_NUMA_EVENT_ITEMS, NumaEvent, VmEvent};
 
 /// The counters at the start of every per-CPU block.
 #[repr(C, align(64))]
@@ -68,6 +70,12 @@ unsafe impl Send for PerCpu {}
 // SAFETY: as above.
 unsafe impl Sync for PerCpu {}
 
+/// One zone's NUMA counters on one CPU.
+pub type NumaCounters = [AtomicU64; NR_VM_NUMA_EVENT_ITEMS];
+
+/// Bytes of one zone's NUMA counters.
+const NUMA_BYTES: usize = size_of::<NumaCounters>();
+
 /// Bytes of the header, rounded to whole cache lines.
 const HEADER_BYTES: usize = size_of::<PerCpuHeader>().next_multiple_of(64);
 
@@ -82,7 +90,8 @@ impl PerCpu {
         nr_cpus: usize,
         nr_slots: usize,
     ) -> Result<PerCpu, MemblockError> {
-        let stride = (HEADER_BYTES + nr_slots * size_of::<PerCpuPages>()).next_multiple_of(64);
+        let stride = (HEADER_BYTES + nr_slots * (size_of::<PerCpuPages>() + NUMA_BYTES))
+            .next_multiple_of(64);
         let total = (stride * nr_cpus) as u64;
         let pa = model.memblock_alloc_late(platform, total, 64)?;
         let base = platform.phys_to_virt(pa);
@@ -98,6 +107,11 @@ impl PerCpu {
                 for slot in 0..nr_slots {
                     let p = block.add(HEADER_BYTES + slot * size_of::<PerCpuPages>());
                     (p as *mut PerCpuPages).write(PerCpuPages::new(0, 1));
+                }
+                let numa = block.add(HEADER_BYTES + nr_slots * size_of::<PerCpuPages>());
+                for slot in 0..nr_slots {
+                    (numa.add(slot * NUMA_BYTES) as *mut NumaCounters)
+                        .write([const { AtomicU64::new(0) }; NR_VM_NUMA_EVENT_ITEMS]);
                 }
             }
         }
@@ -150,6 +164,31 @@ impl PerCpu {
                 .add(cpu * self.stride + HEADER_BYTES + slot * size_of::<PerCpuPages>())
                 as *const PerCpuPages)
         })
+    }
+
+    /// CPU `cpu`'s NUMA counters for the zone of slot `slot`.
+    #[inline]
+    pub fn numa_events(&self, cpu: usize, slot: usize) -> Option<&NumaCounters> {
+        if cpu >= self.nr_cpus || slot >= self.nr_slots {
+            return None;
+        }
+        // SAFETY: both indices are in range, so the counters are inside the allocation
+        // (after the block's pcps) and were zeroed in `alloc`; they live as long as `self`.
+        Some(unsafe {
+            &*(self.base.add(
+                cpu * self.stride
+                    + HEADER_BYTES
+                    + self.nr_slots * size_of::<PerCpuPages>()
+                    + slot * NUMA_BYTES,
+            ) as *const NumaCounters)
+        })
+    }
+
+    /// The sum of NUMA counter `ev` of slot `slot` over all CPUs.
+    pub fn sum_numa_event(&self, slot: usize, ev: NumaEvent) -> u64 {
+        (0..self.nr_cpus)
+            .filter_map(|c| self.numa_events(c, slot))
+            .fold(0u64, |a, n| a.wrapping_add(n[ev.index()].load(Ordering::Relaxed)))
     }
 
     /// CPU `cpu`'s counters and its pcp for slot `slot`, together: what the pcp paths

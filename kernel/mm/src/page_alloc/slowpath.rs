@@ -262,6 +262,9 @@ impl<P: Platform> PageAllocator<P> {
                 self.prep_new_page(p, order, gfp);
                 if let Some(zt) = p.zone_type() {
                     self.count_vm_events(VmEvent::pgalloc(zt), 1 << order);
+                    if let Some(zr) = self.zone_ref(p.nid(), zt.index()) {
+                        self.zone_statistics(ac.nid, zr, 1 << order);
+                    }
                 }
                 page = Some(p);
             } else {

@@ -85,6 +85,43 @@ counter_enum! {
 }
 
 counter_enum! {
+    /// NUMA allocation counters (Linux's `enum numa_stat_item`), counted per CPU and per
+    /// zone by `zone_statistics` on every allocation and summed per zone, node or system.
+    /// An allocation from the preferred node is a hit, from another node a miss (charged
+    /// to the zone used) and a foreign allocation (charged to the preferred node's zone);
+    /// independently it is local when the zone is on the allocating CPU's node, other
+    /// otherwise.
+    pub enum NumaEvent, count = NR_VM_NUMA_EVENT_ITEMS {
+        /// `numa_hit`: allocated on the preferred node.
+        NumaHit = "numa_hit",
+        /// `numa_miss`: allocated here although another node was preferred.
+        NumaMiss = "numa_miss",
+        /// `numa_foreign`: preferred here, allocated on another node.
+        NumaForeign = "numa_foreign",
+        /// `numa_interleave`: interleaved allocations that got the node they asked for.
+        NumaInterleave = "numa_interleave",
+        /// `numa_local`: allocated on the allocating CPU's node.
+        NumaLocal = "numa_local",
+        /// `numa_other`: allocated on a node other than the allocating CPU's.
+        NumaOther = "numa_other",
+    }
+}
+
+impl NumaEvent {
+    /// The name in `/sys/devices/system/node/nodeN/numastat` and `numastat`'s rows.
+    pub const fn numastat_name(self) -> &'static str {
+        match self {
+            NumaEvent::NumaHit => "numa_hit",
+            NumaEvent::NumaMiss => "numa_miss",
+            NumaEvent::NumaForeign => "numa_foreign",
+            NumaEvent::NumaInterleave => "interleave_hit",
+            NumaEvent::NumaLocal => "local_node",
+            NumaEvent::NumaOther => "other_node",
+        }
+    }
+}
+
+counter_enum! {
     /// Monotonic event counts (Linux's `enum vm_event_item`). Linux's items come first, in
     /// Linux's order; ours follow from [`VmEvent::FIRST_EXTENSION`] on. Page counts
     /// (`pgalloc_*`, `pgfree`) are in base pages, as in Linux.
