@@ -3,6 +3,7 @@
 //! `free_unref_page`, `free_one_page`).
 
 use super::*;
+use crate::page_alloc::bad_page::PageChecks;
 
 /// The checks made before a reference is dropped: anything that fails here leaves the page
 /// untouched.
@@ -235,11 +236,34 @@ impl<P: Platform> PageAllocator<P> {
         self.reject(BadPage::new(Some(pfn), reason), Some(page))
     }
 
-    /// Check every page of a block whose last reference is gone and reset it for the free
-    /// lists (`free_pages_prepare`). A bad block is reported, counted and left out of the
-    /// free lists.
-    #[inline(never)]
+    /// Check a block whose last reference is gone and reset it for the free lists
+    /// (`free_pages_prepare`). A bad block is reported, counted and left out of the free
+    /// lists. By default only the head of a non-compound block is read and written (see
+    /// "Which descriptors are checked" in the module documentation); a compound page, or
+    /// any block under [`PageChecks::Full`], is swept page by page.
+    #[inline(always)]
     pub(super) fn free_pages_prepare(
+        &self,
+        page: &Page,
+        pfn: u64,
+        order: u32,
+    ) -> Result<(), BadPage> {
+        let w = page.flags_word();
+        if w & PageFlags::HEAD.bits() == 0 && self.page_checks() == PageChecks::Head {
+            if !page_ok_at_free(page, w) {
+                let reason = page_bad_reason(page).unwrap_or(BadPageReason::CorruptCompound);
+                return self.reject(BadPage::new(Some(pfn), reason), Some(page));
+            }
+            page.set_flags_word_exclusive(w & PAGE_LINKS_MASK);
+            page.set_index(0);
+            return Ok(());
+        }
+        self.free_pages_sweep(page, pfn, order)
+    }
+
+    /// [`Self::free_pages_prepare`] over every descriptor of the block.
+    #[inline(never)]
+    pub(super) fn free_pages_sweep(
         &self,
         page: &Page,
         pfn: u64,

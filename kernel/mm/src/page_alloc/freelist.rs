@@ -406,10 +406,9 @@ impl<P: Platform> PageAllocator<P> {
             }
             let page = self.page_ref(lists.pop_front(pindex)?);
             lists.count -= 1 << order;
-            if page_ok_at_alloc(page) {
+            if self.check_new_pages(page, order) {
                 return Some(page);
             }
-            self.bad_page_at_alloc(page);
         }
     }
 
@@ -494,10 +493,9 @@ impl<P: Platform> PageAllocator<P> {
             let page = page?;
             self.count_vm_events_irqs_off(hdr, VmEvent::pgalloc(zone.zone_type), 1 << order);
             drop(g);
-            if page_ok_at_alloc(page) {
+            if self.check_new_pages(page, order) {
                 return Some(page);
             }
-            self.bad_page_at_alloc(page);
         }
     }
 
