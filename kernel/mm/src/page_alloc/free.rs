@@ -447,12 +447,10 @@ impl<P: Platform> PageAllocator<P> {
             let nr = 1u64 << order;
             while let Some(p) = lists.pop_back(idx) {
                 let page = self.page_ref(p);
-                let pfn = self.mem().page_to_pfn(page);
                 remaining -= nr as i64;
                 lists.count = lists.count.saturating_sub(nr);
                 freed += nr;
-                let mt = b.pageblock_mt(pfn);
-                b.free_one_page(pfn, order, mt, false);
+                b.free_pcp_block(page, order);
                 if remaining <= 0 {
                     break;
                 }
