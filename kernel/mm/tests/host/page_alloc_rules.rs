@@ -437,6 +437,13 @@ fn page_checks_head_by_default_full_when_switched_on() {
     assert_eq!(e.reason, BadPageReason::NonzeroPrivate);
     assert_eq!(e.pfn, Some(pfn(&a, c) + 5));
     leaked += 8;
+    // A compound tail that lost its head is caught too.
+    let c = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 2).unwrap();
+    a.pfn_to_page(pfn(&a, c) + 2).unwrap().clear_compound_head();
+    let e = a.free_pages(c, 2).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::CorruptCompound);
+    assert_eq!(e.pfn, Some(pfn(&a, c) + 2));
+    leaked += 4;
     // A tail of a non-compound block is not read at free: the block goes back whole, and
     // comes back whole (the pcp list is last-in first-out) with the dirty tail unseen. The
     // dirty descriptor is caught as soon as it heads a block of its own.
