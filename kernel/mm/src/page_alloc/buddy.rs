@@ -69,7 +69,7 @@ use crate::model::page::Page;
 use crate::model::pageblock::{
     MIGRATETYPE_MASK, get_pageblock_migratetype, set_pageblock_migratetype, usemap_get,
 };
-use crate::model::sparse::SparseMem;
+use crate::model::sparse::{MemSection, SparseMem, section_nr_to_pfn};
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 use crate::page_alloc::capture::CaptureControl;
 use crate::page_alloc::gfp::AllocFlags;
@@ -140,6 +140,31 @@ pub const fn should_try_claim_block(order: u32, start_mt: Migratetype) -> bool {
 #[inline(always)]
 fn section_index(map: &[Page], pfn: u64) -> usize {
     (pfn & (map.len() as u64).wrapping_sub(1)) as usize
+}
+
+/// One section's memmap and pageblock bits, looked up once for a run of frees
+/// ([`Buddy::free_pcp_block`]).
+#[derive(Clone, Copy)]
+pub struct SectionCursor<'m> {
+    nr: u64,
+    start_pfn: u64,
+    ms: &'m MemSection,
+    map: &'m [Page],
+}
+
+impl<'m> SectionCursor<'m> {
+    /// Section `nr` of `mem`, if it has a memmap.
+    fn new(mem: &'m SparseMem, nr: u64) -> Option<SectionCursor<'m>> {
+        let ms = mem.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
+        let start_pfn = section_nr_to_pfn(nr);
+        let map = mem.section_memmap(start_pfn)?;
+        Some(SectionCursor {
+            nr,
+            start_pfn,
+            ms,
+            map,
+        })
+    }
 }
 
 /// The buddy operations of one zone, valid while its lock is held.
@@ -460,21 +485,40 @@ impl<'m, 'g> Buddy<'m, 'g> {
     }
 
     /// Free a block of order `order` whose head descriptor is `page`, onto the lists of its
-    /// pageblock's type (the pcp drain's step: the section is looked up once for the pfn,
-    /// the pageblock type and the merges).
+    /// pageblock's type (the pcp drain's step). `cursor` remembers the last section seen,
+    /// so a run of frees from one section (the common case: a pcp list holds pages freed
+    /// together) finds the pfn, the pageblock type and the buddies without a section
+    /// lookup.
     #[inline]
-    pub fn free_pcp_block(&mut self, page: &Page, order: u32) {
-        let Some((pfn, ms)) = self.mem.page_to_pfn_section(page) else {
-            return;
+    pub fn free_pcp_block(
+        &mut self,
+        page: &Page,
+        order: u32,
+        cursor: &mut Option<SectionCursor<'m>>,
+    ) {
+        let nr = page.section_nr();
+        let c = match *cursor {
+            Some(c) if c.nr == nr => c,
+            _ => {
+                let Some(c) = SectionCursor::new(self.mem, nr) else {
+                    return;
+                };
+                *cursor = Some(c);
+                c
+            }
         };
-        let mt = ms
-            .usemap()
-            .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
-            .unwrap_or(Migratetype::Unmovable);
-        let Some(map) = self.mem.section_memmap(pfn) else {
+        let off = (page as *const Page as usize).wrapping_sub(c.map.as_ptr() as usize)
+            / core::mem::size_of::<Page>();
+        if off >= c.map.len() {
+            // Not a descriptor of the section its flags name: nothing the pcp lists hold.
             return;
-        };
-        self.free_one_page_in(map, pfn, order, mt, false);
+        }
+        let pfn = c.start_pfn + off as u64;
+        let mt =
+            c.ms.usemap()
+                .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
+                .unwrap_or(Migratetype::Unmovable);
+        self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
     /// Free a block of any order (`split_large_buddy` + `__free_one_page`): blocks larger

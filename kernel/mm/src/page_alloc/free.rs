@@ -428,6 +428,7 @@ impl<P: Platform> PageAllocator<P> {
         let mut freed = 0u64;
         let mut g = zone.lock.lock_irqs_off(&self.platform);
         let mut b = self.buddy(zone, &mut g);
+        let mut cursor = None;
         let mut idx = (pindex + NR_PCP_LISTS - 1) % NR_PCP_LISTS;
         'outer: while remaining > 0 {
             let mut tries = 0;
@@ -450,7 +451,7 @@ impl<P: Platform> PageAllocator<P> {
                 remaining -= nr as i64;
                 lists.count = lists.count.saturating_sub(nr);
                 freed += nr;
-                b.free_pcp_block(page, order);
+                b.free_pcp_block(page, order, &mut cursor);
                 if remaining <= 0 {
                     break;
                 }
