@@ -16,12 +16,13 @@
 //! scaling of bulk order-0 allocation from one thread to two.
 //!
 //! `cargo bench -p zonebuddy --bench llfree_workloads`. Environment: `MM_BENCH_MIB` (memory
-//! at 4 GiB, default 1024), `MM_BENCH_RUNS` (best of, default 5), `MM_BENCH_ONLY=ours`
-//! (skip the peer and the extras: for `valgrind --tool=callgrind`, whose inclusive costs
-//! of `bulk_alloc`, `bulk_free`, `rand_alloc`, `rand_free` and `repeat_phase` divided by
-//! the printed operation counts are instructions per operation), `MM_BENCH_ORDER` and
-//! `MM_BENCH_THREADS` (run only that order, that thread count), `MM_BENCH_PAIRS` (cap on
-//! the repeat pairs).
+//! at 4 GiB, default 1024), `MM_BENCH_RUNS` (runs per workload, the median is printed;
+//! default 5), `MM_BENCH_ONLY=ours` (skip the peer and the extras: for
+//! `valgrind --tool=callgrind`, whose inclusive costs of `bulk_alloc`, `bulk_free`,
+//! `rand_alloc`, `rand_free` and `repeat_phase` divided by the printed operation counts
+//! are instructions per operation; identical code folding may merge `rand_alloc` into
+//! `bulk_alloc`), `MM_BENCH_ORDER` and `MM_BENCH_THREADS` (run only that order, that
+//! thread count), `MM_BENCH_PAIRS` (cap on the repeat pairs).
 
 mod common;
 
@@ -162,6 +163,18 @@ fn rand_free<H: Handle>(h: &mut H, order: u32, blocks: Vec<H::Block>) {
     free_phase(h, order, blocks.into_iter())
 }
 
+/// The median of `v` (the upper one for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The median of `runs` measurements: with two threads the best run can be one where the
+/// threads happened not to overlap, so the workloads report the median.
+fn median_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
+    median((0..runs).map(|_| f()).collect())
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -275,7 +288,7 @@ fn main() {
     let two = machine_mib(2, mib);
     let total = one.totalram_pages();
     println!(
-        "LLFree workloads: {} MiB managed ({total} pages), half of it held; ns per operation per thread, best of {runs}; peer = buddy_system_allocator (FrameAllocator for 1 thread, LockedFrameAllocator for 2)",
+        "LLFree workloads: {} MiB managed ({total} pages), half of it held; ns per operation per thread, median of {runs} runs; peer = buddy_system_allocator (FrameAllocator for 1 thread, LockedFrameAllocator for 2)",
         total >> 8
     );
     let mut frames = baseline(&one);
@@ -301,14 +314,13 @@ fn main() {
             println!("order {order}, {threads} thread(s):");
             let ours: &SimAllocator = if threads == 1 { &one } else { &two };
             let mut o: Vec<&SimAllocator> = vec![ours; threads];
-            let best2 = |f: &mut dyn FnMut() -> (f64, f64)| {
-                (0..runs)
-                    .map(|_| f())
-                    .fold((f64::MAX, f64::MAX), |b, v| (b.0.min(v.0), b.1.min(v.1)))
+            let med2 = |f: &mut dyn FnMut() -> (f64, f64)| {
+                let (a, b): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| f()).unzip();
+                (median(a), median(b))
             };
-            let ob = best2(&mut || bulk(&mut o, total, order));
-            let or = best2(&mut || rand(&mut o, total, order, 7));
-            let op = best_of(runs, || repeat(&mut o, total, order, pairs));
+            let ob = med2(&mut || bulk(&mut o, total, order));
+            let or = med2(&mut || rand(&mut o, total, order, 7));
+            let op = median_of(runs, || repeat(&mut o, total, order, pairs));
             if order == 0 {
                 scaling = Some(match scaling {
                     None => (ob.0, 0.0),
@@ -329,15 +341,15 @@ fn main() {
             }
             let (pb, pr, pp) = if threads == 1 {
                 let mut p = vec![&mut frames];
-                let pb = best2(&mut || bulk(&mut p, total, order));
-                let pr = best2(&mut || rand(&mut p, total, order, 7));
-                let pp = best_of(runs, || repeat(&mut p, total, order, pairs));
+                let pb = med2(&mut || bulk(&mut p, total, order));
+                let pr = med2(&mut || rand(&mut p, total, order, 7));
+                let pp = median_of(runs, || repeat(&mut p, total, order, pairs));
                 (pb, pr, pp)
             } else {
                 let mut p = vec![&locked; threads];
-                let pb = best2(&mut || bulk(&mut p, total, order));
-                let pr = best2(&mut || rand(&mut p, total, order, 7));
-                let pp = best_of(runs, || repeat(&mut p, total, order, pairs));
+                let pb = med2(&mut || bulk(&mut p, total, order));
+                let pr = med2(&mut || rand(&mut p, total, order, 7));
+                let pp = median_of(runs, || repeat(&mut p, total, order, pairs));
                 (pb, pr, pp)
             };
             row("bulk alloc", ob.0, Some(pb.0), ga);
@@ -352,7 +364,7 @@ fn main() {
             row("repeat alloc+free pair", op, Some(pp), gp);
         }
     }
-    if let Some((s1, s2)) = scaling {
+    if let Some((s1, s2)) = scaling.filter(|s| s.1 > 0.0) {
         println!(
             "bulk order-0 alloc per page, 2 threads vs 1: {s2:.1} ns vs {s1:.1} ns = {:.2}x {}",
             s2 / s1,
