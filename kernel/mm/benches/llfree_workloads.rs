@@ -280,6 +280,19 @@ fn row(name: &str, ours: f64, peer: Option<f64>, g: Option<f64>) {
     }
 }
 
+/// A row with the ratio to the peer and, when given, to `LockedFrameAllocator` too.
+fn row2(name: &str, ours: f64, peer: f64, locked: Option<f64>, g: Option<f64>) {
+    match locked {
+        Some(l) => println!(
+            "  {name:<34} ours {ours:8.1} ns  peer {peer:8.1} ns  ratio {:6.2}x {} [locked peer {l:8.1} ns: {:5.2}x]",
+            ours / peer,
+            goal(g),
+            ours / l
+        ),
+        None => row(name, ours, Some(peer), g),
+    }
+}
+
 fn main() {
     let mib = env("MM_BENCH_MIB", 1024);
     let runs = env("MM_BENCH_RUNS", 5) as usize;
@@ -288,8 +301,9 @@ fn main() {
     let two = machine_mib(2, mib);
     let total = one.totalram_pages();
     println!(
-        "LLFree workloads: {} MiB managed ({total} pages), half of it held; ns per operation per thread, median of {runs} runs; peer = buddy_system_allocator (FrameAllocator for 1 thread, LockedFrameAllocator for 2)",
-        total >> 8
+        "LLFree workloads: {} MiB managed ({total} pages), half of it held; ns per operation per thread, median of {runs} runs (order 9: {}), peer = buddy_system_allocator (FrameAllocator for 1 thread, LockedFrameAllocator for 2)",
+        total >> 8,
+        runs * 4
     );
     let mut frames = baseline(&one);
     let locked = baseline_locked(&one);
@@ -306,6 +320,9 @@ fn main() {
         };
         let pairs = if order == 0 { 1_000_000 } else { 100_000 };
         let pairs = pairs.min(env("MM_BENCH_PAIRS", pairs));
+        // Half of memory is only a few hundred order-9 blocks, a few microseconds per
+        // phase: take the median of four times as many runs.
+        let runs = if order == 0 { runs } else { runs * 4 };
         for threads in [1usize, 2] {
             if !only("MM_BENCH_THREADS", threads as u64) {
                 continue;
@@ -339,6 +356,10 @@ fn main() {
                 row("repeat alloc+free pair", op, None, None);
                 continue;
             }
+            let mut l = vec![&locked; threads];
+            let lb = med2(&mut || bulk(&mut l, total, order));
+            let lr = med2(&mut || rand(&mut l, total, order, 7));
+            let lp = median_of(runs, || repeat(&mut l, total, order, pairs));
             let (pb, pr, pp) = if threads == 1 {
                 let mut p = vec![&mut frames];
                 let pb = med2(&mut || bulk(&mut p, total, order));
@@ -346,22 +367,21 @@ fn main() {
                 let pp = median_of(runs, || repeat(&mut p, total, order, pairs));
                 (pb, pr, pp)
             } else {
-                let mut p = vec![&locked; threads];
-                let pb = med2(&mut || bulk(&mut p, total, order));
-                let pr = med2(&mut || rand(&mut p, total, order, 7));
-                let pp = median_of(runs, || repeat(&mut p, total, order, pairs));
-                (pb, pr, pp)
+                (lb, lr, lp)
             };
-            row("bulk alloc", ob.0, Some(pb.0), ga);
-            row("bulk free (LIFO)", ob.1, Some(pb.1), gf);
-            row("rand alloc", or.0, Some(pr.0), ga);
-            row("rand free (shuffled)", or.1, Some(pr.1), gf);
+            // With one thread the peer is the unlocked FrameAllocator; the ratio against
+            // its locked form (what a kernel shares between CPUs) follows in brackets.
+            let locked_too = |v: f64| (threads == 1).then_some(v);
+            row2("bulk alloc", ob.0, pb.0, locked_too(lb.0), ga);
+            row2("bulk free (LIFO)", ob.1, pb.1, locked_too(lb.1), gf);
+            row2("rand alloc", or.0, pr.0, locked_too(lr.0), ga);
+            row2("rand free (shuffled)", or.1, pr.1, locked_too(lr.1), gf);
             let gp = if order == 0 && threads == 1 {
                 Some(1.0)
             } else {
                 None
             };
-            row("repeat alloc+free pair", op, Some(pp), gp);
+            row2("repeat alloc+free pair", op, pp, locked_too(lp), gp);
         }
     }
     if let Some((s1, s2)) = scaling.filter(|s| s.1 > 0.0) {
