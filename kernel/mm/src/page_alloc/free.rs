@@ -240,8 +240,9 @@ impl<P: Platform> PageAllocator<P> {
     /// (`free_pages_prepare`). A bad block is reported, counted and left out of the free
     /// lists. By default only the head of a non-compound block is read and written (see
     /// "Which descriptors are checked" in the module documentation); a compound page, or
-    /// any block under [`PageChecks::Full`], is swept page by page.
-    #[inline(always)]
+    /// any block under [`PageChecks::Full`], is swept page by page. (Out of line: the
+    /// order-0 free, which never calls it, stays smaller.)
+    #[inline(never)]
     pub(super) fn free_pages_prepare(
         &self,
         page: &Page,
@@ -262,6 +263,7 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// [`Self::free_pages_prepare`] over every descriptor of the block.
+    #[cold]
     #[inline(never)]
     pub(super) fn free_pages_sweep(
         &self,
