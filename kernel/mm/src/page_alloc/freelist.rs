@@ -424,7 +424,10 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Move up to `count` blocks of `order` from the buddy lists to pcp list `pindex` in
-    /// one zone-lock hold (`rmqueue_bulk`). Returns the blocks moved.
+    /// one zone-lock hold (`rmqueue_bulk`). Returns the blocks moved. Runs of consecutive
+    /// blocks are taken whole ([`Buddy::rmqueue_smallest_batch`]): one unlink and one
+    /// split per run instead of per block, so the lock is held for less time per page,
+    /// which is what lets two CPUs refill at once.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub(super) fn rmqueue_bulk(
