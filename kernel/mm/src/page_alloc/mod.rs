@@ -135,7 +135,7 @@ use crate::model::sparse::{MemSection, SparseMem};
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 use crate::movement::compaction::{CompactPriority, CompactResult};
 use crate::page_alloc::bad_page::{
-    BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc, page_ok_at_free,
+    BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_free,
 };
 use crate::page_alloc::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
 use crate::page_alloc::capture::CaptureSlots;
