@@ -4,20 +4,20 @@
 //! carry E820 type numbers, UEFI regions carry UEFI memory types (the bootloader has already
 //! folded conventional and boot-services memory into `Usable`), and `Bootloader` regions are
 //! RAM holding the kernel, its page tables and the boot information. The allocator is built
-//! once, kept in a static for the rest of the kernel's life, and immediately becomes the
-//! source of the kernel heap's growth and of new page-table pages.
+//! once, in place in a static slot (`PageAllocator::init_in`, the crate's front door, as
+//! the example kernel in kernel/mm/examples does), lives for the rest of the kernel's life,
+//! and immediately becomes the source of the kernel heap's growth and of new page-table
+//! pages.
 
 use alloc::vec::Vec;
+use core::{cell::UnsafeCell, mem::MaybeUninit};
 
 use spin::Once;
 use x86_64::{PhysAddr, structures::paging::PhysFrame};
 use zonebuddy::{
-    model::memmap::FirmwareRange,
-    model::mm_init::{MemoryModel, ModelParams},
+    FirmwareRange, GFP_ATOMIC, GFP_KERNEL, Gfp, MemoryModel, ModelParams, PageAllocator,
     model::mmzone::{MIGRATE_TYPES, PAGEBLOCK_NR_PAGES},
     model::pageblock::get_pageblock_migratetype,
-    page_alloc::PageAllocator,
-    page_alloc::gfp::{GFP_ATOMIC, GFP_KERNEL, Gfp},
 };
 
 use crate::{
@@ -27,7 +27,18 @@ use crate::{
     platform::{KernelPlatform, PLATFORM},
 };
 
-static ALLOCATOR: Once<PageAllocator<KernelPlatform>> = Once::new();
+/// Where the memory model and the allocator are built, in place (they are tens of KiB:
+/// never on the boot stack).
+struct AllocatorSlot(UnsafeCell<MaybeUninit<PageAllocator<KernelPlatform>>>);
+
+// SAFETY: the slot is written only inside `ALLOCATOR.call_once`, which runs its closure
+// once, on one CPU, before any reference to the allocator exists; afterwards it is only
+// read, through the shared reference `ALLOCATOR` holds.
+unsafe impl Sync for AllocatorSlot {}
+
+static SLOT: AllocatorSlot = AllocatorSlot(UnsafeCell::new(MaybeUninit::uninit()));
+
+static ALLOCATOR: Once<&'static PageAllocator<KernelPlatform>> = Once::new();
 
 /// Pageblocks of each migratetype when the memory model was complete, before the page
 /// allocator took over (and started claiming blocks for other types).
@@ -80,22 +91,29 @@ fn heap_free(addr: usize, order: u32) {
 /// the heap grow from the allocator. A map the model rejects is fatal: there is no memory
 /// to run on.
 pub fn init() -> &'static PageAllocator<KernelPlatform> {
-    let a = ALLOCATOR.call_once(|| {
+    let a = *ALLOCATOR.call_once(|| {
         let ranges = firmware_ranges();
         let facts = boot_info::facts();
         let kernel = (facts.kernel.0, facts.kernel.0 + facts.kernel.1);
-        let mut params = ModelParams::default();
-        params.parse_cmdline(cmdline::get().raw());
-        let model = match MemoryModel::init(&PLATFORM, &ranges, &[kernel], &params) {
-            Ok(model) => model,
-            Err(e) => crate::crash::die(format_args!("memory model: {e}")),
+        let mut params = ModelParams {
+            // The application processors start in real mode from a page below 1 MiB.
+            reserve_trampoline: true,
+            ..ModelParams::default()
         };
-        kprint!("{}", model.boot_report());
-        record_initial_pageblocks(&model);
-        match PageAllocator::new(model, PLATFORM) {
+        params.numa = &crate::arch::numa::info().ranges;
+        params.parse_cmdline(cmdline::get().raw());
+        // SAFETY: `call_once` runs this closure once, so this is the only reference to
+        // the slot ever made mutable; nothing reads it before the closure returns.
+        let slot = unsafe { &mut *SLOT.0.get() };
+        let a = match PageAllocator::init_in(slot, PLATFORM, &ranges, &[kernel], &params) {
             Ok(a) => a,
-            Err(e) => crate::crash::die(format_args!("page allocator: {e}")),
-        }
+            Err(e) => crate::crash::die(format_args!("memory model and page allocator: {e}")),
+        };
+        // Reported once the allocator runs: starting it only handed free memory to the
+        // buddy lists; nothing was allocated and no pageblock was repainted yet.
+        kprint!("{}", a.model().boot_report());
+        record_initial_pageblocks(a.model());
+        a
     });
     heap::set_page_source(PageSource {
         alloc: heap_alloc,
@@ -111,7 +129,7 @@ pub fn allocator() -> &'static PageAllocator<KernelPlatform> {
 
 /// The page allocator, if it exists yet.
 pub fn try_allocator() -> Option<&'static PageAllocator<KernelPlatform>> {
-    ALLOCATOR.get()
+    ALLOCATOR.get().copied()
 }
 
 /// Page-table pages from the buddy allocator (zeroed, unmovable kernel memory).

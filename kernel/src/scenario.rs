@@ -788,7 +788,10 @@ impl Write for SerialOut {
 impl Scenario {
     /// A bounded scenario confined to one zone, for machines too large to fill: `pages`
     /// movable pages, each of which must land in zone `zone` (an error otherwise), then
-    /// every other page (odd indices) zapped and the others written at version 0. No
+    /// about half of them zapped, chosen by a coin toss on their frame number as in
+    /// [`Scenario::build`] (not every other page: the faults map consecutive indices to
+    /// consecutive frames, and a free page at every odd pfn is invisible to a free scanner
+    /// that samples every 32nd pfn after empty blocks), and the others written at version 0. No
     /// unmovable pages are taken. [`Scenario::verify`] and [`Scenario::release`] work as
     /// for [`Scenario::build`].
     pub fn build_in_zone(zone: ZoneType, pages: u64, seed: u64) -> Result<Scenario, &'static str> {
@@ -826,11 +829,12 @@ impl Scenario {
             }
         }
         let mut kept = Vec::with_capacity(pages as usize / 2 + 1);
-        if a.anon_region_zap_range(region, 0, pages, &mut |index, _pfn| {
-            if index % 2 == 0 {
+        if a.anon_region_zap_range(region, 0, pages, &mut |index, pfn| {
+            let zap = mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
+            if !zap {
                 kept.push(index);
             }
-            index % 2 == 1
+            zap
         })
         .is_err()
         {

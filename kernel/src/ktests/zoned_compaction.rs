@@ -277,19 +277,28 @@ ktest! {
             kassert!(moved <= migrated && migrated == stats.migrated, "{} moved, {} migrated, {:?}", moved, migrated, stats);
             kassert!(!unpinned.is_empty(), "the scenario filled no pageblock of its own ({} pages mapped)", pages);
             // Every pageblock the pages left that nothing else pins is a free order-9
-            // block now. How many they leave is not asserted: compaction takes targets
-            // only from partly used movable pageblocks (never splits a free one, as in
-            // Linux), and after the other suites have run, the 6 GiB machine's Normal
-            // compaction stops after 64 pages although thousands of pages above the
-            // scenario are free (free scanner: about 1700 pfns scanned, then no target).
-            // On a fresh boot, and in ZONE_MOVABLE, it empties several pageblocks. The
-            // early stop is reported (issue note), not hidden: the figures are printed.
+            // block now.
             kassert!(
                 left_unfreed.is_empty(),
                 "pageblocks emptied of movable pages but not free: {:x?}",
                 left_unfreed
             );
-            let _ = freed;
+            // And compaction packs them: the kept pages fit in `need` pageblocks, so up to
+            // `unpinned - need` of the unpinned ones can be emptied; at least half of that
+            // must be. (Compaction takes targets only from partly used movable pageblocks,
+            // never from a free one or one of another migratetype, as in Linux; the
+            // scenario's own pageblocks are such targets.) With a regular zap pattern
+            // (every odd pfn) this failed after the other suites had run: the free
+            // scanner, sampling every 32nd pfn after many empty blocks as Linux's does,
+            // saw only kept pages and compaction stopped after 32 pages.
+            let need = s.movable_pages().div_ceil(PAGEBLOCK_NR_PAGES) as usize;
+            let possible = unpinned.len().saturating_sub(need);
+            kassert!(
+                freed * 2 >= possible,
+                "only {} of the {} pageblocks compaction could empty are free order-9 blocks",
+                freed,
+                possible
+            );
             check_invariants()
         })();
         s.release();

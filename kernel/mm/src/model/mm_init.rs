@@ -5,10 +5,13 @@
 //! [`MemoryModel::init`] runs the stages in Linux's order, each consuming only what the
 //! previous one produced:
 //!
-//! 1. sanitise the firmware map ([`crate::model::memmap`]);
+//! 0. check the architecture parameters ([`ArchParams`]: section size, physical address
+//!    width, DMA zone limits, reserved low memory; x86_64's by default);
+//! 1. sanitise the firmware map ([`crate::model::memmap`]), clipped at the physical limit;
 //! 2. feed its RAM to memblock, split by node, and reserve what must never be handed out:
-//!    bootloader RAM, frame 0, the caller's extra ranges, one page below 1 MiB for the SMP
-//!    trampoline ([`crate::model::memblock`]);
+//!    bootloader RAM, frame 0, the caller's extra ranges, when asked one page below 1 MiB
+//!    for the SMP trampoline, and the architecture's low memory
+//!    ([`ArchParams::reserve_low`], the first MiB on x86_64) ([`crate::model::memblock`]);
 //! 3. size ZONE_MOVABLE from `kernelcore=` / `movablecore=` ([`crate::model::zone`]);
 //! 4. build `mem_section`s and allocate a memmap and usemap per present section
 //!    ([`crate::model::sparse`]);
@@ -37,14 +40,13 @@
 use core::fmt;
 use core::mem::MaybeUninit;
 
+use crate::model::arch::{ArchError, ArchParams};
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
-use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, PHYSMEM_LIMIT, RangeKind};
+use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
 use crate::model::node::{Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
-use crate::model::sparse::{
-    PFN_SECTION_SHIFT, SparseError, SparseMem, pfn_to_section_nr, section_nr_to_pfn,
-};
+use crate::model::sparse::{SparseError, SparseMem};
 use crate::model::zone::{
     CoreOption, CoreSize, MovableLayout, ParamError, Zone, ZoneLimits,
     find_zone_movable_pfns_for_nodes, parse_kernelcore, parse_movablecore,
@@ -73,14 +75,21 @@ pub struct ModelParams<'a> {
     pub trim_bios_range: bool,
     /// Reserve one page below 1 MiB (below 0xa0000 with [`ModelParams::trim_bios_range`])
     /// for a real-mode SMP trampoline ([`MemoryModel::trampoline_phys`]), as an x86 kernel
-    /// that starts its application processors with INIT/SIPI needs. On by default
-    /// (x86_64, and Linux's figures include it); a single-CPU port or another architecture
-    /// turns it off and then no low page is taken and nothing is warned.
+    /// that starts its application processors with INIT/SIPI needs. Off by default: only a
+    /// kernel that has such a trampoline asks for it (then the page is chosen before the
+    /// low range [`ArchParams::reserve_low`] is reserved, and may lie inside it, as Linux's
+    /// `reserve_real_mode` picks its page before reserving the first MiB). Off, no low page
+    /// is taken and nothing is warned.
     pub reserve_trampoline: bool,
+    /// The architecture facts: section size, physical address width, DMA zone limits,
+    /// reserved low memory. x86_64's by default; see [`ArchParams`] for what a port to
+    /// another architecture sets.
+    pub arch: ArchParams,
 }
 
 impl Default for ModelParams<'_> {
-    /// No `kernelcore=` / `movablecore=`, one node, the x86_64 low-memory rules.
+    /// No `kernelcore=` / `movablecore=`, one node, the x86_64 architecture facts and
+    /// low-memory rules, no SMP trampoline page.
     fn default() -> Self {
         ModelParams {
             kernelcore: None,
@@ -88,7 +97,8 @@ impl Default for ModelParams<'_> {
             numa: &[],
             errors: [None; 2],
             trim_bios_range: true,
-            reserve_trampoline: true,
+            reserve_trampoline: false,
+            arch: ArchParams::X86_64,
         }
     }
 }
@@ -142,6 +152,8 @@ impl<'a> ModelParams<'a> {
 /// Why the memory model could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelError {
+    /// An architecture parameter ([`ModelParams::arch`]) is out of range or inconsistent.
+    Arch(ArchError),
     /// The firmware map was rejected.
     Map(MapError),
     /// A NUMA range is inverted or names a node `>= MAX_NUMNODES`.
@@ -171,6 +183,7 @@ pub enum ModelError {
 impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ModelError::Arch(e) => write!(f, "{e}"),
             ModelError::Map(e) => write!(f, "{e}"),
             ModelError::BadNumaRange(r) => write!(
                 f,
@@ -194,6 +207,12 @@ impl fmt::Display for ModelError {
 }
 
 impl core::error::Error for ModelError {}
+
+impl From<ArchError> for ModelError {
+    fn from(e: ArchError) -> Self {
+        ModelError::Arch(e)
+    }
+}
 
 impl From<MapError> for ModelError {
     fn from(e: MapError) -> Self {
@@ -236,9 +255,12 @@ pub struct MemoryModel {
     nodes: [*const Node; MAX_NUMNODES],
     node_data_bytes: u64,
     limits: ZoneLimits,
+    arch: ArchParams,
     movable: MovableLayout,
     param_errors: [Option<ParamError>; 4],
     trampoline: Option<u64>,
+    /// [`ModelParams::reserve_trampoline`] as given.
+    trampoline_requested: bool,
     handoff_pages: u64,
 }
 
@@ -282,6 +304,9 @@ impl MemoryModel {
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<&'m mut MemoryModel, ModelError> {
+        let arch = params.arch;
+        arch.validate()?;
+        let physmem_limit = arch.physmem_limit();
         let p = slot.as_mut_ptr();
         // SAFETY: `p` points to `slot`; its `map` and `memblock` fields are disjoint places
         // valid for writes, viewed as `MaybeUninit` (same layout) until built in place below.
@@ -293,20 +318,25 @@ impl MemoryModel {
                 &mut *core::ptr::addr_of_mut!((*p).memblock).cast::<MaybeUninit<Memblock>>(),
             )
         };
-        let map: &MemoryMap = MemoryMap::sanitize_in(map_slot, ranges, params.trim_bios_range)?;
+        let map: &MemoryMap = MemoryMap::sanitize_in(
+            map_slot,
+            ranges,
+            params.trim_bios_range,
+            arch.max_physmem_bits,
+        )?;
         for r in params.numa {
             if r.start >= r.end || r.nid >= MAX_NUMNODES {
                 return Err(ModelError::BadNumaRange(*r));
             }
         }
         for &(start, end) in extra_reserved {
-            if start > end || end > PHYSMEM_LIMIT {
+            if start > end || end > physmem_limit {
                 return Err(ModelError::BadReservation { start, end });
             }
         }
 
         // memblock: RAM by node, then the reservations.
-        let memblock = Memblock::init_in(memblock_slot);
+        let memblock = Memblock::init_in(memblock_slot, physmem_limit);
         let mut uncovered = false;
         for r in map.ram() {
             let mut cur = r.start;
@@ -334,7 +364,7 @@ impl MemoryModel {
             // Whole pages: the caller's data may be accessed through any mapping of the
             // page, so no other boot allocation may share it.
             let start = start & !(PAGE_SIZE - 1);
-            let end = end.next_multiple_of(PAGE_SIZE).min(PHYSMEM_LIMIT);
+            let end = end.next_multiple_of(PAGE_SIZE).min(physmem_limit);
             memblock.reserve(platform, start, end - start)?;
         }
         let trampoline = if !params.reserve_trampoline {
@@ -353,12 +383,18 @@ impl MemoryModel {
                 }
             }
         };
+        // The architecture's low memory (x86: the first MiB, which firmware and real-mode
+        // code may still use): present, never managed. After the trampoline, which may be
+        // placed inside it.
+        if arch.reserve_low > 0 {
+            memblock.reserve(platform, 0, arch.reserve_low.min(physmem_limit))?;
+        }
 
         // Zone limits and ZONE_MOVABLE.
         let mem = memblock.memory();
         let min_pfn = mem.first().map_or(0, |r| r.base >> PAGE_SHIFT);
         let max_pfn = mem.last().map_or(0, |r| r.end() >> PAGE_SHIFT);
-        let limits = ZoneLimits::new(min_pfn, max_pfn);
+        let limits = ZoneLimits::new(min_pfn, max_pfn, &arch);
         let movable = find_zone_movable_pfns_for_nodes(
             mem,
             &limits,
@@ -373,7 +409,7 @@ impl MemoryModel {
         }
 
         // SPARSEMEM metadata.
-        let mut sparse = SparseMem::init(platform, memblock)?;
+        let mut sparse = SparseMem::init(platform, memblock, &arch)?;
 
         // Node descriptors, on their nodes.
         let mut nodes = [core::ptr::null::<Node>(); MAX_NUMNODES];
@@ -411,12 +447,13 @@ impl MemoryModel {
             mem: memblock.memory(),
             res: memblock.reserved(),
             nodes: &node_refs,
+            pfn_section_shift: sparse.pfn_section_shift(),
         };
         let mut nr = 0;
         let last_section = memblock
             .memory()
             .last()
-            .map_or(0, |r| pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT));
+            .map_or(0, |r| sparse.pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT));
         while nr <= last_section {
             if sparse.nr_to_section(nr).is_some_and(|ms| ms.present()) {
                 sparse.init_section_memmap(nr, |pfn| classifier.classify(nr, pfn));
@@ -446,9 +483,11 @@ impl MemoryModel {
             addr_of_mut!((*p).nodes).write(nodes);
             addr_of_mut!((*p).node_data_bytes).write(node_data_bytes);
             addr_of_mut!((*p).limits).write(limits);
+            addr_of_mut!((*p).arch).write(arch);
             addr_of_mut!((*p).movable).write(movable);
             addr_of_mut!((*p).param_errors).write(param_errors);
             addr_of_mut!((*p).trampoline).write(trampoline);
+            addr_of_mut!((*p).trampoline_requested).write(params.reserve_trampoline);
             addr_of_mut!((*p).handoff_pages).write(handoff_pages);
             Ok(slot.assume_init_mut())
         }
@@ -496,6 +535,11 @@ impl MemoryModel {
         &self.limits
     }
 
+    /// The architecture parameters the model was built with.
+    pub fn arch(&self) -> &ArchParams {
+        &self.arch
+    }
+
     /// Per node, the first pfn of ZONE_MOVABLE (0: none).
     pub fn zone_movable_pfn(&self) -> &[u64; MAX_NUMNODES] {
         &self.movable.zone_movable_pfn
@@ -506,8 +550,9 @@ impl MemoryModel {
         self.param_errors.iter().flatten()
     }
 
-    /// Physical address of the page reserved below 1 MiB for the SMP trampoline, if one
-    /// could be found.
+    /// Physical address of the page reserved below 1 MiB for the SMP trampoline, if one was
+    /// asked for ([`ModelParams::reserve_trampoline`]) and could be found. The page is
+    /// reserved (never handed out) whether or not it lies in the reserved low range.
     pub fn trampoline_phys(&self) -> Option<u64> {
         self.trampoline
     }
@@ -704,13 +749,15 @@ struct Classifier<'a> {
     mem: &'a [MemblockRegion],
     res: &'a [MemblockRegion],
     nodes: &'a [Option<&'a Node>; MAX_NUMNODES],
+    /// `PFN_SECTION_SHIFT` of the model.
+    pfn_section_shift: u32,
 }
 
 impl Classifier<'_> {
     /// The flags word of `pfn` (in section `nr`) and the end of the run of pfns sharing it.
     fn classify(&self, nr: u64, pfn: u64) -> (u64, u64) {
         let addr = pfn << PAGE_SHIFT;
-        let section_end = section_nr_to_pfn(nr + 1);
+        let section_end = (nr + 1) << self.pfn_section_shift;
         let mi = self.mem.partition_point(|r| r.end() <= addr);
         let in_mem = self.mem.get(mi).filter(|r| r.base <= addr);
         if let Some(m) = in_mem {
@@ -853,7 +900,7 @@ impl fmt::Display for BootReport<'_> {
             f,
             "sparse: {} present sections of {} MiB, {} memmaps outside their section",
             st.present_sections,
-            1u64 << (PFN_SECTION_SHIFT + PAGE_SHIFT - 20),
+            1u64 << (m.sparse.section_size_bits() - 20),
             st.memmaps_not_local
         )?;
         let pm = m.metadata_permille_percent();
@@ -867,7 +914,10 @@ impl fmt::Display for BootReport<'_> {
         )?;
         match m.trampoline {
             Some(pa) => writeln!(f, "mm: SMP trampoline page at {pa:#x}")?,
-            None => writeln!(f, "mm: no SMP trampoline page below 1 MiB")?,
+            None if m.trampoline_requested => {
+                writeln!(f, "mm: no SMP trampoline page below 1 MiB")?
+            }
+            None => {}
         }
         writeln!(
             f,

@@ -8,7 +8,8 @@
 //! ACPI SRAT when the kernel parses it; node 0 when there is none).
 //!
 //! A node's span is from its lowest to its highest RAM pfn; its zones partition that span
-//! by the architectural limits (DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal) and by the
+//! by the architectural limits (on x86_64 DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal; see
+//! [`crate::model::arch::ArchParams`]) and by the
 //! ZONE_MOVABLE start chosen for the node. Spans of different nodes may interleave (one
 //! node's RAM in another's hole), which is why present pages are counted per node rather
 //! than derived from spans.

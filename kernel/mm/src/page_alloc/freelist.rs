@@ -562,7 +562,7 @@ impl<P: Platform> PageAllocator<P> {
             return;
         };
         // A block never crosses a section, so its descriptors are consecutive.
-        let first = (pfn & (PAGES_PER_SECTION - 1)) as usize;
+        let first = (pfn & (self.mem().pages_per_section() - 1)) as usize;
         let tails = map.get(first + 1..first + (1usize << order)).unwrap_or(&[]);
         for tail in tails {
             tail.set_compound_head_exclusive(head);

@@ -127,7 +127,7 @@ use crate::model::memmap::FirmwareRange;
 use crate::model::mm_init::{MemoryModel, ModelParams};
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_PAGE_ORDER, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGE_SHIFT,
-    PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGES_PER_SECTION, ZoneType,
+    PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::model::page::{PAGE_LINKS_MASK, Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, usemap_get};

@@ -48,14 +48,15 @@ use std::time::Duration;
 use std::vec::Vec;
 
 use std::boxed::Box;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::Deref;
 use std::ptr::NonNull;
 
+use crate::InitError;
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
-use crate::model::mm_init::{MemoryModel, ModelError, ModelParams};
-use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE};
-use crate::page_alloc::{self, PageAllocator};
+use crate::model::mm_init::{MemoryModel, ModelParams};
+use crate::model::mmzone::{MAX_NUMNODES, MAX_PHYSMEM_BITS, PAGE_SHIFT, PAGE_SIZE};
+use crate::page_alloc::PageAllocator;
 use crate::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
 
 static NEXT_PLATFORM_ID: AtomicU64 = AtomicU64::new(1);
@@ -79,10 +80,15 @@ pub enum SimError {
     Mmap(i32),
     /// The requested geometry is unusable (zero size, misaligned, zero CPUs).
     BadGeometry,
-    /// The memory model could not be built.
-    Init(ModelError),
-    /// The page allocator could not be set up.
-    Alloc(page_alloc::StartError),
+    /// The memory model could not be built or the page allocator could not start (the
+    /// crate's own init error, as a kernel sees it).
+    Init(InitError),
+}
+
+impl From<InitError> for SimError {
+    fn from(e: InitError) -> SimError {
+        SimError::Init(e)
+    }
 }
 
 impl fmt::Display for SimError {
@@ -93,13 +99,20 @@ impl fmt::Display for SimError {
             SimError::BadGeometry => {
                 f.write_str("sim: bad geometry (size, alignment or CPU count)")
             }
-            SimError::Init(e) => write!(f, "sim: memory model init failed: {e}"),
-            SimError::Alloc(e) => write!(f, "sim: {e}"),
+            SimError::Init(e) => write!(f, "sim: {e}"),
         }
     }
 }
 
-impl std::error::Error for SimError {}
+impl std::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SimError::Map(e) => Some(e),
+            SimError::Init(e) => Some(e),
+            SimError::Mmap(_) | SimError::BadGeometry => None,
+        }
+    }
+}
 
 /// Where the simulated movable window starts (a canonical lower-half address, far from
 /// anything the host maps; only the simulated page table knows it).
@@ -240,8 +253,10 @@ impl SimPlatform {
         nr_cpus: usize,
     ) -> Result<SimPlatform, SimError> {
         // Without the x86 low-memory trimming: the simulated RAM is what the firmware calls
-        // usable, whatever rules the model built on it applies.
-        let map = MemoryMap::sanitize_with(ranges, false).map_err(SimError::Map)?;
+        // usable, whatever rules the model built on it applies. Clipped at x86_64's 46-bit
+        // limit: a model with a wider limit simulates no RAM above 64 TiB.
+        let map =
+            MemoryMap::sanitize_with(ranges, false, MAX_PHYSMEM_BITS).map_err(SimError::Map)?;
         let base = map.ram().map(|r| r.start).min().unwrap_or(0);
         let end = map.ram().map(|r| r.end).max().unwrap_or(0);
         let p = Self::reserve(base, end - base, nr_cpus)?;
@@ -830,8 +845,8 @@ impl SimMachine {
         nr_cpus: usize,
     ) -> Result<SimMachine, SimError> {
         let platform = SimPlatform::for_map(ranges, extra_reserved, nr_cpus)?;
-        let model =
-            MemoryModel::init(&platform, ranges, extra_reserved, params).map_err(SimError::Init)?;
+        let model = MemoryModel::init(&platform, ranges, extra_reserved, params)
+            .map_err(|e| SimError::Init(InitError::Model(e)))?;
         Ok(SimMachine { model, platform })
     }
 }
@@ -900,12 +915,16 @@ impl SimAllocator {
         // which happens only after the allocator (the one holder of this reference) is
         // gone; see the type documentation.
         let p: &'static SimPlatform = unsafe { &*raw.as_ptr() };
-        let built = MemoryModel::init(p, ranges, extra_reserved, params)
-            .map_err(SimError::Init)
-            .and_then(|model| PageAllocator::new(model, p).map_err(SimError::Alloc));
+        // Built in place in its final heap slot (the allocator is tens of KiB).
+        let mut slot = Box::new(MaybeUninit::<PageAllocator<&'static SimPlatform>>::uninit());
+        let built = PageAllocator::init_in(&mut slot, p, ranges, extra_reserved, params)
+            .map(|_| ())
+            .map_err(SimError::Init);
         match built {
-            Ok(alloc) => Ok(SimAllocator {
-                alloc: NonNull::from(Box::leak(Box::new(alloc))),
+            Ok(()) => Ok(SimAllocator {
+                // The slot is initialised (`init_in` returned Ok); the allocator is never
+                // dropped in place, as `drop` documents.
+                alloc: NonNull::from(Box::leak(slot)).cast(),
                 platform: raw,
             }),
             Err(e) => {

@@ -12,6 +12,7 @@ mod common;
 mod compaction_common;
 mod mig_common;
 
+mod arch_params;
 mod compaction;
 mod compaction_fragment;
 mod compaction_kcompactd;

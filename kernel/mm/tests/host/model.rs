@@ -32,7 +32,8 @@ fn qemu_bios_machines() {
             m.model.metadata_permille_percent()
         );
         assert_eq!(m.model.sparse().stats().memmaps_not_local, 0);
-        assert!(m.model.trampoline_phys().is_some());
+        // The trampoline page is opt-in (ModelParams::reserve_trampoline).
+        assert!(m.model.trampoline_phys().is_none());
         assert!(c.zone_present[ZoneType::Dma.index()] > 0);
         assert_eq!(c.zone_present[ZoneType::Normal.index()] > 0, ram > 2 * GIB);
         // The only anomaly of a QEMU map is low RAM ending mid-page.
@@ -99,8 +100,12 @@ fn physmem_limit_clips() {
         .iter()
         .map(|w| w.anomaly)
         .collect();
-    assert!(anomalies.contains(&MapAnomaly::Clipped));
-    assert!(anomalies.contains(&MapAnomaly::BeyondPhysmem));
+    assert!(anomalies.contains(&MapAnomaly::Clipped {
+        max_physmem_bits: 46
+    }));
+    assert!(anomalies.contains(&MapAnomaly::BeyondPhysmem {
+        max_physmem_bits: 46
+    }));
     assert_eq!(m.model.memory_map().entries().last().unwrap().end, limit);
     common::check_model(&m.model, &map, &[], &[], None, None);
 }

@@ -150,10 +150,8 @@ fn start(info: &BootInfo, platform: MiniPlatform) -> &'static PageAllocator<Mini
         .unwrap_or_else(|e| fail("memory map", &e));
     // The kernel's ELF file stays in use (the bootloader maps segments from it).
     let kernel = (info.kernel_addr, info.kernel_addr + info.kernel_len);
-    let params = ModelParams {
-        reserve_trampoline: false, // one CPU: no real-mode trampoline to place
-        ..ModelParams::default()
-    };
+    // The x86_64 defaults; one CPU, so no real-mode trampoline page is asked for.
+    let params = ModelParams::default();
     // SAFETY: `start` runs once, on the only CPU, so this is the only reference to SLOT.
     let slot = unsafe { &mut *core::ptr::addr_of_mut!(SLOT) };
     PageAllocator::init_in(slot, platform, ranges, &[kernel], &params)
