@@ -57,7 +57,7 @@
 //! Everything here runs under the zone lock: a [`Buddy`] can only be built from the
 //! `&mut FreeAreas` the zone lock guards.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use core::ptr::NonNull;
 
@@ -69,7 +69,7 @@ use crate::model::page::Page;
 use crate::model::pageblock::{
     MIGRATETYPE_MASK, get_pageblock_migratetype, set_pageblock_migratetype, usemap_get,
 };
-use crate::model::sparse::{MemSection, SparseMem, section_nr_to_pfn};
+use crate::model::sparse::SparseMem;
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 use crate::page_alloc::capture::CaptureControl;
 use crate::page_alloc::gfp::AllocFlags;
@@ -148,7 +148,7 @@ fn section_index(map: &[Page], pfn: u64) -> usize {
 pub struct SectionCursor<'m> {
     nr: u64,
     start_pfn: u64,
-    ms: &'m MemSection,
+    usemap: Option<&'m [AtomicU64]>,
     map: &'m [Page],
 }
 
@@ -156,12 +156,12 @@ impl<'m> SectionCursor<'m> {
     /// Section `nr` of `mem`, if it has a memmap.
     fn new(mem: &'m SparseMem, nr: u64) -> Option<SectionCursor<'m>> {
         let ms = mem.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
-        let start_pfn = section_nr_to_pfn(nr);
+        let start_pfn = mem.section_nr_to_pfn(nr);
         let map = mem.section_memmap(start_pfn)?;
         Some(SectionCursor {
             nr,
             start_pfn,
-            ms,
+            usemap: mem.section_usemap(ms),
             map,
         })
     }
@@ -514,10 +514,10 @@ impl<'m, 'g> Buddy<'m, 'g> {
             return;
         }
         let pfn = c.start_pfn + off as u64;
-        let mt =
-            c.ms.usemap()
-                .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
-                .unwrap_or(Migratetype::Unmovable);
+        let mt = c
+            .usemap
+            .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
+            .unwrap_or(Migratetype::Unmovable);
         self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
