@@ -451,7 +451,7 @@ impl<P: Platform> PageAllocator<P> {
         // nobody else can reach them (this CPU holds its pcp lock, interrupts off), so a
         // refill or drain on another CPU waits on the zone lock only for the list surgery.
         let batch_ok = !alloc_flags.contains(AllocFlags::CMA);
-        let mut runs: [Option<(&Page, u32)>; 16] = [None; 16];
+        let mut runs: [Option<(&Page, u32)>; 8] = [None; 8];
         let mut nruns = 0;
         let mut taken = 0;
         let mut pushed = 0;
@@ -461,7 +461,7 @@ impl<P: Platform> PageAllocator<P> {
             };
             taken += 1 << (chunk - order);
             if nruns == runs.len() {
-                for run in runs.iter_mut().filter_map(Option::take) {
+                for &run in runs.iter().flatten() {
                     pushed += self.push_run(lists, pindex, run, order);
                 }
                 nruns = 0;
@@ -471,9 +471,10 @@ impl<P: Platform> PageAllocator<P> {
         }
         if taken < count {
             // The fallback follows: keep the list in the order the blocks were taken.
-            for run in runs.iter_mut().filter_map(Option::take) {
+            for &run in runs[..nruns].iter().flatten() {
                 pushed += self.push_run(lists, pindex, run, order);
             }
+            nruns = 0;
             while taken < count {
                 let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
                     break;
@@ -488,7 +489,7 @@ impl<P: Platform> PageAllocator<P> {
         }
         let ev = b.events;
         drop(g);
-        for run in runs.iter_mut().filter_map(Option::take) {
+        for &run in runs[..nruns].iter().flatten() {
             pushed += self.push_run(lists, pindex, run, order);
         }
         self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefill, 1);
