@@ -444,84 +444,46 @@ impl<P: Platform> PageAllocator<P> {
         let mut g = zone.lock.lock_irqs_off(&self.platform);
         let mut b = self.buddy(zone, &mut g);
         let mut mode = RmqueueMode::Normal;
+        let mut i = 0;
         // While the requested type's own lists serve (and CMA balancing does not apply),
         // take runs of consecutive blocks in one unlink and one split; the lists end up as
-        // they would block by block (`Buddy::rmqueue_smallest_batch`). The runs are put on
-        // the pcp list after the zone lock is dropped: they are off the buddy lists and
-        // nobody else can reach them (this CPU holds its pcp lock, interrupts off), so a
-        // refill or drain on another CPU waits on the zone lock only for the list surgery.
+        // they would block by block (`Buddy::rmqueue_smallest_batch`).
         let batch_ok = !alloc_flags.contains(AllocFlags::CMA);
-        let mut runs: [Option<(&Page, u32)>; 8] = [None; 8];
-        let mut nruns = 0;
-        let mut taken = 0;
-        let mut pushed = 0;
-        while batch_ok && taken < count {
-            let Some((first, chunk)) = b.rmqueue_smallest_batch(order, mt, count - taken) else {
+        while batch_ok && i < count {
+            let Some((first, chunk)) = b.rmqueue_smallest_batch(order, mt, count - i) else {
                 break;
             };
-            taken += 1 << (chunk - order);
-            if nruns == runs.len() {
-                for &run in runs.iter().flatten() {
-                    pushed += self.push_run(lists, pindex, run, order);
-                }
-                nruns = 0;
+            let pfn = self.mem().page_to_pfn(first);
+            let map = self.mem().section_memmap(pfn).unwrap_or(&[]);
+            let at = (pfn & (map.len() as u64).wrapping_sub(1)) as usize;
+            let pages = map.get(at..at + (1usize << chunk)).unwrap_or(&[]);
+            if pages.is_empty() {
+                break;
             }
-            runs[nruns] = Some((first, chunk));
-            nruns += 1;
-        }
-        if taken < count {
-            // The fallback follows: keep the list in the order the blocks were taken.
-            for &run in runs[..nruns].iter().flatten() {
-                pushed += self.push_run(lists, pindex, run, order);
-            }
-            nruns = 0;
-            while taken < count {
-                let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
-                    break;
-                };
-                // SAFETY: `page` was just unlinked from a buddy list (PG_buddy cleared), so
-                // it is on no list; it is a memmap descriptor; we hold the pcp lock
-                // (`lists`) with interrupts disabled.
+            for page in pages.iter().step_by(1 << order) {
+                // SAFETY: the chunk was just unlinked from a buddy list as one block, so
+                // none of its block heads is on any list; they are memmap descriptors; we
+                // hold the pcp lock (`lists`) with interrupts disabled.
                 unsafe { lists.push_back(pindex, page) };
-                taken += 1;
-                pushed += 1;
+                i += 1;
             }
+        }
+        while i < count {
+            let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
+                break;
+            };
+            // SAFETY: `page` was just unlinked from a buddy list (PG_buddy cleared), so it
+            // is on no list; it is a memmap descriptor; we hold the pcp lock (`lists`) with
+            // interrupts disabled.
+            unsafe { lists.push_back(pindex, page) };
+            i += 1;
         }
         let ev = b.events;
         drop(g);
-        for &run in runs[..nruns].iter().flatten() {
-            pushed += self.push_run(lists, pindex, run, order);
-        }
         self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefill, 1);
-        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefillPages, pushed << order);
+        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefillPages, i << order);
         self.count_buddy_events(hdr, ev);
-        pushed
-    }
-
-    /// Put the blocks of `order` of a run `(first page, run order)` that a refill took
-    /// whole from the buddy lists on pcp list `pindex`, in pfn order. Returns the blocks
-    /// put there.
-    #[inline]
-    fn push_run(
-        &self,
-        lists: &mut PcpLists,
-        pindex: usize,
-        (first, chunk): (&Page, u32),
-        order: u32,
-    ) -> u64 {
-        let pfn = self.mem().page_to_pfn(first);
-        let map = self.mem().section_memmap(pfn).unwrap_or(&[]);
-        let at = (pfn & (map.len() as u64).wrapping_sub(1)) as usize;
-        let pages = map.get(at..at + (1usize << chunk)).unwrap_or(&[]);
-        let mut n = 0;
-        for page in pages.iter().step_by(1 << order) {
-            // SAFETY: the run was unlinked from a buddy list as one block by this refill
-            // and put nowhere since, so none of its block heads is on any list; they are
-            // memmap descriptors; we hold the pcp lock (`lists`) with interrupts disabled.
-            unsafe { lists.push_back(pindex, page) };
-            n += 1;
-        }
-        n
+        i
     }
 
     /// Take a block straight from the buddy lists (`rmqueue_buddy`), including the
