@@ -262,8 +262,8 @@ impl<P: Platform> PageAllocator<P> {
         self.free_pages_sweep(page, pfn, order)
     }
 
-    /// [`Self::free_pages_prepare`] over every descriptor of the block.
-    #[cold]
+    /// [`Self::free_pages_prepare`] over every descriptor of the block (compound pages,
+    /// and every block under [`PageChecks::Full`]).
     #[inline(never)]
     pub(super) fn free_pages_sweep(
         &self,
