@@ -438,11 +438,13 @@ impl<'m, 'g> Buddy<'m, 'g> {
         let mut pfn = pfn;
         let mut order = order;
         self.account_freepages(1i64 << order, mt);
+        // Read once: nothing below arms a capture, and a capture ends the free.
+        let capture = self.capture;
         while order < MAX_PAGE_ORDER {
             // A direct compaction on this CPU waits for exactly this: hand the block over
             // before it merges any further (`compaction_capture`). It leaves the free
             // counters as it would by being allocated.
-            if let Some(capc) = self.capture
+            if let Some(capc) = capture
                 && capc.try_capture(pfn, order, mt)
             {
                 self.capture = None;
