@@ -118,6 +118,7 @@ bench: build
 	$(CARGO) bench -p zonebuddy --bench memmap
 	$(CARGO) bench -p zonebuddy --bench page_alloc
 	$(CARGO) bench -p zonebuddy --bench compaction
+	$(CARGO) bench -p zonebuddy --bench llfree_workloads
 	@echo "in-guest figures (BIOS, 1G, 4 CPUs, TCG):"
 	@$(BOOT) --capture --firmware bios --mem 1G --cpus 4 --cmdline bench --timeout 900 2>&1 | grep -E '^bench:|kernel reported|error'
 

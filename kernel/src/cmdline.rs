@@ -46,6 +46,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "console=1: after the demo, run the interactive serial console (make run sets it)",
     ),
     (
+        "page_checks",
+        "page_checks=full|head: check every struct page of a multi-page block at free and allocation (full, for debugging) or only its head (head, the default)",
+    ),
+    (
         "fail_page_alloc",
         "fault injection, Linux's syntax: fail_page_alloc=<interval>,<probability>,<space>,<times>",
     ),

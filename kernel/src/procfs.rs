@@ -255,6 +255,19 @@ fn apply_fail_page_alloc(value: Option<&str>) {
     }
 }
 
+/// `page_checks=full|head`: check every descriptor of a multi-page block at free and at
+/// allocation, or only its head (the default; see "Which descriptors are checked" in
+/// `zonebuddy::page_alloc`). A bad value is reported and changes nothing.
+fn apply_page_checks(value: Option<&str>) {
+    match value.and_then(zonebuddy::page_alloc::bad_page::PageChecks::parse) {
+        Some(c) => {
+            allocator().set_page_checks(c);
+            kprintln!("command line: page_checks={}", c.name());
+        }
+        None => log::warn!("page_checks: needs full or head; ignored"),
+    }
+}
+
 /// The tunable a command-line key names: `NAME` or Linux's `sysctl.vm.NAME`.
 pub fn cmdline_tunable(key: &str) -> Option<&'static Tunable> {
     tunable::find(key.strip_prefix("sysctl.vm.").unwrap_or(key))
@@ -267,6 +280,10 @@ pub fn apply_cmdline(line: &Cmdline) {
     for (key, value) in line.words() {
         if key == "fail_page_alloc" {
             apply_fail_page_alloc(value);
+            continue;
+        }
+        if key == "page_checks" {
+            apply_page_checks(value);
             continue;
         }
         let Some(t) = cmdline_tunable(key) else {

@@ -10,62 +10,19 @@
 //! low memory. `MM_BENCH_ONLY=pair` runs only the pair loop (for a profiler);
 //! `MM_BENCH_ONLY=threads<N>` only the fast-path throughput with N CPUs.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::{FrameAllocator, LockedFrameAllocator};
-use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
-use zonebuddy::model::mm_init::ModelParams;
+use common::{
+    baseline, baseline_locked, best_of, machine, mixed_baseline, mixed_orders, mixed_ours, ns,
+    pair_baseline, pair_baseline_locked, pair_ours,
+};
 use zonebuddy::model::page::Page;
 use zonebuddy::page_alloc::gfp::GFP_KERNEL;
 use zonebuddy::port::sim::SimAllocator;
-
-const MIB: u64 = 1 << 20;
-
-fn machine(cpus: usize) -> SimAllocator {
-    let map = [
-        FirmwareRange::new(0x100000, 48 * MIB, RangeKind::Usable),
-        FirmwareRange::new(4 << 30, (4 << 30) + 1024 * MIB, RangeKind::Usable),
-    ];
-    SimAllocator::build(&map, &[], &ModelParams::default(), cpus).expect("bench machine")
-}
-
-/// A FrameAllocator holding the same free pfn ranges as our allocator.
-fn baseline(a: &SimAllocator) -> FrameAllocator<33> {
-    let mut f = FrameAllocator::<33>::new();
-    for r in a.model().free_pfn_ranges() {
-        f.add_frame(r.start_pfn as usize, r.end_pfn as usize);
-    }
-    f
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn ns(t: Instant, n: u64) -> f64 {
-    t.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
-    (0..runs).map(|_| f()).fold(f64::MAX, f64::min)
-}
-
-#[inline(never)]
-fn pair_ours(a: &SimAllocator, n: u64) -> f64 {
-    let t = Instant::now();
-    for _ in 0..n {
-        let p = a.alloc_page(GFP_KERNEL).unwrap();
-        let _ = a.free_pages(black_box(p), 0);
-    }
-    ns(t, n)
-}
 
 /// The three atomic read-modify-writes every order-0 pair performs and no faster
 /// allocator with Linux's rules can drop: the pcp lock taken on allocation and on free
@@ -91,28 +48,6 @@ fn pair_atomics_floor(n: u64) -> f64 {
         {}
         l.store(false, Ordering::Release);
         black_box(&refcount).fetch_sub(1, Ordering::AcqRel);
-    }
-    ns(t, n)
-}
-
-/// The same pairs on `buddy_system_allocator`'s `LockedFrameAllocator`, the form a kernel
-/// shares between CPUs (a spin mutex around the frame allocator).
-#[inline(never)]
-fn pair_baseline_locked(f: &LockedFrameAllocator<33>, n: u64) -> f64 {
-    let t = Instant::now();
-    for _ in 0..n {
-        let p = f.lock().alloc(1).unwrap();
-        f.lock().dealloc(black_box(p), 1);
-    }
-    ns(t, n)
-}
-
-#[inline(never)]
-fn pair_baseline(f: &mut FrameAllocator<33>, n: u64) -> f64 {
-    let t = Instant::now();
-    for _ in 0..n {
-        let p = f.alloc(1).unwrap();
-        f.dealloc(black_box(p), 1);
     }
     ns(t, n)
 }
@@ -147,62 +82,6 @@ fn half_baseline(f: &mut FrameAllocator<33>, total: u64, order: u32) -> (f64, f6
         f.dealloc(p, 1 << order);
     }
     (alloc, ns(t, blocks))
-}
-
-/// Orders 0 (60%), 1-3 (25%), 4-8 (10%), 9-10 (5%) over a working set of 2048 blocks:
-/// each step frees a random block and allocates a new one. ns per step.
-fn mixed_orders(steps: u64) -> Vec<u32> {
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    (0..steps)
-        .map(|_| match r.next() % 100 {
-            0..60 => 0,
-            60..85 => 1 + (r.next() % 3) as u32,
-            85..95 => 4 + (r.next() % 5) as u32,
-            _ => 9 + (r.next() % 2) as u32,
-        })
-        .collect()
-}
-
-fn mixed_ours(a: &SimAllocator, orders: &[u32]) -> f64 {
-    let mut r = Rng(42);
-    let mut set: Vec<(&Page, u32)> = Vec::with_capacity(2048);
-    let t = Instant::now();
-    for &o in orders {
-        if set.len() >= 2048 {
-            let i = (r.next() % set.len() as u64) as usize;
-            let (p, po) = set.swap_remove(i);
-            let _ = a.free_pages(p, po);
-        }
-        if let Some(p) = a.alloc_pages(GFP_KERNEL, o) {
-            set.push((p, o));
-        }
-    }
-    let v = ns(t, orders.len() as u64);
-    for (p, o) in set {
-        let _ = a.free_pages(p, o);
-    }
-    v
-}
-
-fn mixed_baseline(f: &mut FrameAllocator<33>, orders: &[u32]) -> f64 {
-    let mut r = Rng(42);
-    let mut set: Vec<(usize, u32)> = Vec::with_capacity(2048);
-    let t = Instant::now();
-    for &o in orders {
-        if set.len() >= 2048 {
-            let i = (r.next() % set.len() as u64) as usize;
-            let (p, po) = set.swap_remove(i);
-            f.dealloc(p, 1 << po);
-        }
-        if let Some(p) = f.alloc(1 << o) {
-            set.push((p, o));
-        }
-    }
-    let v = ns(t, orders.len() as u64);
-    for (p, o) in set {
-        f.dealloc(p, 1 << o);
-    }
-    v
 }
 
 /// Pairs per second over all threads, each thread a CPU doing `n` order-0 pairs.
@@ -282,12 +161,7 @@ fn main() {
         "  of which the pair's 3 atomic RMWs alone (2 pcp trylocks + refcount drop): {floor:5.2} ns = {:.3}x buddy_system_allocator",
         floor / theirs
     );
-    let locked = LockedFrameAllocator::<33>::new();
-    for r in a.model().free_pfn_ranges() {
-        locked
-            .lock()
-            .add_frame(r.start_pfn as usize, r.end_pfn as usize);
-    }
+    let locked = baseline_locked(&a);
     pair_baseline_locked(&locked, 200_000);
     let theirs_locked = best_of(5, || pair_baseline_locked(&locked, n));
     println!(

@@ -5,7 +5,9 @@
 //! (still mapped, still owned by a mapping, still referenced, still locked) is how memory
 //! corruption spreads from the guilty code to an innocent one. Every free is therefore
 //! checked, always, not only in debug builds: the checks read the one cache line of the
-//! `struct Page` the free path touches anyway. A bad page is reported, counted
+//! `struct Page` the free path touches anyway. Which descriptors of a multi-page block are
+//! read is [`PageChecks`]' business: the head always, every tail with `page_checks=full`
+//! (see the [`crate::page_alloc`] documentation). A bad page is reported, counted
 //! (`pgfree_rejected`) and *taken out of circulation*: it is not put on any free list, so
 //! the lists stay consistent and the page is simply lost, as Linux does.
 //!
@@ -20,8 +22,49 @@
 #![deny(unsafe_code)]
 
 use core::fmt;
+use core::sync::atomic::Ordering;
 
 use crate::model::page::{Page, PageFlags};
+use crate::page_alloc::PageAllocator;
+use crate::port::platform::Platform;
+
+/// How much of a block the free and allocation paths check (Linux: the
+/// `check_pages_enabled` static key, on with `CONFIG_DEBUG_VM`, `init_on_alloc`/`init_on_free`
+/// or `debug_pagealloc`). See "Which descriptors are checked" in the [`crate::page_alloc`]
+/// documentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PageChecks {
+    /// The default: the head descriptor of every block (and every descriptor of a
+    /// compound page, whose tails the allocator itself wrote) is checked and reset at free
+    /// and checked at allocation; the tails of a non-compound block are left as they are.
+    /// O(1) descriptors per operation whatever the order.
+    #[default]
+    Head,
+    /// Every descriptor of every block is checked and reset at free and checked again when
+    /// the block is handed out (`page_checks=full`): for tests and debug runs, at the cost
+    /// of 512 descriptors (32 KiB of metadata) per 2 MiB block on each side.
+    Full,
+}
+
+impl PageChecks {
+    /// Parse the boot-parameter value: `head` or `full` (`on`/`off` are accepted too,
+    /// as for Linux's `debug_pagealloc`).
+    pub fn parse(value: &str) -> Option<PageChecks> {
+        match value {
+            "head" | "off" => Some(PageChecks::Head),
+            "full" | "on" => Some(PageChecks::Full),
+            _ => None,
+        }
+    }
+
+    /// The boot-parameter spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PageChecks::Head => "head",
+            PageChecks::Full => "full",
+        }
+    }
+}
 
 /// Flags that must be clear when a page is freed (`PAGE_FLAGS_CHECK_AT_FREE`; Linux's
 /// `PG_reserved` has its own reason here, [`BadPageReason::Reserved`]). The page-type
@@ -268,6 +311,57 @@ pub fn report(bad: &BadPage, page: Option<&Page>) {
     }
 }
 
+impl<P: Platform> PageAllocator<P> {
+    /// Which descriptors the free and allocation paths check ([`PageChecks`]).
+    #[inline(always)]
+    pub fn page_checks(&self) -> PageChecks {
+        if self.page_checks.load(Ordering::Relaxed) == PageChecks::Full as u8 {
+            PageChecks::Full
+        } else {
+            PageChecks::Head
+        }
+    }
+
+    /// Switch the tail sweeps on or off (the `page_checks=` boot parameter). Safe at any
+    /// time: blocks freed before the switch are checked by the rules in force when they
+    /// are handed out.
+    pub fn set_page_checks(&self, checks: PageChecks) {
+        self.page_checks.store(checks as u8, Ordering::Relaxed);
+    }
+
+    /// Is a block taken off a free list fit to hand out (`check_new_pages`)? The head
+    /// always; with [`PageChecks::Full`] every page of the block. A bad block is reported
+    /// (naming its first bad page) and the caller drops it.
+    #[inline(always)]
+    pub(crate) fn check_new_pages(&self, page: &Page, order: u32) -> bool {
+        if !page_ok_at_alloc(page) {
+            self.bad_page_at_alloc(page);
+            return false;
+        }
+        if order == 0 || self.page_checks() == PageChecks::Head {
+            return true;
+        }
+        self.check_new_tails(page, order)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_new_tails(&self, page: &Page, order: u32) -> bool {
+        let Some(pfn) = self.mem().try_page_to_pfn(page) else {
+            return true;
+        };
+        for i in 1..1u64 << order {
+            if let Some(p) = self.mem().pfn_to_page(pfn + i)
+                && !page_ok_at_alloc(p)
+            {
+                self.bad_page_at_alloc(p);
+                return false;
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -322,5 +416,11 @@ mod tests {
         assert_eq!(printed[303], Some(299));
         assert_eq!(printed.iter().filter(|p| p.is_some()).count(), 6);
         assert!(!BadPage::new(None, BadPageReason::NonzeroMapcount).page_untouched());
+        for c in [PageChecks::Head, PageChecks::Full] {
+            assert_eq!(PageChecks::parse(c.name()), Some(c));
+        }
+        assert_eq!(PageChecks::parse("on"), Some(PageChecks::Full));
+        assert_eq!(PageChecks::parse("fulll"), None);
+        assert_eq!(PageChecks::default(), PageChecks::Head);
     }
 }

@@ -57,7 +57,7 @@
 //! Everything here runs under the zone lock: a [`Buddy`] can only be built from the
 //! `&mut FreeAreas` the zone lock guards.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use core::ptr::NonNull;
 
@@ -66,7 +66,9 @@ use crate::model::mmzone::{
     MAX_PAGE_ORDER, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::model::page::Page;
-use crate::model::pageblock::{get_pageblock_migratetype, set_pageblock_migratetype};
+use crate::model::pageblock::{
+    MIGRATETYPE_MASK, get_pageblock_migratetype, set_pageblock_migratetype, usemap_get,
+};
 use crate::model::sparse::SparseMem;
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 use crate::page_alloc::capture::CaptureControl;
@@ -131,6 +133,38 @@ pub const fn should_try_claim_block(order: u32, start_mt: Migratetype) -> bool {
         return true;
     }
     matches!(start_mt, Migratetype::Reclaimable | Migratetype::Unmovable)
+}
+
+/// The index of `pfn` in `map`, the memmap of its section (whose length, the pages per
+/// section, is a power of two and whose first entry is the section's first pfn).
+#[inline(always)]
+fn section_index(map: &[Page], pfn: u64) -> usize {
+    (pfn & (map.len() as u64).wrapping_sub(1)) as usize
+}
+
+/// One section's memmap and pageblock bits, looked up once for a run of frees
+/// ([`Buddy::free_pcp_block`]).
+#[derive(Clone, Copy)]
+pub struct SectionCursor<'m> {
+    nr: u64,
+    start_pfn: u64,
+    usemap: Option<&'m [AtomicU64]>,
+    map: &'m [Page],
+}
+
+impl<'m> SectionCursor<'m> {
+    /// Section `nr` of `mem`, if it has a memmap.
+    fn new(mem: &'m SparseMem, nr: u64) -> Option<SectionCursor<'m>> {
+        let ms = mem.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
+        let start_pfn = mem.section_nr_to_pfn(nr);
+        let map = mem.section_memmap(start_pfn)?;
+        Some(SectionCursor {
+            nr,
+            start_pfn,
+            usemap: mem.section_usemap(ms),
+            map,
+        })
+    }
 }
 
 /// The buddy operations of one zone, valid while its lock is held.
@@ -357,14 +391,18 @@ impl<'m, 'g> Buddy<'m, 'g> {
     /// Would the block of order `order` at `pfn` (whose buddy at that order is `buddy_pfn`)
     /// probably merge further soon (`buddy_merge_likely`)? True when the buddy of the
     /// next-higher block is free: then this block goes to the tail of its list, so it is
-    /// handed out last and has time to merge.
-    fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: u32) -> bool {
+    /// handed out last and has time to merge. `map` is the memmap of `pfn`'s section.
+    #[inline]
+    fn buddy_merge_likely(map: &[Page], pfn: u64, buddy_pfn: u64, order: u32) -> bool {
         if order >= MAX_PAGE_ORDER - 1 {
             return false;
         }
         let higher = pfn & buddy_pfn;
         let higher_buddy = higher ^ (1 << (order + 1));
-        match (self.page(higher), self.page(higher_buddy)) {
+        match (
+            map.get(section_index(map, higher)),
+            map.get(section_index(map, higher_buddy)),
+        ) {
             (Some(h), Some(b)) => {
                 b.is_buddy() && b.buddy_order() == order + 1 && Self::same_zone(h, b)
             }
@@ -376,17 +414,37 @@ impl<'m, 'g> Buddy<'m, 'g> {
     /// (`__free_one_page`). `to_tail` is `FPI_TO_TAIL` (boot hand-off).
     #[doc(alias = "__free_one_page")]
     pub fn free_one_page(&mut self, pfn: u64, order: u32, mt: Migratetype, to_tail: bool) {
-        let Some(mut page) = self.page(pfn) else {
+        // A block and all its buddies up to MAX_PAGE_ORDER lie in one section (sections
+        // are aligned and larger): look the section up once, then index its memmap.
+        let Some(map) = self.mem.section_memmap(pfn) else {
+            return;
+        };
+        self.free_one_page_in(map, pfn, order, mt, to_tail);
+    }
+
+    /// [`Buddy::free_one_page`] with the memmap of `pfn`'s section already looked up.
+    #[inline]
+    fn free_one_page_in(
+        &mut self,
+        map: &'m [Page],
+        pfn: u64,
+        order: u32,
+        mt: Migratetype,
+        to_tail: bool,
+    ) {
+        let Some(mut page) = map.get(section_index(map, pfn)) else {
             return;
         };
         let mut pfn = pfn;
         let mut order = order;
         self.account_freepages(1i64 << order, mt);
+        // Read once: nothing below arms a capture, and a capture ends the free.
+        let capture = self.capture;
         while order < MAX_PAGE_ORDER {
             // A direct compaction on this CPU waits for exactly this: hand the block over
             // before it merges any further (`compaction_capture`). It leaves the free
             // counters as it would by being allocated.
-            if let Some(capc) = self.capture
+            if let Some(capc) = capture
                 && capc.try_capture(pfn, order, mt)
             {
                 self.capture = None;
@@ -394,7 +452,7 @@ impl<'m, 'g> Buddy<'m, 'g> {
                 return;
             }
             let buddy_pfn = pfn ^ (1 << order);
-            let Some(buddy) = self.page(buddy_pfn) else {
+            let Some(buddy) = map.get(section_index(map, buddy_pfn)) else {
                 break;
             };
             if !(buddy.is_buddy() && buddy.buddy_order() == order && Self::same_zone(page, buddy)) {
@@ -419,13 +477,50 @@ impl<'m, 'g> Buddy<'m, 'g> {
             }
             pfn &= buddy_pfn;
             order += 1;
-            page = match self.page(pfn) {
+            page = match map.get(section_index(map, pfn)) {
                 Some(p) => p,
                 None => return,
             };
         }
-        let to_tail = to_tail || self.buddy_merge_likely(pfn, pfn ^ (1 << order), order);
+        let to_tail = to_tail || Self::buddy_merge_likely(map, pfn, pfn ^ (1 << order), order);
         self.add_to_free_list(page, order, mt, to_tail);
+    }
+
+    /// Free a block of order `order` whose head descriptor is `page`, onto the lists of its
+    /// pageblock's type (the pcp drain's step). `cursor` remembers the last section seen,
+    /// so a run of frees from one section (the common case: a pcp list holds pages freed
+    /// together) finds the pfn, the pageblock type and the buddies without a section
+    /// lookup.
+    #[inline]
+    pub fn free_pcp_block(
+        &mut self,
+        page: &Page,
+        order: u32,
+        cursor: &mut Option<SectionCursor<'m>>,
+    ) {
+        let nr = page.section_nr();
+        let c = match *cursor {
+            Some(c) if c.nr == nr => c,
+            _ => {
+                let Some(c) = SectionCursor::new(self.mem, nr) else {
+                    return;
+                };
+                *cursor = Some(c);
+                c
+            }
+        };
+        let off = (page as *const Page as usize).wrapping_sub(c.map.as_ptr() as usize)
+            / core::mem::size_of::<Page>();
+        if off >= c.map.len() {
+            // Not a descriptor of the section its flags name: nothing the pcp lists hold.
+            return;
+        }
+        let pfn = c.start_pfn + off as u64;
+        let mt = c
+            .usemap
+            .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
+            .unwrap_or(Migratetype::Unmovable);
+        self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
     /// Free a block of any order (`split_large_buddy` + `__free_one_page`): blocks larger
@@ -633,6 +728,32 @@ impl<'m, 'g> Buddy<'m, 'g> {
             let pfn = self.pfn_of(page);
             self.page_del_and_expand(page, pfn, order, current, mt);
             return Some(page);
+        }
+        None
+    }
+
+    /// [`Buddy::rmqueue_smallest`] for a batch of up to `want` blocks of `order`: take the
+    /// smallest free block of type `mt` and order at least `order`, and keep as many
+    /// blocks of `order` from its start as the largest power of two not above `want` that
+    /// it holds, splitting only the rest back. Returns the first page and the order of the
+    /// chunk kept (its blocks of `order` are consecutive). The free lists end up exactly
+    /// as after taking the same blocks one [`Buddy::rmqueue_smallest`] at a time (each
+    /// takes the lowest half the previous split put back), with one unlink and one split
+    /// instead of one per block.
+    pub fn rmqueue_smallest_batch(
+        &mut self,
+        order: u32,
+        mt: Migratetype,
+        want: u64,
+    ) -> Option<(&'m Page, u32)> {
+        for current in order..NR_PAGE_ORDERS as u32 {
+            let Some(page) = self.get_page_from_free_area(current, mt) else {
+                continue;
+            };
+            let pfn = self.pfn_of(page);
+            let extra = (u64::BITS - 1 - want.max(1).leading_zeros()).min(current - order);
+            self.page_del_and_expand(page, pfn, order + extra, current, mt);
+            return Some((page, order + extra));
         }
         None
     }

@@ -3,6 +3,7 @@
 //! `free_unref_page`, `free_one_page`).
 
 use super::*;
+use crate::page_alloc::bad_page::PageChecks;
 
 /// The checks made before a reference is dropped: anything that fails here leaves the page
 /// untouched.
@@ -235,11 +236,36 @@ impl<P: Platform> PageAllocator<P> {
         self.reject(BadPage::new(Some(pfn), reason), Some(page))
     }
 
-    /// Check every page of a block whose last reference is gone and reset it for the free
-    /// lists (`free_pages_prepare`). A bad block is reported, counted and left out of the
-    /// free lists.
+    /// Check a block whose last reference is gone and reset it for the free lists
+    /// (`free_pages_prepare`). A bad block is reported, counted and left out of the free
+    /// lists. By default only the head of a non-compound block is read and written (see
+    /// "Which descriptors are checked" in the module documentation); a compound page, or
+    /// any block under [`PageChecks::Full`], is swept page by page. (Out of line: the
+    /// order-0 free, which never calls it, stays smaller.)
     #[inline(never)]
     pub(super) fn free_pages_prepare(
+        &self,
+        page: &Page,
+        pfn: u64,
+        order: u32,
+    ) -> Result<(), BadPage> {
+        let w = page.flags_word();
+        if w & PageFlags::HEAD.bits() == 0 && self.page_checks() == PageChecks::Head {
+            if !page_ok_at_free(page, w) {
+                let reason = page_bad_reason(page).unwrap_or(BadPageReason::CorruptCompound);
+                return self.reject(BadPage::new(Some(pfn), reason), Some(page));
+            }
+            page.set_flags_word_exclusive(w & PAGE_LINKS_MASK);
+            page.set_index(0);
+            return Ok(());
+        }
+        self.free_pages_sweep(page, pfn, order)
+    }
+
+    /// [`Self::free_pages_prepare`] over every descriptor of the block (compound pages,
+    /// and every block under [`PageChecks::Full`]).
+    #[inline(never)]
+    pub(super) fn free_pages_sweep(
         &self,
         page: &Page,
         pfn: u64,
@@ -405,6 +431,7 @@ impl<P: Platform> PageAllocator<P> {
         let mut freed = 0u64;
         let mut g = zone.lock.lock_irqs_off(&self.platform);
         let mut b = self.buddy(zone, &mut g);
+        let mut cursor = None;
         let mut idx = (pindex + NR_PCP_LISTS - 1) % NR_PCP_LISTS;
         'outer: while remaining > 0 {
             let mut tries = 0;
@@ -424,12 +451,10 @@ impl<P: Platform> PageAllocator<P> {
             let nr = 1u64 << order;
             while let Some(p) = lists.pop_back(idx) {
                 let page = self.page_ref(p);
-                let pfn = self.mem().page_to_pfn(page);
                 remaining -= nr as i64;
                 lists.count = lists.count.saturating_sub(nr);
                 freed += nr;
-                let mt = b.pageblock_mt(pfn);
-                b.free_one_page(pfn, order, mt, false);
+                b.free_pcp_block(page, order, &mut cursor);
                 if remaining <= 0 {
                     break;
                 }

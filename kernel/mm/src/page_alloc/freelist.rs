@@ -414,10 +414,9 @@ impl<P: Platform> PageAllocator<P> {
             }
             let page = self.page_ref(lists.pop_front(pindex)?);
             lists.count -= 1 << order;
-            if page_ok_at_alloc(page) {
+            if self.check_new_pages(page, order) {
                 return Some(page);
             }
-            self.bad_page_at_alloc(page);
         }
     }
 
@@ -433,7 +432,10 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Move up to `count` blocks of `order` from the buddy lists to pcp list `pindex` in
-    /// one zone-lock hold (`rmqueue_bulk`). Returns the blocks moved.
+    /// one zone-lock hold (`rmqueue_bulk`). Returns the blocks moved. Runs of consecutive
+    /// blocks are taken whole ([`Buddy::rmqueue_smallest_batch`]): one unlink and one
+    /// split per run instead of per block, so the lock is held for less time per page,
+    /// which is what lets two CPUs refill at once.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub(super) fn rmqueue_bulk(
@@ -451,6 +453,29 @@ impl<P: Platform> PageAllocator<P> {
         let mut b = self.buddy(zone, &mut g);
         let mut mode = RmqueueMode::Normal;
         let mut i = 0;
+        // While the requested type's own lists serve (and CMA balancing does not apply),
+        // take runs of consecutive blocks in one unlink and one split; the lists end up as
+        // they would block by block (`Buddy::rmqueue_smallest_batch`).
+        let batch_ok = !alloc_flags.contains(AllocFlags::CMA);
+        while batch_ok && i < count {
+            let Some((first, chunk)) = b.rmqueue_smallest_batch(order, mt, count - i) else {
+                break;
+            };
+            let pfn = self.mem().page_to_pfn(first);
+            let map = self.mem().section_memmap(pfn).unwrap_or(&[]);
+            let at = (pfn & (map.len() as u64).wrapping_sub(1)) as usize;
+            let pages = map.get(at..at + (1usize << chunk)).unwrap_or(&[]);
+            if pages.is_empty() {
+                break;
+            }
+            for page in pages.iter().step_by(1 << order) {
+                // SAFETY: the chunk was just unlinked from a buddy list as one block, so
+                // none of its block heads is on any list; they are memmap descriptors; we
+                // hold the pcp lock (`lists`) with interrupts disabled.
+                unsafe { lists.push_back(pindex, page) };
+                i += 1;
+            }
+        }
         while i < count {
             let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
                 break;
@@ -506,10 +531,9 @@ impl<P: Platform> PageAllocator<P> {
             // Interrupts are off under the zone lock.
             self.zone_statistics_irqs_off(self.platform.cpu_id(), pref_nid, zr, 1 << order);
             drop(g);
-            if page_ok_at_alloc(page) {
+            if self.check_new_pages(page, order) {
                 return Some(page);
             }
-            self.bad_page_at_alloc(page);
         }
     }
 

@@ -40,6 +40,43 @@
 //! to the buddy lists (`free_one_page`). Freed pages go to the free list of their
 //! pageblock's current type.
 //!
+//! # Which descriptors are checked
+//!
+//! A 2 MiB block has 512 `struct Page`s, 32 KiB of metadata: checking and resetting all
+//! of them at every free and checking them again at every allocation made an order-9
+//! free cost about a hundred times buddy_system_allocator's (a miss stream in bulk, and
+//! still some 12,000 instructions when the block stays cached). Linux pays the same only
+//! under its `check_pages_enabled` key (`CONFIG_DEBUG_VM`, `init_on_free`,
+//! `debug_pagealloc`); by default it still clears every tail's flags at free. We split
+//! it the same way and go one step further, with [`bad_page::PageChecks`]:
+//!
+//! - **By default ([`bad_page::PageChecks::Head`]) a multi-page operation touches O(1)
+//!   descriptors.** At free the head is checked ([`bad_page::page_ok_at_free`]: refcount,
+//!   mapcount, mapping, private, `PAGE_FLAGS_CHECK_AT_FREE`) and reset; at allocation the
+//!   head is checked ([`bad_page::page_ok_at_alloc`]). The tails of a non-compound block
+//!   are neither read nor written. This is sound because the allocator itself never
+//!   dirties such a tail: splitting ([`buddy::Buddy::expand`]) writes only the heads of
+//!   the halves it puts back, merging only unlinks the buddy's head (clearing its
+//!   `PG_buddy` and order), `prep_new_page` writes the head's order tag and refcount, and
+//!   a freed block's former sub-block heads were reset when they were unlinked. So a tail
+//!   is dirty only if the block's owner left it dirty; the owner's contract (Linux's too)
+//!   is to return the tails as it got them. Such dirt is not lost: the descriptor is
+//!   checked in full the moment it heads a block of its own (a partial free of a shared
+//!   non-compound block frees the tails as blocks, each checked; a later split hands it
+//!   out as a head and `check_new_page` withholds it).
+//! - **Compound pages are always swept.** `__GFP_COMP` made the allocator write every
+//!   tail (`PG_tail`, the head pointer, the order in the first tail), so their free walks
+//!   the tails anyway to undo that, checking each on the way (the lines are being written
+//!   already, so the check is nearly free). That is O(2^order), as in Linux.
+//! - **With [`bad_page::PageChecks::Full`] (`page_checks=full`, set at boot or through
+//!   [`PageAllocator::set_page_checks`]) every descriptor of every block is checked and
+//!   reset at free and checked again at allocation** (`check_new_pages`), so a tail left
+//!   dirty by its owner is reported at the free that returns it, naming the page. The host
+//!   model tests and the bad-page tests run with it on (the model test also runs one
+//!   sequence in four with the default); debug runs should too.
+//!
+//! The order-0 path is unaffected: a single page is its own head and is always checked.
+//!
 //! # Reference counts
 //!
 //! An allocation returns its head page with a reference count of 1. [`PageAllocator::get_page`]
@@ -98,7 +135,7 @@ use crate::model::sparse::{MemSection, SparseMem};
 use crate::model::zone::{ZONE_BOOSTED_WATERMARK, Zone, counter_add};
 use crate::movement::compaction::{CompactPriority, CompactResult};
 use crate::page_alloc::bad_page::{
-    BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_alloc, page_ok_at_free,
+    BadPage, BadPageReason, ReportLimit, page_bad_reason, page_ok_at_free,
 };
 use crate::page_alloc::buddy::{Buddy, BuddyEvents, RmqueueMode, migratetype_is_mergeable};
 use crate::page_alloc::capture::CaptureSlots;
@@ -233,6 +270,9 @@ pub struct PageAllocator<P: Platform> {
     stray_events: [AtomicU64; NR_VM_EVENT_ITEMS],
     /// Floods of bad-page reports are thinned out (Linux allows bursts of 60).
     bad_page_limit: ReportLimit,
+    /// [`bad_page::PageChecks`] as a `u8` (0 head, 1 full): read on every multi-page
+    /// free and allocation.
+    page_checks: core::sync::atomic::AtomicU8,
     /// Floods of allocation-failure and refusal reports are thinned out (Linux: 10 per 5 s).
     warn_limit: ReportLimit,
     /// Every CPU's compaction capture slot ([`crate::movement::compaction`]).
@@ -382,6 +422,7 @@ impl<P: Platform> PageAllocator<P> {
                 stray.add(i).write(AtomicU64::new(0));
             }
             addr_of_mut!((*p).bad_page_limit).write(ReportLimit::new(60));
+            addr_of_mut!((*p).page_checks).write(core::sync::atomic::AtomicU8::new(0));
             addr_of_mut!((*p).warn_limit).write(ReportLimit::new(10));
             addr_of_mut!((*p).capture).write(capture);
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));

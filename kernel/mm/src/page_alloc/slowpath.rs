@@ -258,7 +258,7 @@ impl<P: Platform> PageAllocator<P> {
         if let Some(p) = captured {
             // The captured block left the free lists in the free path: prepare it like
             // any block taken from them.
-            if page_ok_at_alloc(p) {
+            if self.check_new_pages(p, order) {
                 self.prep_new_page(p, order, gfp);
                 if let Some(zt) = p.zone_type() {
                     self.count_vm_events(VmEvent::pgalloc(zt), 1 << order);
@@ -267,8 +267,6 @@ impl<P: Platform> PageAllocator<P> {
                     }
                 }
                 page = Some(p);
-            } else {
-                self.bad_page_at_alloc(p);
             }
         }
         let page = page.or_else(|| self.get_page_from_freelist(gfp, order, alloc_flags, ac));

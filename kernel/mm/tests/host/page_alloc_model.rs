@@ -21,7 +21,7 @@ use alloc_common::*;
 use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType};
 use zonebuddy::model::page::Page;
 use zonebuddy::page_alloc::AllocError;
-use zonebuddy::page_alloc::bad_page::BadPageReason;
+use zonebuddy::page_alloc::bad_page::{BadPageReason, PageChecks};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::port::sim::SimAllocator;
 use zonebuddy::report::vmstat::VmEvent;
@@ -109,6 +109,9 @@ struct Run<'a> {
     log: Vec<String>,
     /// Bulk phases (exhaustion, final frees) do not log each free.
     quiet: bool,
+    /// The allocator sweeps every descriptor (`page_checks=full`); otherwise only heads are
+    /// checked and bad states are planted on heads only.
+    full_checks: bool,
 }
 
 impl<'a> Run<'a> {
@@ -443,7 +446,9 @@ impl<'a> Run<'a> {
                 if b.refs != 1 {
                     return;
                 }
-                let sub = if b.compound {
+                // By default a non-compound block's tails are not read at free (the owner
+                // returns them as it got them); with full checks any page is.
+                let sub = if b.compound || !self.full_checks {
                     0
                 } else {
                     self.r.below(1 << b.order)
@@ -607,6 +612,14 @@ fn fresh_machine(machine: &str, old: Option<SimAllocator>) -> SimAllocator {
 }
 
 fn run_sequence(a: &SimAllocator, machine: &str, seed: u64) {
+    // Three sequences in four run with full page checks (bad states planted anywhere in a
+    // block), one with the default head-only checks.
+    let full_checks = seed % 4 != 3;
+    a.set_page_checks(if full_checks {
+        PageChecks::Full
+    } else {
+        PageChecks::Head
+    });
     let mut run = Run {
         a,
         m: Model::default(),
@@ -615,6 +628,7 @@ fn run_sequence(a: &SimAllocator, machine: &str, seed: u64) {
         recently_freed: Vec::new(),
         log: Vec::new(),
         quiet: false,
+        full_checks,
     };
     run.after_step();
     let steps = 20 + run.r.below(50);

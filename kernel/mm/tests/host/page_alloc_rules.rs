@@ -11,11 +11,11 @@ use alloc_common::*;
 use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
 use zonebuddy::model::mm_init::ModelParams;
 use zonebuddy::model::mmzone::{
-    MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType,
+    MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
 };
 use zonebuddy::model::page::{Page, PageFlags};
 use zonebuddy::page_alloc::AllocError;
-use zonebuddy::page_alloc::bad_page::BadPageReason;
+use zonebuddy::page_alloc::bad_page::{BadPageReason, PageChecks};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::page_alloc::pcp::{zone_batchsize, zone_highsize};
 use zonebuddy::port::platform::Platform;
@@ -401,7 +401,9 @@ fn every_bad_page_reason() {
         leaked += 1;
         check(&a);
     }
-    // Nonzero refcount: somebody still holds a tail of a non-compound block.
+    // Nonzero refcount: somebody still holds a tail of a non-compound block. Tails are
+    // read at free only with full page checks.
+    a.set_page_checks(PageChecks::Full);
     let b = a.alloc_pages(GFP_KERNEL, 1).unwrap();
     let tail = a.pfn_to_page(pfn(&a, b) + 1).unwrap();
     tail.set_refcount(1);
@@ -410,6 +412,85 @@ fn every_bad_page_reason() {
     assert_eq!(e.pfn, Some(pfn(&a, b) + 1));
     leaked += 2;
     check(&a);
+    all_free(&a, leaked);
+}
+
+#[test]
+fn page_checks_head_by_default_full_when_switched_on() {
+    let a = machine_small(1);
+    let rejected = || a.vm_event(VmEvent::PgfreeRejected);
+    let mut leaked = 0;
+    assert_eq!(a.page_checks(), PageChecks::Head);
+
+    // Head (the default): the head of a multi-page block is checked at free...
+    let b = a.alloc_pages(GFP_KERNEL, PAGEBLOCK_ORDER).unwrap();
+    b.set_mapping(0x3000 as *const (), 0);
+    let e = a.free_pages(b, PAGEBLOCK_ORDER).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::NonNullMapping);
+    assert_eq!(e.pfn, Some(pfn(&a, b)));
+    leaked += 1 << PAGEBLOCK_ORDER;
+    // ... and so is every page of a compound page (the allocator wrote its tails).
+    let c = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 3).unwrap();
+    let ct = a.pfn_to_page(pfn(&a, c) + 5).unwrap();
+    ct.set_private(9);
+    let e = a.free_pages(c, 3).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::NonzeroPrivate);
+    assert_eq!(e.pfn, Some(pfn(&a, c) + 5));
+    leaked += 8;
+    // A compound tail that lost its head is caught too.
+    let c = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 2).unwrap();
+    a.pfn_to_page(pfn(&a, c) + 2).unwrap().clear_compound_head();
+    let e = a.free_pages(c, 2).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::CorruptCompound);
+    assert_eq!(e.pfn, Some(pfn(&a, c) + 2));
+    leaked += 4;
+    // A tail of a non-compound block is not read at free: the block goes back whole, and
+    // comes back whole (the pcp list is last-in first-out) with the dirty tail unseen. The
+    // dirty descriptor is caught as soon as it heads a block of its own.
+    let b = a.alloc_pages(GFP_KERNEL, 2).unwrap();
+    let h = pfn(&a, b);
+    a.pfn_to_page(h + 1).unwrap().set_mapcount(1);
+    let before = rejected();
+    a.free_pages(b, 2).unwrap();
+    assert_eq!(rejected(), before);
+    let again = a.alloc_pages(GFP_KERNEL, 2).unwrap();
+    assert!(std::ptr::eq(again, b));
+    a.get_page(b);
+    // Not the last reference: pages 2-3 and 1 are freed now, page 1 on its own.
+    let e = a.free_pages(b, 2).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::NonzeroMapcount);
+    assert_eq!(e.pfn, Some(h + 1));
+    a.free_pages(b, 0).unwrap();
+    leaked += 1;
+    all_free(&a, leaked);
+
+    // Full: the same dirty tail is caught at free, the whole block withheld.
+    a.set_page_checks(PageChecks::Full);
+    assert_eq!(a.page_checks(), PageChecks::Full);
+    let b = a.alloc_pages(GFP_KERNEL, 2).unwrap();
+    let tail = a.pfn_to_page(pfn(&a, b) + 3).unwrap();
+    tail.set_mapcount(1);
+    let e = a.free_pages(b, 2).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::NonzeroMapcount);
+    assert_eq!(e.pfn, Some(pfn(&a, b) + 3));
+    leaked += 4;
+    // A block freed under head checks with a dirty tail is caught when it is handed out
+    // whole under full checks.
+    a.set_page_checks(PageChecks::Head);
+    let b = a.alloc_pages(GFP_KERNEL, MAX_PAGE_ORDER).unwrap();
+    let h = pfn(&a, b);
+    let tail = a.pfn_to_page(h + 100).unwrap();
+    tail.set_lru();
+    a.free_pages(b, MAX_PAGE_ORDER).unwrap();
+    a.set_page_checks(PageChecks::Full);
+    // The freed block is first on its list: the next request of its order and type takes
+    // it, finds the dirty tail, drops the block and takes another.
+    if let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, MAX_PAGE_ORDER) {
+        let q = pfn(&a, p);
+        assert!(!(q..q + (1 << MAX_PAGE_ORDER)).contains(&(h + 100)));
+        a.free_pages(p, MAX_PAGE_ORDER).unwrap();
+    }
+    leaked += 1 << MAX_PAGE_ORDER;
     all_free(&a, leaked);
 }
 
