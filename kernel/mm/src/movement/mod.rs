@@ -6,7 +6,10 @@
 //! [`compaction`] chooses what to move and where, directly in the allocation slow path or
 //! in the background ([`kcompactd`]). Linux: `mm/rmap.c`, `mm/migrate.c`, `mm/compaction.c`.
 
+pub mod cma;
 pub mod compaction;
+pub mod contig;
+pub mod isolation;
 pub mod kcompactd;
 pub mod migrate;
 pub mod rmap;

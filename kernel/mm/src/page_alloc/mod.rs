@@ -264,6 +264,8 @@ pub struct PageAllocator<P: Platform> {
     capture: CaptureSlots,
     /// Anon regions (movable "user memory") and their descriptors ([`crate::movement::rmap`]).
     pub(crate) anon_regions: crate::movement::rmap::RegionTable,
+    /// The CMA areas ([`crate::movement::cma`]).
+    pub(crate) cma: crate::movement::cma::CmaAreas,
     /// Per node and gfp class, what an order-0 request resolves to ([`fastpath`]).
     fast_plans: [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES],
     /// Fault injection ([`fail`]): off unless asked for.
@@ -330,7 +332,9 @@ impl<P: Platform> PageAllocator<P> {
         // valid for writes.
         unsafe { Self::start_at(p, platform)? };
         // SAFETY: `start_at` returned `Ok`, so every field of `*slot` is initialised.
-        Ok(unsafe { slot.assume_init_ref() })
+        let alloc = unsafe { slot.assume_init_ref() };
+        alloc.cma_init_from_params(params.cma);
+        Ok(alloc)
     }
 
     /// The body of [`PageAllocator::new`]: initialise every field of `*p` but the model, in
@@ -421,6 +425,7 @@ impl<P: Platform> PageAllocator<P> {
             addr_of_mut!((*p).warn_limit).write(ReportLimit::new(10));
             addr_of_mut!((*p).capture).write(capture);
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
+            addr_of_mut!((*p).cma).write(crate::movement::cma::CmaAreas::new());
             let plans = addr_of_mut!((*p).fast_plans).cast::<FastPlan>();
             for i in 0..MAX_NUMNODES * NR_GFP_CLASSES {
                 plans.add(i).write(FastPlan::NONE);

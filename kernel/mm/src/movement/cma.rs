@@ -1,0 +1,631 @@
+//! The Contiguous Memory Allocator: areas set aside at boot for large physically
+//! contiguous buffers, lent to movable allocations meanwhile (Linux: `mm/cma.c`).
+//!
+//! # Why
+//!
+//! A device that needs a 32 MiB physically contiguous buffer at some point cannot count on
+//! [`crate::movement::contig`] finding one: an unmovable kernel page in every stretch of
+//! memory ends that hope, and grouping by mobility only makes such a page unlikely, not
+//! impossible. Reserving the memory outright would waste it while the device is idle. A
+//! CMA area is the middle way: its pageblocks are MIGRATE_CMA, which only *movable*
+//! allocations may use (there is no fallback from any other type to CMA), so everything
+//! in the area can always be migrated out when [`PageAllocator::cma_alloc`] wants it.
+//!
+//! # Balancing
+//!
+//! Movable allocations use CMA memory in `__rmqueue` ([`crate::page_alloc::buddy`]): first
+//! their own Movable lists, then CMA; but when more than half of a zone's free memory is
+//! CMA they take from CMA first, so that the ordinary free memory, which unmovable
+//! requests need, is not used up while CMA memory sits idle. The watermark checks do not
+//! count free CMA pages for requests that may not use them.
+//!
+//! # Areas
+//!
+//! Up to [`MAX_CMA_AREAS`] areas are declared with [`PageAllocator::cma_declare_contiguous`]
+//! (at boot through `cma=SIZE[@START]` in [`crate::ModelParams`], or by the kernel's own
+//! code): a range of whole MAX_ORDER blocks inside one zone, placed where asked, or else as
+//! high in memory as a range is found that can be emptied. Declaring runs the contiguous
+//! allocator over the range with the CMA type (so pages already in use there are migrated
+//! out, and an unmovable page refuses the range), then frees it: the pages land on the CMA
+//! free lists.
+//!
+//! Each area keeps a bitmap of what `cma_alloc` handed out, one bit per `1 << order_per_bit`
+//! pages (the bitmap has a fixed size, so a large area uses coarser bits). `cma_alloc`
+//! reserves a run of clear bits under the area lock, drops the lock, and empties the range
+//! with [`PageAllocator::alloc_contig_range`]; if a page there is busy (pinned, or being
+//! allocated right now) the bits are cleared and the next run is tried, as in Linux.
+
+use core::fmt;
+
+use crate::model::mmzone::{
+    MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, ZoneType,
+};
+use crate::model::page::Page;
+use crate::movement::contig::{ContigError, ContigStats};
+use crate::page_alloc::PageAllocator;
+use crate::page_alloc::gfp::{GFP_KERNEL, Gfp};
+use crate::port::platform::Platform;
+use crate::port::sync::SpinLock;
+
+/// How many areas can be declared (Linux's `CONFIG_CMA_AREAS` default).
+pub const MAX_CMA_AREAS: usize = 8;
+/// Words of each area's allocation bitmap: 16384 bits, so an area of up to 64 MiB has one
+/// bit per page.
+pub const CMA_BITMAP_WORDS: usize = 256;
+const CMA_BITMAP_BITS: u64 = CMA_BITMAP_WORDS as u64 * 64;
+/// Bytes of an area name kept.
+pub const CMA_NAME_LEN: usize = 16;
+
+/// A `cma=` request: the size in bytes and, optionally, where the area must start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmaSpec {
+    /// Bytes.
+    pub size: u64,
+    /// Physical start address (`@START`), or anywhere.
+    pub base: Option<u64>,
+}
+
+/// Why a `cma=` value was rejected (the option is then ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmaParamError {
+    /// Not `SIZE[KMGT]` or `SIZE[KMGT]@START[KMGT]`.
+    Malformed,
+    /// A number does not fit in 64 bits.
+    Overflow,
+    /// The size is zero.
+    Zero,
+}
+
+impl fmt::Display for CmaParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CmaParamError::Malformed => "cma=: expected SIZE or SIZE@START (like 64M@0x40000000)",
+            CmaParamError::Overflow => "cma=: value too large",
+            CmaParamError::Zero => "cma=: size is zero",
+        })?;
+        f.write_str("; option ignored")
+    }
+}
+
+impl core::error::Error for CmaParamError {}
+
+/// Linux's `memparse`: decimal or `0x` hexadecimal, an optional binary suffix.
+fn memparse(s: &str) -> Result<u64, CmaParamError> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (s, 10),
+    };
+    let split = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    let (num, suffix) = digits.split_at(split);
+    if num.is_empty() {
+        return Err(CmaParamError::Malformed);
+    }
+    let n = u64::from_str_radix(num, radix).map_err(|_| CmaParamError::Overflow)?;
+    let shift = match suffix {
+        "" => 0,
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        "t" | "T" => 40,
+        _ => return Err(CmaParamError::Malformed),
+    };
+    n.checked_mul(1u64 << shift).ok_or(CmaParamError::Overflow)
+}
+
+/// Parse a `cma=` value: `SIZE` or `SIZE@START` (Linux's `early_cma`, without the
+/// `-END` limit).
+pub fn parse_cma(value: &str) -> Result<CmaSpec, CmaParamError> {
+    let v = value.trim();
+    let (size, base) = match v.split_once('@') {
+        Some((s, b)) => (memparse(s)?, Some(memparse(b)?)),
+        None => (memparse(v)?, None),
+    };
+    if size == 0 {
+        return Err(CmaParamError::Zero);
+    }
+    Ok(CmaSpec { size, base })
+}
+
+/// Why an area could not be declared or used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmaError {
+    /// [`MAX_CMA_AREAS`] areas exist already.
+    TooManyAreas,
+    /// The size is zero or not a whole number of pages.
+    BadSize {
+        /// Bytes asked for.
+        size: u64,
+    },
+    /// A fixed base is not aligned to a MAX_ORDER block (4 MiB).
+    Misaligned {
+        /// The base asked for.
+        base: u64,
+    },
+    /// No range of that size in one zone could be emptied.
+    NoRange {
+        /// Pages asked for.
+        pages: u64,
+    },
+    /// The fixed range could not be emptied.
+    Range(ContigError),
+    /// No such area.
+    NoArea(usize),
+    /// `count` is 0, or larger than the area, or `align_order` above the area's reach.
+    BadRequest {
+        /// Pages asked for.
+        count: u64,
+    },
+    /// No free run of the area could be emptied; the last error met, if any.
+    AllocFailed {
+        /// Pages asked for.
+        count: u64,
+        /// The last contiguous-allocation error (None: no free run in the bitmap).
+        last: Option<ContigError>,
+    },
+    /// `cma_release` of pages that are not a whole allocation of this area.
+    NotOurs {
+        /// The first pfn given.
+        pfn: u64,
+    },
+}
+
+impl fmt::Display for CmaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CmaError::TooManyAreas => write!(f, "cma: all {MAX_CMA_AREAS} areas are in use"),
+            CmaError::BadSize { size } => write!(f, "cma: bad area size {size:#x}"),
+            CmaError::Misaligned { base } => {
+                write!(f, "cma: base {base:#x} is not aligned to 4 MiB")
+            }
+            CmaError::NoRange { pages } => {
+                write!(f, "cma: no range of {pages} pages in one zone can be reserved")
+            }
+            CmaError::Range(e) => write!(f, "cma: {e}"),
+            CmaError::NoArea(i) => write!(f, "cma: no area {i}"),
+            CmaError::BadRequest { count } => write!(f, "cma: bad request of {count} pages"),
+            CmaError::AllocFailed { count, last } => {
+                write!(f, "cma: allocation of {count} pages failed")?;
+                match last {
+                    Some(e) => write!(f, ": {e}"),
+                    None => f.write_str(": no free run in the area"),
+                }
+            }
+            CmaError::NotOurs { pfn } => {
+                write!(f, "cma: pfn {pfn:#x} is not an allocation of this area")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CmaError {}
+
+/// One area.
+#[derive(Clone, Copy)]
+struct CmaArea {
+    name: [u8; CMA_NAME_LEN],
+    name_len: u8,
+    base_pfn: u64,
+    count: u64,
+    order_per_bit: u32,
+    nid: usize,
+    zone: ZoneType,
+    bitmap: [u64; CMA_BITMAP_WORDS],
+}
+
+impl CmaArea {
+    const EMPTY: CmaArea = CmaArea {
+        name: [0; CMA_NAME_LEN],
+        name_len: 0,
+        base_pfn: 0,
+        count: 0,
+        order_per_bit: 0,
+        nid: 0,
+        zone: ZoneType::Dma,
+        bitmap: [0; CMA_BITMAP_WORDS],
+    };
+
+    fn bits(&self) -> u64 {
+        self.count >> self.order_per_bit
+    }
+
+    fn test(&self, bit: u64) -> bool {
+        self.bitmap[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+
+    fn set_range(&mut self, start: u64, n: u64, on: bool) {
+        for bit in start..start + n {
+            let w = &mut self.bitmap[(bit / 64) as usize];
+            if on {
+                *w |= 1 << (bit % 64);
+            } else {
+                *w &= !(1 << (bit % 64));
+            }
+        }
+    }
+
+    /// The first run of `n` clear bits at or after `from` whose start is a multiple of
+    /// `mask + 1` (`bitmap_find_next_zero_area_off`).
+    fn find_zero_area(&self, from: u64, n: u64, mask: u64) -> Option<u64> {
+        let max = self.bits();
+        let mut start = (from + mask) & !mask;
+        'outer: while start + n <= max {
+            for bit in start..start + n {
+                if self.test(bit) {
+                    start = (bit + 1 + mask) & !mask;
+                    continue 'outer;
+                }
+            }
+            return Some(start);
+        }
+        None
+    }
+
+    fn used_bits(&self) -> u64 {
+        self.bitmap.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    fn max_chunk_bits(&self) -> u64 {
+        let (mut best, mut run) = (0, 0);
+        for bit in 0..self.bits() {
+            if self.test(bit) {
+                run = 0;
+            } else {
+                run += 1;
+                best = best.max(run);
+            }
+        }
+        best
+    }
+}
+
+/// The table of areas (Linux's `cma_areas[]`), in the page allocator.
+pub struct CmaAreas {
+    table: SpinLock<CmaTable>,
+}
+
+struct CmaTable {
+    nr: usize,
+    areas: [CmaArea; MAX_CMA_AREAS],
+}
+
+impl CmaAreas {
+    /// No areas.
+    pub const fn new() -> CmaAreas {
+        CmaAreas {
+            table: SpinLock::new(CmaTable {
+                nr: 0,
+                areas: [CmaArea::EMPTY; MAX_CMA_AREAS],
+            }),
+        }
+    }
+}
+
+impl Default for CmaAreas {
+    fn default() -> Self {
+        CmaAreas::new()
+    }
+}
+
+/// A copy of one area's state, for views (`/sys/kernel/debug/cma/<name>/`).
+#[derive(Clone, Copy)]
+pub struct CmaAreaSnapshot {
+    name: [u8; CMA_NAME_LEN],
+    name_len: u8,
+    /// First pfn.
+    pub base_pfn: u64,
+    /// Pages in the area.
+    pub count: u64,
+    /// log2 of the pages per bitmap bit.
+    pub order_per_bit: u32,
+    /// Pages handed out by `cma_alloc`.
+    pub used: u64,
+    /// The largest run of pages not handed out.
+    pub maxchunk: u64,
+    /// The node.
+    pub nid: usize,
+    /// The zone.
+    pub zone: ZoneType,
+    bitmap: [u64; CMA_BITMAP_WORDS],
+}
+
+impl CmaAreaSnapshot {
+    /// The area's name.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("cma")
+    }
+
+    /// Bits in the allocation bitmap.
+    pub fn bitmap_bits(&self) -> u64 {
+        self.count >> self.order_per_bit
+    }
+
+    /// The allocation bitmap as 32-bit words (as debugfs shows it), only the words that
+    /// hold bits of the area.
+    pub fn bitmap_u32(&self) -> impl Iterator<Item = u32> + '_ {
+        let words = self.bitmap_bits().div_ceil(32) as usize;
+        (0..words).map(|i| (self.bitmap[i / 2] >> ((i % 2) * 32)) as u32)
+    }
+}
+
+impl fmt::Debug for CmaAreaSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CmaAreaSnapshot")
+            .field("name", &self.name())
+            .field("base_pfn", &self.base_pfn)
+            .field("count", &self.count)
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bitmap granularity for an area of `count` pages: the smallest that fits.
+fn order_per_bit_for(count: u64) -> u32 {
+    let mut o = 0;
+    while count >> o > CMA_BITMAP_BITS {
+        o += 1;
+    }
+    o
+}
+
+impl<P: Platform> PageAllocator<P> {
+    /// Declare a CMA area of `size` bytes, at physical address `base` or wherever a range
+    /// can be emptied, highest memory first (`cma_declare_contiguous` +
+    /// `cma_activate_area`); see the module documentation. The size is rounded up to whole
+    /// 4 MiB blocks. Returns the area's index for [`PageAllocator::cma_alloc`].
+    pub fn cma_declare_contiguous(
+        &self,
+        size: u64,
+        base: Option<u64>,
+        name: &str,
+    ) -> Result<usize, CmaError> {
+        if size == 0 || !size.is_multiple_of(1 << PAGE_SHIFT) {
+            return Err(CmaError::BadSize { size });
+        }
+        if self.cma.table.lock_irqsave(self.platform()).nr >= MAX_CMA_AREAS {
+            return Err(CmaError::TooManyAreas);
+        }
+        let pages = (size >> PAGE_SHIFT).next_multiple_of(MAX_ORDER_NR_PAGES);
+        let quiet = GFP_KERNEL | Gfp::NOWARN;
+        let base_pfn = match base {
+            Some(b) => {
+                if !(b >> PAGE_SHIFT).is_multiple_of(MAX_ORDER_NR_PAGES)
+                    || !b.is_multiple_of(1 << PAGE_SHIFT)
+                {
+                    return Err(CmaError::Misaligned { base: b });
+                }
+                let pfn = b >> PAGE_SHIFT;
+                self.alloc_contig_range(pfn, pfn + pages, Migratetype::Cma, quiet)
+                    .map_err(CmaError::Range)?;
+                pfn
+            }
+            None => self
+                .cma_find_and_take(pages)
+                .ok_or(CmaError::NoRange { pages })?,
+        };
+        // The range is ours and its pageblocks are CMA: giving it back puts it on the CMA
+        // lists, lent to movable allocations until cma_alloc wants it.
+        let page = self.pfn_to_page(base_pfn);
+        let (nid, zone) = page
+            .map(|p| (p.nid(), p.zone_type().unwrap_or(ZoneType::Normal)))
+            .unwrap_or((0, ZoneType::Normal));
+        let mut area = CmaArea {
+            base_pfn,
+            count: pages,
+            order_per_bit: order_per_bit_for(pages),
+            nid,
+            zone,
+            ..CmaArea::EMPTY
+        };
+        let n = name.len().min(CMA_NAME_LEN);
+        let mut cut = n;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        area.name[..cut].copy_from_slice(&name.as_bytes()[..cut]);
+        area.name_len = cut as u8;
+        let idx = {
+            let mut t = self.cma.table.lock_irqsave(self.platform());
+            if t.nr >= MAX_CMA_AREAS {
+                None
+            } else {
+                let i = t.nr;
+                t.areas[i] = area;
+                t.nr += 1;
+                Some(i)
+            }
+        };
+        if self.free_contig_range(base_pfn, pages).is_err() {
+            log::error!("cma: freeing the new area {name} met a bad page");
+        }
+        let idx = idx.ok_or(CmaError::TooManyAreas)?;
+        log::info!(
+            "cma: reserved {} MiB at {:#x} for {name}",
+            (pages << PAGE_SHIFT) >> 20,
+            base_pfn << PAGE_SHIFT
+        );
+        Ok(idx)
+    }
+
+    /// Find the highest range of `pages` pages (aligned to a MAX_ORDER block) in one zone
+    /// that can be emptied, and take it as CMA pageblocks.
+    fn cma_find_and_take(&self, pages: u64) -> Option<u64> {
+        let quiet = GFP_KERNEL | Gfp::NOWARN;
+        // Highest node first: CMA areas go high, away from the memory DMA32 users need.
+        for n in (0..crate::model::mmzone::MAX_NUMNODES).rev() {
+            if self.model().node(n).is_none() {
+                continue;
+            }
+            for zt in [ZoneType::Normal, ZoneType::Dma32, ZoneType::Dma] {
+                let Some(zone) = self.zone_of(n, zt).filter(|z| z.managed_zone()) else {
+                    continue;
+                };
+                let lowest = zone.zone_start_pfn.next_multiple_of(MAX_ORDER_NR_PAGES);
+                let Some(mut pfn) = zone
+                    .zone_end_pfn()
+                    .checked_sub(pages)
+                    .map(|p| p & !(MAX_ORDER_NR_PAGES - 1))
+                else {
+                    continue;
+                };
+                while pfn >= lowest {
+                    if self.pfn_range_valid_contig(zone, pfn, pages)
+                        && self
+                            .alloc_contig_range(pfn, pfn + pages, Migratetype::Cma, quiet)
+                            .is_ok()
+                    {
+                        return Some(pfn);
+                    }
+                    if pfn < MAX_ORDER_NR_PAGES {
+                        break;
+                    }
+                    pfn -= MAX_ORDER_NR_PAGES;
+                }
+            }
+        }
+        None
+    }
+
+    /// Declare the area a `cma=` option asked for; failures are logged (the allocator
+    /// runs without the area, as Linux boots without it).
+    pub(crate) fn cma_init_from_params(&self, spec: Option<CmaSpec>) {
+        if let Some(s) = spec
+            && let Err(e) = self.cma_declare_contiguous(
+                s.size.next_multiple_of(1 << PAGE_SHIFT),
+                s.base,
+                "reserved",
+            )
+        {
+            log::warn!("cma: failed to reserve {} MiB: {e}", s.size >> 20);
+        }
+    }
+
+    /// Allocate `count` contiguous pages from area `area`, the first aligned to
+    /// `1 << align_order` pages (`cma_alloc`): see the module documentation. Every page
+    /// has one reference; give them back with [`PageAllocator::cma_release`].
+    pub fn cma_alloc(
+        &self,
+        area: usize,
+        count: u64,
+        align_order: u32,
+    ) -> Result<(&Page, ContigStats), CmaError> {
+        let (base_pfn, opb, total) = {
+            let t = self.cma.table.lock_irqsave(self.platform());
+            if area >= t.nr {
+                return Err(CmaError::NoArea(area));
+            }
+            let a = &t.areas[area];
+            (a.base_pfn, a.order_per_bit, a.count)
+        };
+        if count == 0 || count > total || align_order > MAX_PAGE_ORDER + 8 {
+            return Err(CmaError::BadRequest { count });
+        }
+        let mask = if align_order > opb {
+            (1u64 << (align_order - opb)) - 1
+        } else {
+            0
+        };
+        let nbits = count.div_ceil(1 << opb);
+        let mut from = 0;
+        let mut last = None;
+        loop {
+            let bit = {
+                let mut t = self.cma.table.lock_irqsave(self.platform());
+                let a = &mut t.areas[area];
+                let Some(bit) = a.find_zero_area(from, nbits, mask) else {
+                    break;
+                };
+                a.set_range(bit, nbits, true);
+                bit
+            };
+            let pfn = base_pfn + (bit << opb);
+            match self.alloc_contig_range(pfn, pfn + count, Migratetype::Cma, GFP_KERNEL | Gfp::NOWARN) {
+                Ok(stats) => {
+                    if let Some(page) = self.pfn_to_page(pfn) {
+                        return Ok((page, stats));
+                    }
+                    last = Some(ContigError::NoMemory);
+                }
+                Err(e) => last = Some(e),
+            }
+            self.cma.table.lock_irqsave(self.platform()).areas[area].set_range(bit, nbits, false);
+            if last == Some(ContigError::NoMemory) {
+                break;
+            }
+            // Linux moves on past the busy run's start, keeping the alignment.
+            from = bit + mask + 1;
+        }
+        Err(CmaError::AllocFailed { count, last })
+    }
+
+    /// Give back `count` pages from `pages` allocated by [`PageAllocator::cma_alloc`] on
+    /// `area` (`cma_release`): they return to the CMA free lists. Refused, with nothing
+    /// freed, if the range is not inside the area.
+    pub fn cma_release(&self, area: usize, pages: &Page, count: u64) -> Result<(), CmaError> {
+        let pfn = self.page_to_pfn(pages);
+        let (base_pfn, opb, total) = {
+            let t = self.cma.table.lock_irqsave(self.platform());
+            if area >= t.nr {
+                return Err(CmaError::NoArea(area));
+            }
+            let a = &t.areas[area];
+            (a.base_pfn, a.order_per_bit, a.count)
+        };
+        if count == 0 || pfn < base_pfn || pfn + count > base_pfn + total {
+            return Err(CmaError::NotOurs { pfn });
+        }
+        if let Err(bad) = self.free_contig_range(pfn, count) {
+            log::error!("cma_release: {bad}");
+        }
+        let bit = (pfn - base_pfn) >> opb;
+        self.cma.table.lock_irqsave(self.platform()).areas[area].set_range(
+            bit,
+            count.div_ceil(1 << opb),
+            false,
+        );
+        Ok(())
+    }
+
+    /// Number of declared areas.
+    pub fn cma_nr_areas(&self) -> usize {
+        self.cma.table.lock_irqsave(self.platform()).nr
+    }
+
+    /// A copy of area `area`'s state.
+    pub fn cma_area(&self, area: usize) -> Option<CmaAreaSnapshot> {
+        let t = self.cma.table.lock_irqsave(self.platform());
+        if area >= t.nr {
+            return None;
+        }
+        let a = &t.areas[area];
+        Some(CmaAreaSnapshot {
+            name: a.name,
+            name_len: a.name_len,
+            base_pfn: a.base_pfn,
+            count: a.count,
+            order_per_bit: a.order_per_bit,
+            used: a.used_bits() << a.order_per_bit,
+            maxchunk: a.max_chunk_bits() << a.order_per_bit,
+            nid: a.nid,
+            zone: a.zone,
+            bitmap: a.bitmap,
+        })
+    }
+
+    /// Pages in all CMA areas (`totalcma_pages`, /proc/meminfo `CmaTotal`).
+    pub fn totalcma_pages(&self) -> u64 {
+        let t = self.cma.table.lock_irqsave(self.platform());
+        t.areas[..t.nr].iter().map(|a| a.count).sum()
+    }
+
+    /// Free pages in CMA pageblocks of all zones (vmstat `nr_free_cma`, /proc/meminfo
+    /// `CmaFree`).
+    pub fn nr_free_cma_pages(&self) -> u64 {
+        self.model()
+            .nodes()
+            .flat_map(|n| n.node_zones.iter())
+            .map(|z| z.zone_page_state(crate::report::vmstat::ZoneStatItem::NrFreeCmaPages))
+            .sum()
+    }
+}
