@@ -17,6 +17,7 @@ mod compaction_fragment;
 mod compaction_kcompactd;
 mod compaction_smp;
 mod compaction_zones;
+mod contig;
 mod fail_page_alloc;
 mod firmware_maps;
 mod migrate;
