@@ -431,6 +431,9 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
     }
     a.drain_all_pages();
     check(&a);
+    let anon_before: Vec<u64> = (0..n)
+        .filter_map(|i| a.anon_region_pfn(r, i).unwrap())
+        .collect();
     // Gigantic: refused cleanly (every candidate holds a section memmap).
     let t = std::time::Instant::now();
     assert!(a.alloc_contig_pages(1 << 18, GFP_KERNEL | Gfp::NOWARN, 0).is_none());
@@ -444,7 +447,11 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
         .expect("a 64 MiB contiguous range");
     let took = t.elapsed();
     let pfn = a.page_to_pfn(page);
-    eprintln!("64 MiB alloc_contig_pages at pfn {pfn:#x} in {took:?}");
+    let moved = anon_before
+        .iter()
+        .filter(|&&p| p >= pfn && p < pfn + nr)
+        .count();
+    eprintln!("64 MiB alloc_contig_pages at pfn {pfn:#x} in {took:?}, {moved} anon pages moved");
     assert_eq!(pfn % nr, 0, "aligned to its size");
     assert_eq!(anon_pages_in(&a, pfn, pfn + nr), 0);
     for p in pfn..pfn + nr {

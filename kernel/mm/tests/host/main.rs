@@ -8,6 +8,7 @@
 
 // Shared helpers (each allows dead code: a test module uses only the parts it needs).
 mod alloc_common;
+mod cma;
 mod common;
 mod compaction_common;
 mod mig_common;
