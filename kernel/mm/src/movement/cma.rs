@@ -37,8 +37,10 @@
 
 use core::fmt;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::model::mmzone::{
-    MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, ZoneType,
+    MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType,
 };
 use crate::model::page::Page;
 use crate::movement::contig::{ContigError, ContigStats};
@@ -49,10 +51,10 @@ use crate::port::sync::SpinLock;
 
 /// How many areas can be declared (Linux's `CONFIG_CMA_AREAS` default).
 pub const MAX_CMA_AREAS: usize = 8;
-/// Words of each area's allocation bitmap: 16384 bits, so an area of up to 64 MiB has one
-/// bit per page.
-pub const CMA_BITMAP_WORDS: usize = 256;
-const CMA_BITMAP_BITS: u64 = CMA_BITMAP_WORDS as u64 * 64;
+/// Largest order of the pages holding an area's bitmap (32 KiB: one bit per page for up to
+/// 1 GiB; larger areas use coarser bits).
+const CMA_BITMAP_MAX_ORDER: u32 = 3;
+const CMA_BITMAP_MAX_BITS: u64 = (PAGE_SIZE << CMA_BITMAP_MAX_ORDER) * 8;
 /// Bytes of an area name kept.
 pub const CMA_NAME_LEN: usize = 16;
 
@@ -152,6 +154,8 @@ pub enum CmaError {
     Range(ContigError),
     /// No such area.
     NoArea(usize),
+    /// No memory for the area's allocation bitmap.
+    NoBitmap,
     /// `count` is 0, or larger than the area, or `align_order` above the area's reach.
     BadRequest {
         /// Pages asked for.
@@ -184,6 +188,7 @@ impl fmt::Display for CmaError {
             }
             CmaError::Range(e) => write!(f, "cma: {e}"),
             CmaError::NoArea(i) => write!(f, "cma: no area {i}"),
+            CmaError::NoBitmap => f.write_str("cma: no memory for the area bitmap"),
             CmaError::BadRequest { count } => write!(f, "cma: bad request of {count} pages"),
             CmaError::AllocFailed { count, last } => {
                 write!(f, "cma: allocation of {count} pages failed")?;
@@ -201,7 +206,9 @@ impl fmt::Display for CmaError {
 
 impl core::error::Error for CmaError {}
 
-/// One area.
+/// One area. The bitmap lives in pages allocated when the area is declared (Linux's
+/// `bitmap_zalloc` in `cma_activate_area`) and never freed (areas are permanent); it is
+/// changed only under the table lock, so its words are atomics only to be shared.
 #[derive(Clone, Copy)]
 struct CmaArea {
     name: [u8; CMA_NAME_LEN],
@@ -211,7 +218,8 @@ struct CmaArea {
     order_per_bit: u32,
     nid: usize,
     zone: ZoneType,
-    bitmap: [u64; CMA_BITMAP_WORDS],
+    bitmap: *const AtomicU64,
+    bitmap_words: usize,
 }
 
 impl CmaArea {
@@ -223,24 +231,39 @@ impl CmaArea {
         order_per_bit: 0,
         nid: 0,
         zone: ZoneType::Dma,
-        bitmap: [0; CMA_BITMAP_WORDS],
+        bitmap: core::ptr::null(),
+        bitmap_words: 0,
     };
 
-    fn bits(&self) -> u64 {
-        self.count >> self.order_per_bit
+    fn words(&self) -> &[AtomicU64] {
+        if self.bitmap.is_null() {
+            return &[];
+        }
+        // SAFETY: `bitmap` points to `bitmap_words` zeroed words in pages the allocator
+        // handed to this area at declaration and that are never freed; only atomics are
+        // formed over them.
+        unsafe { core::slice::from_raw_parts(self.bitmap, self.bitmap_words) }
     }
+}
 
+/// Operations on an area's bitmap (`bits` bits in `words`).
+struct Bitmap<'a> {
+    words: &'a [AtomicU64],
+    bits: u64,
+}
+
+impl Bitmap<'_> {
     fn test(&self, bit: u64) -> bool {
-        self.bitmap[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        self.words[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
     }
 
-    fn set_range(&mut self, start: u64, n: u64, on: bool) {
+    fn set_range(&self, start: u64, n: u64, on: bool) {
         for bit in start..start + n {
-            let w = &mut self.bitmap[(bit / 64) as usize];
+            let w = &self.words[(bit / 64) as usize];
             if on {
-                *w |= 1 << (bit % 64);
+                w.fetch_or(1 << (bit % 64), Ordering::Relaxed);
             } else {
-                *w &= !(1 << (bit % 64));
+                w.fetch_and(!(1 << (bit % 64)), Ordering::Relaxed);
             }
         }
     }
@@ -248,9 +271,8 @@ impl CmaArea {
     /// The first run of `n` clear bits at or after `from` whose start is a multiple of
     /// `mask + 1` (`bitmap_find_next_zero_area_off`).
     fn find_zero_area(&self, from: u64, n: u64, mask: u64) -> Option<u64> {
-        let max = self.bits();
         let mut start = (from + mask) & !mask;
-        'outer: while start + n <= max {
+        'outer: while start + n <= self.bits {
             for bit in start..start + n {
                 if self.test(bit) {
                     start = (bit + 1 + mask) & !mask;
@@ -262,13 +284,13 @@ impl CmaArea {
         None
     }
 
-    fn used_bits(&self) -> u64 {
-        self.bitmap.iter().map(|w| w.count_ones() as u64).sum()
+    fn used(&self) -> u64 {
+        (0..self.bits).filter(|&b| self.test(b)).count() as u64
     }
 
-    fn max_chunk_bits(&self) -> u64 {
+    fn max_chunk(&self) -> u64 {
         let (mut best, mut run) = (0, 0);
-        for bit in 0..self.bits() {
+        for bit in 0..self.bits {
             if self.test(bit) {
                 run = 0;
             } else {
@@ -277,6 +299,15 @@ impl CmaArea {
             }
         }
         best
+    }
+}
+
+impl CmaArea {
+    fn bitmap(&self) -> Bitmap<'_> {
+        Bitmap {
+            words: self.words(),
+            bits: self.count >> self.order_per_bit,
+        }
     }
 }
 
@@ -289,6 +320,10 @@ struct CmaTable {
     nr: usize,
     areas: [CmaArea; MAX_CMA_AREAS],
 }
+
+// SAFETY: the bitmap pointers lead to pages owned by their areas for the allocator's
+// lifetime; the words are atomics, changed only under the table lock.
+unsafe impl Send for CmaTable {}
 
 impl CmaAreas {
     /// No areas.
@@ -308,9 +343,10 @@ impl Default for CmaAreas {
     }
 }
 
-/// A copy of one area's state, for views (`/sys/kernel/debug/cma/<name>/`).
+/// A view of one area's state, for views (`/sys/kernel/debug/cma/<name>/`). The bitmap is
+/// read live.
 #[derive(Clone, Copy)]
-pub struct CmaAreaSnapshot {
+pub struct CmaAreaSnapshot<'a> {
     name: [u8; CMA_NAME_LEN],
     name_len: u8,
     /// First pfn.
@@ -327,10 +363,10 @@ pub struct CmaAreaSnapshot {
     pub nid: usize,
     /// The zone.
     pub zone: ZoneType,
-    bitmap: [u64; CMA_BITMAP_WORDS],
+    bitmap: &'a [AtomicU64],
 }
 
-impl CmaAreaSnapshot {
+impl CmaAreaSnapshot<'_> {
     /// The area's name.
     pub fn name(&self) -> &str {
         core::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("cma")
@@ -345,11 +381,14 @@ impl CmaAreaSnapshot {
     /// hold bits of the area.
     pub fn bitmap_u32(&self) -> impl Iterator<Item = u32> + '_ {
         let words = self.bitmap_bits().div_ceil(32) as usize;
-        (0..words).map(|i| (self.bitmap[i / 2] >> ((i % 2) * 32)) as u32)
+        (0..words).map(|i| {
+            let w = self.bitmap.get(i / 2).map_or(0, |w| w.load(Ordering::Relaxed));
+            (w >> ((i % 2) * 32)) as u32
+        })
     }
 }
 
-impl fmt::Debug for CmaAreaSnapshot {
+impl fmt::Debug for CmaAreaSnapshot<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CmaAreaSnapshot")
             .field("name", &self.name())
@@ -360,10 +399,11 @@ impl fmt::Debug for CmaAreaSnapshot {
     }
 }
 
-/// The bitmap granularity for an area of `count` pages: the smallest that fits.
+/// The bitmap granularity for an area of `count` pages: one bit per page when the bitmap
+/// fits in [`CMA_BITMAP_MAX_ORDER`] pages, coarser otherwise.
 fn order_per_bit_for(count: u64) -> u32 {
     let mut o = 0;
-    while count >> o > CMA_BITMAP_BITS {
+    while count >> o > CMA_BITMAP_MAX_BITS {
         o += 1;
     }
     o
@@ -387,22 +427,38 @@ impl<P: Platform> PageAllocator<P> {
             return Err(CmaError::TooManyAreas);
         }
         let pages = (size >> PAGE_SHIFT).next_multiple_of(MAX_ORDER_NR_PAGES);
+        if let Some(b) = base
+            && (!(b >> PAGE_SHIFT).is_multiple_of(MAX_ORDER_NR_PAGES)
+                || !b.is_multiple_of(1 << PAGE_SHIFT))
+        {
+            return Err(CmaError::Misaligned { base: b });
+        }
         let quiet = GFP_KERNEL | Gfp::NOWARN;
-        let base_pfn = match base {
+        // The bitmap first: an unmovable page, so the range search below steps around it.
+        let order_per_bit = order_per_bit_for(pages);
+        let words = (pages >> order_per_bit).div_ceil(64) as usize;
+        let bytes = (words * 8) as u64;
+        let bitmap_order = (bytes.div_ceil(PAGE_SIZE)).next_power_of_two().trailing_zeros();
+        let bitmap_page = self
+            .alloc_pages(GFP_KERNEL | Gfp::ZERO | Gfp::NOWARN, bitmap_order)
+            .ok_or(CmaError::NoBitmap)?;
+        let taken = match base {
             Some(b) => {
-                if !(b >> PAGE_SHIFT).is_multiple_of(MAX_ORDER_NR_PAGES)
-                    || !b.is_multiple_of(1 << PAGE_SHIFT)
-                {
-                    return Err(CmaError::Misaligned { base: b });
-                }
                 let pfn = b >> PAGE_SHIFT;
                 self.alloc_contig_range(pfn, pfn + pages, Migratetype::Cma, quiet)
-                    .map_err(CmaError::Range)?;
-                pfn
+                    .map(|_| pfn)
+                    .map_err(CmaError::Range)
             }
             None => self
                 .cma_find_and_take(pages)
-                .ok_or(CmaError::NoRange { pages })?,
+                .ok_or(CmaError::NoRange { pages }),
+        };
+        let base_pfn = match taken {
+            Ok(pfn) => pfn,
+            Err(e) => {
+                let _ = self.free_pages(bitmap_page, bitmap_order);
+                return Err(e);
+            }
         };
         // The range is ours and its pageblocks are CMA: giving it back puts it on the CMA
         // lists, lent to movable allocations until cma_alloc wants it.
@@ -413,9 +469,11 @@ impl<P: Platform> PageAllocator<P> {
         let mut area = CmaArea {
             base_pfn,
             count: pages,
-            order_per_bit: order_per_bit_for(pages),
+            order_per_bit,
             nid,
             zone,
+            bitmap: self.page_address(bitmap_page) as *const AtomicU64,
+            bitmap_words: words,
             ..CmaArea::EMPTY
         };
         let n = name.len().min(CMA_NAME_LEN);
@@ -531,12 +589,12 @@ impl<P: Platform> PageAllocator<P> {
         let mut last = None;
         loop {
             let bit = {
-                let mut t = self.cma.table.lock_irqsave(self.platform());
-                let a = &mut t.areas[area];
-                let Some(bit) = a.find_zero_area(from, nbits, mask) else {
+                let t = self.cma.table.lock_irqsave(self.platform());
+                let bm = t.areas[area].bitmap();
+                let Some(bit) = bm.find_zero_area(from, nbits, mask) else {
                     break;
                 };
-                a.set_range(bit, nbits, true);
+                bm.set_range(bit, nbits, true);
                 bit
             };
             let pfn = base_pfn + (bit << opb);
@@ -549,7 +607,9 @@ impl<P: Platform> PageAllocator<P> {
                 }
                 Err(e) => last = Some(e),
             }
-            self.cma.table.lock_irqsave(self.platform()).areas[area].set_range(bit, nbits, false);
+            self.cma.table.lock_irqsave(self.platform()).areas[area]
+                .bitmap()
+                .set_range(bit, nbits, false);
             if last == Some(ContigError::NoMemory) {
                 break;
             }
@@ -579,11 +639,9 @@ impl<P: Platform> PageAllocator<P> {
             log::error!("cma_release: {bad}");
         }
         let bit = (pfn - base_pfn) >> opb;
-        self.cma.table.lock_irqsave(self.platform()).areas[area].set_range(
-            bit,
-            count.div_ceil(1 << opb),
-            false,
-        );
+        self.cma.table.lock_irqsave(self.platform()).areas[area]
+            .bitmap()
+            .set_range(bit, count.div_ceil(1 << opb), false);
         Ok(())
     }
 
@@ -592,24 +650,34 @@ impl<P: Platform> PageAllocator<P> {
         self.cma.table.lock_irqsave(self.platform()).nr
     }
 
-    /// A copy of area `area`'s state.
-    pub fn cma_area(&self, area: usize) -> Option<CmaAreaSnapshot> {
+    /// A view of area `area`'s state (its counts taken now, its bitmap read live).
+    pub fn cma_area(&self, area: usize) -> Option<CmaAreaSnapshot<'_>> {
         let t = self.cma.table.lock_irqsave(self.platform());
         if area >= t.nr {
             return None;
         }
-        let a = &t.areas[area];
+        let a = t.areas[area];
+        let bm = a.bitmap();
+        let (used, maxchunk) = (bm.used(), bm.max_chunk());
+        drop(t);
+        let words: &[AtomicU64] = if a.bitmap.is_null() {
+            &[]
+        } else {
+            // SAFETY: as in `CmaArea::words`: the bitmap pages belong to the area for the
+            // allocator's lifetime, which bounds `&self`.
+            unsafe { core::slice::from_raw_parts(a.bitmap, a.bitmap_words) }
+        };
         Some(CmaAreaSnapshot {
             name: a.name,
             name_len: a.name_len,
             base_pfn: a.base_pfn,
             count: a.count,
             order_per_bit: a.order_per_bit,
-            used: a.used_bits() << a.order_per_bit,
-            maxchunk: a.max_chunk_bits() << a.order_per_bit,
+            used: used << a.order_per_bit,
+            maxchunk: maxchunk << a.order_per_bit,
             nid: a.nid,
             zone: a.zone,
-            bitmap: a.bitmap,
+            bitmap: words,
         })
     }
 
