@@ -184,7 +184,10 @@ impl fmt::Display for CmaError {
                 write!(f, "cma: base {base:#x} is not aligned to 4 MiB")
             }
             CmaError::NoRange { pages } => {
-                write!(f, "cma: no range of {pages} pages in one zone can be reserved")
+                write!(
+                    f,
+                    "cma: no range of {pages} pages in one zone can be reserved"
+                )
             }
             CmaError::Range(e) => write!(f, "cma: {e}"),
             CmaError::NoArea(i) => write!(f, "cma: no area {i}"),
@@ -272,14 +275,12 @@ impl Bitmap<'_> {
     /// `mask + 1` (`bitmap_find_next_zero_area_off`).
     fn find_zero_area(&self, from: u64, n: u64, mask: u64) -> Option<u64> {
         let mut start = (from + mask) & !mask;
-        'outer: while start + n <= self.bits {
-            for bit in start..start + n {
-                if self.test(bit) {
-                    start = (bit + 1 + mask) & !mask;
-                    continue 'outer;
-                }
+        while start + n <= self.bits {
+            match (start..start + n).find(|&bit| self.test(bit)) {
+                // Restart past the busy bit, keeping the alignment.
+                Some(busy) => start = (busy + 1 + mask) & !mask,
+                None => return Some(start),
             }
-            return Some(start);
         }
         None
     }
@@ -382,7 +383,10 @@ impl CmaAreaSnapshot<'_> {
     pub fn bitmap_u32(&self) -> impl Iterator<Item = u32> + '_ {
         let words = self.bitmap_bits().div_ceil(32) as usize;
         (0..words).map(|i| {
-            let w = self.bitmap.get(i / 2).map_or(0, |w| w.load(Ordering::Relaxed));
+            let w = self
+                .bitmap
+                .get(i / 2)
+                .map_or(0, |w| w.load(Ordering::Relaxed));
             (w >> ((i % 2) * 32)) as u32
         })
     }
@@ -438,7 +442,9 @@ impl<P: Platform> PageAllocator<P> {
         let order_per_bit = order_per_bit_for(pages);
         let words = (pages >> order_per_bit).div_ceil(64) as usize;
         let bytes = (words * 8) as u64;
-        let bitmap_order = (bytes.div_ceil(PAGE_SIZE)).next_power_of_two().trailing_zeros();
+        let bitmap_order = (bytes.div_ceil(PAGE_SIZE))
+            .next_power_of_two()
+            .trailing_zeros();
         let bitmap_page = self
             .alloc_pages(GFP_KERNEL | Gfp::ZERO | Gfp::NOWARN, bitmap_order)
             .ok_or(CmaError::NoBitmap)?;
@@ -598,7 +604,12 @@ impl<P: Platform> PageAllocator<P> {
                 bit
             };
             let pfn = base_pfn + (bit << opb);
-            match self.alloc_contig_range(pfn, pfn + count, Migratetype::Cma, GFP_KERNEL | Gfp::NOWARN) {
+            match self.alloc_contig_range(
+                pfn,
+                pfn + count,
+                Migratetype::Cma,
+                GFP_KERNEL | Gfp::NOWARN,
+            ) {
                 Ok(stats) => {
                     if let Some(page) = self.pfn_to_page(pfn) {
                         return Ok((page, stats));

@@ -181,13 +181,23 @@ impl fmt::Display for IsolateError {
                 write!(f, "pageblock {pfn:#x}: already isolated")
             }
             IsolateError::HighAtomic { pfn } => {
-                write!(f, "pageblock {pfn:#x}: reserved for high-order atomic allocations")
+                write!(
+                    f,
+                    "pageblock {pfn:#x}: reserved for high-order atomic allocations"
+                )
             }
             IsolateError::CmaPageblock { pfn } => {
-                write!(f, "pageblock {pfn:#x}: belongs to a CMA area (use cma_alloc)")
+                write!(
+                    f,
+                    "pageblock {pfn:#x}: belongs to a CMA area (use cma_alloc)"
+                )
             }
             IsolateError::BadMigratetype(mt) => {
-                write!(f, "pageblocks cannot be isolated as or returned to {}", mt.name())
+                write!(
+                    f,
+                    "pageblocks cannot be isolated as or returned to {}",
+                    mt.name()
+                )
             }
             IsolateError::NotIsolated { pfn } => write!(f, "pageblock {pfn:#x}: not isolated"),
             IsolateError::InUse { pfn } => {
@@ -297,7 +307,11 @@ pub(crate) fn page_isolation_obstacle(
 impl<P: Platform> PageAllocator<P> {
     /// The zone holding `[start_pfn, end_pfn)` rounded out to whole pageblocks, or why
     /// there is none.
-    pub(crate) fn isolation_zone(&self, start_pfn: u64, end_pfn: u64) -> Result<&Zone, IsolateError> {
+    pub(crate) fn isolation_zone(
+        &self,
+        start_pfn: u64,
+        end_pfn: u64,
+    ) -> Result<&Zone, IsolateError> {
         if start_pfn >= end_pfn {
             return Err(IsolateError::EmptyRange { start_pfn, end_pfn });
         }
@@ -305,7 +319,11 @@ impl<P: Platform> PageAllocator<P> {
             .pfn_to_page(start_pfn)
             .ok_or(IsolateError::NoPage { pfn: start_pfn })?;
         let zone = self
-            .zone_of(page.nid(), page.zone_type().ok_or(IsolateError::NoPage { pfn: start_pfn })?)
+            .zone_of(
+                page.nid(),
+                page.zone_type()
+                    .ok_or(IsolateError::NoPage { pfn: start_pfn })?,
+            )
             .filter(|z| z.managed_zone())
             .ok_or(IsolateError::NoPage { pfn: start_pfn })?;
         let (iso_start, iso_end) = (pageblock_start(start_pfn), pageblock_align(end_pfn));
@@ -345,9 +363,7 @@ impl<P: Platform> PageAllocator<P> {
             if let Err(e) = self.set_migratetype_isolate(zone, pb, check, migratetype, flags) {
                 let _ = self.undo_isolate_page_range(iso_start, pb, migratetype);
                 if flags.contains(IsolateFlags::REPORT_FAILURE) {
-                    log::warn!(
-                        "isolation of pfn range [{start_pfn:#x}, {end_pfn:#x}) failed: {e}"
-                    );
+                    log::warn!("isolation of pfn range [{start_pfn:#x}, {end_pfn:#x}) failed: {e}");
                 }
                 return Err(e);
             }
@@ -481,7 +497,9 @@ impl<P: Platform> PageAllocator<P> {
             }
         }
         let large = take_large_block_over(&mut b, mem, zone, pb);
-        if b.move_freepages_block(pb, old, Migratetype::Isolate).is_none() {
+        if b.move_freepages_block(pb, old, Migratetype::Isolate)
+            .is_none()
+        {
             refree_large_block(&mut b, large);
             return Err(IsolateError::CrossesZones { pfn: pb });
         }

@@ -53,7 +53,10 @@ fn cma_parameter_parsing() {
     assert_eq!(parse_cma("lots"), Err(CmaParamError::Malformed));
     assert_eq!(parse_cma("64Q"), Err(CmaParamError::Malformed));
     assert_eq!(parse_cma("0"), Err(CmaParamError::Zero));
-    assert_eq!(parse_cma("99999999999999999999"), Err(CmaParamError::Overflow));
+    assert_eq!(
+        parse_cma("99999999999999999999"),
+        Err(CmaParamError::Overflow)
+    );
     let mut p = ModelParams::default();
     assert!(p.set_cma("x@y").is_err());
     assert_eq!(p.cma, None);
@@ -86,11 +89,20 @@ fn cma_area_is_lent_to_movable_allocations_only() {
     assert_eq!(a.nr_free_cma_pages(), area.count);
     let mut meminfo = String::new();
     a.write_meminfo(&mut meminfo).unwrap();
-    assert!(meminfo.contains("CmaTotal:          65536 kB\n"), "{meminfo}");
-    assert!(meminfo.contains("CmaFree:           65536 kB\n"), "{meminfo}");
+    assert!(
+        meminfo.contains("CmaTotal:          65536 kB\n"),
+        "{meminfo}"
+    );
+    assert!(
+        meminfo.contains("CmaFree:           65536 kB\n"),
+        "{meminfo}"
+    );
     let mut vmstat = String::new();
     a.write_vmstat(&mut vmstat).unwrap();
-    assert!(vmstat.contains(&format!("nr_free_cma {}\n", area.count)), "{vmstat}");
+    assert!(
+        vmstat.contains(&format!("nr_free_cma {}\n", area.count)),
+        "{vmstat}"
+    );
     check(&a);
     let in_area = |pfn: u64, order: u32| pfn < end && pfn + (1 << order) > base;
     // Unmovable and reclaimable requests never get CMA memory, even with nothing else left.
@@ -98,7 +110,10 @@ fn cma_area_is_lent_to_movable_allocations_only() {
     for (gfp, order) in [(GFP_KERNEL, 3), (GFP_KERNEL, 0), (GFP_ATOMIC, 0)] {
         while let Some(p) = a.alloc_pages(gfp | Gfp::NOWARN, order) {
             let pfn = a.page_to_pfn(p);
-            assert!(!in_area(pfn, order), "{gfp} order {order} got CMA pfn {pfn:#x}");
+            assert!(
+                !in_area(pfn, order),
+                "{gfp} order {order} got CMA pfn {pfn:#x}"
+            );
             unmovable.push((pfn, order));
         }
     }
@@ -267,7 +282,10 @@ fn cma_alloc_refuses_a_pinned_page_and_leaves_nothing_behind() {
     let (page, stats) = a.cma_alloc(0, area.count, 0).unwrap();
     assert!(stats.migrated >= 1, "{stats:?}");
     for i in 0..64 {
-        assert!(!in_area(a.anon_region_pfn(r, i).unwrap().unwrap()), "index {i}");
+        assert!(
+            !in_area(a.anon_region_pfn(r, i).unwrap().unwrap()),
+            "index {i}"
+        );
     }
     assert_eq!(a.anon_region_check(r).unwrap(), 64);
     a.cma_release(0, page, area.count).unwrap();

@@ -59,10 +59,18 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
         .find(|&p| a.pfn_to_page(p).is_some_and(|pg| pg.is_reserved()))
         .expect("a reserved page in DMA32");
     let e = a
-        .start_isolate_page_range(rsv - 3, rsv + 1, Migratetype::Movable, IsolateFlags::REPORT_FAILURE)
+        .start_isolate_page_range(
+            rsv - 3,
+            rsv + 1,
+            Migratetype::Movable,
+            IsolateFlags::REPORT_FAILURE,
+        )
         .unwrap_err();
     assert_eq!(e, IsolateError::Reserved { pfn: rsv });
-    assert!(e.to_string().contains(&format!("pfn {rsv:#x}: reserved")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("pfn {rsv:#x}: reserved")),
+        "{e}"
+    );
     assert_eq!(isolated_total(&a), 0);
     assert!(matches!(
         a.start_isolate_page_range(1, 16, Migratetype::Movable, IsolateFlags::empty()),
@@ -113,8 +121,12 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
         a.test_pages_isolated(apfn, apfn + 1, IsolateFlags::empty()),
         Err(IsolateError::InUse { pfn: apfn })
     );
-    a.undo_isolate_page_range(pageblock_start(apfn), pageblock_align(apfn + 1), Migratetype::Movable)
-        .unwrap();
+    a.undo_isolate_page_range(
+        pageblock_start(apfn),
+        pageblock_align(apfn + 1),
+        Migratetype::Movable,
+    )
+    .unwrap();
     assert_eq!(isolated_total(&a), 0);
     check(&a);
 
@@ -142,7 +154,12 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
 
     // Crossing the DMA / DMA32 boundary (16 MiB).
     let e = a
-        .start_isolate_page_range(4096 - 1024, 4096 + 1024, Migratetype::Movable, IsolateFlags::empty())
+        .start_isolate_page_range(
+            4096 - 1024,
+            4096 + 1024,
+            Migratetype::Movable,
+            IsolateFlags::empty(),
+        )
         .unwrap_err();
     assert!(matches!(e, IsolateError::CrossesZones { .. }), "{e}");
     // Bad types and empty ranges.
@@ -201,7 +218,10 @@ fn isolated_pages_are_never_handed_out() {
     let a = mig_common::machine(64, 2);
     // Anon pages spread over a few pageblocks.
     let r = mig_common::filled_region(&a, 2048, 11);
-    let pfns: Vec<u64> = mig_common::region_pfns(&a, r).into_iter().flatten().collect();
+    let pfns: Vec<u64> = mig_common::region_pfns(&a, r)
+        .into_iter()
+        .flatten()
+        .collect();
     let start = pageblock_start(pfns[pfns.len() / 2]);
     let end = start + 2 * PAGEBLOCK_NR_PAGES;
     let in_range = |pfn: u64, order: u32| pfn < end && pfn + (1 << order) > start;
@@ -216,9 +236,17 @@ fn isolated_pages_are_never_handed_out() {
             zapped += 1;
         }
     }
-    assert!(zapped > 0 && a.nr_pcp_pages() > 0, "pages parked on the pcp lists");
-    a.start_isolate_page_range(start, end, Migratetype::Movable, IsolateFlags::REPORT_FAILURE)
-        .unwrap();
+    assert!(
+        zapped > 0 && a.nr_pcp_pages() > 0,
+        "pages parked on the pcp lists"
+    );
+    a.start_isolate_page_range(
+        start,
+        end,
+        Migratetype::Movable,
+        IsolateFlags::REPORT_FAILURE,
+    )
+    .unwrap();
     assert_eq!(isolated_total(&a), 2);
     check(&a);
     // Frees inside the isolated range while isolated: from this CPU and from another one,
@@ -250,7 +278,10 @@ fn isolated_pages_are_never_handed_out() {
     let got = take_everything(&a);
     assert!(!got.is_empty());
     for &(pfn, order) in &got {
-        assert!(!in_range(pfn, order), "isolated pfn {pfn:#x} order {order} handed out");
+        assert!(
+            !in_range(pfn, order),
+            "isolated pfn {pfn:#x} order {order} handed out"
+        );
     }
     check(&a);
     // Give everything back while still isolated: frees into the range stay isolated.
@@ -260,7 +291,10 @@ fn isolated_pages_are_never_handed_out() {
     check(&a);
     let again = take_everything(&a);
     for &(pfn, order) in &again {
-        assert!(!in_range(pfn, order), "isolated pfn {pfn:#x} handed out after frees");
+        assert!(
+            !in_range(pfn, order),
+            "isolated pfn {pfn:#x} handed out after frees"
+        );
     }
     for &(pfn, order) in &again {
         a.free_pages(a.pfn_to_page(pfn).unwrap(), order).unwrap();
@@ -308,7 +342,10 @@ fn contig_range_32m_over_scattered_anon_pages() {
     let nr = (32 * MIB) / PAGE_SIZE;
     let start = valid_range(&a, ZoneType::Dma32, nr);
     let anon_before = anon_pages_in(&a, start, start + nr);
-    assert!(anon_before > nr / 4, "scattered anon pages in the range: {anon_before}");
+    assert!(
+        anon_before > nr / 4,
+        "scattered anon pages in the range: {anon_before}"
+    );
     let t = std::time::Instant::now();
     let stats = a
         .alloc_contig_range(start, start + nr, Migratetype::Movable, GFP_KERNEL)
@@ -357,7 +394,10 @@ fn contig_range_moves_zpool_objects_and_anon_pages() {
     }
     a.drain_all_pages();
     let pool_pfns: Vec<u64> = (0..(64 * MIB / PAGE_SIZE))
-        .filter(|&p| a.pfn_to_page(p).is_some_and(|pg: &Page| pg.is_movable_ops()))
+        .filter(|&p| {
+            a.pfn_to_page(p)
+                .is_some_and(|pg: &Page| pg.is_movable_ops())
+        })
         .collect();
     // A 4 MiB range holding pool pages and anon pages.
     let start = pageblock_start(pool_pfns[pool_pfns.len() / 2]);
@@ -390,7 +430,12 @@ fn contig_range_moves_zpool_objects_and_anon_pages() {
     let ppfn = a.page_to_pfn(p);
     a.get_page(p);
     let e = a
-        .alloc_contig_range(ppfn, ppfn + 1, Migratetype::Movable, GFP_KERNEL | Gfp::NOWARN)
+        .alloc_contig_range(
+            ppfn,
+            ppfn + 1,
+            Migratetype::Movable,
+            GFP_KERNEL | Gfp::NOWARN,
+        )
         .unwrap_err();
     assert!(
         matches!(e, ContigError::Isolate(IsolateError::Pinned { pfn, .. }) if pfn == ppfn),
@@ -436,7 +481,10 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
         .collect();
     // Gigantic: refused cleanly (every candidate holds a section memmap).
     let t = std::time::Instant::now();
-    assert!(a.alloc_contig_pages(1 << 18, GFP_KERNEL | Gfp::NOWARN, 0).is_none());
+    assert!(
+        a.alloc_contig_pages(1 << 18, GFP_KERNEL | Gfp::NOWARN, 0)
+            .is_none()
+    );
     eprintln!("1 GiB alloc_contig_pages refused in {:?}", t.elapsed());
     assert_eq!(isolated_total(&a), 0);
     check(&a);

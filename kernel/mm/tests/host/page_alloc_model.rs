@@ -20,9 +20,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_common::*;
-use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType};
-use zonebuddy::movement::isolation::IsolateFlags;
+use zonebuddy::model::mmzone::{
+    MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType,
+};
 use zonebuddy::model::page::Page;
+use zonebuddy::movement::isolation::IsolateFlags;
 use zonebuddy::page_alloc::AllocError;
 use zonebuddy::page_alloc::bad_page::BadPageReason;
 use zonebuddy::page_alloc::gfp::*;
@@ -557,9 +559,19 @@ impl<'a> Run<'a> {
         let start = z.zone_start_pfn + self.r.below(z.spanned_pages - len);
         let end = start + len;
         let contig = self.r.chance(50);
-        self.note(|| format!("{} [{start:#x}, {end:#x})", if contig { "contig" } else { "isolate" }));
+        self.note(|| {
+            format!(
+                "{} [{start:#x}, {end:#x})",
+                if contig { "contig" } else { "isolate" }
+            )
+        });
         if contig {
-            match self.a.alloc_contig_range(start, end, Migratetype::Movable, GFP_KERNEL | Gfp::NOWARN) {
+            match self.a.alloc_contig_range(
+                start,
+                end,
+                Migratetype::Movable,
+                GFP_KERNEL | Gfp::NOWARN,
+            ) {
                 Ok(_) => {
                     for pfn in start..end {
                         assert_eq!(self.page(pfn).refcount(), 1, "contig pfn {pfn:#x}");
@@ -581,7 +593,10 @@ impl<'a> Run<'a> {
             }
             return;
         }
-        if let Err(e) = self.a.start_isolate_page_range(start, end, Migratetype::Movable, IsolateFlags::empty()) {
+        if let Err(e) =
+            self.a
+                .start_isolate_page_range(start, end, Migratetype::Movable, IsolateFlags::empty())
+        {
             assert_eq!(self.a.nr_isolate_pageblock(), 0, "after {e}");
             return;
         }
@@ -612,7 +627,9 @@ impl<'a> Run<'a> {
         if let Err(v) = zonebuddy::report::debug::check(self.a) {
             panic!("invariant violated while isolated: {v}");
         }
-        let _ = self.a.test_pages_isolated(start, end, IsolateFlags::empty());
+        let _ = self
+            .a
+            .test_pages_isolated(start, end, IsolateFlags::empty());
         self.a
             .undo_isolate_page_range(start, end, Migratetype::Movable)
             .unwrap();
@@ -747,7 +764,10 @@ fn run_machine(machine: &str, percent: u64) {
             CONTIG_OK.load(Ordering::Relaxed),
         );
         eprintln!("{machine}: {iso} ranges isolated, {contig} contiguous ranges allocated");
-        assert!(iso > 0 && contig > 0, "isolate/contig steps never succeeded");
+        assert!(
+            iso > 0 && contig > 0,
+            "isolate/contig steps never succeeded"
+        );
     }
 }
 
