@@ -196,7 +196,10 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
 /// Every page some allocation could hand out, taken: returns them as (pfn, order).
 fn take_everything(a: &SimAllocator) -> Vec<(u64, u32)> {
     let mut got = Vec::new();
+    // Order 0 movable first: this CPU's pcp lists serve it before any drain (a slow path
+    // drains them).
     for (gfp, order) in [
+        (GFP_HIGHUSER_MOVABLE, 0),
         (GFP_KERNEL, 9),
         (GFP_HIGHUSER_MOVABLE, 9),
         (GFP_KERNEL, 3),
