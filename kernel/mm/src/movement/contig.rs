@@ -172,7 +172,7 @@ impl<P: Platform> PageAllocator<P> {
             ..ContigStats::default()
         };
         let result = self
-            .alloc_contig_migrate_range(start, end, &mut stats)
+            .contig_migrate_range(start, end, IsolateFlags::empty(), &mut stats)
             .and_then(|()| self.isolate_freepages_range(zone, start, end, gfp));
         let _ = self.undo_isolate_page_range(start, end, migratetype);
         match result {
@@ -187,11 +187,12 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Migrate every in-use page out of the isolated range until it is wholly free
-    /// (`__alloc_contig_migrate_range` followed by `test_pages_isolated`).
-    fn alloc_contig_migrate_range(
+    /// (`__alloc_contig_migrate_range` followed by `test_pages_isolated` with `flags`).
+    pub(crate) fn contig_migrate_range(
         &self,
         start: u64,
         end: u64,
+        flags: IsolateFlags,
         stats: &mut ContigStats,
     ) -> Result<(), ContigError> {
         let mut last = IsolateError::InUse { pfn: start };
@@ -226,7 +227,7 @@ impl<P: Platform> PageAllocator<P> {
             // Sources freed on other CPUs may still sit on their pcp lists only if they
             // were freed before the repaint; the drain is cheap next to the migration.
             self.drain_all_pages();
-            match self.test_pages_isolated(start, end, IsolateFlags::empty()) {
+            match self.test_pages_isolated(start, end, flags) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
@@ -408,7 +409,11 @@ impl<P: Platform> PageAllocator<P> {
 
 /// Free `[from, to)` to the buddy lists of its pageblocks' types, in the largest aligned
 /// blocks that fit (the caller holds the zone lock).
-fn free_pfn_range(b: &mut crate::page_alloc::buddy::Buddy<'_, '_>, mut from: u64, to: u64) {
+pub(crate) fn free_pfn_range(
+    b: &mut crate::page_alloc::buddy::Buddy<'_, '_>,
+    mut from: u64,
+    to: u64,
+) {
     while from < to {
         let fit = 63 - (to - from).leading_zeros();
         let order = crate::model::mmzone::MAX_PAGE_ORDER

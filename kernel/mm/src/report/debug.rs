@@ -18,7 +18,7 @@
 //! 4. **Types.** A free block's list type equals the type of every pageblock it covers;
 //!    every pageblock holds a valid type; `nr_reserved_highatomic` is 512 times the
 //!    number of HighAtomic pageblocks; `nr_isolate_pageblock` is the number of Isolate
-//!    pageblocks.
+//!    pageblocks that are not offline memory.
 //! 5. **Counters.** `NR_FREE_PAGES` is Σ `len << order` over every list but Isolate's;
 //!    `NR_FREE_CMA` and `nr_free_highatomic` are those of the CMA and HighAtomic lists.
 //! 6. **pcp.** Each CPU's `count` is Σ `len << order` of its lists; every pcp page is a
@@ -36,7 +36,7 @@ use crate::model::mmzone::{
     MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER, PAGES_PER_SECTION, ZoneType,
 };
-use crate::model::page::Page;
+use crate::model::page::{Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, get_pfnblock_flags_mask};
 use crate::model::sparse::SparseMem;
 use crate::model::zone::Zone;
@@ -525,7 +525,10 @@ impl Checker<'_> {
             {
                 match self.pageblock_mt(pb)? {
                     Migratetype::HighAtomic => highatomic_blocks += 1,
-                    Migratetype::Isolate => isolate_blocks += 1,
+                    // Offline memory keeps its pageblocks Isolate but is not counted.
+                    Migratetype::Isolate if !page.test_flag(PageFlags::OFFLINE) => {
+                        isolate_blocks += 1
+                    }
                     _ => {}
                 }
             }

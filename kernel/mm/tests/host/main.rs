@@ -21,6 +21,7 @@ mod compaction_zones;
 mod contig;
 mod fail_page_alloc;
 mod firmware_maps;
+mod memory_hotplug;
 mod migrate;
 mod migrate_smp;
 mod model;
