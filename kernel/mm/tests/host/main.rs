@@ -19,6 +19,7 @@ mod compaction_kcompactd;
 mod compaction_smp;
 mod compaction_zones;
 mod contig;
+mod contig_smp;
 mod fail_page_alloc;
 mod firmware_maps;
 mod memory_hotplug;
