@@ -519,3 +519,39 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
     assert_eq!(mig_common::free_pages(&a), free0);
     check(&a);
 }
+
+/// With no memory left outside the range, the migration targets run out: the allocation
+/// fails with `NoMemory`, nothing stays isolated, and every anon page still reads back.
+#[test]
+fn contig_range_without_migration_targets_fails_cleanly() {
+    let a = cc::machine(64, 1);
+    let sc = cc::fill(&a, 0);
+    check(&a);
+    let z = a.zone_of(0, ZoneType::Dma32).unwrap();
+    let nr = 4 * PAGEBLOCK_NR_PAGES;
+    let mut pfn = z.zone_start_pfn.next_multiple_of(nr);
+    let start = loop {
+        assert!(pfn + nr <= z.zone_end_pfn(), "no anon-only range");
+        if a.pfn_range_valid_contig(z, pfn, nr) && anon_pages_in(&a, pfn, pfn + nr) > nr / 2 {
+            break pfn;
+        }
+        pfn += nr;
+    };
+    let free_before = mig_common::free_pages(&a);
+    let e = a
+        .alloc_contig_range(
+            start,
+            start + nr,
+            Migratetype::Movable,
+            GFP_KERNEL | Gfp::NOWARN,
+        )
+        .unwrap_err();
+    assert_eq!(e, ContigError::NoMemory, "{e}");
+    assert_eq!(isolated_total(&a), 0);
+    check(&a);
+    sc.verify_all(&a);
+    // Whatever was migrated before the targets ran out freed as many pages as it used.
+    assert_eq!(mig_common::free_pages(&a), free_before);
+    sc.teardown(&a);
+    check(&a);
+}
