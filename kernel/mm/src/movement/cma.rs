@@ -43,6 +43,7 @@ use crate::model::mmzone::{
     MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType,
 };
 use crate::model::page::Page;
+use crate::model::zone::{CoreOption, CoreSize, ParamError, parse_core_size};
 use crate::movement::contig::{ContigError, ContigStats};
 use crate::page_alloc::PageAllocator;
 use crate::page_alloc::gfp::{GFP_KERNEL, Gfp};
@@ -91,29 +92,25 @@ impl fmt::Display for CmaParamError {
 
 impl core::error::Error for CmaParamError {}
 
-/// Linux's `memparse`: decimal or `0x` hexadecimal, an optional binary suffix.
+/// Linux's `memparse` (decimal or `0x` hexadecimal, a binary suffix), shared with
+/// `kernelcore=` ([`parse_core_size`]); percentages are not sizes here.
 fn memparse(s: &str) -> Result<u64, CmaParamError> {
-    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => (h, 16),
-        None => (s, 10),
-    };
-    let split = digits
-        .find(|c: char| !c.is_digit(radix))
-        .unwrap_or(digits.len());
-    let (num, suffix) = digits.split_at(split);
-    if num.is_empty() {
-        return Err(CmaParamError::Malformed);
+    // `parse_core_size` calls a zero (or sub-page) amount an error; an address may be 0.
+    if s.trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .bytes()
+        .all(|b| b == b'0')
+        && !s.is_empty()
+    {
+        return Ok(0);
     }
-    let n = u64::from_str_radix(num, radix).map_err(|_| CmaParamError::Overflow)?;
-    let shift = match suffix {
-        "" => 0,
-        "k" | "K" => 10,
-        "m" | "M" => 20,
-        "g" | "G" => 30,
-        "t" | "T" => 40,
-        _ => return Err(CmaParamError::Malformed),
-    };
-    n.checked_mul(1u64 << shift).ok_or(CmaParamError::Overflow)
+    match parse_core_size(s, CoreOption::Movablecore) {
+        Ok(CoreSize::Bytes(b)) => Ok(b),
+        Ok(CoreSize::Percent(_)) => Err(CmaParamError::Malformed),
+        Err(ParamError::Overflow(_)) => Err(CmaParamError::Overflow),
+        Err(ParamError::Zero(_)) => Err(CmaParamError::Zero),
+        Err(_) => Err(CmaParamError::Malformed),
+    }
 }
 
 /// Parse a `cma=` value: `SIZE` or `SIZE@START` (Linux's `early_cma`, without the
@@ -565,6 +562,13 @@ impl<P: Platform> PageAllocator<P> {
         }
     }
 
+    /// `(base_pfn, order_per_bit, count)` of area `area`.
+    fn cma_geometry(&self, area: usize) -> Result<(u64, u32, u64), CmaError> {
+        let t = self.cma.table.lock_irqsave(self.platform());
+        let a = t.areas[..t.nr].get(area).ok_or(CmaError::NoArea(area))?;
+        Ok((a.base_pfn, a.order_per_bit, a.count))
+    }
+
     /// Allocate `count` contiguous pages from area `area`, the first aligned to
     /// `1 << align_order` pages (`cma_alloc`): see the module documentation. Every page
     /// has one reference; give them back with [`PageAllocator::cma_release`].
@@ -574,14 +578,7 @@ impl<P: Platform> PageAllocator<P> {
         count: u64,
         align_order: u32,
     ) -> Result<(&Page, ContigStats), CmaError> {
-        let (base_pfn, opb, total) = {
-            let t = self.cma.table.lock_irqsave(self.platform());
-            if area >= t.nr {
-                return Err(CmaError::NoArea(area));
-            }
-            let a = &t.areas[area];
-            (a.base_pfn, a.order_per_bit, a.count)
-        };
+        let (base_pfn, opb, total) = self.cma_geometry(area)?;
         if count == 0 || count > total || align_order > MAX_PAGE_ORDER + 8 {
             return Err(CmaError::BadRequest { count });
         }
@@ -635,14 +632,7 @@ impl<P: Platform> PageAllocator<P> {
     /// freed, if the range is not inside the area.
     pub fn cma_release(&self, area: usize, pages: &Page, count: u64) -> Result<(), CmaError> {
         let pfn = self.page_to_pfn(pages);
-        let (base_pfn, opb, total) = {
-            let t = self.cma.table.lock_irqsave(self.platform());
-            if area >= t.nr {
-                return Err(CmaError::NoArea(area));
-            }
-            let a = &t.areas[area];
-            (a.base_pfn, a.order_per_bit, a.count)
-        };
+        let (base_pfn, opb, total) = self.cma_geometry(area)?;
         if count == 0 || pfn < base_pfn || pfn + count > base_pfn + total {
             return Err(CmaError::NotOurs { pfn });
         }
