@@ -268,14 +268,16 @@ impl Bitmap<'_> {
         }
     }
 
-    /// The first run of `n` clear bits at or after `from` whose start is a multiple of
-    /// `mask + 1` (`bitmap_find_next_zero_area_off`).
-    fn find_zero_area(&self, from: u64, n: u64, mask: u64) -> Option<u64> {
-        let mut start = (from + mask) & !mask;
+    /// The first run of `n` clear bits at or after `from` whose start plus `bias` is a
+    /// multiple of `mask + 1` (`bitmap_find_next_zero_area_off`: `bias` is where the
+    /// area's first bit lies in the alignment, so the pfns come out aligned).
+    fn find_zero_area(&self, from: u64, n: u64, mask: u64, bias: u64) -> Option<u64> {
+        let align = |bit: u64| ((bit + bias + mask) & !mask) - bias;
+        let mut start = align(from);
         while start + n <= self.bits {
             match (start..start + n).find(|&bit| self.test(bit)) {
                 // Restart past the busy bit, keeping the alignment.
-                Some(busy) => start = (busy + 1 + mask) & !mask,
+                Some(busy) => start = align(busy + 1),
                 None => return Some(start),
             }
         }
@@ -594,7 +596,8 @@ impl<P: Platform> PageAllocator<P> {
             let bit = {
                 let t = self.cma.table.lock_irqsave(self.platform());
                 let bm = t.areas[area].bitmap();
-                let Some(bit) = bm.find_zero_area(from, nbits, mask) else {
+                let Some(bit) = bm.find_zero_area(from, nbits, mask, (base_pfn >> opb) & mask)
+                else {
                     break;
                 };
                 bm.set_range(bit, nbits, true);

@@ -228,6 +228,18 @@ fn cma_alloc_32m_from_a_64m_area_full_of_movable_pages() {
     ));
     a.cma_release(0, page, count).unwrap();
     assert_eq!(a.cma_area(0).unwrap().used, 0);
+    // Alignment is in pfns, whatever the area's base: 8 MiB (order 11) twice.
+    for _ in 0..2 {
+        let (p, _) = a.cma_alloc(0, 1000, 11).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.page_to_pfn(p) % 2048, 0, "pfn {:#x}", a.page_to_pfn(p));
+        a.cma_release(0, p, 1000).unwrap();
+    }
+    let (p1, _) = a.cma_alloc(0, 1000, 11).unwrap();
+    let (p2, _) = a.cma_alloc(0, 1000, 11).unwrap();
+    assert_eq!(a.page_to_pfn(p2) - a.page_to_pfn(p1), 2048);
+    a.cma_release(0, p1, 1000).unwrap();
+    a.cma_release(0, p2, 1000).unwrap();
+    assert_eq!(a.cma_area(0).unwrap().used, 0);
     check(&a);
     sc.teardown(&a);
     a.drain_all_pages();
