@@ -555,3 +555,63 @@ fn contig_range_without_migration_targets_fails_cleanly() {
     sc.teardown(&a);
     check(&a);
 }
+
+/// Direct compaction (escalating to full priority, where the free scanner takes any
+/// pageblock) runs while a range is isolated: it may migrate pages out of the range, but
+/// never uses the range's free pages as targets, and no allocation returns them.
+#[test]
+fn compaction_leaves_isolated_free_pages_alone() {
+    let a = cc::machine(64, 1);
+    let sc = cc::fragmented(&a, 21);
+    let free_in = |s: u64, e: u64| -> u64 {
+        cc::free_blocks(&a)
+            .into_iter()
+            .map(|(p, o)| (p.max(s), (p + (1 << o)).min(e)))
+            .filter(|(lo, hi)| lo < hi)
+            .map(|(lo, hi)| hi - lo)
+            .sum()
+    };
+    // The Movable pair of pageblocks with the most free pages.
+    let z = a.zone_of(0, ZoneType::Dma32).unwrap();
+    let len = 2 * PAGEBLOCK_NR_PAGES;
+    let start = (z.zone_start_pfn.next_multiple_of(len)..z.zone_end_pfn() - len)
+        .step_by(len as usize)
+        .filter(|&s| a.pfn_range_valid_contig(z, s, len))
+        .max_by_key(|&s| free_in(s, s + len))
+        .expect("a movable range");
+    a.start_isolate_page_range(
+        start,
+        start + len,
+        Migratetype::Movable,
+        IsolateFlags::empty(),
+    )
+    .unwrap();
+    let iso_free = free_in(start, start + len);
+    assert!(iso_free > 0);
+    let mut got = Vec::new();
+    for _ in 0..400 {
+        let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 3) else {
+            break;
+        };
+        let pfn = a.page_to_pfn(p);
+        assert!(
+            pfn + 8 <= start || pfn >= start + len,
+            "isolated pfn {pfn:#x} handed out"
+        );
+        got.push(p);
+    }
+    let stall = a.vm_event(zonebuddy::report::vmstat::VmEvent::CompactStall);
+    assert!(stall > 0, "direct compaction never ran");
+    // Frees into the range may add to it; nothing was taken from it.
+    assert!(free_in(start, start + len) >= iso_free);
+    check(&a);
+    sc.verify_all(&a);
+    a.undo_isolate_page_range(start, start + len, Migratetype::Movable)
+        .unwrap();
+    for p in got {
+        a.free_pages(p, 3).unwrap();
+    }
+    check(&a);
+    sc.teardown(&a);
+    check(&a);
+}
