@@ -656,14 +656,18 @@ mod isolated_target_tests {
             isolated.len()
         );
         let s = a.sysctl();
-        let mut cc = CompactControl::new(zone, 9, GFP_KERNEL | Gfp::MOVABLE, MigrateMode::Sync, &s);
+        // Order -1 (a whole-zone run) skips the fast search: the linear scan meets every
+        // pageblock from the top of the zone down.
+        let mut cc =
+            CompactControl::new(zone, -1, GFP_KERNEL | Gfp::MOVABLE, MigrateMode::Sync, &s);
         cc.ignore_block_suitable = true;
         cc.ignore_skip_hint = true;
         a.ensure_compact_init(zone);
         cc.migrate_pfn = zone.zone_start_pfn;
         cc.free_pfn = pageblock_start_pfn(zone.zone_end_pfn() - 1);
-        cc.nr_migratepages = 2000;
+        cc.nr_migratepages = 4000;
         a.isolate_freepages(&mut cc);
+        assert!(cc.nr_freepages > 0, "the free scanner found targets");
         // SAFETY: the list is private to this test and not modified while iterating.
         for p in unsafe { cc.freepages.iter() } {
             let pfn = a.page_to_pfn(a.list_page(p));
