@@ -6,6 +6,13 @@ MEM      ?= 512M
 CPUS     ?= 4
 CMDLINE  ?=
 TIMEOUT  ?= 3600
+# NUMA: NODES=N splits MEM and CPUS evenly over N nodes (1 to 8); NUMA='1G:0-1,1G:2-3'
+# writes the layout out (SIZE 0: a memory-less node; no :CPUS: a CPU-less node);
+# NUMA_DIST='10,20;20,10' gives the distances (QEMU's SLIT). Empty: one node, no SRAT.
+NODES    ?=
+NUMA     ?=
+NUMA_DIST ?=
+NUMA_ARGS = $(if $(strip $(NODES)),--nodes '$(NODES)') $(if $(strip $(NUMA)),--numa '$(NUMA)') $(if $(strip $(NUMA_DIST)),--numa-dist '$(NUMA_DIST)')
 # Console commands to run instead of the interactive console, `;`-separated:
 # make run SCRIPT='frag; cat /proc/buddyinfo; compact; cat /proc/buddyinfo'
 SCRIPT   ?=
@@ -56,9 +63,9 @@ report-tools:
 ## commands instead and power off
 run: build
 ifeq ($(strip $(SCRIPT)),)
-	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --interactive
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --interactive
 else
-	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
 endif
 
 ## test: host unit/property tests of every crate, the no_std cross builds, then the QEMU

@@ -14,6 +14,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::fault_injection",
     "ktests::harness",
     "ktests::memory",
+    "ktests::numa",
     "ktests::page_alloc",
     "ktests::smp",
     "ktests::stress",
@@ -78,9 +79,21 @@ pub fn assert_full_suite_passes(cfg: &RunConfig) -> RunResult {
         .cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix("test=-"));
+    // `test=A,B` runs only the tests whose names contain one of the patterns: then the
+    // suites expected are those the patterns name (or lie inside).
+    let selected = cfg
+        .cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("test="));
+    let included = |suite: &str| match selected {
+        Some(list) if !list.is_empty() && !list.starts_with('-') => list
+            .split(',')
+            .any(|p| p.starts_with(suite) || suite.starts_with(p)),
+        _ => true,
+    };
     for suite in EXPECTED_SUITES
         .iter()
-        .filter(|s| excluded.is_none_or(|x| !s.contains(x)))
+        .filter(|s| excluded.is_none_or(|x| !s.contains(x)) && included(s))
     {
         let announced = r.suites.iter().find(|(s, _)| s == suite);
         let (_, n) = announced.unwrap_or_else(|| panic!("suite {suite} did not run\n{ctx}"));

@@ -452,7 +452,7 @@ fn kcompactd_on_during_stress_and_compaction() {
     assert_eq!(r.summary, Some((total, 0)), "{}", r.tail(40));
     assert!(
         r.transcript
-            .contains("kcompactd: runs on cpu 3 when idle (enabled)"),
+            .contains("kcompactd: node 0 on cpu 3 when idle (enabled)"),
         "kcompactd was not enabled at boot:\n{}",
         r.tail(40)
     );

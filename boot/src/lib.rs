@@ -11,6 +11,9 @@
 //! QEMU runs under TCG (software emulation): KVM on the build machines is unreliable, and a
 //! kernel whose purpose is correctness loses nothing by being emulated.
 
+pub mod numa;
+pub use numa::{NumaLayout, NumaNode};
+
 use std::{
     fmt,
     io::{Read, Write},
@@ -143,8 +146,8 @@ pub struct RunConfig {
     pub memory: String,
     /// Number of CPUs.
     pub cpus: u32,
-    /// NUMA nodes: memory size of each (`-numa node,...`); empty for a non-NUMA machine.
-    pub numa_nodes: Vec<String>,
+    /// NUMA layout (`-numa node,...`, `-numa dist,...`); None for a non-NUMA machine.
+    pub numa: Option<NumaLayout>,
     /// Kernel command line (passed through fw_cfg).
     pub cmdline: String,
     /// Console commands for the kernel to run after booting (`;`-separated), then power
@@ -190,7 +193,7 @@ impl Default for RunConfig {
             firmware: Firmware::Bios,
             memory: "512M".into(),
             cpus: 1,
-            numa_nodes: Vec::new(),
+            numa: None,
             cmdline: String::new(),
             script: None,
             console: false,
@@ -374,12 +377,8 @@ fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
     let image = cfg.kernel.image(cfg.firmware);
     cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"]);
     cmd.args(["-m", &cfg.memory, "-smp", &cfg.cpus.to_string()]);
-    for (i, size) in cfg.numa_nodes.iter().enumerate() {
-        cmd.args([
-            "-object",
-            &format!("memory-backend-ram,id=mem{i},size={size}"),
-        ]);
-        cmd.args(["-numa", &format!("node,nodeid={i},memdev=mem{i}")]);
+    if let Some(numa) = &cfg.numa {
+        cmd.args(numa.qemu_args());
     }
     if let (Firmware::Uefi, Some(vars)) = (cfg.firmware, vars) {
         cmd.args([

@@ -1,7 +1,8 @@
 //! `boot`: boot memkernel in QEMU. Behind `make run` and `make gdb`.
 //!
 //! ```text
-//! boot [--kernel main|minimal] [--firmware bios|uefi] [--mem 512M] [--cpus N] [--numa SIZE,SIZE,...]
+//! boot [--kernel main|minimal] [--firmware bios|uefi] [--mem 512M] [--cpus N]
+//!      [--nodes N | --numa SIZE[:CPUS],SIZE[:CPUS],...] [--numa-dist 10,20;20,10]
 //!      [--cmdline "..."] [--script "CMD; CMD"] [--interactive] [--timeout SECS]
 //!      [--capture] [--gdb] [-- EXTRA QEMU ARGS]
 //! ```
@@ -17,10 +18,16 @@
 
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
-use boot::{ConsoleInput, Firmware, Kernel, Outcome, RunConfig};
+use boot::{ConsoleInput, Firmware, Kernel, NumaLayout, Outcome, RunConfig};
+
+/// `--nodes N` or `--numa LAYOUT`, resolved once `--mem` and `--cpus` are known.
+enum NumaArg {
+    Count(String),
+    Layout(String),
+}
 
 fn usage() -> &'static str {
-    "usage: boot [--kernel main|minimal] [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--numa SIZE,SIZE,...] \
+    "usage: boot [--kernel main|minimal] [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--nodes N | --numa SIZE[:CPUS],...] [--numa-dist ROWS] \
      [--cmdline TEXT] [--script 'CMD; CMD...'] [--interactive] [--timeout SECS] [--capture] \
      [--gdb] [-- QEMU ARGS...]"
 }
@@ -31,6 +38,8 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
         timeout: Duration::from_secs(3600),
         ..Default::default()
     };
+    let mut numa_nodes = None;
+    let mut numa_dist = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -50,14 +59,9 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
                     .filter(|&n| (1..=255).contains(&n))
                     .ok_or_else(|| format!("--cpus {v}: expected a number from 1 to 255"))?;
             }
-            "--numa" => {
-                let v = value("--numa")?;
-                cfg.numa_nodes = v
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
-            }
+            "--nodes" => numa_nodes = Some(NumaArg::Count(value("--nodes")?)),
+            "--numa" => numa_nodes = Some(NumaArg::Layout(value("--numa")?)),
+            "--numa-dist" => numa_dist = Some(value("--numa-dist")?),
             "--cmdline" => cfg.cmdline = value("--cmdline")?,
             "--script" => {
                 let v = value("--script")?;
@@ -80,6 +84,28 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
             other => return Err(format!("unknown argument '{other}'\n{}", usage())),
         }
     }
+    let mem = || boot::numa::parse_mib(&cfg.memory).map_err(|e| format!("--mem {e}"));
+    let mut layout = match numa_nodes {
+        None => None,
+        // `--nodes 0` or empty (make's default): not a NUMA machine.
+        Some(NumaArg::Count(n)) if n.trim().is_empty() || n.trim() == "0" => None,
+        Some(NumaArg::Count(n)) => {
+            let n: usize = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("--nodes {n}: expected a number of nodes"))?;
+            Some(NumaLayout::even(n, mem()?, cfg.cpus)?)
+        }
+        Some(NumaArg::Layout(spec)) if spec.trim().is_empty() => None,
+        Some(NumaArg::Layout(spec)) => Some(NumaLayout::parse(&spec, mem()?, cfg.cpus)?),
+    };
+    match (&mut layout, numa_dist) {
+        (_, None) => {}
+        (_, Some(d)) if d.trim().is_empty() => {}
+        (Some(l), Some(d)) => l.set_distances(&d)?,
+        (None, Some(_)) => return Err("--numa-dist needs --nodes or --numa".to_string()),
+    }
+    cfg.numa = layout;
     Ok(cfg)
 }
 
@@ -113,7 +139,7 @@ fn main() -> ExitCode {
     }
     cfg.echo = !cfg.interactive;
     eprintln!(
-        "booting {}{} firmware, {} memory, {} CPU(s){}",
+        "booting {}{} firmware, {} memory, {} CPU(s){}{}",
         match cfg.kernel {
             Kernel::Main => "",
             Kernel::Minimal => "the minimal kernel, ",
@@ -121,6 +147,15 @@ fn main() -> ExitCode {
         cfg.firmware,
         cfg.memory,
         cfg.cpus,
+        cfg.numa.as_ref().map_or(String::new(), |l| format!(
+            ", {} NUMA nodes ({})",
+            l.nodes.len(),
+            l.nodes
+                .iter()
+                .map(|n| format!("{}M/{} CPUs", n.mem_mib, n.cpus.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         match boot::kernel_cmdline(&cfg) {
             line if line.is_empty() => String::new(),
             line => format!(", command line '{line}'"),

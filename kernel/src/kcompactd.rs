@@ -1,10 +1,12 @@
 //! Where kcompactd runs in this kernel.
 //!
 //! Linux gives every node a kernel thread that sleeps until an allocation failure wakes it
-//! or its 500 ms proactive timer fires. This kernel has no scheduler, so the thread is an
-//! *idle-time worker*: one CPU (the highest online one, or the boot CPU on a single-CPU
-//! machine, where waits such as the console's input loop call [`poll`]) runs a round of
-//! `PageAllocator::kcompactd_run` whenever it is idle and the worker is due or was woken.
+//! or its 500 ms proactive timer fires, bound to the node's CPUs. This kernel has no
+//! scheduler, so each node's thread is an *idle-time worker* hosted by one CPU of that node
+//! (its highest online CPU; a node without CPUs is served by the highest CPU of the
+//! nearest node that has some, and on a single-CPU machine waits such as the console's
+//! input loop call [`poll`]). The host runs a round of `PageAllocator::kcompactd_run(nid)`, which compacts
+//! only node `nid`'s zones, whenever it is idle and the node's worker is due or was woken.
 //! Work posted to that CPU still runs first; a round is bounded by compaction's own
 //! stopping rules, like a kthread that does not yield mid-round.
 //!
@@ -19,16 +21,20 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
 
-/// Most nodes the worker serves (one worker per node, all on the host CPU).
-const MAX_NODES: usize = 8;
+/// Most nodes (zonebuddy's `MAX_NUMNODES`): one worker each.
+const MAX_NODES: usize = zonebuddy::model::mmzone::MAX_NUMNODES;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static HOST_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The CPU hosting each node's worker (`usize::MAX` before [`start`]).
+static HOST_CPU: [AtomicUsize; MAX_NODES] = [const { AtomicUsize::new(usize::MAX) }; MAX_NODES];
 static WOKEN: [AtomicBool; MAX_NODES] = [const { AtomicBool::new(false) }; MAX_NODES];
 static NEXT_MS: [AtomicU64; MAX_NODES] = [const { AtomicU64::new(0) }; MAX_NODES];
-static RUNNING: AtomicBool = AtomicBool::new(false);
+/// A round of this node's worker is in progress.
+static RUNNING: [AtomicBool; MAX_NODES] = [const { AtomicBool::new(false) }; MAX_NODES];
 /// Rounds run, for tests and the console.
 pub static ROUNDS: AtomicU64 = AtomicU64::new(0);
+/// Rounds run per node.
+pub static NODE_ROUNDS: [AtomicU64; MAX_NODES] = [const { AtomicU64::new(0) }; MAX_NODES];
 
 /// Whether the worker starts enabled: off in test and bench modes, on otherwise, unless
 /// the command line says `kcompactd=on|1` or `kcompactd=off|0` (a bad value is reported
@@ -45,13 +51,32 @@ pub fn enabled_at_boot(test_or_bench: bool, option: Option<&str>) -> bool {
     }
 }
 
-/// Choose the host CPU (after the APs are up) and set whether the worker runs.
+/// Choose each node's host CPU (after the APs are up) and set whether the workers run.
 pub fn start(enabled: bool) {
-    let host = smp::online_ids().into_iter().max().unwrap_or(0);
-    HOST_CPU.store(host, Ordering::Relaxed);
+    let online = smp::online_ids();
+    let fallback = online.iter().copied().max().unwrap_or(0);
+    let mut hosts = alloc::vec::Vec::new();
+    for (nid, slot) in HOST_CPU.iter().enumerate() {
+        // The node's highest CPU; for a CPU-less node, the highest CPU of the nearest
+        // node that has CPUs (distance first, then the higher CPU).
+        let info = crate::arch::numa::info();
+        let host = online
+            .iter()
+            .copied()
+            .min_by_key(|&c| {
+                let home = crate::arch::numa::cpu_home_node(c);
+                (info.distance(nid, home), core::cmp::Reverse(c))
+            })
+            .unwrap_or(fallback);
+        slot.store(host, Ordering::Relaxed);
+        if crate::memory::try_allocator().is_some_and(|a| a.model().node(nid).is_some()) {
+            hosts.push(alloc::format!("node {nid} on cpu {host}"));
+        }
+    }
     ENABLED.store(enabled, Ordering::Release);
     log::info!(
-        "kcompactd: runs on cpu {host} when idle ({})",
+        "kcompactd: {} when idle ({})",
+        hosts.join(", "),
         if enabled {
             "enabled"
         } else {
@@ -75,62 +100,74 @@ pub fn set_enabled(on: bool) -> bool {
     // it sees the worker disabled or this sees the round running.
     let was = ENABLED.swap(on, Ordering::SeqCst);
     if on {
-        kick();
-    } else if crate::arch::percpu::cpu_id() != host_cpu() {
+        for nid in 0..MAX_NODES {
+            kick(nid);
+        }
+        return was;
+    }
+    let me = crate::arch::percpu::cpu_id();
+    for (nid, running) in RUNNING.iter().enumerate() {
+        let host = host_cpu(nid);
         // (On the host CPU a round in progress is the caller's own: nothing to wait for.)
+        if host == usize::MAX || host == me {
+            continue;
+        }
         let bound = smp::wait_timeout_ms().saturating_mul(STOP_TIMEOUT_FACTOR);
-        if let Err(t) =
-            smp::wait_for_cpu_ms(bound, host_cpu(), "to finish its kcompactd round", || {
-                !RUNNING.load(Ordering::SeqCst)
-            })
-        {
-            panic!("kcompactd: {t}");
+        if let Err(t) = smp::wait_for_cpu_ms(bound, host, "to finish its kcompactd round", || {
+            !running.load(Ordering::SeqCst)
+        }) {
+            panic!("kcompactd: node {nid}: {t}");
         }
     }
     was
 }
 
-/// The CPU that hosts the worker.
-pub fn host_cpu() -> usize {
-    HOST_CPU.load(Ordering::Relaxed)
+/// The CPU that hosts node `nid`'s worker.
+pub fn host_cpu(nid: usize) -> usize {
+    HOST_CPU
+        .get(nid)
+        .map_or(usize::MAX, |h| h.load(Ordering::Relaxed))
 }
 
 /// `Platform::wake_kcompactd`: make node `nid`'s worker run a round soon.
 pub fn wake(nid: usize) {
     if let Some(w) = WOKEN.get(nid) {
         w.store(true, Ordering::Release);
-        kick();
+        kick(nid);
     }
 }
 
-fn kick() {
-    let host = host_cpu();
+fn kick(nid: usize) {
+    let host = host_cpu(nid);
     if host != usize::MAX && host != crate::arch::percpu::cpu_id() {
         smp::wake_cpu(host);
     }
 }
 
-/// Run any due kcompactd round if `cpu` hosts the worker. Called with interrupts enabled
-/// from the host CPU's idle loop (and from waits on a single-CPU machine).
+/// Run any due kcompactd round of the nodes whose worker `cpu` hosts. Called with
+/// interrupts enabled from the CPU's idle loop (and from waits on a single-CPU machine).
 pub fn poll(cpu: usize) {
-    if cpu != host_cpu() || !ENABLED.load(Ordering::Acquire) {
+    if !ENABLED.load(Ordering::Acquire) {
         return;
     }
     let Some(alloc) = crate::memory::try_allocator() else {
         return;
     };
-    // Nested polls (an interrupt-time wait inside a round) must not start another round.
-    if RUNNING.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    if !ENABLED.load(Ordering::SeqCst) {
-        // Disabled meanwhile: `set_enabled(false)` may already have seen RUNNING clear.
-        RUNNING.store(false, Ordering::Release);
-        return;
-    }
-    let now = time::now_ns() / 1_000_000;
-    let nodes = alloc.model().nodes().count().min(MAX_NODES);
-    for nid in 0..nodes {
+    for node in alloc.model().nodes() {
+        let nid = node.node_id;
+        if nid >= MAX_NODES || host_cpu(nid) != cpu {
+            continue;
+        }
+        // Nested polls (an interrupt-time wait inside a round) must not start another.
+        if RUNNING[nid].swap(true, Ordering::SeqCst) {
+            continue;
+        }
+        if !ENABLED.load(Ordering::SeqCst) {
+            // Disabled meanwhile: `set_enabled(false)` may already have seen RUNNING clear.
+            RUNNING[nid].store(false, Ordering::Release);
+            return;
+        }
+        let now = time::now_ns() / 1_000_000;
         let woken = WOKEN[nid].swap(false, Ordering::AcqRel);
         if woken || now >= NEXT_MS[nid].load(Ordering::Relaxed) {
             let sleep = alloc.kcompactd_run(nid, now);
@@ -139,7 +176,8 @@ pub fn poll(cpu: usize) {
                 Ordering::Relaxed,
             );
             ROUNDS.fetch_add(1, Ordering::Relaxed);
+            NODE_ROUNDS[nid].fetch_add(1, Ordering::Relaxed);
         }
+        RUNNING[nid].store(false, Ordering::Release);
     }
-    RUNNING.store(false, Ordering::Release);
 }

@@ -100,6 +100,9 @@ pub fn init() -> &'static PageAllocator<KernelPlatform> {
             reserve_trampoline: true,
             ..ModelParams::default()
         };
+        let numa = crate::arch::numa::info();
+        params.numa = &numa.ranges;
+        params.numa_distance = &numa.distances;
         params.parse_cmdline(cmdline::get().raw());
         // SAFETY: `call_once` runs this closure once, so this is the only reference to
         // the slot ever made mutable; nothing reads it before the closure returns.

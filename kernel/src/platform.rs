@@ -35,6 +35,10 @@ impl Platform for KernelPlatform {
         smp::possible_cpus()
     }
 
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        crate::arch::numa::cpu_to_node(cpu)
+    }
+
     #[inline]
     fn local_irq_save(&self) -> IrqState {
         let flags = x86_64::registers::rflags::read_raw();

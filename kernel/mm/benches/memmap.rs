@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use zonebuddy::model::mm_init::{MemoryModel, ModelParams};
-use zonebuddy::model::mmzone::PAGES_PER_SECTION;
 use zonebuddy::port::sim::{SimPlatform, qemu_e820};
 
 fn main() {
@@ -28,7 +27,8 @@ fn main() {
         let t = Instant::now();
         let model = MemoryModel::init(&platform, &map, &[], &params).expect("init");
         let dt = t.elapsed();
-        let pages = model.sparse().stats().present_sections as u64 * PAGES_PER_SECTION;
+        let pages =
+            model.sparse().stats().present_sections as u64 * model.sparse().pages_per_section();
         (dt, pages)
     };
     let (first, pages) = run();

@@ -17,6 +17,7 @@ pub mod report;
 // The front door: what a port needs, in one place.
 // ---------------------------------------------------------------------------------------
 
+pub use model::arch::{ArchError, ArchParams};
 pub use model::memmap::{FirmwareRange, MapAnomaly, MapError, RangeKind};
 pub use model::mm_init::{MemoryModel, ModelError, ModelParams};
 pub use model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType};

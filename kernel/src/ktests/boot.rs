@@ -35,7 +35,7 @@ ktest! {
         // `test=` pattern of the command line, and ran exactly the registered tests that
         // pattern names by the documented rules (bare `test`: every test not marked
         // explicit; `test=-TEXT`: those, minus names containing TEXT; `test=TEXT`: every
-        // name containing TEXT).
+        // name containing TEXT; comma-separated patterns: the union).
         let line = crate::cmdline::get();
         kassert!(line.has("test"), "a test run without `test` on the command line");
         let pattern = line.get("test").filter(|p| !p.is_empty());
@@ -43,13 +43,15 @@ ktest! {
         kassert_eq!(plan.pattern.as_deref().filter(|p| !p.is_empty()), pattern);
         kassert!(plan.names.contains(&"ktests::boot::running_cmdline_selected_tests"));
         kassert!(plan.names.is_sorted(), "tests not run in name order");
+        // One pattern by the rules above; a comma-separated list selects the union.
+        let one = |t: &crate::ktest::KernelTest, p: &str| match p.strip_prefix('-') {
+            Some(excluded) => !t.explicit && !t.name().contains(excluded),
+            None => t.name().contains(p),
+        };
         for t in crate::ktest::all_tests() {
             let expected = match pattern {
                 None => !t.explicit,
-                Some(p) => match p.strip_prefix('-') {
-                    Some(excluded) => !t.explicit && !t.name().contains(excluded),
-                    None => t.name().contains(p),
-                },
+                Some(p) => p.split(',').filter(|q| !q.is_empty()).any(|q| one(t, q)),
             };
             let runs = plan.names.iter().filter(|n| **n == t.name()).count();
             kassert_eq!((t.name(), runs), (t.name(), usize::from(expected)));

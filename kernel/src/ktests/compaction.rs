@@ -37,7 +37,8 @@ fn check_invariants() -> Result<(), String> {
 /// failed compactions left behind; deferral state is kept.)
 fn fresh_compaction_state() {
     let a = allocator();
-    for nid in 0..a.model().nodes().count() {
+    // Node ids may be sparse: the online nodes, not `0..count`.
+    for nid in a.model().nodes().map(|n| n.node_id) {
         a.reset_compaction_hints(nid);
     }
 }

@@ -122,11 +122,13 @@ ktest! {
             total_managed += z.managed_pages();
         }
         kassert_eq!(total_managed, m.handoff_pages());
-        // All usable RAM except what memblock reserved (metadata, trampoline, frame 0) is
-        // handed over: the model may not lose more than its own metadata.
+        // All usable RAM except what memblock reserved (metadata, trampoline, frame 0, the
+        // reserved low range) is handed over: the model may not lose more than its own
+        // metadata besides the low range.
         let usable_pages = overlap(&usable, 0, u64::MAX);
+        let low_pages = overlap(&usable, 0, m.arch().reserve_low / PAGE);
         let lost = usable_pages - total_managed;
-        let allowance = m.metadata_bytes() / PAGE + 64;
+        let allowance = m.metadata_bytes() / PAGE + low_pages + 64;
         kassert!(lost <= allowance, "{} usable pages not managed (metadata {} pages)", lost, m.metadata_bytes() / PAGE);
         Ok(())
     }
@@ -163,6 +165,12 @@ ktest! {
             let p = m.pfn_to_page(r.start_pfn).ok_or("handoff pfn without page")?;
             kassert!(!p.test_flag(PageFlags::RESERVED), "free pfn {:#x} reserved", r.start_pfn);
             kassert!(r.start_pfn != tramp >> PAGE_SHIFT && r.start_pfn != 0);
+        }
+        // Linux x86 keeps the whole first MiB away from the buddy allocator.
+        let low_end = m.arch().reserve_low / PAGE;
+        kassert_eq!(low_end, 256);
+        if let Some(r) = m.free_pfn_ranges().next() {
+            kassert!(r.start_pfn >= low_end, "pfn {:#x} below 1 MiB is handed over", r.start_pfn);
         }
         kassert!(checked > 100, "only {} pfns checked", checked);
         Ok(())
@@ -206,7 +214,7 @@ ktest! {
         // included (as Linux does), so the invariant is 1.6% of present-section memory.
         // When RAM fills (almost) all of its sections it is also 1.6% of RAM; a small VM
         // whose only section is 5% firmware holes (OVMF at 128 MiB) is the exception.
-        let span = m.sparse().present_sections().count() as u64 * (1 << zonebuddy::model::mmzone::SECTION_SIZE_BITS);
+        let span = m.sparse().present_sections().count() as u64 * (1 << m.sparse().section_size_bits());
         kassert!(
             m.metadata_bytes() * 1000 <= span * 16,
             "metadata {} bytes for {} bytes of present sections",

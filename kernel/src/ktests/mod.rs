@@ -6,6 +6,7 @@ pub mod console;
 pub mod fault_injection;
 pub mod harness;
 pub mod memory;
+pub mod numa;
 pub mod page_alloc;
 pub mod smp;
 pub mod stress;

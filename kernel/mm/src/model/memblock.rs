@@ -8,7 +8,8 @@
 //!
 //! - two sorted arrays of disjoint regions: `memory` (all RAM, each region tagged with its
 //!   node) and `reserved` (everything that must never be handed to the buddy allocator:
-//!   firmware-owned RAM, the kernel and boot data, frame 0, the SMP trampoline, and every
+//!   firmware-owned RAM, the kernel and boot data, frame 0, the architecture's low range
+//!   (the first MiB on x86), the SMP trampoline when asked for, and every
 //!   allocation memblock itself made);
 //! - "free" means in `memory` and not in `reserved`; allocation finds a free range,
 //!   top-down by default (so that early allocations stay away from the scarce low memory
@@ -28,7 +29,7 @@ use core::fmt;
 use core::mem::{MaybeUninit, size_of};
 
 use crate::model::memmap::PHYSMEM_LIMIT;
-use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, pfn_to_phys};
+use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, pfn_to_phys};
 use crate::port::platform::Platform;
 
 /// Regions each array holds before it has to grow.
@@ -75,10 +76,10 @@ pub struct AllocConstraint {
 }
 
 impl AllocConstraint {
-    /// Anywhere below the current limit, any node.
+    /// Anywhere below the current limit (and the physical limit), any node.
     pub const ANYWHERE: AllocConstraint = AllocConstraint {
         min_pfn: 0,
-        max_pfn: PHYSMEM_LIMIT >> PAGE_SHIFT,
+        max_pfn: u64::MAX >> PAGE_SHIFT,
         nid: None,
         exact_nid: false,
     };
@@ -93,12 +94,12 @@ impl AllocConstraint {
         }
     }
 
-    /// Inside SPARSEMEM section `section_nr` (for a memmap that describes the section it
-    /// lives in), any node.
-    pub const fn in_section(section_nr: u64) -> AllocConstraint {
+    /// Inside SPARSEMEM section `section_nr` of sections of `1 << pfn_section_shift` pages
+    /// (for a memmap that describes the section it lives in), any node.
+    pub const fn in_section(section_nr: u64, pfn_section_shift: u32) -> AllocConstraint {
         AllocConstraint::pfn_range(
-            section_nr * PAGES_PER_SECTION,
-            (section_nr + 1) * PAGES_PER_SECTION,
+            section_nr << pfn_section_shift,
+            (section_nr + 1) << pfn_section_shift,
         )
     }
 
@@ -379,6 +380,8 @@ pub struct Memblock {
     reserved: RegionArray,
     bottom_up: bool,
     current_limit: u64,
+    /// First physical address memblock never accepts (`1 << max_physmem_bits`).
+    phys_limit: u64,
 }
 
 // SAFETY: the raw pointers inside point to region arrays in memory memblock reserved for
@@ -395,20 +398,23 @@ impl Default for Memblock {
 }
 
 impl Memblock {
-    /// An empty memblock: no memory, nothing reserved, top-down, no limit.
+    /// An empty memblock: no memory, nothing reserved, top-down, no limit but x86_64's
+    /// default physical one ([`PHYSMEM_LIMIT`]).
     pub const fn new() -> Memblock {
         Memblock {
             memory: RegionArray::new(false),
             reserved: RegionArray::new(true),
             bottom_up: false,
             current_limit: PHYSMEM_LIMIT,
+            phys_limit: PHYSMEM_LIMIT,
         }
     }
 
     /// [`Memblock::new`], built in place in `slot` instead of returned by value (memblock
     /// is several KiB; the memory model builds it this way so that init runs on a small
-    /// stack). `slot` needs no drop.
-    pub fn init_in(slot: &mut MaybeUninit<Memblock>) -> &mut Memblock {
+    /// stack). `slot` needs no drop. Nothing at or above `phys_limit` (the architecture's
+    /// `1 << max_physmem_bits`) is ever added, reserved or allocated.
+    pub fn init_in(slot: &mut MaybeUninit<Memblock>, phys_limit: u64) -> &mut Memblock {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` points to `slot`, valid for writes of a `Memblock`; every field is
         // written exactly once through raw pointers before `slot` is read as initialised.
@@ -416,7 +422,8 @@ impl Memblock {
             RegionArray::init_at(core::ptr::addr_of_mut!((*p).memory), false);
             RegionArray::init_at(core::ptr::addr_of_mut!((*p).reserved), true);
             core::ptr::addr_of_mut!((*p).bottom_up).write(false);
-            core::ptr::addr_of_mut!((*p).current_limit).write(PHYSMEM_LIMIT);
+            core::ptr::addr_of_mut!((*p).current_limit).write(phys_limit);
+            core::ptr::addr_of_mut!((*p).phys_limit).write(phys_limit);
             slot.assume_init_mut()
         }
     }
@@ -428,9 +435,9 @@ impl Memblock {
         }
     }
 
-    fn check_range(base: u64, size: u64) -> Result<u64, MemblockError> {
+    fn check_range(&self, base: u64, size: u64) -> Result<u64, MemblockError> {
         match base.checked_add(size) {
-            Some(end) if end <= PHYSMEM_LIMIT => Ok(end),
+            Some(end) if end <= self.phys_limit => Ok(end),
             _ => Err(MemblockError::BadRange { base, size }),
         }
     }
@@ -447,7 +454,7 @@ impl Memblock {
         if nid >= MAX_NUMNODES {
             return Err(MemblockError::BadNode(nid));
         }
-        let end = Self::check_range(base, size)?;
+        let end = self.check_range(base, size)?;
         let base = base.next_multiple_of(PAGE_SIZE);
         let end = end & !(PAGE_SIZE - 1);
         if base >= end {
@@ -464,7 +471,7 @@ impl Memblock {
         base: u64,
         size: u64,
     ) -> Result<(), MemblockError> {
-        let end = Self::check_range(base, size)?;
+        let end = self.check_range(base, size)?;
         if size == 0 {
             return Ok(());
         }
@@ -480,7 +487,7 @@ impl Memblock {
         base: u64,
         size: u64,
     ) -> Result<(), MemblockError> {
-        let end = Self::check_range(base, size)?;
+        let end = self.check_range(base, size)?;
         if size == 0 {
             return Ok(());
         }
@@ -630,8 +637,8 @@ impl Memblock {
 
     /// Find (without reserving) a free, aligned range satisfying `c`.
     fn find_in_range(&self, size: u64, align: u64, c: &AllocConstraint) -> Option<u64> {
-        let lo = pfn_to_phys(c.min_pfn.min(PHYSMEM_LIMIT >> PAGE_SHIFT));
-        let hi = pfn_to_phys(c.max_pfn.min(PHYSMEM_LIMIT >> PAGE_SHIFT)).min(self.current_limit);
+        let lo = pfn_to_phys(c.min_pfn.min(self.phys_limit >> PAGE_SHIFT));
+        let hi = pfn_to_phys(c.max_pfn.min(self.phys_limit >> PAGE_SHIFT)).min(self.current_limit);
         if lo >= hi || size > hi - lo {
             return None;
         }
@@ -714,7 +721,7 @@ impl Memblock {
     /// Never allocate at or above `limit` (`memblock_set_current_limit`), e.g. the end of
     /// the direct map.
     pub fn set_current_limit(&mut self, limit: u64) {
-        self.current_limit = limit.min(PHYSMEM_LIMIT);
+        self.current_limit = limit.min(self.phys_limit);
     }
 
     /// The current allocation limit.
@@ -854,6 +861,30 @@ mod tests {
         mb.add_node(&p, MIB, 63 * MIB, 0).unwrap();
         mb.add_node(&p, 64 * MIB, 64 * MIB, 1).unwrap();
         (p, mb)
+    }
+
+    /// The physical limit is the architecture's: with 32 bits, nothing at or above 4 GiB
+    /// is accepted, and allocations stay below it; the default limit accepts it.
+    #[test]
+    fn physical_limit_is_the_one_given() {
+        let p = SimPlatform::new(0, 128 * MIB, 1).unwrap();
+        let mut slot = MaybeUninit::uninit();
+        let mb = Memblock::init_in(&mut slot, 1 << 32);
+        assert_eq!(mb.current_limit(), 1 << 32);
+        let high = (1u64 << 32) - MIB;
+        assert_eq!(
+            mb.add_node(&p, high, 2 * MIB, 0),
+            Err(MemblockError::BadRange {
+                base: high,
+                size: 2 * MIB
+            })
+        );
+        assert!(mb.reserve(&p, 1 << 32, 4096).is_err());
+        mb.add_node(&p, MIB, 63 * MIB, 0).unwrap();
+        mb.set_current_limit(u64::MAX);
+        assert_eq!(mb.current_limit(), 1 << 32);
+        let mut wide = Memblock::new();
+        assert!(wide.reserve(&p, 1 << 32, 4096).is_ok());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! adjacent ranges of one kind are merged, overlaps are resolved by Linux's rule (the higher
 //! e820 type number wins, see [`RangeKind`]: so a reservation can never be lost to a usable
 //! entry that overlaps it, while an entry of type 0, which Linux reads as "no type at all",
-//! never takes RAM away), everything at or above `1 << MAX_PHYSMEM_BITS` is clipped, and
+//! never takes RAM away), everything at or above `1 << max_physmem_bits` (an architecture
+//! parameter, 46 on x86_64: [`crate::model::arch::ArchParams`]) is clipped, and
 //! RAM ranges are trimmed inward to whole pages (a page that is only partly RAM cannot be
 //! handed out). Each anomaly is logged once with `log::warn!` and recorded in the result
 //! ([`MemoryMap::warnings`]), so a test, or a caller without a logger, can see exactly what
@@ -39,6 +40,7 @@
 
 #![deny(unsafe_code)]
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use core::mem::MaybeUninit;
@@ -55,7 +57,9 @@ pub const MAX_FIRMWARE_RANGES: usize = 4096;
 /// counted in [`MemoryMap::dropped_warnings`].
 pub const MAX_MAP_WARNINGS: usize = 32;
 
-/// First physical address that is never managed.
+/// First physical address that is never managed with x86_64's default
+/// [`MAX_PHYSMEM_BITS`] (the model uses
+/// [`crate::model::arch::ArchParams::physmem_limit`]).
 pub const PHYSMEM_LIMIT: u64 = 1 << MAX_PHYSMEM_BITS;
 
 /// Start of the PC's legacy BIOS area (640 KiB): VGA memory, option ROMs, the BIOS.
@@ -202,10 +206,16 @@ impl fmt::Display for FirmwareRange {
 pub enum MapAnomaly {
     /// The range has `end <= start`; it was dropped.
     Empty,
-    /// The range starts at or above `1 << MAX_PHYSMEM_BITS`; it was dropped.
-    BeyondPhysmem,
-    /// The range crosses `1 << MAX_PHYSMEM_BITS`; the part above was clipped.
-    Clipped,
+    /// The range starts at or above `1 << max_physmem_bits`; it was dropped.
+    BeyondPhysmem {
+        /// The physical address width in force.
+        max_physmem_bits: u32,
+    },
+    /// The range crosses `1 << max_physmem_bits`; the part above was clipped.
+    Clipped {
+        /// The physical address width in force.
+        max_physmem_bits: u32,
+    },
     /// Part of the range is overlapped by a range of a kind that wins over it.
     Overridden {
         /// The kind that took that part.
@@ -277,13 +287,14 @@ impl fmt::Display for MapWarning {
         write!(f, "e820: {} ", self.range)?;
         match self.anomaly {
             MapAnomaly::Empty => f.write_str("is empty or inverted: ignored"),
-            MapAnomaly::BeyondPhysmem => write!(
+            MapAnomaly::BeyondPhysmem { max_physmem_bits } => write!(
                 f,
-                "lies above the {MAX_PHYSMEM_BITS}-bit physical limit: ignored"
+                "lies above the {max_physmem_bits}-bit physical limit: ignored"
             ),
-            MapAnomaly::Clipped => write!(
+            MapAnomaly::Clipped { max_physmem_bits } => write!(
                 f,
-                "crosses the {MAX_PHYSMEM_BITS}-bit physical limit: clipped at {PHYSMEM_LIMIT:#x}"
+                "crosses the {max_physmem_bits}-bit physical limit: clipped at {:#x}",
+                1u64 << max_physmem_bits
             ),
             MapAnomaly::Overridden { by } => write!(f, "overlaps a {by} range, which wins"),
             MapAnomaly::Trimmed => f.write_str("is not page aligned: trimmed to whole pages"),
@@ -346,6 +357,15 @@ const EMPTY_WARNING: MapWarning = MapWarning {
     anomaly: MapAnomaly::Empty,
 };
 
+/// A firmware map as the sanitiser (and init) take it: anything that yields
+/// [`FirmwareRange`]s, or references to them, and can be iterated more than once: a slice,
+/// a `Vec`, an array, or an adapter over the boot protocol's own map such as
+/// `regions.iter().map(convert)` (no buffer to size). The sanitiser makes several passes
+/// over it and copies nothing.
+pub trait FirmwareRanges: IntoIterator<IntoIter: Clone, Item: Borrow<FirmwareRange>> {}
+
+impl<T> FirmwareRanges for T where T: IntoIterator<IntoIter: Clone, Item: Borrow<FirmwareRange>> {}
+
 /// Which input ranges take part in the sweep: those of [`clipped`], and when there are more
 /// than [`MAX_FIRMWARE_RANGES`] of them, only the first [`MAX_FIRMWARE_RANGES`] in address
 /// order (ties by position in the input).
@@ -355,31 +375,38 @@ struct InputCut {
     start: u64,
     /// ...and those starting at it whose index is at most this.
     last_index: usize,
+    /// The physical limit ranges are clipped at.
+    limit: u64,
 }
 
 impl InputCut {
     /// The cut for `input`, with the number of ranges it drops and the first one dropped.
     /// Found without scratch memory: a binary search on the start address (64 scans of the
     /// input at most), then one scan for the ties.
-    fn new(input: &[FirmwareRange]) -> (InputCut, usize, Option<FirmwareRange>) {
+    fn new<I: Iterator<Item = FirmwareRange> + Clone>(
+        input: I,
+        limit: u64,
+    ) -> (InputCut, usize, Option<FirmwareRange>) {
         let all = InputCut {
             start: u64::MAX,
             last_index: usize::MAX,
+            limit,
         };
-        let valid = input.iter().filter(|r| clipped(r).is_some()).count();
+        let clipped = |r: &FirmwareRange| clipped(r, limit);
+        let valid = input.clone().filter(|r| clipped(r).is_some()).count();
         if valid <= MAX_FIRMWARE_RANGES {
             return (all, 0, None);
         }
         let starting_at_or_below = |a: u64| {
             input
-                .iter()
-                .filter_map(clipped)
+                .clone()
+                .filter_map(|r| clipped(&r))
                 .filter(|r| r.0 <= a)
                 .count()
         };
         // The smallest start address at or below which MAX_FIRMWARE_RANGES ranges start;
-        // every valid range starts below PHYSMEM_LIMIT, so the search space holds it.
-        let (mut lo, mut hi) = (0, PHYSMEM_LIMIT - 1);
+        // every valid range starts below the limit, so the search space holds it.
+        let (mut lo, mut hi) = (0, limit - 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if starting_at_or_below(mid) >= MAX_FIRMWARE_RANGES {
@@ -389,14 +416,14 @@ impl InputCut {
             }
         }
         let below = input
-            .iter()
-            .filter_map(clipped)
+            .clone()
+            .filter_map(|r| clipped(&r))
             .filter(|r| r.0 < lo)
             .count();
         // `below < MAX_FIRMWARE_RANGES <= below + (ranges starting at lo)`, so the
         // (MAX_FIRMWARE_RANGES - below)th range starting at `lo` exists.
         let last_index = input
-            .iter()
+            .clone()
             .enumerate()
             .filter(|(_, r)| clipped(r).is_some_and(|c| c.0 == lo))
             .nth(MAX_FIRMWARE_RANGES - below - 1)
@@ -404,13 +431,13 @@ impl InputCut {
         let cut = InputCut {
             start: lo,
             last_index,
+            limit,
         };
         let first_dropped = input
-            .iter()
             .enumerate()
-            .filter(|&(i, r)| clipped(r).is_some() && !cut.keeps(i, r))
+            .filter(|&(i, r)| clipped(&r).is_some() && !cut.keeps(i, &r))
             .min_by_key(|&(i, r)| (r.start, i))
-            .map(|(_, r)| *r);
+            .map(|(_, r)| r);
         (cut, valid - MAX_FIRMWARE_RANGES, first_dropped)
     }
 
@@ -419,39 +446,42 @@ impl InputCut {
     }
 
     /// The kept input ranges, clipped.
-    fn ranges<'a>(
-        &'a self,
-        input: &'a [FirmwareRange],
-    ) -> impl Iterator<Item = (u64, u64, RangeKind)> + 'a {
+    fn ranges<I: Iterator<Item = FirmwareRange>>(
+        &self,
+        input: I,
+    ) -> impl Iterator<Item = (u64, u64, RangeKind)> {
         input
-            .iter()
             .enumerate()
-            .filter(|&(i, r)| self.keeps(i, r))
-            .filter_map(|(_, r)| clipped(r))
+            .filter(|&(i, r)| self.keeps(i, &r))
+            .filter_map(|(_, r)| clipped(&r, self.limit))
     }
 }
 
 impl MemoryMap {
     /// Sanitise a firmware map with the x86_64 rules (see the module documentation):
-    /// [`MemoryMap::sanitize_with`] with `trim_bios_range` on.
-    pub fn sanitize(input: &[FirmwareRange]) -> Result<MemoryMap, MapError> {
-        Self::sanitize_with(input, true)
+    /// [`MemoryMap::sanitize_with`] with `trim_bios_range` on and the default 46-bit
+    /// physical limit ([`MAX_PHYSMEM_BITS`]).
+    pub fn sanitize(input: impl FirmwareRanges) -> Result<MemoryMap, MapError> {
+        Self::sanitize_with(input, true, MAX_PHYSMEM_BITS)
     }
 
     /// Sanitise a firmware map (see the module documentation for the rules).
     ///
     /// `trim_bios_range` applies the PC's low-memory rules (Linux: `trim_bios_range`): page
     /// 0 is reserved, not RAM, and RAM in [`BIOS_BEGIN`]..[`BIOS_END`] is removed. Turn it
-    /// off on an architecture without a legacy BIOS area.
+    /// off on an architecture without a legacy BIOS area. Everything at or above
+    /// `1 << max_physmem_bits` is clipped (at most 52 bits: see
+    /// [`crate::model::arch::ArchParams::max_physmem_bits`]).
     // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
     // runs on a small stack (issue 12).
     #[allow(unsafe_code)]
     pub fn sanitize_with(
-        input: &[FirmwareRange],
+        input: impl FirmwareRanges,
         trim_bios_range: bool,
+        max_physmem_bits: u32,
     ) -> Result<MemoryMap, MapError> {
         let mut slot = MaybeUninit::uninit();
-        Self::sanitize_in(&mut slot, input, trim_bios_range)?;
+        Self::sanitize_in(&mut slot, input, trim_bios_range, max_physmem_bits)?;
         // SAFETY: `sanitize_in` returned `Ok`, so it initialised every field of `slot`.
         Ok(unsafe { slot.assume_init() })
     }
@@ -463,11 +493,17 @@ impl MemoryMap {
     // Exempt from the module's `deny(unsafe_code)`: in-place construction, so that init
     // runs on a small stack (issue 12).
     #[allow(unsafe_code)]
-    pub fn sanitize_in<'m>(
-        slot: &'m mut MaybeUninit<MemoryMap>,
-        input: &[FirmwareRange],
+    pub fn sanitize_in(
+        slot: &mut MaybeUninit<MemoryMap>,
+        input: impl FirmwareRanges,
         trim_bios_range: bool,
-    ) -> Result<&'m mut MemoryMap, MapError> {
+        max_physmem_bits: u32,
+    ) -> Result<&mut MemoryMap, MapError> {
+        // Every pass below iterates the input again (no copy is made: see the module
+        // documentation), hence the `Clone` iterator.
+        let input = input.into_iter().map(|r| *r.borrow());
+        debug_assert!(max_physmem_bits <= crate::model::arch::MAX_SUPPORTED_PHYSMEM_BITS);
+        let limit = 1u64 << max_physmem_bits;
         let p = slot.as_mut_ptr();
         // SAFETY: `p` points to `slot`, valid for writes of a `MemoryMap`; every field is
         // written exactly once through raw pointers (the arrays element by element, so no
@@ -489,22 +525,22 @@ impl MemoryMap {
         };
 
         // Too many input ranges: keep the lowest, say so first.
-        let (cut, dropped, first_dropped) = InputCut::new(input);
+        let (cut, dropped, first_dropped) = InputCut::new(input.clone(), limit);
         if let Some(first) = first_dropped {
             let given = dropped + MAX_FIRMWARE_RANGES;
             map.warn_always(first, MapAnomaly::InputTruncated { given, dropped });
         }
 
         // Pass 1: report empty, out-of-range and typeless input once each.
-        for r in input {
+        for r in input.clone() {
             if r.is_empty() {
-                map.warn(*r, MapAnomaly::Empty);
-            } else if r.start >= PHYSMEM_LIMIT {
-                map.warn(*r, MapAnomaly::BeyondPhysmem);
+                map.warn(r, MapAnomaly::Empty);
+            } else if r.start >= limit {
+                map.warn(r, MapAnomaly::BeyondPhysmem { max_physmem_bits });
             } else if r.kind.is_type_zero() {
-                map.warn(*r, MapAnomaly::TypeZero);
-            } else if r.end > PHYSMEM_LIMIT {
-                map.warn(*r, MapAnomaly::Clipped);
+                map.warn(r, MapAnomaly::TypeZero);
+            } else if r.end > limit {
+                map.warn(r, MapAnomaly::Clipped { max_physmem_bits });
             }
         }
 
@@ -517,7 +553,7 @@ impl MemoryMap {
         } else {
             &[]
         };
-        let mut cur = match cut.ranges(input).map(|(s, _, _)| s).min() {
+        let mut cur = match cut.ranges(input.clone()).map(|(s, _, _)| s).min() {
             Some(s) => s,
             None => return Err(MapError::NoUsableRam),
         };
@@ -525,7 +561,7 @@ impl MemoryMap {
         loop {
             let mut best: Option<RangeKind> = None;
             let mut next = u64::MAX;
-            for (s, e, kind) in cut.ranges(input) {
+            for (s, e, kind) in cut.ranges(input.clone()) {
                 if s > cur {
                     next = next.min(s);
                 } else if e > cur {
@@ -584,11 +620,11 @@ impl MemoryMap {
 
         // Pass 3: name every input range that lost part of itself to another kind. Page 0
         // turned reserved by `trim_bios_range` is the platform's rule, not an overlap.
-        for (i, r) in input.iter().enumerate() {
-            if !cut.keeps(i, r) || r.kind.is_type_zero() {
+        for (i, r) in input.enumerate() {
+            if !cut.keeps(i, &r) || r.kind.is_type_zero() {
                 continue;
             }
-            if let Some((s, e, kind)) = clipped(r) {
+            if let Some((s, e, kind)) = clipped(&r, limit) {
                 let by = map
                     .entries()
                     .iter()
@@ -602,7 +638,7 @@ impl MemoryMap {
                     .map(|x| x.kind)
                     .next();
                 if let Some(by) = by {
-                    map.warn(*r, MapAnomaly::Overridden { by });
+                    map.warn(r, MapAnomaly::Overridden { by });
                 }
             }
         }
@@ -750,15 +786,17 @@ impl fmt::Debug for MemoryMap {
     }
 }
 
-/// The part of `r` the sweep considers: non-empty and clipped below the physical limit.
-fn clipped(r: &FirmwareRange) -> Option<(u64, u64, RangeKind)> {
-    let end = r.end.min(PHYSMEM_LIMIT);
+/// The part of `r` the sweep considers: non-empty and clipped below the physical `limit`.
+fn clipped(r: &FirmwareRange, limit: u64) -> Option<(u64, u64, RangeKind)> {
+    let end = r.end.min(limit);
     (r.start < end).then_some((r.start, end, r.kind))
 }
 
 impl core::error::Error for MapError {}
 
 #[cfg(test)]
+// The maps are written as borrowed array literals, as a port passes a slice.
+#[allow(clippy::needless_borrows_for_generic_args)]
 mod tests {
     use super::*;
     use RangeKind::*;
@@ -807,6 +845,7 @@ mod tests {
                 r(0x8000, 0x9000, AcpiNvs),
             ],
             false,
+            MAX_PHYSMEM_BITS,
         )
         .unwrap();
         assert_eq!(
@@ -971,7 +1010,7 @@ mod tests {
         );
 
         // An architecture without a legacy BIOS area keeps what the firmware says.
-        let map = MemoryMap::sanitize_with(&input, false).unwrap();
+        let map = MemoryMap::sanitize_with(&input, false, MAX_PHYSMEM_BITS).unwrap();
         assert_eq!(map.entries()[0], r(0, 0xa0000, Usable));
         assert_eq!(map.entries()[2], r(0xc0000, 0xe0000, Usable));
         assert!(
@@ -979,6 +1018,41 @@ mod tests {
                 .iter()
                 .all(|x| x.anomaly != MapAnomaly::LegacyBiosArea)
         );
+    }
+
+    /// The physical limit is the architecture's: with 40 bits, RAM crossing 1 TiB is
+    /// clipped there and RAM above it dropped, and the warnings say "40-bit".
+    #[test]
+    fn physical_limit_is_a_parameter() {
+        const TIB: u64 = 1 << 40;
+        let input = [
+            r(0x100000, 0x200000, Usable),
+            r(TIB - 0x2000, TIB + 0x2000, Usable),
+            r(2 * TIB, 2 * TIB + 0x1000, Usable),
+        ];
+        let map = MemoryMap::sanitize_with(&input, false, 40).unwrap();
+        assert_eq!(map.entries().last().unwrap(), &r(TIB - 0x2000, TIB, Usable));
+        let w = map.warnings();
+        assert_eq!(
+            w[0].anomaly,
+            MapAnomaly::Clipped {
+                max_physmem_bits: 40
+            }
+        );
+        assert_eq!(
+            w[1].anomaly,
+            MapAnomaly::BeyondPhysmem {
+                max_physmem_bits: 40
+            }
+        );
+        let text = std::format!("{}", w[0]);
+        assert!(
+            text.contains("40-bit physical limit: clipped at 0x10000000000"),
+            "{text}"
+        );
+        // The x86_64 default keeps all three.
+        let map = MemoryMap::sanitize(&input).unwrap();
+        assert_eq!(map.ram().count(), 3);
     }
 
     /// A UEFI map of 4100 descriptors (firmware that leaves boot-services memory in

@@ -5,10 +5,13 @@
 //! [`MemoryModel::init`] runs the stages in Linux's order, each consuming only what the
 //! previous one produced:
 //!
-//! 1. sanitise the firmware map ([`crate::model::memmap`]);
+//! 0. check the architecture parameters ([`ArchParams`]: section size, physical address
+//!    width, DMA zone limits, reserved low memory; x86_64's by default);
+//! 1. sanitise the firmware map ([`crate::model::memmap`]), clipped at the physical limit;
 //! 2. feed its RAM to memblock, split by node, and reserve what must never be handed out:
-//!    bootloader RAM, frame 0, the caller's extra ranges, one page below 1 MiB for the SMP
-//!    trampoline ([`crate::model::memblock`]);
+//!    bootloader RAM, frame 0, the caller's extra ranges, when asked one page below 1 MiB
+//!    for the SMP trampoline, and the architecture's low memory
+//!    ([`ArchParams::reserve_low`], the first MiB on x86_64) ([`crate::model::memblock`]);
 //! 3. size ZONE_MOVABLE from `kernelcore=` / `movablecore=` ([`crate::model::zone`]);
 //! 4. build `mem_section`s and allocate a memmap and usemap per present section
 //!    ([`crate::model::sparse`]);
@@ -37,18 +40,18 @@
 use core::fmt;
 use core::mem::MaybeUninit;
 
+use crate::model::arch::{ArchError, ArchParams};
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
-use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, PHYSMEM_LIMIT, RangeKind};
+use crate::model::memmap::{FirmwareRanges, MapError, MemoryMap, RangeKind};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
-use crate::model::node::{Node, NumaRange};
+use crate::model::node::{LOCAL_DISTANCE, Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
-use crate::model::sparse::{
-    PFN_SECTION_SHIFT, SparseError, SparseMem, pfn_to_section_nr, section_nr_to_pfn,
-};
+use crate::model::sparse::{SparseError, SparseMem};
 use crate::model::zone::{
-    CoreOption, CoreSize, MovableLayout, ParamError, Zone, ZoneLimits,
-    find_zone_movable_pfns_for_nodes, parse_kernelcore, parse_movablecore,
+    CoreOption, CoreSize, ParamError, Zone, ZoneLimits, find_zone_movable_pfns_for_nodes,
+    parse_kernelcore, parse_movablecore,
 };
+use crate::page_alloc::zonelist::NodeAlloc;
 use crate::port::platform::Platform;
 
 /// The SMP trampoline page must lie below this address (real-mode startup IPI vector).
@@ -63,6 +66,11 @@ pub struct ModelParams<'a> {
     pub movablecore: Option<CoreSize>,
     /// Node of each RAM range (ACPI SRAT). RAM not covered is on node 0. Empty: all node 0.
     pub numa: &'a [NumaRange],
+    /// Distances between nodes (ACPI SLIT), row-major: `n * n` entries for node ids
+    /// `0..n`, `numa_distance[a * n + b]` the distance from `a` to `b`; 10 on the
+    /// diagonal, more elsewhere. Empty: 10 local, 20 remote (Linux's defaults). They
+    /// order each node's zonelists (nearest node first, as Linux's `build_zonelists`).
+    pub numa_distance: &'a [u8],
     /// Values rejected while parsing (the options were ignored), reported at init.
     pub errors: [Option<ParamError>; 2],
     /// Apply the PC's low-memory rules to the firmware map (Linux: `trim_bios_range`): page
@@ -73,25 +81,34 @@ pub struct ModelParams<'a> {
     pub trim_bios_range: bool,
     /// Reserve one page below 1 MiB (below 0xa0000 with [`ModelParams::trim_bios_range`])
     /// for a real-mode SMP trampoline ([`MemoryModel::trampoline_phys`]), as an x86 kernel
-    /// that starts its application processors with INIT/SIPI needs. On by default
-    /// (x86_64, and Linux's figures include it); a single-CPU port or another architecture
-    /// turns it off and then no low page is taken and nothing is warned.
+    /// that starts its application processors with INIT/SIPI needs. Off by default: only a
+    /// kernel that has such a trampoline asks for it (then the page is chosen before the
+    /// low range [`ArchParams::reserve_low`] is reserved, and may lie inside it, as Linux's
+    /// `reserve_real_mode` picks its page before reserving the first MiB). Off, no low page
+    /// is taken and nothing is warned.
     pub reserve_trampoline: bool,
+    /// The architecture facts: section size, physical address width, DMA zone limits,
+    /// reserved low memory. x86_64's by default; see [`ArchParams`] for what a port to
+    /// another architecture sets.
+    pub arch: ArchParams,
     /// `cma=SIZE[@START]`: a CMA area the page allocator declares when it starts
     /// ([`crate::movement::cma`]).
     pub cma: Option<crate::movement::cma::CmaSpec>,
 }
 
 impl Default for ModelParams<'_> {
-    /// No `kernelcore=` / `movablecore=`, one node, the x86_64 low-memory rules.
+    /// No `kernelcore=` / `movablecore=`, one node, the x86_64 architecture facts and
+    /// low-memory rules, no SMP trampoline page.
     fn default() -> Self {
         ModelParams {
             kernelcore: None,
             movablecore: None,
             numa: &[],
+            numa_distance: &[],
             errors: [None; 2],
             trim_bios_range: true,
-            reserve_trampoline: true,
+            reserve_trampoline: false,
+            arch: ArchParams::X86_64,
             cma: None,
         }
     }
@@ -163,10 +180,24 @@ impl<'a> ModelParams<'a> {
 /// Why the memory model could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelError {
+    /// An architecture parameter ([`ModelParams::arch`]) is out of range or inconsistent.
+    Arch(ArchError),
     /// The firmware map was rejected.
     Map(MapError),
     /// A NUMA range is inverted or names a node `>= MAX_NUMNODES`.
     BadNumaRange(NumaRange),
+    /// The distance table's length is not the square of a node count up to
+    /// `MAX_NUMNODES`.
+    NumaDistanceShape(usize),
+    /// A distance table entry is not 10 on the diagonal, or is 10 or less elsewhere.
+    BadNumaDistance {
+        /// Row (from).
+        from: usize,
+        /// Column (to).
+        to: usize,
+        /// The value found.
+        value: u8,
+    },
     /// An extra reservation is inverted or beyond the physical address limit.
     BadReservation {
         /// Start given.
@@ -192,11 +223,20 @@ pub enum ModelError {
 impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ModelError::Arch(e) => write!(f, "{e}"),
             ModelError::Map(e) => write!(f, "{e}"),
             ModelError::BadNumaRange(r) => write!(
                 f,
                 "NUMA range [{:#x}, {:#x}) on node {} is inverted or the node is not below {MAX_NUMNODES}",
                 r.start, r.end, r.nid
+            ),
+            ModelError::NumaDistanceShape(len) => write!(
+                f,
+                "NUMA distance table of {len} entries is not the square of a node count up to {MAX_NUMNODES}"
+            ),
+            ModelError::BadNumaDistance { from, to, value } => write!(
+                f,
+                "NUMA distance {from}->{to} is {value} (10 on the diagonal, more than 10 elsewhere)"
             ),
             ModelError::BadReservation { start, end } => write!(
                 f,
@@ -215,6 +255,12 @@ impl fmt::Display for ModelError {
 }
 
 impl core::error::Error for ModelError {}
+
+impl From<ArchError> for ModelError {
+    fn from(e: ArchError) -> Self {
+        ModelError::Arch(e)
+    }
+}
 
 impl From<MapError> for ModelError {
     fn from(e: MapError) -> Self {
@@ -253,13 +299,17 @@ pub struct MemoryModel {
     map: MemoryMap,
     memblock: Memblock,
     sparse: SparseMem,
-    /// `NODE_DATA(nid)`: direct-map addresses of node descriptors, null for offline nodes.
+    /// `NODE_DATA(nid)`: direct-map addresses of node descriptors, null for offline nodes
+    /// (the one table sized by [`MAX_NUMNODES`]; everything else per node lives in the
+    /// descriptor, on its node).
     nodes: [*const Node; MAX_NUMNODES],
     node_data_bytes: u64,
     limits: ZoneLimits,
-    movable: MovableLayout,
+    arch: ArchParams,
     param_errors: [Option<ParamError>; 4],
     trampoline: Option<u64>,
+    /// [`ModelParams::reserve_trampoline`] as given.
+    trampoline_requested: bool,
     handoff_pages: u64,
 }
 
@@ -283,7 +333,7 @@ impl MemoryModel {
     /// [`crate::PageAllocator::init_in`], which builds the model inside the allocator).
     pub fn init<P: Platform + ?Sized>(
         platform: &P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<MemoryModel, ModelError> {
@@ -299,10 +349,13 @@ impl MemoryModel {
     pub fn init_in<'m, P: Platform + ?Sized>(
         slot: &'m mut MaybeUninit<MemoryModel>,
         platform: &P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<&'m mut MemoryModel, ModelError> {
+        let arch = params.arch;
+        arch.validate()?;
+        let physmem_limit = arch.physmem_limit();
         let p = slot.as_mut_ptr();
         // SAFETY: `p` points to `slot`; its `map` and `memblock` fields are disjoint places
         // valid for writes, viewed as `MaybeUninit` (same layout) until built in place below.
@@ -314,20 +367,26 @@ impl MemoryModel {
                 &mut *core::ptr::addr_of_mut!((*p).memblock).cast::<MaybeUninit<Memblock>>(),
             )
         };
-        let map: &MemoryMap = MemoryMap::sanitize_in(map_slot, ranges, params.trim_bios_range)?;
+        let map: &MemoryMap = MemoryMap::sanitize_in(
+            map_slot,
+            ranges,
+            params.trim_bios_range,
+            arch.max_physmem_bits,
+        )?;
         for r in params.numa {
             if r.start >= r.end || r.nid >= MAX_NUMNODES {
                 return Err(ModelError::BadNumaRange(*r));
             }
         }
+        let nr_dist = check_numa_distance(params.numa_distance)?;
         for &(start, end) in extra_reserved {
-            if start > end || end > PHYSMEM_LIMIT {
+            if start > end || end > physmem_limit {
                 return Err(ModelError::BadReservation { start, end });
             }
         }
 
         // memblock: RAM by node, then the reservations.
-        let memblock = Memblock::init_in(memblock_slot);
+        let memblock = Memblock::init_in(memblock_slot, physmem_limit);
         let mut uncovered = false;
         for r in map.ram() {
             let mut cur = r.start;
@@ -355,7 +414,7 @@ impl MemoryModel {
             // Whole pages: the caller's data may be accessed through any mapping of the
             // page, so no other boot allocation may share it.
             let start = start & !(PAGE_SIZE - 1);
-            let end = end.next_multiple_of(PAGE_SIZE).min(PHYSMEM_LIMIT);
+            let end = end.next_multiple_of(PAGE_SIZE).min(physmem_limit);
             memblock.reserve(platform, start, end - start)?;
         }
         let trampoline = if !params.reserve_trampoline {
@@ -374,12 +433,18 @@ impl MemoryModel {
                 }
             }
         };
+        // The architecture's low memory (x86: the first MiB, which firmware and real-mode
+        // code may still use): present, never managed. After the trampoline, which may be
+        // placed inside it.
+        if arch.reserve_low > 0 {
+            memblock.reserve(platform, 0, arch.reserve_low.min(physmem_limit))?;
+        }
 
         // Zone limits and ZONE_MOVABLE.
         let mem = memblock.memory();
         let min_pfn = mem.first().map_or(0, |r| r.base >> PAGE_SHIFT);
         let max_pfn = mem.last().map_or(0, |r| r.end() >> PAGE_SHIFT);
-        let limits = ZoneLimits::new(min_pfn, max_pfn);
+        let limits = ZoneLimits::new(min_pfn, max_pfn, &arch);
         let movable = find_zone_movable_pfns_for_nodes(
             mem,
             &limits,
@@ -394,16 +459,23 @@ impl MemoryModel {
         }
 
         // SPARSEMEM metadata.
-        let mut sparse = SparseMem::init(platform, memblock)?;
+        let mut sparse = SparseMem::init(platform, memblock, &arch)?;
 
-        // Node descriptors, on their nodes.
+        // Node descriptors, on their nodes, each followed by its zonelist storage (sized
+        // by the number of nodes; see `page_alloc::zonelist`).
+        let has_memory =
+            |mb: &Memblock, nid: usize| mb.memory().iter().any(|r| r.nid as usize == nid);
+        let nr_nodes = (0..MAX_NUMNODES)
+            .filter(|&nid| has_memory(memblock, nid))
+            .count();
+        let zonelist_bytes = NodeAlloc::zonelist_bytes(nr_nodes);
         let mut nodes = [core::ptr::null::<Node>(); MAX_NUMNODES];
         let mut node_data_bytes = 0;
         for (nid, slot) in nodes.iter_mut().enumerate() {
-            if !memblock.memory().iter().any(|r| r.nid as usize == nid) {
+            if !has_memory(memblock, nid) {
                 continue;
             }
-            let size = core::mem::size_of::<Node>() as u64;
+            let size = (core::mem::size_of::<Node>() + zonelist_bytes) as u64;
             let pa = memblock
                 .alloc(
                     platform,
@@ -420,7 +492,19 @@ impl MemoryModel {
                 Node::init_at(p, nid);
                 &mut *p
             };
+            if nid < nr_dist {
+                for (to, d) in node.distance.iter_mut().enumerate().take(nr_dist) {
+                    *d = params.numa_distance[nid * nr_dist + to];
+                }
+            }
             node.calculate_node_totalpages(memblock.memory(), &limits, &movable);
+            // SAFETY: the `zonelist_bytes` after the descriptor are part of the allocation
+            // just made for this node, reserved for the model's life, and used by nothing
+            // but this node's zonelists.
+            unsafe {
+                node.alloc
+                    .set_zonelist_storage(p.add(1).cast::<u8>(), nr_nodes)
+            };
             *slot = p;
             node_data_bytes += size;
         }
@@ -432,12 +516,13 @@ impl MemoryModel {
             mem: memblock.memory(),
             res: memblock.reserved(),
             nodes: &node_refs,
+            pfn_section_shift: sparse.pfn_section_shift(),
         };
         let mut nr = 0;
         let last_section = memblock
             .memory()
             .last()
-            .map_or(0, |r| pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT));
+            .map_or(0, |r| sparse.pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT));
         while nr <= last_section {
             if sparse.nr_to_section(nr).is_some_and(|ms| ms.present()) {
                 sparse.init_section_memmap(nr, |pfn| classifier.classify(nr, pfn));
@@ -447,7 +532,7 @@ impl MemoryModel {
 
         // Managed pages: what memblock will hand over, per zone.
         let mut handoff_pages = 0;
-        for r in handoff_ranges(memblock, node_refs) {
+        for r in handoff_ranges(memblock, &nodes) {
             let z = &node_refs[r.nid]
                 .expect("free RAM is on an online node")
                 .node_zones[r.zone.index()];
@@ -467,9 +552,10 @@ impl MemoryModel {
             addr_of_mut!((*p).nodes).write(nodes);
             addr_of_mut!((*p).node_data_bytes).write(node_data_bytes);
             addr_of_mut!((*p).limits).write(limits);
-            addr_of_mut!((*p).movable).write(movable);
+            addr_of_mut!((*p).arch).write(arch);
             addr_of_mut!((*p).param_errors).write(param_errors);
             addr_of_mut!((*p).trampoline).write(trampoline);
+            addr_of_mut!((*p).trampoline_requested).write(params.reserve_trampoline);
             addr_of_mut!((*p).handoff_pages).write(handoff_pages);
             Ok(slot.assume_init_mut())
         }
@@ -491,10 +577,21 @@ impl MemoryModel {
     }
 
     /// Node `nid` (`NODE_DATA`), if it has memory.
+    #[inline]
     pub fn node(&self, nid: usize) -> Option<&Node> {
         // SAFETY: non-null entries point to node descriptors initialised in `init` and
         // reserved in memblock for the life of the model.
         self.nodes.get(nid).and_then(|p| unsafe { p.as_ref() })
+    }
+
+    /// Node `nid`, to fill in the page allocator's per-node tables while it is built.
+    pub(crate) fn node_mut(&mut self, nid: usize) -> Option<&mut Node> {
+        // SAFETY: as in `node`; the descriptors are owned by the model (the pointers come
+        // from `phys_to_virt` of memory reserved for it), so `&mut self` excludes every
+        // other reference to them.
+        self.nodes
+            .get(nid)
+            .and_then(|p| unsafe { p.cast_mut().as_mut() })
     }
 
     /// The online nodes (those with memory), by id.
@@ -517,9 +614,14 @@ impl MemoryModel {
         &self.limits
     }
 
-    /// Per node, the first pfn of ZONE_MOVABLE (0: none).
-    pub fn zone_movable_pfn(&self) -> &[u64; MAX_NUMNODES] {
-        &self.movable.zone_movable_pfn
+    /// The architecture parameters the model was built with.
+    pub fn arch(&self) -> &ArchParams {
+        &self.arch
+    }
+
+    /// The first pfn of node `nid`'s ZONE_MOVABLE (0: none, or no such node).
+    pub fn zone_movable_pfn(&self, nid: usize) -> u64 {
+        self.node(nid).map_or(0, |n| n.zone_movable_pfn)
     }
 
     /// `kernelcore=` / `movablecore=` values that were rejected and ignored.
@@ -527,8 +629,9 @@ impl MemoryModel {
         self.param_errors.iter().flatten()
     }
 
-    /// Physical address of the page reserved below 1 MiB for the SMP trampoline, if one
-    /// could be found.
+    /// Physical address of the page reserved below 1 MiB for the SMP trampoline, if one was
+    /// asked for ([`ModelParams::reserve_trampoline`]) and could be found. The page is
+    /// reserved (never handed out) whether or not it lies in the reserved low range.
     pub fn trampoline_phys(&self) -> Option<u64> {
         self.trampoline
     }
@@ -559,8 +662,7 @@ impl MemoryModel {
     /// The free page ranges to hand to the buddy allocator, in address order, split at
     /// zone boundaries. Their pages are exactly those counted in `managed_pages`.
     pub fn free_pfn_ranges(&self) -> impl Iterator<Item = HandoffRange> + '_ {
-        let nodes: [Option<&Node>; MAX_NUMNODES] = core::array::from_fn(|nid| self.node(nid));
-        handoff_ranges(&self.memblock, nodes)
+        handoff_ranges(&self.memblock, &self.nodes)
     }
 
     /// Allocate `size` bytes aligned to `align` from memblock after the model is built,
@@ -646,6 +748,28 @@ impl MemoryModel {
 
 /// The pfn range `[cur, ..)` of RAM ending at `end` that lies on one node: its end and the
 /// node (`None`: not covered by any NUMA range).
+/// The node count of a distance table (0 for an empty one), or why it is refused.
+fn check_numa_distance(d: &[u8]) -> Result<usize, ModelError> {
+    let n = d.len().isqrt();
+    if n * n != d.len() || n > MAX_NUMNODES {
+        return Err(ModelError::NumaDistanceShape(d.len()));
+    }
+    for from in 0..n {
+        for to in 0..n {
+            let value = d[from * n + to];
+            let ok = if from == to {
+                value == LOCAL_DISTANCE
+            } else {
+                value > LOCAL_DISTANCE
+            };
+            if !ok {
+                return Err(ModelError::BadNumaDistance { from, to, value });
+            }
+        }
+    }
+    Ok(n)
+}
+
 fn numa_piece(numa: &[NumaRange], cur: u64, end: u64) -> (u64, Option<usize>) {
     if let Some(r) = numa.iter().find(|r| r.start <= cur && cur < r.end) {
         return (end.min(r.end), Some(r.nid));
@@ -660,9 +784,10 @@ fn numa_piece(numa: &[NumaRange], cur: u64, end: u64) -> (u64, Option<usize>) {
 }
 
 /// The free pfn ranges of `memblock`, split at the zone boundaries of their node.
+/// `nodes` is `NODE_DATA`: null or initialised descriptors that outlive `'a`.
 fn handoff_ranges<'a>(
     memblock: &'a Memblock,
-    nodes: [Option<&'a Node>; MAX_NUMNODES],
+    nodes: &'a [*const Node; MAX_NUMNODES],
 ) -> HandoffIter<'a, impl Iterator<Item = (u64, u64, usize)> + 'a> {
     HandoffIter {
         free: memblock.free_pfn_ranges(),
@@ -674,7 +799,7 @@ fn handoff_ranges<'a>(
 /// Iterator behind [`MemoryModel::free_pfn_ranges`].
 struct HandoffIter<'a, I> {
     free: I,
-    nodes: [Option<&'a Node>; MAX_NUMNODES],
+    nodes: &'a [*const Node; MAX_NUMNODES],
     cur: Option<(u64, u64, usize)>,
 }
 
@@ -690,7 +815,9 @@ impl<I: Iterator<Item = (u64, u64, usize)>> Iterator for HandoffIter<'_, I> {
             if s >= e {
                 continue;
             }
-            let node = self.nodes.get(nid).copied().flatten();
+            // SAFETY: `handoff_ranges`' contract: non-null entries are initialised
+            // descriptors that outlive the iterator.
+            let node = self.nodes.get(nid).and_then(|p| unsafe { p.as_ref() });
             let zone = node.and_then(|n| {
                 n.node_zones
                     .iter()
@@ -725,13 +852,15 @@ struct Classifier<'a> {
     mem: &'a [MemblockRegion],
     res: &'a [MemblockRegion],
     nodes: &'a [Option<&'a Node>; MAX_NUMNODES],
+    /// `PFN_SECTION_SHIFT` of the model.
+    pfn_section_shift: u32,
 }
 
 impl Classifier<'_> {
     /// The flags word of `pfn` (in section `nr`) and the end of the run of pfns sharing it.
     fn classify(&self, nr: u64, pfn: u64) -> (u64, u64) {
         let addr = pfn << PAGE_SHIFT;
-        let section_end = section_nr_to_pfn(nr + 1);
+        let section_end = (nr + 1) << self.pfn_section_shift;
         let mi = self.mem.partition_point(|r| r.end() <= addr);
         let in_mem = self.mem.get(mi).filter(|r| r.base <= addr);
         if let Some(m) = in_mem {
@@ -836,7 +965,7 @@ impl fmt::Display for BootReport<'_> {
         }
         writeln!(f, "Movable zone start for each node")?;
         for n in m.nodes() {
-            let zmp = m.movable.zone_movable_pfn[n.node_id];
+            let zmp = n.zone_movable_pfn;
             if zmp != 0 {
                 writeln!(f, "  Node {}: {:#018x}", n.node_id, zmp << PAGE_SHIFT)?;
             }
@@ -874,7 +1003,7 @@ impl fmt::Display for BootReport<'_> {
             f,
             "sparse: {} present sections of {} MiB, {} memmaps outside their section",
             st.present_sections,
-            1u64 << (PFN_SECTION_SHIFT + PAGE_SHIFT - 20),
+            1u64 << (m.sparse.section_size_bits() - 20),
             st.memmaps_not_local
         )?;
         let pm = m.metadata_permille_percent();
@@ -888,7 +1017,10 @@ impl fmt::Display for BootReport<'_> {
         )?;
         match m.trampoline {
             Some(pa) => writeln!(f, "mm: SMP trampoline page at {pa:#x}")?,
-            None => writeln!(f, "mm: no SMP trampoline page below 1 MiB")?,
+            None if m.trampoline_requested => {
+                writeln!(f, "mm: no SMP trampoline page below 1 MiB")?
+            }
+            None => {}
         }
         writeln!(
             f,

@@ -29,20 +29,27 @@ pub const PAGEBLOCK_ORDER: u32 = 9;
 /// Pages in a pageblock.
 pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
 
-/// log2 of the SPARSEMEM section size (128 MiB).
+/// x86_64's default log2 of the SPARSEMEM section size (128 MiB). The model uses the
+/// run-time [`crate::model::arch::ArchParams::section_size_bits`]; this is only its default.
 pub const SECTION_SIZE_BITS: u32 = 27;
-/// Pages in a section.
+/// Pages in a section with the x86_64 default [`SECTION_SIZE_BITS`] (the run-time value is
+/// [`crate::model::sparse::SparseMem::pages_per_section`]).
 pub const PAGES_PER_SECTION: u64 = 1 << (SECTION_SIZE_BITS - PAGE_SHIFT);
-/// Physical addresses above `1 << MAX_PHYSMEM_BITS` are never managed (4-level paging).
+/// x86_64's default physical address width (4-level paging): addresses above
+/// `1 << MAX_PHYSMEM_BITS` are never managed. The model uses the run-time
+/// [`crate::model::arch::ArchParams::max_physmem_bits`]; this is only its default.
 pub const MAX_PHYSMEM_BITS: u32 = 46;
-/// Number of possible sections below `1 << MAX_PHYSMEM_BITS`.
+/// Number of possible sections below `1 << MAX_PHYSMEM_BITS` with the x86_64 defaults.
 pub const NR_MEM_SECTIONS: u64 = 1 << (MAX_PHYSMEM_BITS - SECTION_SIZE_BITS);
 
 /// Flag bits stored per pageblock: 3 migratetype bits and the compaction skip bit.
 pub const NR_PAGEBLOCK_BITS: u32 = 4;
 
-/// Upper bound on NUMA nodes this crate supports.
-pub const MAX_NUMNODES: usize = 8;
+/// Upper bound on NUMA nodes this crate supports: node ids are `0..MAX_NUMNODES`
+/// (Linux's x86_64 default, `NODES_SHIFT` 6). Per-node state lives in each node's
+/// descriptor, allocated on that node at boot, so a machine pays for the nodes it has;
+/// what stays sized by this bound is one pointer (`NODE_DATA`) and one bit per node.
+pub const MAX_NUMNODES: usize = 64;
 
 /// The mobility class of a pageblock and of the free lists that hold its pages.
 ///
@@ -138,11 +145,13 @@ impl Migratetype {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum ZoneType {
-    /// Physical addresses below 16 MiB (ISA DMA).
+    /// Physical addresses below [`crate::model::arch::ArchParams::dma_limit`] (16 MiB on
+    /// x86_64: ISA DMA). Empty on an architecture without it.
     Dma = 0,
-    /// Physical addresses below 4 GiB (32-bit DMA).
+    /// Physical addresses below [`crate::model::arch::ArchParams::dma32_limit`] (4 GiB on
+    /// x86_64: 32-bit DMA), above ZONE_DMA. Empty on an architecture without it.
     Dma32 = 1,
-    /// Everything above 4 GiB.
+    /// Everything above the DMA zones.
     Normal = 2,
     /// A virtual zone carved from the top of memory by `kernelcore=`/`movablecore=`:
     /// movable allocations only, so it can always be compacted.
@@ -185,16 +194,6 @@ impl ZoneType {
             1 => Some(ZoneType::Dma32),
             2 => Some(ZoneType::Normal),
             3 => Some(ZoneType::Movable),
-            _ => None,
-        }
-    }
-
-    /// First pfn past the physical limit of the DMA and DMA32 zones (`None` for the zones
-    /// that are not limited by address).
-    pub const fn max_pfn(self) -> Option<u64> {
-        match self {
-            ZoneType::Dma => Some((16 << 20) >> PAGE_SHIFT),
-            ZoneType::Dma32 => Some((4u64 << 30) >> PAGE_SHIFT),
             _ => None,
         }
     }
@@ -255,7 +254,5 @@ mod tests {
         assert_eq!(PAGES_PER_SECTION, 32768);
         assert_eq!(NR_PAGE_ORDERS, 11);
         assert_eq!(NR_MEM_SECTIONS, 1 << 19);
-        assert_eq!(ZoneType::Dma.max_pfn(), Some(4096));
-        assert_eq!(ZoneType::Dma32.max_pfn(), Some(1 << 20));
     }
 }

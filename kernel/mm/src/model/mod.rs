@@ -6,8 +6,11 @@
 //! lays out `mem_section`s with a memmap ([`page`]) and a pageblock usemap ([`pageblock`])
 //! for each present section, and [`mm_init`] sizes the [`node`]s and [`zone`]s. The shared
 //! vocabulary of every layer above (orders, migratetypes, zone types, free areas, watermark
-//! kinds) lives in [`mmzone`], as it does in Linux's `include/linux/mmzone.h`.
+//! kinds) lives in [`mmzone`], as it does in Linux's `include/linux/mmzone.h`. The
+//! architecture facts (section size, physical address width, DMA zone limits, reserved low
+//! memory) are run-time parameters with x86_64 defaults, in [`arch`].
 
+pub mod arch;
 pub mod free_area;
 pub mod list;
 pub mod memblock;

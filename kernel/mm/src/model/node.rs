@@ -2,13 +2,18 @@
 //! `calculate_node_totalpages` in `mm/mm_init.c`).
 //!
 //! A node is a set of CPUs and the memory closest to them; allocation prefers the local
-//! node's zones. Every structure indexed "per node" in this crate is an array of
-//! [`MAX_NUMNODES`] entries indexed by node id, and nothing assumes that node 0 is the only
-//! one: the node of each RAM range is an input to the memory model ([`NumaRange`], from
-//! ACPI SRAT when the kernel parses it; node 0 when there is none).
+//! node's zones. Node ids are below [`MAX_NUMNODES`] (64) and may be sparse (nodes 0, 5
+//! and 63, say); nothing assumes that node 0 is the only one: the node of each RAM range
+//! is an input to the memory model ([`NumaRange`], from ACPI SRAT when the kernel parses
+//! it; node 0 when there is none). What is kept per node lives in the node's descriptor
+//! (its zones, its ZONE_MOVABLE start, its compactor's state, the page allocator's
+//! zonelists and fast-path plans), so memory grows with the nodes a machine has, not with
+//! [`MAX_NUMNODES`]; only `NODE_DATA` (one pointer per possible node) and node masks (one
+//! bit) are sized by the bound.
 //!
 //! A node's span is from its lowest to its highest RAM pfn; its zones partition that span
-//! by the architectural limits (DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal) and by the
+//! by the architectural limits (on x86_64 DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal; see
+//! [`crate::model::arch::ArchParams`]) and by the
 //! ZONE_MOVABLE start chosen for the node. Spans of different nodes may interleave (one
 //! node's RAM in another's hole), which is why present pages are counted per node rather
 //! than derived from spans.
@@ -40,6 +45,11 @@ pub struct NumaRange {
     pub nid: usize,
 }
 
+/// Distance of a node to itself (ACPI, Linux's `LOCAL_DISTANCE`).
+pub const LOCAL_DISTANCE: u8 = 10;
+/// Distance between two nodes when the firmware gives none (Linux's `REMOTE_DISTANCE`).
+pub const REMOTE_DISTANCE: u8 = 20;
+
 /// One node (`pglist_data`).
 #[derive(Debug)]
 pub struct Node {
@@ -55,8 +65,17 @@ pub struct Node {
     pub node_zones: [Zone; MAX_NR_ZONES],
     /// One past the highest populated zone index (`nr_zones`).
     pub nr_zones: usize,
+    /// First pfn of the node's ZONE_MOVABLE as `kernelcore=`/`movablecore=` placed it, 0
+    /// for none (Linux: `zone_movable_pfn[nid]`).
+    pub zone_movable_pfn: u64,
     /// The node's background compactor ([`crate::movement::compaction`]).
     pub(crate) kcompactd: KcompactdState,
+    /// Distance from this node to each node id (ACPI SLIT units: 10 local, 20 the default
+    /// remote; [`crate::ModelParams::numa_distance`]). Orders the zonelists.
+    pub distance: [u8; MAX_NUMNODES],
+    /// The page allocator's tables for this node (`node_zonelists` and more;
+    /// [`crate::page_alloc`]), filled when the allocator is built.
+    pub(crate) alloc: crate::page_alloc::zonelist::NodeAlloc,
 }
 
 /// What node's kcompactd has been asked to do and when it last compacted proactively
@@ -118,7 +137,10 @@ impl Node {
                 Zone::new(ZoneType::Movable, nid),
             ],
             nr_zones: 0,
+            zone_movable_pfn: 0,
+            distance: [REMOTE_DISTANCE; MAX_NUMNODES],
             kcompactd: KcompactdState::new(),
+            alloc: crate::page_alloc::zonelist::NodeAlloc::new(),
         }
     }
 
@@ -143,10 +165,16 @@ impl Node {
             core::ptr::copy_nonoverlapping(&TEMPLATE, p, 1);
             let node = &mut *p;
             node.node_id = nid;
+            node.distance[nid] = LOCAL_DISTANCE;
             for z in &mut node.node_zones {
                 z.nid = nid;
             }
         }
+    }
+
+    /// Distance to node `to` (`node_distance`).
+    pub fn distance_to(&self, to: usize) -> u8 {
+        self.distance.get(to).copied().unwrap_or(REMOTE_DISTANCE)
     }
 
     /// One past the last spanned pfn (`pgdat_end_pfn`).
@@ -244,6 +272,7 @@ impl Node {
                 self.nr_zones = i + 1;
             }
         }
+        self.zone_movable_pfn = zmp;
         self.node_start_pfn = node_start;
         self.node_spanned_pages = spanned_total;
         self.node_present_pages = present_total;

@@ -61,7 +61,9 @@ use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_PHYSMEM_BITS, SECTION_SIZE_BITS, ZoneType,
 };
 
-/// Bits of the section number field (room for 52-bit physical addresses).
+/// Bits of the section number field: room for `max_physmem_bits - section_size_bits` up
+/// to 25 (52-bit physical addresses with 128 MiB sections);
+/// [`crate::model::arch::ArchParams::validate`] refuses wider section numbers.
 pub const SECTIONS_WIDTH: u32 = 25;
 /// Bits of the node id field.
 pub const NODES_WIDTH: u32 = 6;
@@ -91,6 +93,7 @@ const ZONES_MASK: u64 = (1 << ZONES_WIDTH) - 1;
 const _: () = {
     assert!(core::mem::size_of::<Page>() == 64);
     assert!(core::mem::align_of::<Page>() == 64);
+    // The x86_64 defaults fit; other values are checked at init (ArchParams::validate).
     assert!(SECTIONS_WIDTH >= MAX_PHYSMEM_BITS - SECTION_SIZE_BITS);
     assert!(MAX_NUMNODES as u64 <= 1 << NODES_WIDTH);
     assert!(MAX_NR_ZONES as u64 <= 1 << ZONES_WIDTH);

@@ -6,7 +6,10 @@
 //! the free list of its *block's* migratetype, fallback stealing repaints whole blocks, and
 //! compaction remembers blocks not worth rescanning. Those 4 bits per block live in the
 //! usemap of the block's section ([`crate::model::sparse`]), at bit
-//! `((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS`.
+//! `((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS` as in Linux
+//! when a section has at least 16 pageblocks (every section of 32 MiB or more; x86_64's has
+//! 64). The index is taken from the usemap's length, not from a compile-time section size
+//! ([`pfn_to_bitidx`]), because the section size is an architecture parameter.
 //!
 //! The bits of 16 blocks share one 64-bit word, and different CPUs may repaint neighbouring
 //! blocks concurrently (each under its own zone lock, or none for the skip bit), so an
@@ -17,8 +20,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::mmzone::{Migratetype, NR_PAGEBLOCK_BITS, PAGEBLOCK_ORDER, PAGES_PER_SECTION};
-use crate::model::sparse::{SparseMem, USEMAP_WORDS};
+use crate::model::mmzone::{Migratetype, NR_PAGEBLOCK_BITS, PAGEBLOCK_ORDER};
+use crate::model::sparse::SparseMem;
 
 /// Mask of the migratetype bits (bits 0–2).
 pub const MIGRATETYPE_MASK: u64 = 0x7;
@@ -37,24 +40,38 @@ impl core::fmt::Display for InvalidPfn {
     }
 }
 
-/// Bit index of `pfn`'s pageblock inside its section's usemap (`pfn_to_bitidx`).
+/// Pageblocks whose bits share one usemap word.
+const BLOCKS_PER_WORD: u64 = 64 / NR_PAGEBLOCK_BITS as u64;
+
+/// Bit index of `pfn`'s pageblock inside its section's usemap of `usemap_words` words
+/// (`pfn_to_bitidx`; [`crate::model::sparse::usemap_words`] gives the length for a section
+/// size).
+///
+/// The pageblock number modulo the blocks the usemap has room for. With 16 or more
+/// pageblocks per section the usemap has room for exactly the section's blocks, and this
+/// is Linux's `((pfn & (PAGES_PER_SECTION - 1)) >> pageblock_order) * 4`. A smaller
+/// section (4 to 16 MiB) still gets a whole word: its consecutive blocks take distinct
+/// slots of it, wherever the section starts.
 #[inline]
-pub const fn pfn_to_bitidx(pfn: u64) -> u64 {
-    ((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS as u64
+pub const fn pfn_to_bitidx(pfn: u64, usemap_words: usize) -> u64 {
+    let slots = usemap_words as u64 * BLOCKS_PER_WORD;
+    debug_assert!(slots.is_power_of_two());
+    ((pfn >> PAGEBLOCK_ORDER) & (slots - 1)) * NR_PAGEBLOCK_BITS as u64
 }
 
-/// Read the pageblock bits selected by `mask` from a usemap (the word-level primitive).
+/// Read the pageblock bits selected by `mask` from the usemap of `pfn`'s section (the
+/// word-level primitive).
 #[inline]
-pub fn usemap_get(usemap: &[AtomicU64; USEMAP_WORDS], pfn: u64, mask: u64) -> u64 {
-    let bitidx = pfn_to_bitidx(pfn);
+pub fn usemap_get(usemap: &[AtomicU64], pfn: u64, mask: u64) -> u64 {
+    let bitidx = pfn_to_bitidx(pfn, usemap.len());
     let word = usemap[(bitidx / 64) as usize].load(Ordering::Relaxed);
     (word >> (bitidx % 64)) & mask
 }
 
 /// Replace the pageblock bits selected by `mask` with `flags` in a usemap, atomically with
 /// respect to concurrent updates of other blocks sharing the word.
-pub fn usemap_set(usemap: &[AtomicU64; USEMAP_WORDS], pfn: u64, flags: u64, mask: u64) {
-    let bitidx = pfn_to_bitidx(pfn);
+pub fn usemap_set(usemap: &[AtomicU64], pfn: u64, flags: u64, mask: u64) {
+    let bitidx = pfn_to_bitidx(pfn, usemap.len());
     let shift = bitidx % 64;
     let word = &usemap[(bitidx / 64) as usize];
     let mask = (mask & PAGEBLOCK_FLAGS_MASK) << shift;
@@ -128,17 +145,31 @@ pub fn clear_pageblock_skip(mem: &SparseMem, pfn: u64) -> Result<(), InvalidPfn>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::mmzone::PAGEBLOCK_NR_PAGES;
+    use crate::model::mmzone::{
+        PAGE_SHIFT, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, SECTION_SIZE_BITS,
+    };
+    use crate::model::sparse::usemap_words;
+
+    const USEMAP_WORDS: usize = usemap_words(SECTION_SIZE_BITS - PAGE_SHIFT);
 
     #[test]
     fn bit_index_and_isolation() {
-        assert_eq!(pfn_to_bitidx(0), 0);
-        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES - 1), 0);
-        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES), 4);
+        assert_eq!(USEMAP_WORDS, 4);
+        let w = USEMAP_WORDS;
+        assert_eq!(pfn_to_bitidx(0, w), 0);
+        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES - 1, w), 0);
+        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES, w), 4);
         assert_eq!(
-            pfn_to_bitidx(PAGES_PER_SECTION + PAGEBLOCK_NR_PAGES * 17),
+            pfn_to_bitidx(PAGES_PER_SECTION + PAGEBLOCK_NR_PAGES * 17, w),
             68
         );
+        // Linux's formula, for every block of a few x86_64 sections.
+        for pfn in (0..4 * PAGES_PER_SECTION).step_by(PAGEBLOCK_NR_PAGES as usize / 2) {
+            assert_eq!(
+                pfn_to_bitidx(pfn, w),
+                ((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * 4
+            );
+        }
         let map: [AtomicU64; USEMAP_WORDS] = core::array::from_fn(|_| AtomicU64::new(0));
         for block in 0..(PAGES_PER_SECTION / PAGEBLOCK_NR_PAGES) {
             let pfn = block * PAGEBLOCK_NR_PAGES + 3;
@@ -151,6 +182,29 @@ mod tests {
             let pfn = block * PAGEBLOCK_NR_PAGES;
             assert_eq!(usemap_get(&map, pfn, MIGRATETYPE_MASK), block % 6);
             assert_eq!(usemap_get(&map, pfn, PB_MIGRATE_SKIP) != 0, block % 3 == 0);
+        }
+    }
+
+    /// Sections of 1 GiB (512 blocks, 32 words) and of 4 MiB (2 blocks, one word): every
+    /// block of a section has its own bits, and they stay in the usemap.
+    #[test]
+    fn other_section_sizes_give_each_block_its_own_bits() {
+        for shift in [30 - PAGE_SHIFT, 22 - PAGE_SHIFT] {
+            let words = usemap_words(shift);
+            assert_eq!(words, if shift == 18 { 32 } else { 1 });
+            let pages = 1u64 << shift;
+            for section in [0u64, 1, 5, 1023] {
+                let start = section * pages;
+                let mut seen = std::collections::BTreeSet::new();
+                for pfn in (start..start + pages).step_by(PAGEBLOCK_NR_PAGES as usize) {
+                    let bit = pfn_to_bitidx(pfn, words);
+                    assert!(bit + 4 <= words as u64 * 64);
+                    assert!(
+                        seen.insert(bit),
+                        "section {section} shift {shift}: bit {bit} twice"
+                    );
+                }
+            }
         }
     }
 

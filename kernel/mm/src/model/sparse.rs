@@ -1,21 +1,30 @@
 //! SPARSEMEM: `mem_section`s, their memmaps and pageblock usemaps (Linux: `mm/sparse.c`,
 //! `include/linux/mmzone.h`).
 //!
-//! Physical memory is cut into 128 MiB sections. Only sections that contain RAM get a
+//! Physical memory is cut into sections of `2^section_size_bits` bytes (an architecture
+//! parameter, [`ArchParams::section_size_bits`]: 128 MiB on x86_64, so the figures below
+//! are x86_64's). Only sections that contain RAM get a
 //! memmap (the array of `struct Page` for the whole section, hole frames included) and a
 //! usemap (4 bits per pageblock). A machine with RAM at 0–2 GiB and 1024–1026 GiB thus pays
 //! for 4 GiB of descriptors, not 1 TiB, and `pfn_to_page` stays O(1): the section number is
-//! the pfn shifted right, and the section holds the memmap address.
+//! the pfn shifted right (by a shift the model holds, read once per lookup), and the section
+//! holds the memmap address.
 //!
 //! # `mem_section` layout
 //!
 //! Two levels, as Linux's `SPARSEMEM_EXTREME`: a root table of pointers, each root a page
 //! of [`SECTIONS_PER_ROOT`] [`MemSection`]s. The root table and every root are allocated from
-//! memblock on demand — not held inline — because a full inline table for 46-bit physical
-//! addresses would be 8 MiB, and even the table of root pointers (16 KiB) would bloat the
-//! model object that the kernel keeps in a static. The root table is sized to the highest
-//! present section, so a small machine pays 8 bytes for it, and a root page is only
-//! allocated for a range of 32 GiB that holds RAM.
+//! memblock on demand, not held inline: the number of possible sections depends on the
+//! architecture parameters, and a full inline table for x86_64's 46-bit physical addresses
+//! would be 8 MiB; even the table of root pointers (16 KiB) would bloat the model object
+//! that the kernel keeps in a static. The root table is sized to the highest present
+//! section, so a small machine pays 8 bytes for it, and a root page is only allocated for a
+//! range of 256 sections (32 GiB on x86_64) that holds RAM.
+//!
+//! # Usemaps
+//!
+//! A section's usemap holds 4 bits per pageblock, at least one 64-bit word; a pageblock's
+//! bits are found as [`crate::model::pageblock::pfn_to_bitidx`] says.
 //!
 //! # The biased memmap pointer
 //!
@@ -40,7 +49,8 @@
 //!
 //! # Publication invariant
 //!
-//! A section gets [`SECTION_HAS_MEM_MAP`] only after all `PAGES_PER_SECTION` descriptors and
+//! A section gets [`SECTION_HAS_MEM_MAP`] only after all [`SparseMem::pages_per_section`]
+//! descriptors and
 //! its usemap are initialised ([`SparseMem::init_section_memmap`]); every accessor checks that
 //! bit before forming a `&Page`, so no reference to uninitialised memory is ever created.
 
@@ -48,27 +58,23 @@ use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::AtomicU64;
 
+use crate::model::arch::ArchParams;
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError};
 use crate::model::mmzone::{
-    Migratetype, NR_MEM_SECTIONS, NR_PAGEBLOCK_BITS, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER,
-    PAGES_PER_SECTION, SECTION_SIZE_BITS,
+    Migratetype, NR_PAGEBLOCK_BITS, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER, SECTION_SIZE_BITS,
 };
 use crate::model::page::Page;
 use crate::port::platform::Platform;
 
-/// Shift from pfn to section number.
-pub const PFN_SECTION_SHIFT: u32 = SECTION_SIZE_BITS - PAGE_SHIFT;
 /// `MemSection`s per root page.
 pub const SECTIONS_PER_ROOT: u64 = PAGE_SIZE / size_of::<MemSection>() as u64;
-/// Number of roots covering every possible section.
-pub const NR_SECTION_ROOTS: u64 = NR_MEM_SECTIONS.div_ceil(SECTIONS_PER_ROOT);
-/// 64-bit words in one section's usemap (4 bits per pageblock).
-pub const USEMAP_WORDS: usize =
-    ((PAGES_PER_SECTION >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS as u64).div_ceil(64) as usize;
-/// Bytes of one section's usemap.
-pub const USEMAP_BYTES: u64 = (USEMAP_WORDS * 8) as u64;
-/// Bytes of one section's memmap.
-pub const SECTION_MEMMAP_BYTES: u64 = PAGES_PER_SECTION * size_of::<Page>() as u64;
+
+/// 64-bit words in the usemap of a section of `1 << pfn_section_shift` pages (4 bits per
+/// pageblock, at least one word).
+pub const fn usemap_words(pfn_section_shift: u32) -> usize {
+    (((1u64 << pfn_section_shift) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS as u64).div_ceil(64)
+        as usize
+}
 
 /// The section contains RAM (`SECTION_MARKED_PRESENT`).
 pub const SECTION_MARKED_PRESENT: usize = 1 << 0;
@@ -102,34 +108,10 @@ impl MemSection {
         self.section_mem_map & SECTION_HAS_MEM_MAP != 0
     }
 
-    /// The section's pageblock usemap, if its memmap is published.
-    #[inline]
-    pub fn usemap(&self) -> Option<&[AtomicU64; USEMAP_WORDS]> {
-        if !self.has_mem_map() {
-            return None;
-        }
-        // SAFETY: a published section's usemap holds USEMAP_WORDS initialised atomics,
-        // reserved for as long as the `SparseMem` this section belongs to (which `&self`
-        // borrows from).
-        Some(unsafe { &*(self.usemap as *const [AtomicU64; USEMAP_WORDS]) })
-    }
-
     #[inline]
     fn biased_map(&self) -> usize {
         self.section_mem_map & SECTION_MAP_MASK
     }
-}
-
-/// The section number of `pfn` (`pfn_to_section_nr`).
-#[inline]
-pub const fn pfn_to_section_nr(pfn: u64) -> u64 {
-    pfn >> PFN_SECTION_SHIFT
-}
-
-/// The first pfn of section `nr` (`section_nr_to_pfn`).
-#[inline]
-pub const fn section_nr_to_pfn(nr: u64) -> u64 {
-    nr << PFN_SECTION_SHIFT
 }
 
 /// What the SPARSEMEM metadata costs.
@@ -161,6 +143,11 @@ pub struct SparseMem {
     /// Direct-map address of the root table (`nr_roots` pointers), null when empty.
     roots: *mut *mut MemSection,
     nr_roots: u64,
+    /// `PFN_SECTION_SHIFT`: `section_size_bits - PAGE_SHIFT`, from the architecture
+    /// parameters.
+    pfn_section_shift: u32,
+    /// Words of every section's usemap ([`usemap_words`] of the shift).
+    usemap_words: usize,
     stats: SparseStats,
 }
 
@@ -178,11 +165,17 @@ impl Default for SparseMem {
 }
 
 impl SparseMem {
-    /// No sections at all: every pfn is invalid.
+    /// No sections at all: every pfn is invalid. (Sections of x86_64's default size.)
     pub const fn new() -> SparseMem {
+        SparseMem::empty(SECTION_SIZE_BITS - PAGE_SHIFT)
+    }
+
+    const fn empty(pfn_section_shift: u32) -> SparseMem {
         SparseMem {
             roots: ptr::null_mut(),
             nr_roots: 0,
+            pfn_section_shift,
+            usemap_words: usemap_words(pfn_section_shift),
             stats: SparseStats {
                 present_sections: 0,
                 root_table_bytes: 0,
@@ -199,15 +192,22 @@ impl SparseMem {
     /// from memblock (which reserves them). The memmaps are not initialised yet: the
     /// caller runs [`SparseMem::init_section_memmap`] on every present section once every
     /// boot reservation is known.
+    ///
+    /// Sections are `arch.section_size_bits` wide; `arch` must be valid
+    /// ([`ArchParams::validate`]) and memblock's RAM below `arch.physmem_limit()`, as the
+    /// memory model ensures.
     pub fn init<P: Platform + ?Sized>(
         platform: &P,
         memblock: &mut Memblock,
+        arch: &ArchParams,
     ) -> Result<SparseMem, SparseError> {
-        let mut sparse = SparseMem::new();
+        let mut sparse = SparseMem::empty(arch.pfn_section_shift());
         let Some(last) = memblock.memory().last() else {
             return Ok(sparse);
         };
-        let max_section = pfn_to_section_nr((last.end() - 1) >> PAGE_SHIFT);
+        let max_section = sparse.pfn_to_section_nr((last.end() - 1) >> PAGE_SHIFT);
+        debug_assert!(max_section < arch.nr_mem_sections());
+        // Sized from the highest present section, not from NR_MEM_SECTIONS.
         let nr_roots = max_section / SECTIONS_PER_ROOT + 1;
         let table_bytes = nr_roots * size_of::<*mut MemSection>() as u64;
         let first_nid = memblock.memory()[0].nid as usize;
@@ -227,8 +227,8 @@ impl SparseMem {
         // sections come in increasing order and each is visited at most once per region.
         let mut i = 0;
         while let Some(r) = memblock.memory().get(i).copied() {
-            let first = pfn_to_section_nr(r.base >> PAGE_SHIFT);
-            let last = pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT);
+            let first = sparse.pfn_to_section_nr(r.base >> PAGE_SHIFT);
+            let last = sparse.pfn_to_section_nr((r.end() - 1) >> PAGE_SHIFT);
             for nr in first..=last {
                 let ms = sparse.section_slot(platform, memblock, nr, r.nid as usize)?;
                 // SAFETY: `ms` points into a zeroed root page owned by `sparse`; no reference
@@ -247,14 +247,17 @@ impl SparseMem {
             if unsafe { (*ms).section_mem_map } & SECTION_MARKED_PRESENT == 0 {
                 continue;
             }
-            let start_pfn = section_nr_to_pfn(nr);
+            let start_pfn = sparse.section_nr_to_pfn(nr);
             let nid = memblock
                 .memory()
                 .iter()
                 .find(|r| (r.end() >> PAGE_SHIFT) > start_pfn)
                 .map_or(0, |r| r.nid as usize);
-            let size = SECTION_MEMMAP_BYTES + USEMAP_BYTES;
-            let local = AllocConstraint::in_section(nr).on_node(nid, true);
+            let memmap_bytes = sparse.section_memmap_bytes();
+            let usemap_bytes = sparse.usemap_bytes();
+            let size = memmap_bytes + usemap_bytes;
+            let local =
+                AllocConstraint::in_section(nr, sparse.pfn_section_shift).on_node(nid, true);
             let phys = match memblock.alloc(platform, size, PAGE_SIZE, local) {
                 Ok(phys) => phys,
                 Err(_) => {
@@ -271,6 +274,7 @@ impl SparseMem {
                         )
                         .map_err(|e| SparseError::Memmap {
                             section: nr,
+                            bytes: size,
                             error: e,
                         })?
                 }
@@ -282,11 +286,11 @@ impl SparseMem {
             // SECTION_HAS_MEM_MAP) until `init_section_memmap` has initialised it.
             unsafe {
                 (*ms).section_mem_map = biased | SECTION_MARKED_PRESENT;
-                (*ms).usemap = (map + SECTION_MEMMAP_BYTES as usize) as *const AtomicU64;
+                (*ms).usemap = (map + memmap_bytes as usize) as *const AtomicU64;
             }
             sparse.stats.present_sections += 1;
-            sparse.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
-            sparse.stats.usemap_bytes += USEMAP_BYTES;
+            sparse.stats.memmap_bytes += memmap_bytes;
+            sparse.stats.usemap_bytes += usemap_bytes;
         }
         Ok(sparse)
     }
@@ -347,8 +351,50 @@ impl SparseMem {
 
     #[inline]
     fn section_with_map(&self, pfn: u64) -> Option<&MemSection> {
-        self.nr_to_section(pfn_to_section_nr(pfn))
+        self.nr_to_section(self.pfn_to_section_nr(pfn))
             .filter(|ms| ms.has_mem_map())
+    }
+
+    /// The section number of `pfn` (`pfn_to_section_nr`).
+    #[inline]
+    pub fn pfn_to_section_nr(&self, pfn: u64) -> u64 {
+        pfn >> self.pfn_section_shift
+    }
+
+    /// The first pfn of section `nr` (`section_nr_to_pfn`).
+    #[inline]
+    pub fn section_nr_to_pfn(&self, nr: u64) -> u64 {
+        nr << self.pfn_section_shift
+    }
+
+    /// Shift from a pfn to its section number (`PFN_SECTION_SHIFT`).
+    #[inline]
+    pub fn pfn_section_shift(&self) -> u32 {
+        self.pfn_section_shift
+    }
+
+    /// log2 of the section size in bytes (`SECTION_SIZE_BITS`).
+    #[inline]
+    pub fn section_size_bits(&self) -> u32 {
+        self.pfn_section_shift + PAGE_SHIFT
+    }
+
+    /// Pages in a section (`PAGES_PER_SECTION`).
+    #[inline]
+    pub fn pages_per_section(&self) -> u64 {
+        1 << self.pfn_section_shift
+    }
+
+    /// Bytes of one section's memmap.
+    #[inline]
+    pub fn section_memmap_bytes(&self) -> u64 {
+        self.pages_per_section() * size_of::<Page>() as u64
+    }
+
+    /// Bytes of one section's usemap.
+    #[inline]
+    pub fn usemap_bytes(&self) -> u64 {
+        (self.usemap_words * size_of::<AtomicU64>()) as u64
     }
 
     /// Write the memmap of present section `nr` and publish it (`memmap_init` for one
@@ -370,8 +416,8 @@ impl SparseMem {
         if !ms.present() || ms.has_mem_map() || ms.usemap.is_null() {
             return false;
         }
-        let start = section_nr_to_pfn(nr);
-        let end = start + PAGES_PER_SECTION;
+        let start = self.section_nr_to_pfn(nr);
+        let end = start + self.pages_per_section();
         let base = ms.biased_map();
         let mut pfn = start;
         while pfn < end {
@@ -380,7 +426,7 @@ impl SparseMem {
             let first = base.wrapping_add(pfn as usize * size_of::<Page>()) as *mut Page;
             for i in 0..(run_end - pfn) as usize {
                 // SAFETY: `first + i` is the descriptor of a pfn inside this section, whose
-                // memmap (PAGES_PER_SECTION descriptors, reserved in memblock) the section
+                // memmap (pages_per_section descriptors, reserved in memblock) the section
                 // owns. The section is not published, so no reference to any of these
                 // descriptors exists and a plain, non-atomic write is sound: this is the
                 // write that makes the atomics inside valid in the first place.
@@ -389,8 +435,8 @@ impl SparseMem {
             pfn = run_end;
         }
         let movable = movable_usemap_word();
-        for w in 0..USEMAP_WORDS {
-            // SAFETY: the usemap (USEMAP_WORDS words, reserved with the memmap) is owned by
+        for w in 0..self.usemap_words {
+            // SAFETY: the usemap (usemap_words words, reserved with the memmap) is owned by
             // this unpublished section; nothing else refers to it.
             unsafe {
                 (ms.usemap as *mut AtomicU64)
@@ -421,17 +467,18 @@ impl SparseMem {
         Some(unsafe { &*(p as *const Page) })
     }
 
-    /// The whole memmap of the section holding `pfn` (its `PAGES_PER_SECTION`
+    /// The whole memmap of the section holding `pfn` (its [`SparseMem::pages_per_section`]
     /// descriptors, the first describing the section's first pfn), if it has one. Lets a
-    /// walk over many pfns look the section up once.
+    /// walk over many pfns look the section up once; `pfn`'s own descriptor is at index
+    /// `pfn & (pages_per_section - 1)`.
     pub fn section_memmap(&self, pfn: u64) -> Option<&[Page]> {
-        let start = section_nr_to_pfn(pfn_to_section_nr(pfn));
+        let start = self.section_nr_to_pfn(self.pfn_to_section_nr(pfn));
         let first = self.pfn_to_page(start)?;
         // SAFETY: the section has SECTION_HAS_MEM_MAP (`pfn_to_page` succeeded), so its
-        // memmap holds PAGES_PER_SECTION initialised, contiguous descriptors starting with
+        // memmap holds pages_per_section initialised, contiguous descriptors starting with
         // `first`, reserved for the life of `self`.
         Some(unsafe {
-            core::slice::from_raw_parts(first as *const Page, PAGES_PER_SECTION as usize)
+            core::slice::from_raw_parts(first as *const Page, self.pages_per_section() as usize)
         })
     }
 
@@ -468,13 +515,26 @@ impl SparseMem {
         let ms = self.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
         let pfn = ((page as *const Page as usize).wrapping_sub(ms.biased_map()) / size_of::<Page>())
             as u64;
-        (pfn_to_section_nr(pfn) == nr).then_some((pfn, ms))
+        (self.pfn_to_section_nr(pfn) == nr).then_some((pfn, ms))
     }
 
     /// The usemap words of the section holding `pfn`, if it has a memmap.
     #[inline]
-    pub fn usemap(&self, pfn: u64) -> Option<&[AtomicU64; USEMAP_WORDS]> {
-        self.section_with_map(pfn)?.usemap()
+    pub fn usemap(&self, pfn: u64) -> Option<&[AtomicU64]> {
+        self.section_usemap(self.section_with_map(pfn)?)
+    }
+
+    /// The pageblock usemap of section `ms` (one of this memmap's sections), if its memmap
+    /// is published.
+    #[inline]
+    pub fn section_usemap<'a>(&'a self, ms: &'a MemSection) -> Option<&'a [AtomicU64]> {
+        if !ms.has_mem_map() {
+            return None;
+        }
+        // SAFETY: a published section's usemap holds `usemap_words` initialised atomics
+        // (every section of one `SparseMem` has the same size), reserved for as long as the
+        // `SparseMem` this section belongs to, which `&self` borrows.
+        Some(unsafe { core::slice::from_raw_parts(ms.usemap, self.usemap_words) })
     }
 
     /// Numbers of the sections that are present (contain RAM), in increasing order.
@@ -516,6 +576,8 @@ pub enum SparseError {
     Memmap {
         /// Section number.
         section: u64,
+        /// Bytes asked for (memmap and usemap).
+        bytes: u64,
         /// The allocation failure.
         error: MemblockError,
     },
@@ -528,10 +590,14 @@ impl core::fmt::Display for SparseError {
             SparseError::Root { root, error } => {
                 write!(f, "sparse: no memory for mem_section root {root}: {error}")
             }
-            SparseError::Memmap { section, error } => write!(
+            SparseError::Memmap {
+                section,
+                bytes,
+                error,
+            } => write!(
                 f,
                 "sparse: no memory for the memmap of section {section:#x} ({} KiB): {error}",
-                (SECTION_MEMMAP_BYTES + USEMAP_BYTES) / 1024
+                bytes / 1024
             ),
         }
     }

@@ -35,6 +35,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
+use crate::model::arch::ArchParams;
 use crate::model::free_area::FreeAreas;
 use crate::model::memblock::MemblockRegion;
 use crate::model::mmzone::NR_WMARK;
@@ -348,16 +349,17 @@ pub struct ZoneLimits {
 }
 
 impl ZoneLimits {
-    /// Limits for RAM spanning pfns `[min_pfn, max_pfn)`: DMA up to 16 MiB, DMA32 up to
-    /// 4 GiB, Normal up to `max_pfn`, each starting where the previous ended (as
-    /// `free_area_init` lays them out).
-    pub fn new(min_pfn: u64, max_pfn: u64) -> ZoneLimits {
+    /// Limits for RAM spanning pfns `[min_pfn, max_pfn)`: DMA up to `arch.dma_limit` (16
+    /// MiB on x86_64), DMA32 up to `arch.dma32_limit` (4 GiB), Normal up to `max_pfn`, each
+    /// starting where the previous ended (as `free_area_init` lays them out). A zone the
+    /// architecture does not have (limit `None`) is empty.
+    pub fn new(min_pfn: u64, max_pfn: u64, arch: &ArchParams) -> ZoneLimits {
         let mut lowest = [0; MAX_NR_ZONES];
         let mut highest = [0; MAX_NR_ZONES];
         let mut start = min_pfn;
         for zt in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal] {
             // As x86's zone_sizes_init: every limit is capped by the end of RAM.
-            let limit = zt.max_pfn().map_or(max_pfn, |l| l.min(max_pfn));
+            let limit = arch.zone_max_pfn(zt).map_or(max_pfn, |l| l.min(max_pfn));
             let end = limit.max(start);
             lowest[zt.index()] = start;
             highest[zt.index()] = end;
@@ -584,12 +586,21 @@ fn core_pages(size: CoreSize, total_pages: u64) -> u64 {
 }
 
 /// The result of sizing ZONE_MOVABLE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MovableLayout {
     /// Per node, the first pfn of ZONE_MOVABLE, or 0 for none (`zone_movable_pfn`).
     pub zone_movable_pfn: [u64; MAX_NUMNODES],
     /// Options that were rejected (and ignored) for this machine.
     pub errors: [Option<ParamError>; 2],
+}
+
+impl Default for MovableLayout {
+    fn default() -> Self {
+        MovableLayout {
+            zone_movable_pfn: [0; MAX_NUMNODES],
+            errors: [None; 2],
+        }
+    }
 }
 
 /// Find where ZONE_MOVABLE starts on each node (`find_zone_movable_pfns_for_nodes`).
@@ -773,15 +784,39 @@ mod tests {
 
     #[test]
     fn zone_limits_low_memory_machine() {
-        let l = ZoneLimits::new(1, 0x8000);
+        let x86 = ArchParams::X86_64;
+        let l = ZoneLimits::new(1, 0x8000, &x86);
         assert_eq!(l.lowest[0], 1);
         assert_eq!(l.highest[0], 4096);
         assert_eq!(l.highest[1], 0x8000);
         assert_eq!(l.lowest[2], 0x8000);
         assert_eq!(l.highest[2], 0x8000);
         assert_eq!(l.movable_zone(), ZoneType::Dma32);
-        let l = ZoneLimits::new(0x140000, 0x200000);
+        let l = ZoneLimits::new(0x140000, 0x200000, &x86);
         assert_eq!(l.movable_zone(), ZoneType::Normal);
         assert_eq!(l.lowest[2], 0x140000);
+    }
+
+    #[test]
+    fn zone_limits_follow_the_arch_params() {
+        // No ZONE_DMA, DMA32 below 2 GiB: DMA is empty at the bottom, DMA32 starts at RAM.
+        let arch = ArchParams {
+            dma_limit: None,
+            dma32_limit: Some(2 << 30),
+            ..ArchParams::X86_64
+        };
+        let l = ZoneLimits::new(0x100, 0x100000, &arch);
+        assert_eq!((l.lowest[0], l.highest[0]), (0x100, 0x100));
+        assert_eq!((l.lowest[1], l.highest[1]), (0x100, 0x80000));
+        assert_eq!((l.lowest[2], l.highest[2]), (0x80000, 0x100000));
+        // No DMA32 either: everything is Normal.
+        let arch = ArchParams {
+            dma32_limit: None,
+            ..arch
+        };
+        let l = ZoneLimits::new(0x100, 0x100000, &arch);
+        assert_eq!(l.highest[1], 0x100);
+        assert_eq!((l.lowest[2], l.highest[2]), (0x100, 0x100000));
+        assert_eq!(l.movable_zone(), ZoneType::Normal);
     }
 }

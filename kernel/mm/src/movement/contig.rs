@@ -49,7 +49,7 @@
 use core::fmt;
 
 use crate::model::list::PageList;
-use crate::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES, ZoneType};
+use crate::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES};
 use crate::model::page::Page;
 use crate::model::pageblock::get_pageblock_migratetype;
 use crate::model::zone::Zone;
@@ -374,14 +374,7 @@ impl<P: Platform> PageAllocator<P> {
         let highest = gfp_zone(gfp).ok()?;
         let align = nr_pages.checked_next_power_of_two()?;
         let quiet = gfp | Gfp::NOWARN;
-        let zones: [Option<(usize, ZoneType)>; 32] = {
-            let mut z = [None; 32];
-            for (slot, entry) in z.iter_mut().zip(self.zonelist_order(nid)) {
-                *slot = Some(entry);
-            }
-            z
-        };
-        for (n, zt) in zones.into_iter().flatten() {
+        for (n, zt) in self.zonelist_order(nid) {
             if zt > highest {
                 continue;
             }

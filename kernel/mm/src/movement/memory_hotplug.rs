@@ -5,9 +5,10 @@
 //!
 //! Removing a DIMM, shrinking a virtual machine's memory, or fencing off a range that
 //! reports errors all need a block of memory emptied and withdrawn from the allocator
-//! while the system runs. The block is a SPARSEMEM section (128 MiB, Linux's
-//! `memory_block_size_bytes` on x86_64 machines of this size), numbered by its pfn:
-//! block `N` is `[N << 15, (N + 1) << 15)`.
+//! while the system runs. The block is a SPARSEMEM section (128 MiB on x86_64, Linux's
+//! `memory_block_size_bytes` on machines of this size; the architecture's section size,
+//! [`crate::model::arch::ArchParams`]), numbered by its pfn: block `N` is
+//! `[N * pages_per_section, (N + 1) * pages_per_section)`.
 //!
 //! # Offline
 //!
@@ -40,16 +41,13 @@
 
 use core::fmt;
 
-use crate::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION};
+use crate::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES};
 use crate::model::page::PageFlags;
 use crate::model::zone::{Zone, counter_add};
 use crate::movement::contig::{ContigError, ContigStats, free_pfn_range};
 use crate::movement::isolation::{IsolateError, IsolateFlags, free_block_containing};
 use crate::page_alloc::PageAllocator;
 use crate::port::platform::Platform;
-
-/// Pages in a memory block (one section).
-pub const MEMORY_BLOCK_PAGES: u64 = PAGES_PER_SECTION;
 
 /// Why a memory block could not go offline or online.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,13 +115,19 @@ pub enum BlockState {
 }
 
 impl<P: Platform> PageAllocator<P> {
+    /// Pages in a memory block (one SPARSEMEM section).
+    pub fn memory_block_pages(&self) -> u64 {
+        self.model().sparse().pages_per_section()
+    }
+
     /// The part of block `block` that can go offline, `[start, end)`, and its zone: the
     /// whole block but its own memmap/usemap when they live at its end.
     fn memory_block_range(&self, block: u64) -> Result<(u64, u64, &Zone), HotplugError> {
+        let block_pages = self.memory_block_pages();
         let start = block
-            .checked_mul(MEMORY_BLOCK_PAGES)
+            .checked_mul(block_pages)
             .ok_or(HotplugError::NoBlock(block))?;
-        let mut end = start + MEMORY_BLOCK_PAGES;
+        let mut end = start + block_pages;
         let mem = self.model().sparse();
         let first = mem.pfn_to_page(start).ok_or(HotplugError::NoBlock(block))?;
         // The block's own metadata: the memmap's first page, if it is in the block.

@@ -9,7 +9,8 @@
 //! gfp bits, mapping them to a highest zone and a migratetype, finding the preferred zone
 //! in the node's zonelist, deciding `ALLOC_NOFRAGMENT`, setting up the zonelist walk. Here
 //! the answers are computed once, when the allocator is built, into a [`FastPlan`] per
-//! node and gfp class (the zonelists never change afterwards), and the request goes
+//! node and gfp class, kept in the node's descriptor ([`super::zonelist`]; the zonelists
+//! never change afterwards), and the request goes
 //! straight to the first zone's pcp list. Together with a free path whose order-0 case is
 //! one branch of checks (`free_block`), that took an order-0 alloc+free pair from 563 to
 //! about 350 instructions under callgrind.
@@ -68,7 +69,7 @@ const GFP_FAST_MASK: u32 = GFP_CLASS_MASK
 /// `lowmem_reserve`) and the fast path's `ALLOC_*` flags without `ALLOC_KSWAPD` (which
 /// depends on a bit outside the class).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct FastPlan {
+pub(crate) struct FastPlan {
     /// The preferred zone; its pointer is null when the class is invalid or the node has
     /// no zone for it.
     zr: ZoneRef,
@@ -91,18 +92,24 @@ impl FastPlan {
 }
 
 impl<P: Platform> PageAllocator<P> {
-    /// Fill `fast_plans` entry by entry (no table-sized temporary on the stack).
+    /// Fill every online node's plans, entry by entry (no table-sized temporary on the
+    /// stack).
     pub(super) fn fill_fast_plans(&mut self) {
         for nid in 0..MAX_NUMNODES {
+            if !self.node_online(nid) {
+                continue;
+            }
             for class in 0..NR_GFP_CLASSES {
                 let plan = self.fast_plan_of(nid, class);
-                self.fast_plans[nid][class] = plan;
+                if let Some(n) = self.model.node_mut(nid) {
+                    n.alloc.fast_plans[class] = plan;
+                }
             }
         }
     }
 
     fn fast_plan_of(&self, nid: usize, class: usize) -> FastPlan {
-        if nid >= MAX_NUMNODES || !self.online[nid] {
+        if !self.node_online(nid) {
             return FastPlan::NONE;
         }
         let gfp = Gfp::from_bits_truncate(class as u32);
@@ -116,8 +123,10 @@ impl<P: Platform> PageAllocator<P> {
         if ac.thisnode {
             return FastPlan::NONE;
         }
-        let zr = self.zones[pref.nid as usize * MAX_NR_ZONES + pref.zone_idx as usize];
-        if zr.zone.is_null() || zr.slot == NO_SLOT || order_to_pindex(ac.migratetype, 0).is_none() {
+        let Some(zr) = self.zone_ref(pref.nid as usize, pref.zone_idx as usize) else {
+            return FastPlan::NONE;
+        };
+        if zr.slot == NO_SLOT || order_to_pindex(ac.migratetype, 0).is_none() {
             return FastPlan::NONE;
         }
         FastPlan {
@@ -141,8 +150,10 @@ impl<P: Platform> PageAllocator<P> {
             return None;
         }
         let plan = self
+            .model
+            .node(nid)?
+            .alloc
             .fast_plans
-            .get(nid)?
             .get((bits & GFP_CLASS_MASK) as usize)?;
         if plan.zr.zone.is_null() {
             return None;
@@ -385,13 +396,15 @@ mod tests {
         let a = machine(256);
         for class in 0..NR_GFP_CLASSES {
             let gfp = Gfp::from_bits_truncate(class as u32);
-            let plan = a.fast_plans[0][class];
+            let plan = a.model.node(0).unwrap().alloc.fast_plans[class];
             let mut flags = AllocFlags::WMARK_LOW;
             match a.prepare_alloc_pages(gfp, 0, 0, &mut flags) {
                 Err(_) => assert!(plan.zr.zone.is_null(), "class {class:#x} is invalid"),
                 Ok(ac) => {
                     let pref = ac.preferred.unwrap();
-                    let zr = a.zones[pref.nid as usize * MAX_NR_ZONES + pref.zone_idx as usize];
+                    let zr = a
+                        .zone_ref(pref.nid as usize, pref.zone_idx as usize)
+                        .unwrap();
                     assert_eq!(plan.zr.zone, zr.zone, "class {class:#x}");
                     assert_eq!(plan.zr.slot, zr.slot);
                     assert_eq!(plan.migratetype, ac.migratetype);
@@ -400,7 +413,9 @@ mod tests {
                 }
             }
         }
-        // Offline nodes have no plans: such requests take the general path.
-        assert!(a.fast_plans[1].iter().all(|p| p.zr.zone.is_null()));
+        // Offline nodes have no plans (no descriptor at all): such requests take the
+        // general path.
+        assert!(a.model.node(1).is_none());
+        assert!(a.alloc_page_fast(GFP_KERNEL, 1).is_none());
     }
 }

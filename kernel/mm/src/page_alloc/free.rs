@@ -254,7 +254,7 @@ impl<P: Platform> PageAllocator<P> {
                 Some(page),
             );
         };
-        let first = (pfn & (PAGES_PER_SECTION - 1)) as usize;
+        let first = (pfn & (self.mem().pages_per_section() - 1)) as usize;
         let Some(block) = map.get(first..first + nr) else {
             return self.reject(
                 BadPage::new(Some(pfn), BadPageReason::UnknownPfn),
@@ -324,8 +324,9 @@ impl<P: Platform> PageAllocator<P> {
         if pcp_allowed_order(order) && zr.slot != NO_SLOT {
             // The pageblock's type, read without the zone lock as Linux does: a race with a
             // repaint only files the page on another pcp list; the drain rereads it.
-            let mt = ms
-                .usemap()
+            let mt = self
+                .mem()
+                .section_usemap(ms)
                 .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
                 .unwrap_or(Migratetype::Unmovable);
             let pcp_mt = match mt {

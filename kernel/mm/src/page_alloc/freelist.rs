@@ -32,7 +32,7 @@ impl<P: Platform> PageAllocator<P> {
     /// Allocate preferring node `nid` (`alloc_pages_node`); with `__GFP_THISNODE` only
     /// from that node. An offline node means the local one.
     pub fn alloc_pages_node(&self, nid: usize, gfp: Gfp, order: u32) -> Option<&Page> {
-        let nid = if nid < MAX_NUMNODES && self.online[nid] {
+        let nid = if self.node_online(nid) {
             nid
         } else {
             self.numa_node_id()
@@ -99,7 +99,9 @@ impl<P: Platform> PageAllocator<P> {
             alloc_flags |= alloc_flags_nofragment(
                 gfp,
                 pref_type,
-                self.dma32_populated[pref.nid as usize],
+                self.model
+                    .zone(pref.nid as usize, ZoneType::Dma32)
+                    .is_some_and(|z| z.populated()),
                 self.nr_online_nodes,
             );
         }
@@ -165,14 +167,13 @@ impl<P: Platform> PageAllocator<P> {
     ) -> AllocContext {
         let nid = nid.min(MAX_NUMNODES - 1);
         let thisnode = gfp.contains(Gfp::THISNODE);
-        let zl = &self.zonelists[nid][placement.highest_zoneidx.index()];
+        let zl = self.node_zonelist(nid, placement.highest_zoneidx.index());
         let first = if thisnode {
-            zl.entries()
-                .iter()
+            zl.iter()
                 .copied()
                 .find(|&i| i as usize / MAX_NR_ZONES == nid)
         } else {
-            zl.entries().first().copied()
+            zl.first().copied()
         };
         AllocContext {
             nid,
@@ -202,12 +203,11 @@ impl<P: Platform> PageAllocator<P> {
     /// The zones `ac` may use, in zonelist order (`for_each_zone_zonelist`).
     #[inline]
     pub(crate) fn zonelist(&self, ac: &AllocContext) -> impl Iterator<Item = ZoneRef> + '_ {
-        let zl = &self.zonelists[ac.nid.min(MAX_NUMNODES - 1)][ac.highest_zoneidx.index()];
+        let zl = self.node_zonelist(ac.nid, ac.highest_zoneidx.index());
         let thisnode = ac.thisnode;
         let nid = ac.nid as u8;
-        zl.entries()
-            .iter()
-            .map(|&i| self.zones[i as usize])
+        zl.iter()
+            .filter_map(|&i| self.zonelist_zone(i))
             .filter(move |zr| !thisnode || zr.nid == nid)
     }
 
@@ -248,9 +248,11 @@ impl<P: Platform> PageAllocator<P> {
             // ALLOC_NOFRAGMENT: rather than mix pageblocks in the preferred zone, try the
             // other local zones; if all fail, walk again allowing fragmentation.
             let no_fallback = alloc_flags.contains(AllocFlags::NOFRAGMENT);
-            let zl = &self.zonelists[ac.nid][ac.highest_zoneidx.index()];
-            for &i in zl.entries() {
-                let zr = self.zones[i as usize];
+            let zl = self.node_zonelist(ac.nid, ac.highest_zoneidx.index());
+            for &i in zl {
+                let Some(zr) = self.zonelist_zone(i) else {
+                    continue;
+                };
                 if ac.thisnode && zr.nid as usize != ac.nid {
                     continue;
                 }
@@ -538,7 +540,7 @@ impl<P: Platform> PageAllocator<P> {
             return;
         };
         // A block never crosses a section, so its descriptors are consecutive.
-        let first = (pfn & (PAGES_PER_SECTION - 1)) as usize;
+        let first = (pfn & (self.mem().pages_per_section() - 1)) as usize;
         let tails = map.get(first + 1..first + (1usize << order)).unwrap_or(&[]);
         for tail in tails {
             tail.set_compound_head_exclusive(head);

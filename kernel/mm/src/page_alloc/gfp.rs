@@ -42,12 +42,13 @@ bitflags! {
     /// module-level constants [`GFP_KERNEL`], [`GFP_ATOMIC`], ...
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct Gfp: u32 {
-        /// `__GFP_DMA`: the page must lie in ZONE_DMA (below 16 MiB).
+        /// `__GFP_DMA`: the page must lie in ZONE_DMA (below 16 MiB on x86_64; an
+        /// architecture without ZONE_DMA has no such memory).
         const DMA = 0x01;
         /// `__GFP_HIGHMEM`: highmem is acceptable. Without highmem (64-bit) it means Normal,
         /// and together with `__GFP_MOVABLE` it allows ZONE_MOVABLE.
         const HIGHMEM = 0x02;
-        /// `__GFP_DMA32`: the page must lie below 4 GiB (ZONE_DMA32 or lower).
+        /// `__GFP_DMA32`: the page must lie in ZONE_DMA32 or lower (below 4 GiB on x86_64).
         const DMA32 = 0x04;
         /// `__GFP_MOVABLE`: the page can be migrated by compaction (migratetype Movable);
         /// with `__GFP_HIGHMEM` it may also come from ZONE_MOVABLE.

@@ -1,41 +1,9 @@
 //! Boot hand-off and sizing: every free page enters the buddy lists, then the zones'
 //! watermarks, lowmem reserves and per-CPU list sizes are computed from what they manage
-//! (Linux: `memblock_free_all`, `init_per_zone_wmark_min`, `zone_pcp_update`), and the
-//! zonelists are built.
+//! (Linux: `memblock_free_all`, `init_per_zone_wmark_min`, `zone_pcp_update`). The
+//! zonelists are built by [`super::zonelist`].
 
 use super::*;
-
-/// Node `nid`'s zonelist for requests whose highest zone is `highest` (`build_zonelists`):
-/// its own zones highest first (Movable, Normal, DMA32, DMA), then the other nodes' in
-/// increasing distance, which without a distance table is increasing node id after `nid`,
-/// wrapping around. Zones above `highest` and zones that manage nothing are left out.
-pub(super) fn build_zonelist(
-    zones: &[ZoneRef; MAX_ZONELIST],
-    online: &[bool; MAX_NUMNODES],
-    nid: usize,
-    highest: usize,
-) -> Zonelist {
-    let mut zl = EMPTY_ZONELIST;
-    if !online[nid] {
-        return zl;
-    }
-    for k in 0..MAX_NUMNODES {
-        let n = (nid + k) % MAX_NUMNODES;
-        if !online[n] {
-            continue;
-        }
-        for zt in (0..=highest).rev() {
-            let i = n * MAX_NR_ZONES + zt;
-            let zr = zones[i];
-            // SAFETY: non-null entries point at zones of the model being handed over.
-            if !zr.zone.is_null() && unsafe { (*zr.zone).managed_zone() } {
-                zl.idx[zl.len as usize] = i as u8;
-                zl.len += 1;
-            }
-        }
-    }
-    zl
-}
 
 /// `va - pa` of the platform's direct map if it is linear over the managed memory (checked
 /// at its first and last free pfn), for `virt_to_page`.
@@ -86,33 +54,25 @@ impl<P: Platform> PageAllocator<P> {
         self.count_vm_events(VmEvent::Pgfree, freed);
     }
 
-    /// Zones as the watermark computations see them, with their table entries.
-    pub(super) fn zone_managed_list(
-        &self,
-    ) -> ([ZoneManaged; MAX_ZONELIST], [ZoneRef; MAX_ZONELIST], usize) {
-        let mut managed = [ZoneManaged {
-            zone: ZoneType::Dma,
-            managed: 0,
-        }; MAX_ZONELIST];
-        let mut refs = [NO_ZONE; MAX_ZONELIST];
-        let mut n = 0;
-        for zr in self.all_zones() {
-            let z = self.zone(zr);
-            managed[n] = ZoneManaged {
-                zone: z.zone_type,
-                managed: z.managed_pages(),
-            };
-            refs[n] = zr;
-            n += 1;
-        }
-        (managed, refs, n)
+    /// Managed pages of the zones that can hold kernel allocations, over all nodes
+    /// ([`watermark::lowmem_pages`], zone by zone: no table of every zone on the stack).
+    fn lowmem_pages(&self) -> u64 {
+        self.all_zones()
+            .map(|zr| {
+                let z = self.zone(zr);
+                watermark::lowmem_pages(&[ZoneManaged {
+                    zone: z.zone_type,
+                    managed: z.managed_pages(),
+                }])
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Compute `min_free_kbytes` from the low memory size (unless a user value is higher)
     /// and everything derived from it (`init_per_zone_wmark_min`).
     pub fn init_per_zone_wmark_min(&self) {
-        let (managed, _, n) = self.zone_managed_list();
-        let computed = watermark::min_free_kbytes(watermark::lowmem_kbytes(&managed[..n]));
+        let lowmem_kbytes = self.lowmem_pages().saturating_mul(1 << (PAGE_SHIFT - 10));
+        let computed = watermark::min_free_kbytes(lowmem_kbytes);
         {
             let mut s = self.sysctl.lock_irqsave(&self.platform);
             s.min_free_kbytes = match s.user_min_free_kbytes {
@@ -134,14 +94,18 @@ impl<P: Platform> PageAllocator<P> {
     /// (`setup_per_zone_wmarks`).
     pub fn setup_per_zone_wmarks(&self) {
         let s = self.sysctl();
-        let (managed, refs, n) = self.zone_managed_list();
-        let marks = watermark::setup_per_zone_wmarks(
-            &managed[..n],
-            s.min_free_kbytes,
-            s.watermark_scale_factor,
-        );
-        for (zr, wm) in refs[..n].iter().zip(marks) {
-            let z = self.zone(*zr);
+        // `watermark::setup_per_zone_wmarks`, zone by zone.
+        let pages_min = s.min_free_kbytes >> (PAGE_SHIFT - 10);
+        let lowmem = self.lowmem_pages();
+        for zr in self.all_zones() {
+            let z = self.zone(zr);
+            let wm = watermark::zone_wmarks(
+                z.zone_type,
+                z.managed_pages(),
+                pages_min,
+                lowmem,
+                s.watermark_scale_factor,
+            );
             let _g = z.lock.lock_irqsave(&self.platform);
             z.wm.wmark[0].store(wm.min, Ordering::Relaxed);
             z.wm.wmark[1].store(wm.low, Ordering::Relaxed);

@@ -86,11 +86,11 @@ use crate::model::memblock::MemblockError;
 use core::mem::MaybeUninit;
 
 use crate::InitError;
-use crate::model::memmap::FirmwareRange;
+use crate::model::memmap::FirmwareRanges;
 use crate::model::mm_init::{MemoryModel, ModelParams};
 use crate::model::mmzone::{
     MAX_NR_ZONES, MAX_NUMNODES, MAX_PAGE_ORDER, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGE_SHIFT,
-    PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGES_PER_SECTION, ZoneType,
+    PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::model::page::{PAGE_LINKS_MASK, Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, usemap_get};
@@ -124,8 +124,6 @@ pub const MAX_RECLAIM_RETRIES: u32 = 16;
 /// hang the caller, so the promise is kept as far as memory allows and then broken loudly.
 pub const NOFAIL_RETRIES: u32 = 16;
 
-/// Zonelist entries: every zone of every node.
-const MAX_ZONELIST: usize = MAX_NUMNODES * MAX_NR_ZONES;
 /// `ZoneRef::slot` of a zone without pcp lists.
 const NO_SLOT: u16 = u16::MAX;
 
@@ -190,27 +188,6 @@ const NO_ZONE: ZoneRef = ZoneRef {
     zone_idx: 0,
 };
 
-/// The zones an allocation on one node tries, in order (`struct zonelist`), as indices
-/// into the allocator's zone table (`nid * MAX_NR_ZONES + zone index`). One list per node
-/// and highest usable zone, so the walk never skips entries.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Zonelist {
-    idx: [u8; MAX_ZONELIST],
-    len: u8,
-}
-
-const EMPTY_ZONELIST: Zonelist = Zonelist {
-    idx: [0; MAX_ZONELIST],
-    len: 0,
-};
-
-impl Zonelist {
-    #[inline]
-    fn entries(&self) -> &[u8] {
-        &self.idx[..self.len as usize]
-    }
-}
-
 /// The first zone of a request's zonelist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PreferredZone {
@@ -240,13 +217,9 @@ pub struct PageAllocator<P: Platform> {
     /// physical-memory offset, say) passes it by value; one that shares a static passes
     /// `&'static` it (references to platforms are platforms too).
     platform: P,
-    /// Every zone of every node, at `nid * MAX_NR_ZONES + zone index`.
-    zones: [ZoneRef; MAX_ZONELIST],
-    /// Per node, per highest usable zone.
-    zonelists: [[Zonelist; MAX_NR_ZONES]; MAX_NUMNODES],
-    online: [bool; MAX_NUMNODES],
-    /// Per node: ZONE_DMA32 is populated (for `alloc_flags_nofragment`).
-    dma32_populated: [bool; MAX_NUMNODES],
+    /// Bit `nid` set for every online node (one with memory). The per-node tables (pcp
+    /// slots, zonelists, fast-path plans) are in each node's descriptor ([`zonelist`]).
+    online: u64,
     nr_online_nodes: usize,
     first_online_node: usize,
     percpu: PerCpu,
@@ -266,8 +239,6 @@ pub struct PageAllocator<P: Platform> {
     pub(crate) anon_regions: crate::movement::rmap::RegionTable,
     /// The CMA areas ([`crate::movement::cma`]).
     pub(crate) cma: crate::movement::cma::CmaAreas,
-    /// Per node and gfp class, what an order-0 request resolves to ([`fastpath`]).
-    fast_plans: [[FastPlan; NR_GFP_CLASSES]; MAX_NUMNODES],
     /// Fault injection ([`fail`]): off unless asked for.
     fail: fail::FailPageAlloc,
     /// Unit tests run a twin machine with the fast path off to compare the two.
@@ -317,7 +288,7 @@ impl<P: Platform> PageAllocator<P> {
     pub fn init_in<'a>(
         slot: &'a mut MaybeUninit<Self>,
         platform: P,
-        ranges: &[FirmwareRange],
+        ranges: impl FirmwareRanges,
         extra_reserved: &[(u64, u64)],
         params: &ModelParams<'_>,
     ) -> Result<&'a Self, InitError> {
@@ -354,15 +325,21 @@ impl<P: Platform> PageAllocator<P> {
         if nr_cpus == 0 {
             return Err(StartError::NoCpus);
         }
-        // pcp slots for every zone that has pages to manage.
-        let mut slots = [[NO_SLOT; MAX_NR_ZONES]; MAX_NUMNODES];
+        // pcp slots for every zone that has pages to manage, kept in the node.
         let mut nr_slots = 0;
-        for n in model.nodes() {
-            for z in &n.node_zones {
-                if z.managed_zone() {
-                    slots[n.node_id][z.zone_type.index()] = nr_slots as u16;
+        let mut online = 0u64;
+        for nid in 0..MAX_NUMNODES {
+            let Some(n) = model.node_mut(nid) else {
+                continue;
+            };
+            online |= 1 << nid;
+            for zt in 0..MAX_NR_ZONES {
+                n.alloc.slots[zt] = if n.node_zones[zt].managed_zone() {
                     nr_slots += 1;
-                }
+                    nr_slots as u16 - 1
+                } else {
+                    NO_SLOT
+                };
             }
         }
         if nr_slots == 0 {
@@ -372,26 +349,19 @@ impl<P: Platform> PageAllocator<P> {
             PerCpu::alloc(model, &platform, nr_cpus, nr_slots).map_err(StartError::PerCpu)?;
         let capture = CaptureSlots::alloc(model, &platform, nr_cpus).map_err(StartError::PerCpu)?;
 
-        let mut zones = [NO_ZONE; MAX_ZONELIST];
-        let mut online = [false; MAX_NUMNODES];
-        for n in model.nodes() {
-            online[n.node_id] = true;
-            for z in &n.node_zones {
-                zones[n.node_id * MAX_NR_ZONES + z.zone_type.index()] = ZoneRef {
-                    zone: z as *const Zone,
-                    slot: slots[n.node_id][z.zone_type.index()],
-                    nid: n.node_id as u8,
-                    zone_idx: z.zone_type.index() as u8,
-                };
+        // Nodes some CPU allocates from (`build_zonelists` prefers CPU-less nodes on ties).
+        let has_cpus = (0..nr_cpus)
+            .map(|cpu| platform.cpu_to_node(cpu))
+            .filter(|&n| n < MAX_NUMNODES)
+            .fold(0u64, |m, n| m | 1 << n);
+        let mut node_load = [0u32; MAX_NUMNODES];
+        for nid in 0..MAX_NUMNODES {
+            if online & (1 << nid) != 0 {
+                zonelist::build_zonelists(model, online, has_cpus, &mut node_load, nid);
             }
         }
-        let nr_online_nodes = online.iter().filter(|&&o| o).count();
-        let dma32_populated = core::array::from_fn(|nid| {
-            model
-                .zone(nid, ZoneType::Dma32)
-                .is_some_and(|z| z.populated())
-        });
-        let first_online_node = online.iter().position(|&o| o).unwrap_or(0);
+        let nr_online_nodes = online.count_ones() as usize;
+        let first_online_node = online.trailing_zeros() as usize;
         let direct_map_offset = direct_map_offset(model, &platform);
 
         // SAFETY: the caller guarantees `p` is valid for writes of `Self`; every field but
@@ -400,16 +370,7 @@ impl<P: Platform> PageAllocator<P> {
         unsafe {
             use core::ptr::addr_of_mut;
             addr_of_mut!((*p).platform).write(platform);
-            addr_of_mut!((*p).zones).write(zones);
-            let zl = addr_of_mut!((*p).zonelists).cast::<Zonelist>();
-            for nid in 0..MAX_NUMNODES {
-                for highest in 0..MAX_NR_ZONES {
-                    zl.add(nid * MAX_NR_ZONES + highest)
-                        .write(build_zonelist(&zones, &online, nid, highest));
-                }
-            }
             addr_of_mut!((*p).online).write(online);
-            addr_of_mut!((*p).dma32_populated).write(dma32_populated);
             addr_of_mut!((*p).nr_online_nodes).write(nr_online_nodes);
             addr_of_mut!((*p).first_online_node).write(first_online_node);
             addr_of_mut!((*p).percpu).write(percpu);
@@ -426,10 +387,6 @@ impl<P: Platform> PageAllocator<P> {
             addr_of_mut!((*p).capture).write(capture);
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
             addr_of_mut!((*p).cma).write(crate::movement::cma::CmaAreas::new());
-            let plans = addr_of_mut!((*p).fast_plans).cast::<FastPlan>();
-            for i in 0..MAX_NUMNODES * NR_GFP_CLASSES {
-                plans.add(i).write(FastPlan::NONE);
-            }
             addr_of_mut!((*p).fail).write(fail::FailPageAlloc::new());
             #[cfg(test)]
             addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));
@@ -469,19 +426,45 @@ impl<P: Platform> PageAllocator<P> {
         unsafe { &*zr.zone }
     }
 
-    /// The zone table entry of `nid`/`zt`, if the zone exists.
+    /// The zone `nid`/`zt` as the allocator's tables refer to it, if the node is online
+    /// (every zone of an online node exists, maybe empty). O(1): `NODE_DATA(nid)`, then
+    /// the node's own table.
     #[inline]
     pub(crate) fn zone_ref(&self, nid: usize, zt: usize) -> Option<ZoneRef> {
-        if nid >= MAX_NUMNODES || zt >= MAX_NR_ZONES {
-            return None;
-        }
-        let zr = self.zones[nid * MAX_NR_ZONES + zt];
-        (!zr.zone.is_null()).then_some(zr)
+        let node = self.model.node(nid)?;
+        Some(ZoneRef {
+            zone: node.node_zones.get(zt)?,
+            slot: node.alloc.slots[zt],
+            nid: nid as u8,
+            zone_idx: zt as u8,
+        })
+    }
+
+    /// The zone of a zonelist entry (`nid * MAX_NR_ZONES + zone index`).
+    #[inline]
+    fn zonelist_zone(&self, i: u8) -> Option<ZoneRef> {
+        self.zone_ref(i as usize / MAX_NR_ZONES, i as usize % MAX_NR_ZONES)
     }
 
     /// Every existing zone, node by node, lowest zone first.
     pub(crate) fn all_zones(&self) -> impl Iterator<Item = ZoneRef> + '_ {
-        self.zones.iter().copied().filter(|zr| !zr.zone.is_null())
+        self.online_nodes()
+            .flat_map(move |nid| (0..MAX_NR_ZONES).filter_map(move |zt| self.zone_ref(nid, zt)))
+    }
+
+    /// True if node `nid` is online (has memory).
+    #[inline]
+    pub(crate) fn node_online(&self, nid: usize) -> bool {
+        nid < MAX_NUMNODES && self.online & (1 << nid) != 0
+    }
+
+    /// Node `nid`'s zonelist for requests whose highest zone is `highest`, as zone
+    /// indices; empty for an offline node.
+    #[inline]
+    pub(crate) fn node_zonelist(&self, nid: usize, highest: usize) -> &[u8] {
+        self.model
+            .node(nid)
+            .map_or(&[], |n| n.alloc.zonelist(highest))
     }
 
     /// The per-CPU areas.
@@ -504,7 +487,7 @@ impl<P: Platform> PageAllocator<P> {
             return self.first_online_node;
         }
         let nid = self.platform.cpu_to_node(self.platform.cpu_id());
-        if nid < MAX_NUMNODES && self.online[nid] {
+        if self.node_online(nid) {
             nid
         } else {
             self.first_online_node
@@ -583,7 +566,7 @@ impl<P: Platform> PageAllocator<P> {
 
     /// The online nodes, in id order.
     pub(crate) fn online_nodes(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_NUMNODES).filter(|&n| self.online[n])
+        (0..MAX_NUMNODES).filter(|&n| self.node_online(n))
     }
 
     /// Change tunables that need no recomputation (the compaction ones).
@@ -741,12 +724,12 @@ impl<P: Platform> PageAllocator<P> {
         self.zone_ref(nid, zt.index()).map(|zr| self.zone(zr))
     }
 
-    /// The zone order of node `nid`'s zonelist, as `(nid, zone)` pairs.
+    /// The zone order of node `nid`'s zonelist, as `(nid, zone)` pairs (empty for an
+    /// offline node).
     pub fn zonelist_order(&self, nid: usize) -> impl Iterator<Item = (usize, ZoneType)> + '_ {
-        let zl = &self.zonelists[nid.min(MAX_NUMNODES - 1)][MAX_NR_ZONES - 1];
-        zl.entries()
+        self.node_zonelist(nid, MAX_NR_ZONES - 1)
             .iter()
-            .map(|&i| self.zones[i as usize])
+            .filter_map(|&i| self.zonelist_zone(i))
             .map(|zr| {
                 (
                     zr.nid as usize,
@@ -787,9 +770,10 @@ mod free;
 mod freelist;
 mod highatomic;
 mod init;
-use init::{build_zonelist, direct_map_offset};
+use init::direct_map_offset;
 mod slowpath;
 use fastpath::{FastPlan, NR_GFP_CLASSES, zone_watermark_order0};
+pub(crate) mod zonelist;
 
 #[cfg(all(test, feature = "std"))]
 mod tests;

@@ -174,11 +174,11 @@ impl<P: Platform> PageAllocator<P> {
     /// Wake the kcompactd of every node the request may use (what `wake_all_kswapds`
     /// achieves in Linux through kswapd).
     pub(super) fn wake_all_kcompactd(&self, order: u32, ac: &AllocContext) {
-        let mut woken = [false; MAX_NUMNODES];
+        let mut woken = 0u64;
         for zr in self.zonelist(ac) {
             let nid = zr.nid as usize;
-            if !woken[nid] {
-                woken[nid] = true;
+            if woken & (1 << nid) == 0 {
+                woken |= 1 << nid;
                 self.wakeup_kcompactd(nid, order, ac.highest_zoneidx.index());
             }
         }

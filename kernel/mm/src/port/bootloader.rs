@@ -37,45 +37,16 @@ pub fn firmware_range(region: &MemoryRegion) -> FirmwareRange {
     FirmwareRange::new(region.start, region.end, range_kind(region.kind))
 }
 
-/// Why [`firmware_ranges`] could not convert a map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooManyRegions {
-    /// Regions the bootloader reported.
-    pub regions: usize,
-    /// Room the caller gave.
-    pub capacity: usize,
-}
-
-impl core::fmt::Display for TooManyRegions {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "the bootloader reported {} memory regions, room was given for {}",
-            self.regions, self.capacity
-        )
-    }
-}
-
-impl core::error::Error for TooManyRegions {}
-
-/// Convert `regions` into `out` and return the filled part, ready for
-/// [`MemoryModel::init`](crate::MemoryModel::init). UEFI firmware reports about a hundred
-/// regions on a small machine (many adjacent ones, which the sanitiser merges); a few
-/// hundred entries of room is plenty, and the error says how many were needed.
-pub fn firmware_ranges<'o>(
+/// The bootloader's memory map as firmware ranges, ready for
+/// [`PageAllocator::init_in`](crate::PageAllocator::init_in) or
+/// [`MemoryModel::init`](crate::MemoryModel::init): an iterator over `regions` that can be
+/// cloned (init walks the map several times), so no buffer has to be sized for a map
+/// whose length is only known at boot (UEFI firmware reports about a hundred regions on
+/// a small machine; the sanitiser merges the adjacent ones).
+pub fn firmware_ranges(
     regions: &[MemoryRegion],
-    out: &'o mut [FirmwareRange],
-) -> Result<&'o [FirmwareRange], TooManyRegions> {
-    if regions.len() > out.len() {
-        return Err(TooManyRegions {
-            regions: regions.len(),
-            capacity: out.len(),
-        });
-    }
-    for (slot, r) in out.iter_mut().zip(regions) {
-        *slot = firmware_range(r);
-    }
-    Ok(&out[..regions.len()])
+) -> impl Iterator<Item = FirmwareRange> + Clone + '_ {
+    regions.iter().map(firmware_range)
 }
 
 #[cfg(test)]
@@ -137,28 +108,25 @@ mod tests {
     }
 
     #[test]
-    fn a_map_converts_and_too_small_a_buffer_is_a_clear_error() {
+    fn a_map_converts_and_sanitises_without_a_buffer() {
         let regions = [
-            region(0, 0x9f000, MemoryRegionKind::Usable),
+            region(0x1000, 0x9f000, MemoryRegionKind::Usable),
             region(0x9f000, 0x100000, MemoryRegionKind::UnknownBios(2)),
             region(0x100000, 0x400000, MemoryRegionKind::Bootloader),
+            region(0x400000, 0x800000, MemoryRegionKind::UnknownUefi(7)),
         ];
-        let mut out = [FirmwareRange::new(0, 0, RangeKind::Reserved); 4];
-        let got = firmware_ranges(&regions, &mut out).unwrap();
-        assert_eq!(got.len(), 3);
+        let got: std::vec::Vec<_> = firmware_ranges(&regions).collect();
+        assert_eq!(got.len(), 4);
         assert_eq!(
             got[2],
             FirmwareRange::new(0x100000, 0x400000, RangeKind::Bootloader)
         );
-        let mut small = [FirmwareRange::new(0, 0, RangeKind::Reserved); 2];
-        let e = firmware_ranges(&regions, &mut small).unwrap_err();
+        // UEFI type 7 outside `Usable`: the bootloader keeps it for itself.
+        assert_eq!(got[3].kind, RangeKind::Reserved);
+        let map = crate::model::memmap::MemoryMap::sanitize(firmware_ranges(&regions)).unwrap();
         assert_eq!(
-            e,
-            TooManyRegions {
-                regions: 3,
-                capacity: 2
-            }
+            map.ram().map(|r| r.end - r.start).sum::<u64>(),
+            0x9e000 + 0x300000
         );
-        assert!(e.to_string().contains("3 memory regions"));
     }
 }

@@ -1,8 +1,10 @@
 //! The port surface: what a host kernel provides ([`platform`]), the interrupt-safe locks
 //! built on it ([`sync`]), and the host simulation that implements it for tests
 //! ([`sim`], feature `std`), and the conversion of bootloader 0.11's memory map
-//! (`bootloader`, feature `bootloader_api`).
+//! (`bootloader`, feature `bootloader_api`), and the NUMA topology from ACPI's SRAT and
+//! SLIT ([`acpi_numa`]).
 
+pub mod acpi_numa;
 #[cfg(feature = "bootloader_api")]
 pub mod bootloader;
 pub mod platform;

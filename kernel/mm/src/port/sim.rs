@@ -55,7 +55,7 @@ use std::ptr::NonNull;
 use crate::InitError;
 use crate::model::memmap::{FirmwareRange, MapError, MemoryMap, RangeKind};
 use crate::model::mm_init::{MemoryModel, ModelParams};
-use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE};
+use crate::model::mmzone::{MAX_NUMNODES, MAX_PHYSMEM_BITS, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::PageAllocator;
 use crate::port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
 
@@ -222,6 +222,8 @@ pub struct SimPlatform {
     kcompactd: Box<[(Mutex<bool>, Condvar)]>,
     /// Behave as a port without the [`MovableMapping`] capability.
     no_movable_mapping: bool,
+    /// Node of each CPU ([`Platform::cpu_to_node`]); all 0 unless set.
+    cpu_nodes: Box<[usize]>,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this object until drop; the platform
@@ -253,8 +255,10 @@ impl SimPlatform {
         nr_cpus: usize,
     ) -> Result<SimPlatform, SimError> {
         // Without the x86 low-memory trimming: the simulated RAM is what the firmware calls
-        // usable, whatever rules the model built on it applies.
-        let map = MemoryMap::sanitize_with(ranges, false).map_err(SimError::Map)?;
+        // usable, whatever rules the model built on it applies. Clipped at x86_64's 46-bit
+        // limit: a model with a wider limit simulates no RAM above 64 TiB.
+        let map =
+            MemoryMap::sanitize_with(ranges, false, MAX_PHYSMEM_BITS).map_err(SimError::Map)?;
         let base = map.ram().map(|r| r.start).min().unwrap_or(0);
         let end = map.ram().map(|r| r.end).max().unwrap_or(0);
         let p = Self::reserve(base, end - base, nr_cpus)?;
@@ -325,6 +329,7 @@ impl SimPlatform {
             tlb_flush_waits: AtomicU64::new(0),
             kcompactd_wakes: AtomicU64::new(0),
             no_movable_mapping: false,
+            cpu_nodes: std::vec![0; nr_cpus].into_boxed_slice(),
             kcompactd: (0..MAX_NUMNODES)
                 .map(|_| (Mutex::new(false), Condvar::new()))
                 .collect(),
@@ -341,6 +346,17 @@ impl SimPlatform {
             return Err(SimError::BadGeometry);
         }
         self.mmu = SoftMmu::new(SIM_MOVABLE_VA_BASE, bytes.div_ceil(PAGE_SIZE))?;
+        Ok(self)
+    }
+
+    /// Put CPU `i` on node `nodes[i]` (one entry per CPU), as an SRAT's processor affinity
+    /// would; before the allocator is built (it sizes pcp lists and orders zonelists by
+    /// which nodes have CPUs).
+    pub fn with_cpu_nodes(mut self, nodes: &[usize]) -> Result<SimPlatform, SimError> {
+        if nodes.len() != self.nr_cpus || nodes.iter().any(|&n| n >= MAX_NUMNODES) {
+            return Err(SimError::BadGeometry);
+        }
+        self.cpu_nodes = nodes.into();
         Ok(self)
     }
 
@@ -685,6 +701,11 @@ impl Platform for SimPlatform {
     #[inline]
     fn nr_cpus(&self) -> usize {
         self.nr_cpus
+    }
+
+    #[inline]
+    fn cpu_to_node(&self, cpu: usize) -> usize {
+        self.cpu_nodes.get(cpu).copied().unwrap_or(0)
     }
 
     #[inline]

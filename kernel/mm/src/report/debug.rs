@@ -34,7 +34,7 @@ use core::ptr::NonNull;
 
 use crate::model::mmzone::{
     MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
-    PAGEBLOCK_ORDER, PAGES_PER_SECTION, ZoneType,
+    PAGEBLOCK_ORDER, ZoneType,
 };
 use crate::model::page::{Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, get_pfnblock_flags_mask};
@@ -544,12 +544,13 @@ impl Checker<'_> {
         }
         let mut pfn = start;
         while pfn < end {
+            let pages_per_section = self.mem.pages_per_section();
             let Some(map) = self.mem.section_memmap(pfn) else {
-                pfn = (pfn / PAGES_PER_SECTION + 1) * PAGES_PER_SECTION;
+                pfn = (pfn / pages_per_section + 1) * pages_per_section;
                 continue;
             };
-            let base = pfn & !(PAGES_PER_SECTION - 1);
-            let section_end = (base + PAGES_PER_SECTION).min(end);
+            let base = pfn & !(pages_per_section - 1);
+            let section_end = (base + pages_per_section).min(end);
             while pfn < section_end {
                 let page = &map[(pfn - base) as usize];
                 if !page.is_buddy() || !self.in_zone(page) {
@@ -572,7 +573,7 @@ impl Checker<'_> {
                 heads[order as usize][mt.index()] += 1;
                 // A block never crosses a section (sections are larger than MAX_ORDER
                 // blocks and aligned), so its pages are all in `map`.
-                let block_end = (pfn + (1u64 << order)).min(base + PAGES_PER_SECTION);
+                let block_end = (pfn + (1u64 << order)).min(base + pages_per_section);
                 for inner in pfn + 1..block_end {
                     if map[(inner - base) as usize].is_buddy() {
                         return Err(ViolationKind::Overlap {

@@ -27,7 +27,11 @@ fn trampoline_lands_below_the_legacy_bios_area() {
         FirmwareRange::new(0x100000, 64 * MIB, Usable),
         FirmwareRange::new(0xfeff_c000, 0xff00_0000, Reserved),
     ];
-    let m = build(&map, &ModelParams::default());
+    let with_trampoline = ModelParams {
+        reserve_trampoline: true,
+        ..ModelParams::default()
+    };
+    let m = build(&map, &with_trampoline);
     common::check_model(&m.model, &map, &[], &[], None, None);
     let t = m.model.trampoline_phys().expect("a trampoline page");
     assert!(t < BIOS_BEGIN, "trampoline at {t:#x}");
@@ -41,7 +45,7 @@ fn trampoline_lands_below_the_legacy_bios_area() {
     // firmware's word stands, and the top page below 1 MiB is taken.
     let params = ModelParams {
         trim_bios_range: false,
-        ..ModelParams::default()
+        ..with_trampoline
     };
     let m = build(&map, &params);
     assert_eq!(m.model.trampoline_phys(), Some(0xff000));

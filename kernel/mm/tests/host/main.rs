@@ -13,6 +13,7 @@ mod common;
 mod compaction_common;
 mod mig_common;
 
+mod arch_params;
 mod compaction;
 mod compaction_fragment;
 mod compaction_kcompactd;
@@ -26,6 +27,7 @@ mod memory_hotplug;
 mod migrate;
 mod migrate_smp;
 mod model;
+mod numa_nodes;
 mod page_alloc_model;
 mod page_alloc_rules;
 mod page_alloc_smp;

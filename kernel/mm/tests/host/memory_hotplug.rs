@@ -7,7 +7,7 @@ use crate::compaction_common::{self as cc, Rng};
 
 use zonebuddy::model::mmzone::ZoneType;
 use zonebuddy::movement::isolation::IsolateError;
-use zonebuddy::movement::memory_hotplug::{BlockState, HotplugError, MEMORY_BLOCK_PAGES};
+use zonebuddy::movement::memory_hotplug::{BlockState, HotplugError};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::port::sim::SimAllocator;
 
@@ -43,12 +43,12 @@ fn offline_a_block_full_of_movable_pages_and_online_it_again() {
     check(&a);
     // Block 2: [256 MiB, 384 MiB), inside DMA32.
     let block = 2;
-    let start = block * MEMORY_BLOCK_PAGES;
-    let anon_in = (start..start + MEMORY_BLOCK_PAGES)
+    let start = block * a.memory_block_pages();
+    let anon_in = (start..start + a.memory_block_pages())
         .filter(|&p| a.pfn_to_page(p).is_some_and(|pg| pg.is_anon()))
         .count() as u64;
     assert!(
-        anon_in > MEMORY_BLOCK_PAGES / 4,
+        anon_in > a.memory_block_pages() / 4,
         "anon pages in the block: {anon_in}"
     );
     assert_eq!(a.memory_block_state(block), Ok(BlockState::Online));
@@ -66,7 +66,7 @@ fn offline_a_block_full_of_movable_pages_and_online_it_again() {
     // Everything but the block's own memmap (513 pages at its end) left the zone.
     let withdrawn = before.0 - during.0;
     assert!(
-        withdrawn > MEMORY_BLOCK_PAGES - 600 && withdrawn < MEMORY_BLOCK_PAGES,
+        withdrawn > a.memory_block_pages() - 600 && withdrawn < a.memory_block_pages(),
         "withdrawn {withdrawn}"
     );
     assert_eq!(before.2 - during.2, withdrawn);
@@ -79,7 +79,7 @@ fn offline_a_block_full_of_movable_pages_and_online_it_again() {
     while let Some(p) = a.alloc_page(GFP_HIGHUSER_MOVABLE | Gfp::NOWARN) {
         let pfn = a.page_to_pfn(p);
         assert!(
-            !(start..start + MEMORY_BLOCK_PAGES).contains(&pfn),
+            !(start..start + a.memory_block_pages()).contains(&pfn),
             "offline pfn {pfn:#x} handed out"
         );
         got.push(p);
@@ -124,7 +124,7 @@ fn a_block_with_an_unmovable_page_refuses_offline() {
     let victim = loop {
         let p = a.alloc_page(GFP_KERNEL).expect("memory");
         let pfn = a.page_to_pfn(p);
-        if pfn / MEMORY_BLOCK_PAGES == 2 {
+        if pfn / a.memory_block_pages() == 2 {
             break pfn;
         }
         held.push(p);
@@ -135,7 +135,7 @@ fn a_block_with_an_unmovable_page_refuses_offline() {
     let e = a.offline_memory_block(2).unwrap_err();
     match e {
         HotplugError::Isolate(IsolateError::Unmovable { pfn, .. }) => assert!(
-            pfn / MEMORY_BLOCK_PAGES == 2,
+            pfn / a.memory_block_pages() == 2,
             "refusal names pfn {pfn:#x} (victim {victim:#x})"
         ),
         e => panic!("unexpected: {e}"),

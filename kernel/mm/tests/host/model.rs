@@ -32,7 +32,8 @@ fn qemu_bios_machines() {
             m.model.metadata_permille_percent()
         );
         assert_eq!(m.model.sparse().stats().memmaps_not_local, 0);
-        assert!(m.model.trampoline_phys().is_some());
+        // The trampoline page is opt-in (ModelParams::reserve_trampoline).
+        assert!(m.model.trampoline_phys().is_none());
         assert!(c.zone_present[ZoneType::Dma.index()] > 0);
         assert_eq!(c.zone_present[ZoneType::Normal.index()] > 0, ram > 2 * GIB);
         // The only anomaly of a QEMU map is low RAM ending mid-page.
@@ -99,8 +100,12 @@ fn physmem_limit_clips() {
         .iter()
         .map(|w| w.anomaly)
         .collect();
-    assert!(anomalies.contains(&MapAnomaly::Clipped));
-    assert!(anomalies.contains(&MapAnomaly::BeyondPhysmem));
+    assert!(anomalies.contains(&MapAnomaly::Clipped {
+        max_physmem_bits: 46
+    }));
+    assert!(anomalies.contains(&MapAnomaly::BeyondPhysmem {
+        max_physmem_bits: 46
+    }));
     assert_eq!(m.model.memory_map().entries().last().unwrap().end, limit);
     common::check_model(&m.model, &map, &[], &[], None, None);
 }
@@ -162,7 +167,7 @@ fn single_usable_page() {
     // Alone: there is no room for the metadata; a clear error, no panic.
     let map = [FirmwareRange::new(0x5000, 0x6000, Usable)];
     let p = SimPlatform::for_map(&map, &[], 1).unwrap();
-    let err = MemoryModel::init(&p, &map, &[], &ModelParams::default())
+    let err = MemoryModel::init(&p, map, &[], &ModelParams::default())
         .err()
         .unwrap();
     assert!(matches!(err, ModelError::Sparse(_)), "{err}");
@@ -248,7 +253,7 @@ fn kernelcore_and_movablecore_carve_zone_movable() {
         assert!(mv > 0, "{a} {b}: no Movable zone");
         let z = m.model.zone(0, ZoneType::Movable).unwrap();
         assert_eq!(z.zone_start_pfn % MAX_ORDER_NR_PAGES, 0);
-        assert_eq!(m.model.zone_movable_pfn()[0], z.zone_start_pfn);
+        assert_eq!(m.model.zone_movable_pfn(0), z.zone_start_pfn);
         // When movablecore=N decides (kernelcore absent or smaller than what N leaves),
         // ZONE_MOVABLE is N rounded up to MAX_ORDER pages, less what aligning its start up
         // to MAX_ORDER costs. kernelcore=N leaves at least N to the kernel zones.
@@ -510,7 +515,7 @@ fn regression_bootloader_only_section_without_room_for_its_memmap() {
         FirmwareRange::new(34471936, 36769792, Usable),
     ];
     let p = SimPlatform::for_map(&map, &[], 1).unwrap();
-    let err = MemoryModel::init(&p, &map, &[], &ModelParams::default())
+    let err = MemoryModel::init(&p, map, &[], &ModelParams::default())
         .err()
         .unwrap();
     assert!(

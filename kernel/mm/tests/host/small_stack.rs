@@ -77,7 +77,7 @@ fn work(platform: &SimPlatform, entry: usize, low: usize) -> (usize, usize) {
     let mut slot = Box::new(MaybeUninit::<PageAllocator<&SimPlatform>>::uninit());
 
     paint(low);
-    let pages = PageAllocator::init_in(&mut slot, platform, &RANGES, &[], &ModelParams::default())
+    let pages = PageAllocator::init_in(&mut slot, platform, RANGES, &[], &ModelParams::default())
         .expect("memory model and page allocator");
     let init_used = entry - lowest_touched(low, entry);
 

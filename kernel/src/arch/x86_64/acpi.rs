@@ -1,4 +1,5 @@
-//! ACPI: which CPUs and interrupt controllers the machine has.
+//! ACPI: which CPUs and interrupt controllers the machine has (MADT), and the raw NUMA
+//! tables (SRAT, SLIT) for `arch::numa`.
 //!
 //! The MADT lists every local APIC (one per CPU) with an "enabled" flag, the I/O APICs, and
 //! possibly an override of the local APIC address. The `acpi` crate parses tables in its
@@ -9,8 +10,9 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use acpi::{
-    AcpiHandler, AcpiTables, PhysicalMapping,
+    AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping,
     madt::{Madt, MadtEntry},
+    sdt::{SdtHeader, Signature},
 };
 
 use crate::PHYS_OFFSET;
@@ -132,4 +134,58 @@ pub fn topology(rsdp_phys: Option<u64>) -> Result<Topology, AcpiError> {
         }
     }
     Ok(topo)
+}
+
+/// A table this kernel reads as bytes (SRAT, SLIT): just the standard header, so that the
+/// `acpi` crate finds, maps and checksums it; the bytes are parsed by zonebuddy's
+/// `port::acpi_numa`.
+#[repr(C, packed)]
+struct RawTable<const SRAT: bool> {
+    header: SdtHeader,
+}
+
+// SAFETY: the struct is exactly the standard SDT header every ACPI table starts with, and
+// the signature names the table kind it is used for.
+unsafe impl<const SRAT: bool> AcpiTable for RawTable<SRAT> {
+    const SIGNATURE: Signature = if SRAT {
+        Signature::SRAT
+    } else {
+        Signature::SLIT
+    };
+
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
+/// Copy of table `T` (as long as its header says), if the firmware has one.
+fn table_bytes<const SRAT: bool>(tables: &AcpiTables<DirectMapHandler>) -> Option<Vec<u8>> {
+    let m = tables.find_table::<RawTable<SRAT>>().ok()?;
+    let len = (m.get().header.length as usize).min(m.mapped_length());
+    // SAFETY: the crate mapped (through the direct map) and checksummed `mapped_length`
+    // bytes at `virtual_start`, the whole table; `len` is at most that. Firmware tables are
+    // never written while we copy them.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(m.virtual_start().as_ptr().cast::<u8>(), len) };
+    Some(bytes.to_vec())
+}
+
+/// The NUMA tables' bytes, copied; each None when the firmware has none.
+pub struct NumaTables {
+    /// System Resource Affinity Table.
+    pub srat: Option<Vec<u8>>,
+    /// System Locality Distance Information Table.
+    pub slit: Option<Vec<u8>>,
+}
+
+/// The NUMA tables (see [`NumaTables`]).
+pub fn numa_tables(rsdp_phys: Option<u64>) -> Result<NumaTables, AcpiError> {
+    let rsdp = rsdp_phys.ok_or(AcpiError::NoRsdp)?;
+    // SAFETY: as in `topology`: the crate validates the RSDP and the tables it reaches.
+    let tables = unsafe { AcpiTables::from_rsdp(DirectMapHandler, rsdp as usize) }
+        .map_err(AcpiError::Tables)?;
+    Ok(NumaTables {
+        srat: table_bytes::<true>(&tables),
+        slit: table_bytes::<false>(&tables),
+    })
 }

@@ -10,6 +10,7 @@ pub mod apic;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod idt;
+pub mod numa;
 pub mod paging;
 pub mod percpu;
 pub mod qemu;
@@ -55,6 +56,13 @@ pub fn discover_cpus(rsdp: Option<u64>) -> acpi::Topology {
         ));
     }
     apic::enable();
+    // CPU indices as `smp::start_aps` will hand them out: this CPU first, then the MADT's.
+    let bsp = apic::id();
+    let plan: alloc::vec::Vec<u32> = core::iter::once(bsp)
+        .chain(topo.cpus.iter().map(|c| c.apic_id).filter(|&a| a != bsp))
+        .take(percpu::MAX_CPUS)
+        .collect();
+    numa::discover(rsdp, &plan);
     let tsc_hz = time::calibrate(10);
     let apic_per_ms = apic::calibrate_timer();
     kprintln!(

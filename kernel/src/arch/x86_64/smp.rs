@@ -365,6 +365,7 @@ pub fn start_aps(
                     core::hint::spin_loop();
                 }
                 kprintln!("smp: CPU {} (APIC id {}) online", next_id, entry.apic_id);
+                super::numa::cpu_online(next_id, entry.apic_id);
                 next_id += 1;
             }
             _ => log::error!(

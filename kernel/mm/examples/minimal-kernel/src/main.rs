@@ -2,8 +2,8 @@
 //! allocator, using only the crate's public API. It is what a hobby OS needs to adopt the
 //! allocator, and `make test` boots it under BIOS and UEFI (tests/example_kernel.rs).
 //!
-//! Glue: 82 lines, counted as non-blank, non-comment lines between the "glue" banners
-//! below: serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
+//! Glue: 75 lines, counted as non-blank, non-comment lines from the first "glue" banner
+//! below to "the example proper": serial, QEMU exit, panic handler, logger, the `Platform` impl, region conversion
 //! (through `zonebuddy::bootloader`, feature `bootloader_api`) and building the allocator
 //! in place. Everything it takes from zonebuddy comes from the crate root (the front door).
 //!
@@ -29,9 +29,7 @@ use core::mem::MaybeUninit;
 use bootloader_api::{BootInfo, BootloaderConfig, config::Mapping, entry_point};
 use uart_16550::{Config, Uart16550, Uart16550Tty};
 use x86_64::instructions::{hlt, interrupts, port::Port};
-use zonebuddy::{
-    FirmwareRange, GFP_KERNEL, IrqState, ModelParams, PAGE_SIZE, PageAllocator, Platform, RangeKind,
-};
+use zonebuddy::{GFP_KERNEL, IrqState, ModelParams, PAGE_SIZE, PageAllocator, Platform};
 
 /// The default configuration, plus a direct map of all physical memory (zonebuddy reaches
 /// every page it manages through it: `Platform::phys_to_virt`).
@@ -139,21 +137,15 @@ impl Platform for MiniPlatform {
 // ---- glue: region conversion (zonebuddy::bootloader knows the BIOS and UEFI kinds) ----
 
 /// Most regions a map may have here (OVMF at 256 MiB reports about 100).
-const MAX_REGIONS: usize = 512;
-
 /// Build the memory model and start the allocator, in place in a static slot.
 fn start(info: &BootInfo, platform: MiniPlatform) -> &'static PageAllocator<MiniPlatform> {
     static mut SLOT: MaybeUninit<PageAllocator<MiniPlatform>> = MaybeUninit::uninit();
-    let regions = &info.memory_regions;
-    let mut buffer = [FirmwareRange::new(0, 0, RangeKind::Reserved); MAX_REGIONS];
-    let ranges = zonebuddy::bootloader::firmware_ranges(regions, &mut buffer)
-        .unwrap_or_else(|e| fail("memory map", &e));
+    // The bootloader's regions, converted as init walks them (no buffer to size).
+    let ranges = zonebuddy::bootloader::firmware_ranges(&info.memory_regions);
     // The kernel's ELF file stays in use (the bootloader maps segments from it).
     let kernel = (info.kernel_addr, info.kernel_addr + info.kernel_len);
-    let params = ModelParams {
-        reserve_trampoline: false, // one CPU: no real-mode trampoline to place
-        ..ModelParams::default()
-    };
+    // The x86_64 defaults; one CPU, so no real-mode trampoline page is asked for.
+    let params = ModelParams::default();
     // SAFETY: `start` runs once, on the only CPU, so this is the only reference to SLOT.
     let slot = unsafe { &mut *core::ptr::addr_of_mut!(SLOT) };
     PageAllocator::init_in(slot, platform, ranges, &[kernel], &params)

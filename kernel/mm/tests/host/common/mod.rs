@@ -7,17 +7,18 @@
 //! number wins, bootloader RAM counting as 1.5, a known kind beating an unknown code of the
 //! same number; type 0 covers nothing) is K everywhere in it, and, as on a PC, it is neither
 //! frame 0 nor a frame of the legacy BIOS area 0xa0000-0xfffff. Zones follow the
-//! textbook definitions (DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal; ZONE_MOVABLE from
-//! kernelcore/movablecore as Linux documents it), spanned/present/managed follow Linux's
-//! definitions, and the checker walks every `struct Page` of every present section.
+//! textbook definitions (DMA < 16 MiB ≤ DMA32 < 4 GiB ≤ Normal on x86_64, or the limits of
+//! the model's own architecture parameters; ZONE_MOVABLE from kernelcore/movablecore as
+//! Linux documents it), spanned/present/managed follow Linux's definitions (the reserved
+//! low range is present, not managed), and the checker walks every `struct Page` of every
+//! present section, of the section size the model was built with.
 
 #![allow(dead_code)]
 
+use zonebuddy::model::arch::ArchParams;
 use zonebuddy::model::memmap::{FirmwareRange, PHYSMEM_LIMIT, RangeKind};
 use zonebuddy::model::mm_init::MemoryModel;
-use zonebuddy::model::mmzone::{
-    MAX_ORDER_NR_PAGES, Migratetype, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, ZoneType,
-};
+use zonebuddy::model::mmzone::{MAX_ORDER_NR_PAGES, Migratetype, PAGE_SHIFT, PAGE_SIZE, ZoneType};
 use zonebuddy::model::node::NumaRange;
 use zonebuddy::model::pageblock::{get_pageblock_migratetype, get_pageblock_skip};
 use zonebuddy::model::zone::CoreSize;
@@ -42,13 +43,20 @@ pub fn pc_not_ram(pfn: u64) -> bool {
     pfn == 0 || (0xa0..0x100).contains(&pfn)
 }
 
-fn valid(r: &FirmwareRange) -> Option<(u64, u64, RangeKind)> {
-    let e = r.end.min(PHYSMEM_LIMIT);
+fn valid(r: &FirmwareRange, limit: u64) -> Option<(u64, u64, RangeKind)> {
+    let e = r.end.min(limit);
     (r.start < e).then_some((r.start, e, r.kind))
 }
 
-/// The kind of frame `pfn`: `Some(Usable | Bootloader)` if it is wholly RAM of that kind.
+/// The kind of frame `pfn`: `Some(Usable | Bootloader)` if it is wholly RAM of that kind
+/// (x86_64's physical limit).
 pub fn frame_kind(ranges: &[FirmwareRange], pfn: u64) -> Option<RangeKind> {
+    frame_kind_below(ranges, pfn, PHYSMEM_LIMIT)
+}
+
+/// [`frame_kind`] with the physical address limit `limit`.
+pub fn frame_kind_below(ranges: &[FirmwareRange], pfn: u64, limit: u64) -> Option<RangeKind> {
+    let valid = |r: &FirmwareRange| valid(r, limit);
     if pc_not_ram(pfn) {
         return None;
     }
@@ -85,8 +93,15 @@ pub fn frame_kind(ranges: &[FirmwareRange], pfn: u64) -> Option<RangeKind> {
     kind
 }
 
-/// RAM frames as sorted, coalesced intervals `(start_pfn, end_pfn, kind)`.
+/// RAM frames as sorted, coalesced intervals `(start_pfn, end_pfn, kind)` (x86_64's
+/// physical limit).
 pub fn ram_intervals(ranges: &[FirmwareRange]) -> Vec<(u64, u64, RangeKind)> {
+    ram_intervals_below(ranges, PHYSMEM_LIMIT)
+}
+
+/// [`ram_intervals`] with the physical address limit `limit`.
+pub fn ram_intervals_below(ranges: &[FirmwareRange], limit: u64) -> Vec<(u64, u64, RangeKind)> {
+    let valid = |r: &FirmwareRange| valid(r, limit);
     let mut bounds = vec![1, 0xa0, 0x100];
     for r in ranges.iter().filter_map(valid) {
         for x in [r.0, r.1] {
@@ -98,7 +113,7 @@ pub fn ram_intervals(ranges: &[FirmwareRange]) -> Vec<(u64, u64, RangeKind)> {
     bounds.dedup();
     let mut out: Vec<(u64, u64, RangeKind)> = Vec::new();
     for w in bounds.windows(2) {
-        if let Some(k) = frame_kind(ranges, w[0]) {
+        if let Some(k) = frame_kind_below(ranges, w[0], limit) {
             match out.last_mut() {
                 Some(last) if last.1 == w[0] && last.2 == k => last.1 = w[1],
                 _ => out.push((w[0], w[1], k)),
@@ -114,16 +129,20 @@ pub fn kind_at(intervals: &[(u64, u64, RangeKind)], pfn: u64) -> Option<RangeKin
     intervals.get(i).filter(|r| r.0 <= pfn).map(|r| r.2)
 }
 
-/// Expected zone spans `[start, end)` per zone type for a single-node machine.
+/// Expected zone spans `[start, end)` per zone type for a single-node machine whose
+/// architecture has ZONE_DMA below `arch.dma_limit` and ZONE_DMA32 below
+/// `arch.dma32_limit` (an absent zone ends at 0).
 pub fn expected_zone_spans(
     ram: &[(u64, u64, RangeKind)],
     kernelcore: Option<CoreSize>,
     movablecore: Option<CoreSize>,
+    arch: &ArchParams,
 ) -> [(u64, u64); 4] {
     let min = ram.first().unwrap().0;
     let max = ram.last().unwrap().1;
-    let dma = 4096u64;
-    let dma32 = 1u64 << 20;
+    let dma = arch.dma_limit.unwrap_or(0) / PAGE;
+    // DMA32 begins where DMA ends; without DMA32 it is empty there.
+    let dma32 = arch.dma32_limit.map_or(dma, |l| l / PAGE).max(dma);
     let mut spans = [
         (min, dma.min(max).max(min)),
         (dma.max(min).min(max), dma32.min(max).max(min)),
@@ -203,10 +222,12 @@ pub fn expected_zone_spans(
     spans
 }
 
-/// Known reservations that must carry PG_reserved: bootloader RAM, frame 0, extra ranges.
-pub fn known_reserved(pfn: u64, kind: RangeKind, extra: &[(u64, u64)]) -> bool {
+/// Known reservations that must carry PG_reserved: bootloader RAM, frame 0, the
+/// architecture's low range (`reserve_low` bytes), extra ranges.
+pub fn known_reserved(pfn: u64, kind: RangeKind, extra: &[(u64, u64)], reserve_low: u64) -> bool {
     kind == RangeKind::Bootloader
         || pfn == 0
+        || pfn < reserve_low / PAGE
         || extra
             .iter()
             .any(|&(s, e)| s < e && s < (pfn + 1) * PAGE && e > pfn * PAGE)
@@ -276,7 +297,10 @@ pub fn check_model(
     kernelcore: Option<CoreSize>,
     movablecore: Option<CoreSize>,
 ) -> Checked {
-    let ram = ram_intervals(ranges);
+    let arch = *model.arch();
+    let pages_per_section = arch.pages_per_section();
+    let low = arch.reserve_low;
+    let ram = ram_intervals_below(ranges, arch.physmem_limit());
     let mut c = Checked {
         ram_pages: ram.iter().map(|r| r.1 - r.0).sum(),
         ..Checked::default()
@@ -286,7 +310,7 @@ pub fn check_model(
     // Sections: present exactly when they hold RAM.
     let mut sections: Vec<u64> = Vec::new();
     for r in &ram {
-        for s in (r.0 / PAGES_PER_SECTION)..=((r.1 - 1) / PAGES_PER_SECTION) {
+        for s in (r.0 / pages_per_section)..=((r.1 - 1) / pages_per_section) {
             if sections.last() != Some(&s) {
                 sections.push(s);
             }
@@ -300,30 +324,30 @@ pub fn check_model(
     // pfn_valid is false between and around present sections.
     for w in sections.windows(2) {
         if w[1] > w[0] + 1 {
-            let gap = (w[0] + 1) * PAGES_PER_SECTION;
+            let gap = (w[0] + 1) * pages_per_section;
             assert!(
                 !model.pfn_valid(gap),
                 "pfn {gap:#x} in a RAM-less section is valid"
             );
-            assert!(!model.pfn_valid(w[1] * PAGES_PER_SECTION - 1));
+            assert!(!model.pfn_valid(w[1] * pages_per_section - 1));
             assert!(model.pfn_to_page(gap).is_none());
         }
     }
     let last = *sections.last().unwrap();
-    assert!(!model.pfn_valid((last + 1) * PAGES_PER_SECTION));
+    assert!(!model.pfn_valid((last + 1) * pages_per_section));
     assert!(!model.pfn_valid(u64::MAX >> PAGE_SHIFT));
     if sections[0] > 0 {
-        assert!(!model.pfn_valid(sections[0] * PAGES_PER_SECTION - 1));
+        assert!(!model.pfn_valid(sections[0] * pages_per_section - 1));
     }
 
     // Every struct page.
     let single_node = numa.is_empty();
-    let spans = single_node.then(|| expected_zone_spans(&ram, kernelcore, movablecore));
-    let mut managed = [[0u64; 4]; 8];
-    let mut present_count = [[0u64; 4]; 8];
+    let spans = single_node.then(|| expected_zone_spans(&ram, kernelcore, movablecore, &arch));
+    let mut managed = [[0u64; 4]; zonebuddy::model::mmzone::MAX_NUMNODES];
+    let mut present_count = [[0u64; 4]; zonebuddy::model::mmzone::MAX_NUMNODES];
     for &s in &sections {
-        let start = s * PAGES_PER_SECTION;
-        for pfn in start..start + PAGES_PER_SECTION {
+        let start = s * pages_per_section;
+        for pfn in start..start + pages_per_section {
             let page = model
                 .pfn_to_page(pfn)
                 .expect("pfn in a present section has a page");
@@ -357,7 +381,7 @@ pub fn check_model(
                         assert_eq!(zt.index(), expect, "zone of pfn {pfn:#x}");
                     }
                     present_count[nid][zt.index()] += 1;
-                    if known_reserved(pfn, k, extra) {
+                    if known_reserved(pfn, k, extra, low) {
                         assert!(
                             page.is_reserved(),
                             "reserved RAM pfn {pfn:#x} not PG_reserved"
@@ -448,7 +472,7 @@ pub fn check_model(
         let candidates = (1..0xa0u64)
             .filter(|&p| {
                 kind_at(&ram, p) == Some(RangeKind::Usable)
-                    && !known_reserved(p, RangeKind::Usable, extra)
+                    && !known_reserved(p, RangeKind::Usable, extra, 0)
             })
             .count();
         assert!(candidates == 0 || c.reserved_ram_pages > 0);
@@ -457,11 +481,11 @@ pub fn check_model(
     // Metadata: what sparse says it allocated is what the formula says, and at most the
     // reserved RAM beyond the known reservations.
     let st = model.sparse().stats();
-    assert_eq!(st.memmap_bytes, c.sections * PAGES_PER_SECTION * 64);
+    assert_eq!(st.memmap_bytes, c.sections * pages_per_section * 64);
     let known: u64 = ram
         .iter()
         .flat_map(|r| (r.0..r.1).map(move |p| (p, r.2)))
-        .filter(|&(p, k)| known_reserved(p, k, extra))
+        .filter(|&(p, k)| known_reserved(p, k, extra, low))
         .count() as u64;
     let allocated_pages = model.metadata_bytes().div_ceil(PAGE) + 2 * (c.sections + 8) + 1;
     assert!(
