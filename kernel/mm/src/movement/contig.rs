@@ -44,7 +44,10 @@
 //! checked cheaply without locks ([`PageAllocator::pfn_range_valid_contig`]: every pfn is
 //! RAM of the zone, nothing reserved, unmovable or pinned, no isolated, HighAtomic or CMA
 //! pageblock) and [`PageAllocator::alloc_contig_range`] is tried on each that passes. A
-//! 1 GiB gigantic page is `alloc_contig_pages(1 << 18, ..)`.
+//! 1 GiB gigantic page is `alloc_contig_pages(1 << 18, ..)`; it needs a 1 GiB run without
+//! reserved pages, which a memory model that keeps each 128 MiB section's memmap inside
+//! the section ([`crate::model::sparse`]) does not have: there the largest possible range
+//! is just under 126 MiB, and a gigantic request fails cleanly.
 
 use core::fmt;
 
