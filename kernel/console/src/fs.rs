@@ -44,6 +44,21 @@ pub enum View {
     PageblockMap,
 }
 
+/// A per-node view (`/sys/devices/system/node/nodeN/<file>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeView {
+    /// `cpulist`: the node's CPUs ("0-3,6").
+    Cpulist,
+    /// `distance`: the node's distances to every node, space-separated.
+    Distance,
+    /// `meminfo`: `Node N MemTotal:` and the other lines.
+    Meminfo,
+    /// `numastat`: the node's `numa_hit` ... `other_node` counters.
+    Numastat,
+    /// `vmstat`: the node's counters, one `name value` per line.
+    Vmstat,
+}
+
 /// What a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum File {
@@ -53,6 +68,8 @@ pub enum File {
     Tunable(&'static Tunable),
     /// `/sys/devices/system/node/nodeN/compact` (write-only trigger) of node N.
     NodeCompact(usize),
+    /// A read-only per-node view of node N (`/sys/devices/system/node/nodeN/...`).
+    NodeView(NodeView, usize),
     /// A `/sys/kernel/debug/fail_page_alloc/` attribute (fault injection).
     FaultAttr(&'static Tunable),
 }
@@ -64,13 +81,25 @@ impl File {
             File::View(_) => true,
             File::Tunable(t) => !matches!(t.kind, crate::tunable::Kind::Trigger),
             File::NodeCompact(_) => false,
+            File::NodeView(..) => true,
             File::FaultAttr(_) => true,
         }
     }
 
     /// Can `echo` write it?
     pub fn writable(&self) -> bool {
-        !matches!(self, File::View(_))
+        !matches!(self, File::View(_) | File::NodeView(..))
+    }
+
+    /// The file as it appears under node `nid`'s directory (node files in the tree carry
+    /// a placeholder id).
+    fn on_node(self, nid: Option<usize>) -> File {
+        let n = nid.unwrap_or(0);
+        match self {
+            File::NodeCompact(_) => File::NodeCompact(n),
+            File::NodeView(v, _) => File::NodeView(v, n),
+            f => f,
+        }
     }
 }
 
@@ -108,10 +137,26 @@ const ROOT: &[Ent] = &[
                     "system",
                     &[Ent::Dir(
                         "node",
-                        &[Ent::Nodes(&[Ent::File(
-                            "compact",
-                            File::NodeCompact(PLACEHOLDER_NODE),
-                        )])],
+                        &[Ent::Nodes(&[
+                            Ent::File("compact", File::NodeCompact(PLACEHOLDER_NODE)),
+                            Ent::File(
+                                "cpulist",
+                                File::NodeView(NodeView::Cpulist, PLACEHOLDER_NODE),
+                            ),
+                            Ent::File(
+                                "distance",
+                                File::NodeView(NodeView::Distance, PLACEHOLDER_NODE),
+                            ),
+                            Ent::File(
+                                "meminfo",
+                                File::NodeView(NodeView::Meminfo, PLACEHOLDER_NODE),
+                            ),
+                            Ent::File(
+                                "numastat",
+                                File::NodeView(NodeView::Numastat, PLACEHOLDER_NODE),
+                            ),
+                            Ent::File("vmstat", File::NodeView(NodeView::Vmstat, PLACEHOLDER_NODE)),
+                        ])],
                     )],
                 )],
             ),
@@ -273,11 +318,7 @@ fn resolve<'a>(path: &Path<'a>, nodes: u64) -> Result<Found, FsError<'a>> {
             match *e {
                 Ent::Dir(name, children) if name == c => next = Some(Found::Dir(children, nid)),
                 Ent::File(name, file) if name == c => {
-                    let file = match file {
-                        File::NodeCompact(_) => File::NodeCompact(nid.unwrap_or(0)),
-                        f => f,
-                    };
-                    next = Some(Found::File(file));
+                    next = Some(Found::File(file.on_node(nid)));
                 }
                 Ent::Tunables => {
                     if let Some(t) = TUNABLES.iter().find(|t| t.name == c) {
@@ -445,11 +486,7 @@ fn walk(
             }
             Ent::File(name, file) => {
                 let saved = buf.push(format_args!("{name}"));
-                let file = match file {
-                    File::NodeCompact(_) => File::NodeCompact(nid.unwrap_or(0)),
-                    other => other,
-                };
-                f(buf.as_str(), file);
+                f(buf.as_str(), file.on_node(nid));
                 buf.len = saved;
             }
             Ent::Tunables => {
@@ -504,7 +541,11 @@ mod tests {
         );
         assert_eq!(
             ls("/sys/devices/system/node/node2", 0b101).unwrap(),
-            ["compact"]
+            ["compact", "cpulist", "distance", "meminfo", "numastat", "vmstat"]
+        );
+        assert_eq!(
+            lookup("/sys/devices/system/node/node2/distance", 0b101),
+            Ok(Node::File(File::NodeView(NodeView::Distance, 2)))
         );
         assert_eq!(
             ls("/sys/kernel/debug/extfrag", 1).unwrap(),
@@ -562,9 +603,9 @@ mod tests {
             assert_eq!(lookup(path, 0b11), Ok(Node::File(file)), "{path}");
             n += 1;
         });
-        // 6 in /proc, the tunables, 2 node triggers, 5 debugfs files, the fault
-        // injection attributes.
-        assert_eq!(n, 6 + TUNABLES.len() + 2 + 5 + FAIL_PAGE_ALLOC.len());
+        // 6 in /proc, the tunables, 6 files in each of 2 node directories, 5 debugfs
+        // files, the fault injection attributes.
+        assert_eq!(n, 6 + TUNABLES.len() + 2 * 6 + 5 + FAIL_PAGE_ALLOC.len());
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct ModelParams<'a> {
     /// reserved low memory. x86_64's by default; see [`ArchParams`] for what a port to
     /// another architecture sets.
     pub arch: ArchParams,
+    /// `cma=SIZE[@START]`: a CMA area the page allocator declares when it starts
+    /// ([`crate::movement::cma`]).
+    pub cma: Option<crate::movement::cma::CmaSpec>,
 }
 
 impl Default for ModelParams<'_> {
@@ -106,6 +109,7 @@ impl Default for ModelParams<'_> {
             trim_bios_range: true,
             reserve_trampoline: false,
             arch: ArchParams::X86_64,
+            cma: None,
         }
     }
 }
@@ -121,6 +125,21 @@ impl<'a> ModelParams<'a> {
     pub fn set_movablecore(&mut self, value: &str) -> Result<(), ParamError> {
         let r = parse_movablecore(value);
         self.apply(CoreOption::Movablecore, r)
+    }
+
+    /// Apply a `cma=` value (`SIZE` or `SIZE@START`). A bad value is returned, logged,
+    /// and ignored.
+    pub fn set_cma(&mut self, value: &str) -> Result<(), crate::movement::cma::CmaParamError> {
+        match crate::movement::cma::parse_cma(value) {
+            Ok(spec) => {
+                self.cma = Some(spec);
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                Err(e)
+            }
+        }
     }
 
     fn apply(&mut self, o: CoreOption, r: Result<CoreSize, ParamError>) -> Result<(), ParamError> {
@@ -142,7 +161,7 @@ impl<'a> ModelParams<'a> {
         }
     }
 
-    /// Pick `kernelcore=` and `movablecore=` out of a kernel command line (later
+    /// Pick `kernelcore=`, `movablecore=` and `cma=` out of a kernel command line (later
     /// occurrences override earlier ones, as with Linux's `early_param`). Other words are
     /// ignored. Bad values are recorded in [`ModelParams::errors`].
     pub fn parse_cmdline(&mut self, cmdline: &str) {
@@ -151,6 +170,8 @@ impl<'a> ModelParams<'a> {
                 let _ = self.set_kernelcore(v);
             } else if let Some(v) = word.strip_prefix("movablecore=") {
                 let _ = self.set_movablecore(v);
+            } else if let Some(v) = word.strip_prefix("cma=") {
+                let _ = self.set_cma(v);
             }
         }
     }

@@ -96,6 +96,9 @@ pub struct ZoneCounters {
     pub(crate) nr_free_highatomic: AtomicU64,
     /// Pages in pageblocks reserved as MIGRATE_HIGHATOMIC (`nr_reserved_highatomic`).
     pub(crate) nr_reserved_highatomic: AtomicU64,
+    /// Pageblocks currently MIGRATE_ISOLATE (`nr_isolate_pageblock`), see
+    /// [`crate::movement::isolation`].
+    pub(crate) nr_isolate_pageblock: AtomicU64,
     /// Per order, bit `mt` set when `free_area[order].free_list[mt]` is non-empty: lets the
     /// lockless watermark check ask "is a block of this order free" without the lock.
     pub(crate) free_nonempty: [AtomicU8; NR_PAGE_ORDERS],
@@ -107,6 +110,7 @@ impl ZoneCounters {
             vm_stat: [const { AtomicU64::new(0) }; NR_VM_ZONE_STAT_ITEMS],
             nr_free_highatomic: AtomicU64::new(0),
             nr_reserved_highatomic: AtomicU64::new(0),
+            nr_isolate_pageblock: AtomicU64::new(0),
             free_nonempty: [const { AtomicU8::new(0) }; NR_PAGE_ORDERS],
         }
     }
@@ -271,6 +275,12 @@ impl Zone {
     #[inline]
     pub fn nr_reserved_highatomic(&self) -> u64 {
         self.counters.nr_reserved_highatomic.load(Ordering::Relaxed)
+    }
+
+    /// Pageblocks of the zone that are isolated (MIGRATE_ISOLATE) right now.
+    #[inline]
+    pub fn nr_isolate_pageblock(&self) -> u64 {
+        self.counters.nr_isolate_pageblock.load(Ordering::Relaxed)
     }
 
     /// The watermarks and the current boost.

@@ -83,6 +83,9 @@ pub enum MigrateReason {
     Compaction,
     /// An explicit request (tests, the console).
     Syscall,
+    /// Emptying a range for a contiguous allocation (`MR_CONTIG_RANGE`,
+    /// [`crate::movement::contig`]).
+    ContigRange,
 }
 
 /// Why one page did not migrate (Linux's errno values).

@@ -279,6 +279,8 @@ pub struct PageAllocator<P: Platform> {
     capture: CaptureSlots,
     /// Anon regions (movable "user memory") and their descriptors ([`crate::movement::rmap`]).
     pub(crate) anon_regions: crate::movement::rmap::RegionTable,
+    /// The CMA areas ([`crate::movement::cma`]).
+    pub(crate) cma: crate::movement::cma::CmaAreas,
     /// Fault injection ([`fail`]): off unless asked for.
     fail: fail::FailPageAlloc,
     /// Unit tests run a twin machine with the fast path off to compare the two.
@@ -343,7 +345,9 @@ impl<P: Platform> PageAllocator<P> {
         // valid for writes.
         unsafe { Self::start_at(p, platform)? };
         // SAFETY: `start_at` returned `Ok`, so every field of `*slot` is initialised.
-        Ok(unsafe { slot.assume_init_ref() })
+        let alloc = unsafe { slot.assume_init_ref() };
+        alloc.cma_init_from_params(params.cma);
+        Ok(alloc)
     }
 
     /// The body of [`PageAllocator::new`]: initialise every field of `*p` but the model, in
@@ -426,6 +430,7 @@ impl<P: Platform> PageAllocator<P> {
             addr_of_mut!((*p).warn_limit).write(ReportLimit::new(10));
             addr_of_mut!((*p).capture).write(capture);
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
+            addr_of_mut!((*p).cma).write(crate::movement::cma::CmaAreas::new());
             addr_of_mut!((*p).fail).write(fail::FailPageAlloc::new());
             #[cfg(test)]
             addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));

@@ -17,12 +17,14 @@
 //!    block next to a block of another type).
 //! 4. **Types.** A free block's list type equals the type of every pageblock it covers;
 //!    every pageblock holds a valid type; `nr_reserved_highatomic` is 512 times the
-//!    number of HighAtomic pageblocks.
+//!    number of HighAtomic pageblocks; `nr_isolate_pageblock` is the number of Isolate
+//!    pageblocks that are not offline memory.
 //! 5. **Counters.** `NR_FREE_PAGES` is Σ `len << order` over every list but Isolate's;
 //!    `NR_FREE_CMA` and `nr_free_highatomic` are those of the CMA and HighAtomic lists.
 //! 6. **pcp.** Each CPU's `count` is Σ `len << order` of its lists; every pcp page is a
 //!    descriptor of the zone, aligned to its list's order, not `PG_buddy`, with no
-//!    references, and inside no free buddy block and no other pcp block.
+//!    references, inside no free buddy block and no other pcp block, and not in an
+//!    isolated pageblock (isolation drains the pcp lists and later frees bypass them).
 //!
 //! The walk is O(pages in the zone); it is a test and debugging tool, not something to run
 //! on a production fast path.
@@ -34,7 +36,7 @@ use crate::model::mmzone::{
     MAX_PAGE_ORDER, MIGRATE_TYPES, Migratetype, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER, ZoneType,
 };
-use crate::model::page::Page;
+use crate::model::page::{Page, PageFlags};
 use crate::model::pageblock::{MIGRATETYPE_MASK, get_pfnblock_flags_mask};
 use crate::model::sparse::SparseMem;
 use crate::model::zone::Zone;
@@ -511,18 +513,34 @@ impl Checker<'_> {
     fn walk_zone(&self, listed: &Listed) -> Result<(), ViolationKind> {
         let mut heads: Listed = [[0; MIGRATE_TYPES]; NR_PAGE_ORDERS];
         let mut highatomic_blocks = 0u64;
+        let mut isolate_blocks = 0u64;
         let start = self.zone.zone_start_pfn;
         let end = self.zone.zone_end_pfn();
-        // Pageblock types (and the HighAtomic count), stepping as /proc/pagetypeinfo does.
+        // Pageblock types (and the HighAtomic and Isolate counts), stepping as
+        // /proc/pagetypeinfo does.
         let mut pb = start;
         while pb < end {
             if let Some(page) = self.mem.pfn_to_page(pb)
                 && self.in_zone(page)
-                && self.pageblock_mt(pb)? == Migratetype::HighAtomic
             {
-                highatomic_blocks += 1;
+                match self.pageblock_mt(pb)? {
+                    Migratetype::HighAtomic => highatomic_blocks += 1,
+                    // Offline memory keeps its pageblocks Isolate but is not counted.
+                    Migratetype::Isolate if !page.test_flag(PageFlags::OFFLINE) => {
+                        isolate_blocks += 1
+                    }
+                    _ => {}
+                }
             }
             pb += PAGEBLOCK_NR_PAGES;
+        }
+        let isolated = self.zone.nr_isolate_pageblock();
+        if isolated != isolate_blocks {
+            return Err(ViolationKind::Counter {
+                name: "nr_isolate_pageblock",
+                counter: isolated,
+                computed: isolate_blocks,
+            });
         }
         let mut pfn = start;
         while pfn < end {
@@ -752,6 +770,11 @@ impl Checker<'_> {
         }
         if page.refcount() != 0 {
             return bad("nonzero refcount");
+        }
+        // Frees into an isolated pageblock bypass the pcp lists and isolation drains them:
+        // a pcp page there could be handed out from under the isolation.
+        if self.pageblock_mt(pfn)? == Migratetype::Isolate {
+            return bad("in an isolated pageblock");
         }
         for i in 0..1u64 << order {
             if let Some((head, o)) = self.free_block_containing(pfn + i) {

@@ -5,6 +5,7 @@
 //! so a port may leave all of it unused. Linux: `mm/vmstat.c`, `mm/show_mem.c`,
 //! `mm/debug.c`.
 
+pub mod cma;
 pub mod debug;
 pub mod fragmentation;
 pub mod pageblock_map;

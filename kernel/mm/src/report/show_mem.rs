@@ -174,6 +174,8 @@ impl<P: Platform> PageAllocator<P> {
                 total.totalram_pages += m.totalram_pages;
                 total.free_pages += m.free_pages;
                 total.totalreserve_pages += m.totalreserve_pages;
+                total.cma_total += m.cma_total;
+                total.cma_free += m.cma_free;
             }
         }
         total

@@ -510,6 +510,10 @@ pub struct MeminfoSnapshot {
     pub free_pages: u64,
     /// Pages held back by watermarks and lowmem reserves (`totalreserve_pages`).
     pub totalreserve_pages: u64,
+    /// Pages in CMA pageblocks (`totalcma_pages`, `CmaTotal`).
+    pub cma_total: u64,
+    /// Free pages in CMA pageblocks (`NR_FREE_CMA_PAGES`, `CmaFree`).
+    pub cma_free: u64,
 }
 
 impl MeminfoSnapshot {
@@ -527,6 +531,10 @@ impl MeminfoSnapshot {
                 totalram_pages: acc.totalram_pages.saturating_add(z.managed),
                 free_pages: acc.free_pages.saturating_add(z.free_pages()),
                 totalreserve_pages: acc.totalreserve_pages.saturating_add(reserve),
+                cma_total: acc.cma_total.saturating_add(z.cma),
+                cma_free: acc
+                    .cma_free
+                    .saturating_add(z.vm_stat[ZoneStatItem::NrFreeCmaPages.index()]),
             }
         })
     }
@@ -553,6 +561,9 @@ fn show_val_kb<W: Write + ?Sized>(w: &mut W, label: &str, pages: u64) -> fmt::Re
 /// MemFree:         7616560 kB
 /// MemAvailable:    7583708 kB
 /// ```
+///
+/// With CMA areas declared ([`crate::movement::cma`]), `CmaTotal` and `CmaFree` follow (a
+/// kernel without areas prints them as Linux without `CONFIG_CMA` does: not at all).
 pub fn meminfo<W: Write + ?Sized>(w: &mut W, m: &MeminfoSnapshot) -> fmt::Result {
     show_val_kb(w, "MemTotal:", m.totalram_pages)?;
     show_val_kb(w, "MemFree:", m.free_pages)?;
@@ -560,7 +571,12 @@ pub fn meminfo<W: Write + ?Sized>(w: &mut W, m: &MeminfoSnapshot) -> fmt::Result
         w,
         "MemAvailable:",
         si_mem_available(m.free_pages, m.totalreserve_pages),
-    )
+    )?;
+    if m.cma_total != 0 {
+        show_val_kb(w, "CmaTotal:", m.cma_total)?;
+        show_val_kb(w, "CmaFree:", m.cma_free)?;
+    }
+    Ok(())
 }
 
 /// `/sys/kernel/debug/extfrag/extfrag_index`: per populated zone, the fragmentation index
@@ -1017,6 +1033,7 @@ mod tests {
                     totalram_pages: 1_240_823,
                     free_pages: 52_993_406,
                     totalreserve_pages: 13_704,
+                    ..MeminfoSnapshot::default()
                 }
             );
             assert_eq!(render(|s| meminfo(s, &m)), MEMINFO);
@@ -1025,6 +1042,7 @@ mod tests {
             totalram_pages: 2_012_073,
             free_pages: 1_904_140,
             totalreserve_pages: 8_213,
+            ..MeminfoSnapshot::default()
         };
         assert_eq!(
             render(|s| meminfo(s, &m)),
@@ -1036,6 +1054,7 @@ mod tests {
             totalram_pages: 1,
             free_pages: 0,
             totalreserve_pages: 5,
+            ..MeminfoSnapshot::default()
         };
         assert_eq!(
             render(|s| meminfo(s, &m)),

@@ -8,6 +8,7 @@
 
 // Shared helpers (each allows dead code: a test module uses only the parts it needs).
 mod alloc_common;
+mod cma;
 mod common;
 mod compaction_common;
 mod mig_common;
@@ -18,8 +19,11 @@ mod compaction_fragment;
 mod compaction_kcompactd;
 mod compaction_smp;
 mod compaction_zones;
+mod contig;
+mod contig_smp;
 mod fail_page_alloc;
 mod firmware_maps;
+mod memory_hotplug;
 mod migrate;
 mod migrate_smp;
 mod model;

@@ -1,6 +1,7 @@
 //! Model-based tests of the page allocator: random operation sequences (allocations and
 //! frees of every order and GFP class, bulk, compound, references, exhaustion to OOM and
-//! back, drains, bad frees, impossible requests, tunable changes) run against the real
+//! back, drains, bad frees, impossible requests, tunable changes, isolating ranges and
+//! allocating them with `alloc_contig_range`) run against the real
 //! allocator on simulated RAM and against a reference model of what is allocated, with
 //! `zonebuddy::report::debug::check` and the accounting identities verified after every step.
 //!
@@ -16,15 +17,23 @@ use crate::alloc_common;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_common::*;
-use zonebuddy::model::mmzone::{MAX_PAGE_ORDER, PAGE_SIZE, ZoneType};
+use zonebuddy::model::mmzone::{
+    MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType,
+};
 use zonebuddy::model::page::Page;
+use zonebuddy::movement::isolation::IsolateFlags;
 use zonebuddy::page_alloc::AllocError;
 use zonebuddy::page_alloc::bad_page::{BadPageReason, PageChecks};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::port::sim::SimAllocator;
 use zonebuddy::report::vmstat::VmEvent;
+
+/// Isolations and contiguous allocations that succeeded (the sequences must reach both).
+static ISOLATE_OK: AtomicU64 = AtomicU64::new(0);
+static CONTIG_OK: AtomicU64 = AtomicU64::new(0);
 
 const REGRESSIONS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -112,6 +121,8 @@ struct Run<'a> {
     /// The allocator sweeps every descriptor (`page_checks=full`); otherwise only heads are
     /// checked and bad states are planted on heads only.
     full_checks: bool,
+    /// Pages handed out by `alloc_contig_range`, which (as in Linux) counts no pgalloc.
+    contig_pages: u64,
 }
 
 impl<'a> Run<'a> {
@@ -126,7 +137,7 @@ impl<'a> Run<'a> {
         check_accounting(self.a, &self.m);
         let pgfree = self.a.vm_event(VmEvent::Pgfree) - self.boot_pgfree;
         assert_eq!(
-            pgalloc_total(self.a) - pgfree,
+            pgalloc_total(self.a) + self.contig_pages - pgfree,
             self.m.allocated_pages + self.m.leaked,
             "pgalloc - pgfree != pages held"
         );
@@ -536,6 +547,100 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Isolate a random range (then allocate while it is isolated, and give it back) or
+    /// allocate it with `alloc_contig_range`. Refusals must leave nothing isolated; while
+    /// isolated, no allocation may return a page of the range.
+    fn isolate_or_contig(&mut self) {
+        let zones: Vec<ZoneType> = ZoneType::ALL
+            .into_iter()
+            .filter(|&z| self.a.zone_of(0, z).is_some_and(|z| z.managed_zone()))
+            .collect();
+        let zt = self.r.pick(&zones);
+        let z = self.a.zone_of(0, zt).unwrap();
+        let len = 1 + self.r.below(3 * PAGEBLOCK_NR_PAGES);
+        if z.spanned_pages <= len {
+            return;
+        }
+        let start = z.zone_start_pfn + self.r.below(z.spanned_pages - len);
+        let end = start + len;
+        let contig = self.r.chance(50);
+        self.note(|| {
+            format!(
+                "{} [{start:#x}, {end:#x})",
+                if contig { "contig" } else { "isolate" }
+            )
+        });
+        if contig {
+            match self.a.alloc_contig_range(
+                start,
+                end,
+                Migratetype::Movable,
+                GFP_KERNEL | Gfp::NOWARN,
+            ) {
+                Ok(_) => {
+                    for pfn in start..end {
+                        assert_eq!(self.page(pfn).refcount(), 1, "contig pfn {pfn:#x}");
+                        self.m.insert(
+                            pfn,
+                            Block {
+                                order: 0,
+                                compound: false,
+                                refs: 1,
+                                gfp: GFP_KERNEL,
+                            },
+                        );
+                        stamp(self.a, pfn, 0, false);
+                    }
+                    self.contig_pages += len;
+                    CONTIG_OK.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => assert_eq!(self.a.nr_isolate_pageblock(), 0, "after {e}"),
+            }
+            return;
+        }
+        if let Err(e) =
+            self.a
+                .start_isolate_page_range(start, end, Migratetype::Movable, IsolateFlags::empty())
+        {
+            assert_eq!(self.a.nr_isolate_pageblock(), 0, "after {e}");
+            return;
+        }
+        ISOLATE_OK.fetch_add(1, Ordering::Relaxed);
+        if let Err(v) = zonebuddy::report::debug::check(self.a) {
+            panic!("invariant violated while isolated: {v}");
+        }
+        let (is, ie) = (
+            start & !(PAGEBLOCK_NR_PAGES - 1),
+            end.next_multiple_of(PAGEBLOCK_NR_PAGES),
+        );
+        for _ in 0..8 {
+            let gfp = self.r.pick(GFP_CLASSES);
+            let order = random_order(&mut self.r);
+            if let Ok(page) = self.a.try_alloc_pages(gfp | Gfp::NOWARN, order) {
+                let pfn = self.a.page_to_pfn(page);
+                assert!(
+                    pfn + (1 << order) <= is || pfn >= ie,
+                    "isolated pfn {pfn:#x} order {order} handed out"
+                );
+                self.record_alloc(page, gfp, order);
+            }
+        }
+        // Frees into the range go to the isolate lists.
+        if self.r.chance(50) {
+            self.free_one();
+        }
+        if let Err(v) = zonebuddy::report::debug::check(self.a) {
+            panic!("invariant violated while isolated: {v}");
+        }
+        let _ = self
+            .a
+            .test_pages_isolated(start, end, IsolateFlags::empty());
+        self.a
+            .undo_isolate_page_range(start, end, Migratetype::Movable)
+            .unwrap();
+        assert_eq!(self.a.nr_isolate_pageblock(), 0);
+    }
+
     fn step(&mut self) {
         match self.r.below(100) {
             0..35 => self.alloc_one(),
@@ -545,7 +650,8 @@ impl<'a> Run<'a> {
             76..79 => self.exhaust(),
             79..84 => self.drain(),
             84..93 => self.bad_free(),
-            93..97 => self.invalid(),
+            93..96 => self.invalid(),
+            96..98 => self.isolate_or_contig(),
             _ => self.tune(),
         }
     }
@@ -629,6 +735,7 @@ fn run_sequence(a: &SimAllocator, machine: &str, seed: u64) {
         log: Vec::new(),
         quiet: false,
         full_checks,
+        contig_pages: 0,
     };
     run.after_step();
     let steps = 20 + run.r.below(50);
@@ -664,6 +771,17 @@ fn run_machine(machine: &str, percent: u64) {
             resume_unwind(e);
         }
         a = Some(m);
+    }
+    if machine == "small" && cases >= 100 {
+        let (iso, contig) = (
+            ISOLATE_OK.load(Ordering::Relaxed),
+            CONTIG_OK.load(Ordering::Relaxed),
+        );
+        eprintln!("{machine}: {iso} ranges isolated, {contig} contiguous ranges allocated");
+        assert!(
+            iso > 0 && contig > 0,
+            "isolate/contig steps never succeeded"
+        );
     }
 }
 

@@ -106,6 +106,11 @@ impl<P: Platform> PageAllocator<P> {
             }
             let order = page.buddy_order();
             let mut b = self.buddy(zone, &mut l.guard);
+            // The block may have been isolated since its pageblock was judged suitable:
+            // the isolate lists are never a migration target (checked under the lock).
+            if b.pageblock_mt(blockpfn) == Migratetype::Isolate {
+                break;
+            }
             let isolated = b.isolate_free_page(page, order);
             if isolated == 0 {
                 break;
@@ -147,6 +152,13 @@ impl<P: Platform> PageAllocator<P> {
         pfn: u64,
     ) -> bool {
         if page.is_buddy() && page.buddy_order() >= PAGEBLOCK_ORDER {
+            return false;
+        }
+        // An isolated pageblock's free pages belong to whoever isolated it (a contiguous
+        // allocation, an offline): not even a full-priority run may take them.
+        if crate::model::pageblock::get_pageblock_migratetype(self.model().sparse(), pfn)
+            == Ok(Migratetype::Isolate)
+        {
             return false;
         }
         if cc.ignore_block_suitable {

@@ -587,3 +587,104 @@ mod free_scanner_tests {
         check(&a);
     }
 }
+
+/// The free scanner never takes free pages of an isolated pageblock, not even at full
+/// priority (`ignore_block_suitable`, where any pageblock type is a target).
+#[cfg(all(test, feature = "std"))]
+mod isolated_target_tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::movement::isolation::IsolateFlags;
+    use crate::port::sim::{SimAllocator, qemu_e820};
+
+    #[test]
+    fn full_priority_free_scanner_skips_isolated_pageblocks() {
+        let a = SimAllocator::build(
+            &qemu_e820(64 << 20),
+            &[],
+            &crate::model::mm_init::ModelParams::default(),
+            1,
+        )
+        .unwrap();
+        // Movable anon pages over most of memory, every other one zapped.
+        let n = 12_000u64;
+        let r = a.anon_region_create(n).unwrap();
+        for i in 0..n {
+            if a.anon_region_populate(
+                r,
+                i,
+                crate::page_alloc::gfp::GFP_HIGHUSER_MOVABLE | Gfp::NOWARN,
+            )
+            .is_err()
+            {
+                break;
+            }
+        }
+        for i in (0..n).step_by(2) {
+            let _ = a.anon_region_zap(r, i);
+        }
+        a.drain_all_pages();
+        let zone = a.zone_of(0, ZoneType::Dma32).unwrap();
+        // Isolate every pageblock of the zone that holds both free and anon pages and
+        // nothing unmovable: the free scanner's only candidates.
+        let mut isolated: Vec<u64> = Vec::new();
+        let mut pb = zone.zone_start_pfn.next_multiple_of(PAGEBLOCK_NR_PAGES);
+        while pb + PAGEBLOCK_NR_PAGES <= zone.zone_end_pfn() {
+            let mixed = (pb..pb + PAGEBLOCK_NR_PAGES)
+                .any(|p| a.pfn_to_page(p).is_some_and(|pg| pg.is_anon()))
+                && (pb..pb + PAGEBLOCK_NR_PAGES)
+                    .any(|p| a.pfn_to_page(p).is_some_and(|pg| pg.is_buddy()));
+            if mixed
+                && a.pfn_range_valid_contig(zone, pb, PAGEBLOCK_NR_PAGES)
+                && a.start_isolate_page_range(
+                    pb,
+                    pb + PAGEBLOCK_NR_PAGES,
+                    Migratetype::Movable,
+                    IsolateFlags::empty(),
+                )
+                .is_ok()
+            {
+                isolated.push(pb);
+            }
+            pb += PAGEBLOCK_NR_PAGES;
+        }
+        assert!(
+            isolated.len() >= 4,
+            "isolated {} pageblocks",
+            isolated.len()
+        );
+        let s = a.sysctl();
+        // Order -1 (a whole-zone run) skips the fast search: the linear scan meets every
+        // pageblock from the top of the zone down.
+        let mut cc =
+            CompactControl::new(zone, -1, GFP_KERNEL | Gfp::MOVABLE, MigrateMode::Sync, &s);
+        cc.ignore_block_suitable = true;
+        cc.ignore_skip_hint = true;
+        a.ensure_compact_init(zone);
+        cc.migrate_pfn = zone.zone_start_pfn;
+        cc.free_pfn = pageblock_start_pfn(zone.zone_end_pfn() - 1);
+        cc.nr_migratepages = 4000;
+        a.isolate_freepages(&mut cc);
+        assert!(cc.nr_freepages > 0, "the free scanner found targets");
+        // SAFETY: the list is private to this test and not modified while iterating.
+        for p in unsafe { cc.freepages.iter() } {
+            let pfn = a.page_to_pfn(a.list_page(p));
+            let block = pageblock_start_pfn(pfn);
+            assert!(
+                !isolated.contains(&block),
+                "free scanner took pfn {pfn:#x} of an isolated pageblock"
+            );
+        }
+        a.release_freepages(&mut cc);
+        for pb in isolated {
+            a.undo_isolate_page_range(pb, pb + PAGEBLOCK_NR_PAGES, Migratetype::Movable)
+                .unwrap();
+        }
+        if let Err(v) = crate::report::debug::check(&*a) {
+            panic!("debug::check: {v:?}");
+        }
+        a.anon_region_destroy(r).unwrap();
+    }
+}

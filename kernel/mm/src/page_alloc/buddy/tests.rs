@@ -379,6 +379,9 @@ fn merging_across_pageblock_types() {
                     PAGEBLOCK_NR_PAGES as i64,
                 );
             }
+            if other == Migratetype::Isolate {
+                counter_add(&b.zone().counters.nr_isolate_pageblock, 1);
+            }
             b.change_pageblock_range(p + PAGEBLOCK_NR_PAGES, 0, Migratetype::Movable);
             b.free_one_page(p, PAGEBLOCK_ORDER, other, false);
             b.free_one_page(
@@ -425,6 +428,9 @@ fn merging_across_pageblock_types() {
                 let pg = b.page(p).unwrap();
                 b.move_to_free_list(pg, PAGEBLOCK_ORDER, other, Migratetype::Movable);
                 b.change_pageblock_range(p, 0, Migratetype::Movable);
+                if other == Migratetype::Isolate {
+                    counter_add(&b.zone().counters.nr_isolate_pageblock, -1);
+                }
                 if other == Migratetype::HighAtomic {
                     counter_add(
                         &b.zone().counters.nr_reserved_highatomic,
