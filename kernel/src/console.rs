@@ -295,6 +295,9 @@ impl Shell {
             Command::Meminfo => {
                 ok(procfs::read("/proc/meminfo", &mut out).map_err(|e| format!("{e}")))
             }
+            Command::Numastat => ok(crate::memory::allocator()
+                .write_numastat(&mut out)
+                .map_err(|_| String::from("output error"))),
             Command::Sleep(ms) => {
                 sleep_ms(ms);
                 Outcome::Ok

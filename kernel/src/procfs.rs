@@ -17,7 +17,7 @@ use alloc::{format, string::String};
 use core::fmt::{self, Write};
 
 use console::{
-    fs::{self, File, Node, View},
+    fs::{self, File, Node, NodeView, View},
     tunable::{self, Kind, ListText, MAX_LIST, Tunable, Value},
 };
 use zonebuddy::{model::mmzone::MAX_NR_ZONES, page_alloc::PageAllocator};
@@ -39,13 +39,49 @@ fn err(msg: impl Into<String>) -> ProcError {
     ProcError(msg.into())
 }
 
-/// Bit N set when node N exists (the `nodeN` directories).
+/// Bit N set when node N exists (the `nodeN` directories): every node the firmware
+/// describes, memory-less ones included, as in Linux's sysfs.
 pub fn node_mask() -> u64 {
-    allocator()
+    let with_memory = allocator()
         .model()
         .nodes()
         .filter(|n| n.node_id < fs::MAX_NODES)
-        .fold(0, |m, n| m | 1 << n.node_id)
+        .fold(0, |m, n| m | 1 << n.node_id);
+    let described =
+        (0..crate::arch::numa::info().nr_nodes.min(fs::MAX_NODES)).fold(0u64, |m, n| m | 1 << n);
+    with_memory | described
+}
+
+/// A file of `/sys/devices/system/node/nodeN/`.
+fn read_node_view(
+    a: &PageAllocator<KernelPlatform>,
+    v: NodeView,
+    nid: usize,
+    out: &mut dyn Write,
+) -> fmt::Result {
+    let info = crate::arch::numa::info();
+    match v {
+        NodeView::Cpulist => {
+            let cpus: alloc::vec::Vec<usize> = crate::arch::smp::online_ids()
+                .into_iter()
+                .filter(|&c| crate::arch::numa::cpu_home_node(c) == nid)
+                .collect();
+            writeln!(out, "{}", crate::arch::numa::cpulist(&cpus))
+        }
+        NodeView::Distance => {
+            let nodes = info.nr_nodes.max(1);
+            for to in 0..nodes {
+                if to > 0 {
+                    out.write_char(' ')?;
+                }
+                write!(out, "{}", info.distance(nid, to))?;
+            }
+            out.write_char('\n')
+        }
+        NodeView::Meminfo => a.write_node_meminfo(nid, out),
+        NodeView::Numastat => a.write_node_numastat(nid, out),
+        NodeView::Vmstat => a.write_node_vmstat(nid, out),
+    }
 }
 
 /// A tunable's current value (`None` for a write-only trigger).
@@ -99,6 +135,7 @@ pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
             None => return Err(err("Permission denied")),
         },
         File::NodeCompact(_) => return Err(err("Permission denied")),
+        File::NodeView(v, nid) => read_node_view(a, v, nid, out),
         File::FaultAttr(t) => writeln!(out, "{}", fault_attr_text(a, t)),
     };
     r.map_err(|_| err("output error"))
@@ -134,7 +171,7 @@ pub fn write(path: &str, value: &str, out: &mut dyn Write) -> Result<(), ProcErr
         Node::File(f) => f,
     };
     match file {
-        File::View(_) => Err(err("Permission denied (read-only)")),
+        File::View(_) | File::NodeView(..) => Err(err("Permission denied (read-only)")),
         File::Tunable(t) => write_tunable(t, value, out),
         File::FaultAttr(t) => write_fault_attr(t, value),
         File::NodeCompact(nid) => {

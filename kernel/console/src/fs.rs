@@ -541,7 +541,9 @@ mod tests {
         );
         assert_eq!(
             ls("/sys/devices/system/node/node2", 0b101).unwrap(),
-            ["compact", "cpulist", "distance", "meminfo", "numastat", "vmstat"]
+            [
+                "compact", "cpulist", "distance", "meminfo", "numastat", "vmstat"
+            ]
         );
         assert_eq!(
             lookup("/sys/devices/system/node/node2/distance", 0b101),

@@ -37,6 +37,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("meminfo", "meminfo", "print /proc/meminfo"),
     (
+        "numastat",
+        "numastat",
+        "print the NUMA allocation counters, one column per node",
+    ),
+    (
         "sleep",
         "sleep MS",
         "wait MS milliseconds (up to 600000), e.g. to let kcompactd work",
@@ -92,6 +97,8 @@ pub enum Command<'a> {
     Compact,
     /// `meminfo`
     Meminfo,
+    /// `numastat`
+    Numastat,
     /// `sleep MS`
     Sleep(u64),
     /// `poweroff`
@@ -310,6 +317,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "stress" => no_more(words, "stress").map(|_| Command::Stress)?,
         "compact" => no_more(words, "compact").map(|_| Command::Compact)?,
         "meminfo" => no_more(words, "meminfo").map(|_| Command::Meminfo)?,
+        "numastat" => no_more(words, "numastat").map(|_| Command::Numastat)?,
         "sleep" => {
             let ms_s = one_arg(words, "sleep")?;
             let ms = ms_s
@@ -392,6 +400,7 @@ mod tests {
             ("stress", Command::Stress),
             ("compact", Command::Compact),
             ("meminfo", Command::Meminfo),
+            ("numastat", Command::Numastat),
             ("poweroff", Command::Poweroff),
         ] {
             assert_eq!(parse(w), Ok(c));

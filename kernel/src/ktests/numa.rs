@@ -203,6 +203,64 @@ ktest! {
         zonebuddy::check(a).map_err(|v| alloc::format!("invariant violated: {v}"))
     }
 
+    fn node_sysfs_files_and_counters() -> TestResult {
+        if let Some(r) = single_node("node_sysfs_files_and_counters") {
+            return r;
+        }
+        let a = allocator();
+        let info = numa::info();
+        let read = |path: &str| -> Result<alloc::string::String, alloc::string::String> {
+            let mut s = alloc::string::String::new();
+            crate::procfs::read(path, &mut s).map_err(|e| alloc::format!("{path}: {e}"))?;
+            Ok(s)
+        };
+        // One local and one remote allocation from this CPU: a hit and local on its node,
+        // a hit and "other" on the remote one, as the node files must show.
+        let me = numa::cpu_to_node(percpu::cpu_id());
+        let remote = a.model().nodes().map(|n| n.node_id).find(|&n| n != me).ok_or("one memory node")?;
+        let before = (a.node_numa_events(me), a.node_numa_events(remote));
+        // (No scheduler: this test stays on its CPU, and the other CPUs are idle.)
+        let p = a.alloc_pages_node(me, GFP_KERNEL | Gfp::THISNODE, 0).ok_or("local allocation failed")?;
+        let q = a
+            .alloc_pages_node(remote, GFP_KERNEL | Gfp::THISNODE, 0)
+            .ok_or("remote allocation failed")?;
+        let after = (a.node_numa_events(me), a.node_numa_events(remote));
+        let _ = a.free_pages(p, 0);
+        let _ = a.free_pages(q, 0);
+        // numa_hit, local_node on the CPU's node; numa_hit, other_node on the remote one.
+        kassert_eq!((after.0[0] - before.0[0], after.0[4] - before.0[4]), (1, 1));
+        kassert_eq!((after.1[0] - before.1[0], after.1[5] - before.1[5]), (1, 1));
+        for nid in 0..info.nr_nodes {
+            let dir = alloc::format!("/sys/devices/system/node/node{nid}");
+            let distance = read(&alloc::format!("{dir}/distance"))?;
+            let want: Vec<alloc::string::String> =
+                (0..info.nr_nodes).map(|to| alloc::format!("{}", info.distance(nid, to))).collect();
+            kassert_eq!(distance.trim_end(), want.join(" "));
+            let cpus: Vec<usize> = smp::online_ids().into_iter().filter(|&c| numa::cpu_home_node(c) == nid).collect();
+            let cpulist = read(&alloc::format!("{dir}/cpulist"))?;
+            kassert_eq!(cpulist.trim_end(), numa::cpulist(&cpus));
+            let numastat = read(&alloc::format!("{dir}/numastat"))?;
+            let meminfo = read(&alloc::format!("{dir}/meminfo"))?;
+            if let Some(node) = a.model().node(nid) {
+                let total_kb: u64 = node.populated_zones().map(|z| z.managed_pages() * 4).sum();
+                kassert!(
+                    meminfo.lines().next().is_some_and(|l| l.starts_with(&alloc::format!("Node {nid} MemTotal:"))
+                        && l.split_whitespace().nth(3) == Some(alloc::format!("{total_kb}").as_str())),
+                    "node {} meminfo: {}",
+                    nid,
+                    meminfo
+                );
+                kassert!(numastat.starts_with("numa_hit ") && numastat.contains("\nother_node "), "{}", numastat);
+                kassert!(read(&alloc::format!("{dir}/vmstat"))?.contains("\nnuma_local "));
+            }
+            kprintln!("numa: node {nid}: distance {} cpulist {:?}", distance.trim_end(), numa::cpulist(&cpus));
+        }
+        let mut table = alloc::string::String::new();
+        a.write_numastat(&mut table).map_err(|_| "numastat output")?;
+        kprint!("{table}");
+        Ok(())
+    }
+
     fn kcompactd_runs_on_its_nodes_cpus() -> TestResult {
         if let Some(r) = single_node("kcompactd_runs_on_its_nodes_cpus") {
             return r;

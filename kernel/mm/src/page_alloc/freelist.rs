@@ -271,7 +271,8 @@ impl<P: Platform> PageAllocator<P> {
                 {
                     continue;
                 }
-                if let Some(page) = self.rmqueue(zr, zone, order, alloc_flags, ac.migratetype, ac.nid)
+                if let Some(page) =
+                    self.rmqueue(zr, zone, order, alloc_flags, ac.migratetype, ac.nid)
                 {
                     self.prep_new_page(page, order, gfp);
                     if alloc_flags.contains(AllocFlags::HIGHATOMIC) {

@@ -26,7 +26,13 @@ impl<P: Platform> PageAllocator<P> {
     /// `pref_nid` (`zone_statistics`). Interrupts must be off (the counters are the CPU's
     /// own, updated with a plain load and store).
     #[inline]
-    pub(super) fn zone_statistics_irqs_off(&self, cpu: usize, pref_nid: usize, zr: ZoneRef, nr: u64) {
+    pub(super) fn zone_statistics_irqs_off(
+        &self,
+        cpu: usize,
+        pref_nid: usize,
+        zr: ZoneRef,
+        nr: u64,
+    ) {
         let Some(c) = self.percpu.numa_events(cpu, zr.slot as usize) else {
             return;
         };
@@ -68,7 +74,10 @@ impl<P: Platform> PageAllocator<P> {
     /// Count an interleaved allocation that got the node it asked for (`numa_interleave`).
     pub(super) fn count_interleave_hit(&self, zr: ZoneRef, nr: u64) {
         let _irq = LocalIrqGuard::new(&self.platform);
-        if let Some(c) = self.percpu.numa_events(self.platform.cpu_id(), zr.slot as usize) {
+        if let Some(c) = self
+            .percpu
+            .numa_events(self.platform.cpu_id(), zr.slot as usize)
+        {
             bump(c, NumaEvent::NumaInterleave, nr);
         }
     }
@@ -82,7 +91,9 @@ impl<P: Platform> PageAllocator<P> {
         let nid = self.next_interleave_node();
         let page = self.alloc_pages_node(nid, gfp, order)?;
         if page.nid() == nid
-            && let Some(zr) = page.zone_type().and_then(|zt| self.zone_ref(nid, zt.index()))
+            && let Some(zr) = page
+                .zone_type()
+                .and_then(|zt| self.zone_ref(nid, zt.index()))
         {
             self.count_interleave_hit(zr, 1 << order);
         }

@@ -188,7 +188,9 @@ impl PerCpu {
     pub fn sum_numa_event(&self, slot: usize, ev: NumaEvent) -> u64 {
         (0..self.nr_cpus)
             .filter_map(|c| self.numa_events(c, slot))
-            .fold(0u64, |a, n| a.wrapping_add(n[ev.index()].load(Ordering::Relaxed)))
+            .fold(0u64, |a, n| {
+                a.wrapping_add(n[ev.index()].load(Ordering::Relaxed))
+            })
     }
 
     /// CPU `cpu`'s counters and its pcp for slot `slot`, together: what the pcp paths

@@ -8,6 +8,7 @@
 pub mod cma;
 pub mod debug;
 pub mod fragmentation;
+pub mod node;
 pub mod pageblock_map;
 pub mod show_mem;
 pub mod vmstat;

@@ -162,7 +162,12 @@ impl<P: Platform> PageAllocator<P> {
 
     /// `/proc/vmstat`: zone counters summed over zones, events summed over CPUs.
     pub fn write_vmstat(&self, w: &mut dyn Write) -> fmt::Result {
-        vmstat::vmstat(w, &self.global_zone_page_state(), &self.vm_events())
+        vmstat::vmstat(
+            w,
+            &self.global_zone_page_state(),
+            &self.global_numa_events(),
+            &self.vm_events(),
+        )
     }
 
     /// The inputs of the meminfo lines, summed over every zone.

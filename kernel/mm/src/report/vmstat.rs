@@ -20,8 +20,8 @@
 //!    [`buddyinfo`], [`pagetypeinfo`], [`zoneinfo`], [`vmstat`], [`meminfo`], and the
 //!    debugfs files [`extfrag_index`] and [`unusable_index`].
 //!
-//! Where our allocator has less than Linux (no LRU, no node statistics, no NUMA events,
-//! no memory tiering), the corresponding lines are omitted rather than faked: zoneinfo has
+//! Where our allocator has less than Linux (no LRU, no node statistics, no memory
+//! tiering), the corresponding lines are omitted rather than faked: zoneinfo has
 //! no `per-node stats` block and no `promo` line, and pagesets show the v6.6-era
 //! `count`/`high`/`batch` triple. `/proc/pagetypeinfo` counts are exact (Linux stops
 //! counting a list at 100000 and prints `>100000`).
@@ -486,14 +486,18 @@ pub fn zoneinfo_zone_with<W: Write + ?Sized>(
 }
 
 /// `/proc/vmstat`: `name value` per line, zone counters (summed over zones) first, then
-/// events (summed over CPUs).
+/// the NUMA counters, then events (summed over CPUs), as Linux orders them.
 pub fn vmstat<W: Write + ?Sized>(
     w: &mut W,
     zone_stats: &[u64; NR_VM_ZONE_STAT_ITEMS],
+    numa: &[u64; NR_VM_NUMA_EVENT_ITEMS],
     events: &[u64; NR_VM_EVENT_ITEMS],
 ) -> fmt::Result {
     for item in ZoneStatItem::ALL {
         writeln!(w, "{} {}", item.name(), zone_stats[item.index()])?;
+    }
+    for ev in NumaEvent::ALL {
+        writeln!(w, "{} {}", ev.name(), numa[ev.index()])?;
     }
     for ev in VmEvent::ALL {
         writeln!(w, "{} {}", ev.name(), events[ev.index()])?;
@@ -1116,13 +1120,31 @@ mod tests {
         let mut events = [0u64; NR_VM_EVENT_ITEMS];
         events[VmEvent::PgallocNormal.index()] = 123_456_789_012;
         events[VmEvent::CompactStall.index()] = 7;
-        let text = render(|s| vmstat(s, &zone_stats, &events));
+        let mut numa = [0u64; NR_VM_NUMA_EVENT_ITEMS];
+        numa[NumaEvent::NumaHit.index()] = 42;
+        numa[NumaEvent::NumaOther.index()] = 5;
+        let text = render(|s| vmstat(s, &zone_stats, &numa, &events));
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), NR_VM_ZONE_STAT_ITEMS + NR_VM_EVENT_ITEMS);
+        assert_eq!(
+            lines.len(),
+            NR_VM_ZONE_STAT_ITEMS + NR_VM_NUMA_EVENT_ITEMS + NR_VM_EVENT_ITEMS
+        );
         assert_eq!(lines[0], "nr_free_pages 1904140");
         assert_eq!(lines[1], "nr_free_cma 0");
-        assert_eq!(lines[2], "pgalloc_dma 0");
-        assert_eq!(lines[4], "pgalloc_normal 123456789012");
+        // Linux's order: zone items, the NUMA items, then the events.
+        assert_eq!(
+            &lines[2..8],
+            [
+                "numa_hit 42",
+                "numa_miss 0",
+                "numa_foreign 0",
+                "numa_interleave 0",
+                "numa_local 0",
+                "numa_other 5"
+            ]
+        );
+        assert_eq!(lines[8], "pgalloc_dma 0");
+        assert_eq!(lines[10], "pgalloc_normal 123456789012");
         assert!(lines.contains(&"compact_stall 7"));
         assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\npgalloc_fail_injected 0\n"));
     }

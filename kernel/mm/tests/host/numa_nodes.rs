@@ -472,3 +472,153 @@ fn bad_distance_tables_are_refused() {
         assert!(e.contains(want), "{table:?}: {e}");
     }
 }
+
+// ---- NUMA counters (zone_statistics) ----
+
+/// Two nodes of 128 MiB, CPU 0 on node 0 and CPU 1 on node 1; the calling thread is CPU 0.
+fn two_node_machine() -> SimAllocator {
+    let map = vec![FirmwareRange::new(MIB, 256 * MIB, RangeKind::Usable)];
+    let numa = [
+        NumaRange {
+            start: 0,
+            end: 128 * MIB,
+            nid: 0,
+        },
+        NumaRange {
+            start: 128 * MIB,
+            end: 256 * MIB,
+            nid: 1,
+        },
+    ];
+    let params = ModelParams {
+        numa: &numa,
+        ..ModelParams::default()
+    };
+    let platform = SimPlatform::for_map(&map, &[], 2)
+        .unwrap()
+        .with_cpu_nodes(&[0, 1])
+        .unwrap();
+    let a = SimAllocator::build_on(platform, &map, &[], &params).unwrap_or_else(|e| panic!("{e}"));
+    a.sim_platform().bind_current_thread(0);
+    a
+}
+
+/// Counter deltas of node `nid` since `before`.
+fn numa_delta(a: &SimAllocator, nid: usize, before: &[u64; 6]) -> [u64; 6] {
+    let now = a.node_numa_events(nid);
+    core::array::from_fn(|i| now[i] - before[i])
+}
+
+const HIT: usize = 0;
+const MISS: usize = 1;
+const FOREIGN: usize = 2;
+const INTERLEAVE: usize = 3;
+const LOCAL: usize = 4;
+const OTHER: usize = 5;
+
+/// Linux's classification, checked step by step: a local allocation is a hit and local;
+/// one preferring the other node is a hit there and "other"; one that wanted node 0 but got
+/// node 1 (node 0 full) is a miss on node 1 and foreign on node 0; interleaved ones that
+/// got their node count as `numa_interleave`. `/proc/vmstat` sums the nodes, and the
+/// numastat table shows each.
+#[test]
+fn numa_counters_classify_every_allocation() {
+    use zonebuddy::report::vmstat::NumaEvent;
+    assert_eq!(
+        [
+            NumaEvent::NumaHit,
+            NumaEvent::NumaMiss,
+            NumaEvent::NumaForeign,
+            NumaEvent::NumaInterleave,
+            NumaEvent::NumaLocal,
+            NumaEvent::NumaOther
+        ]
+        .map(|e| e.index()),
+        [HIT, MISS, FOREIGN, INTERLEAVE, LOCAL, OTHER]
+    );
+    let a = two_node_machine();
+    let mut held = Vec::new();
+    // 1. Ten local order-0 allocations and one order-3: hits and local on node 0.
+    let (b0, b1) = (a.node_numa_events(0), a.node_numa_events(1));
+    for _ in 0..10 {
+        held.push((a.alloc_pages(GFP_KERNEL, 0).unwrap(), 0));
+    }
+    held.push((a.alloc_pages(GFP_KERNEL, 3).unwrap(), 3));
+    assert_eq!(numa_delta(&a, 0, &b0), [18, 0, 0, 0, 18, 0]);
+    assert_eq!(numa_delta(&a, 1, &b1), [0; 6]);
+    // 2. Preferring node 1 from CPU 0: hits on node 1, but not local there.
+    let (b0, b1) = (a.node_numa_events(0), a.node_numa_events(1));
+    for _ in 0..5 {
+        let p = a.alloc_pages_node(1, GFP_KERNEL, 0).unwrap();
+        assert_eq!(p.nid(), 1);
+        held.push((p, 0));
+    }
+    assert_eq!(numa_delta(&a, 1, &b1), [5, 0, 0, 0, 0, 5]);
+    assert_eq!(numa_delta(&a, 0, &b0), [0; 6]);
+    // 3. Node 0 full (THISNODE until refused): the next allocation wanted node 0 and got
+    //    node 1: a miss on node 1, foreign on node 0, and "other" (CPU 0 is on node 0).
+    let mut filled = 0u64;
+    while let Some(p) = a.alloc_pages(GFP_KERNEL | Gfp::THISNODE | Gfp::NOWARN, 0) {
+        assert_eq!(p.nid(), 0);
+        held.push((p, 0));
+        filled += 1;
+    }
+    let (b0, b1) = (a.node_numa_events(0), a.node_numa_events(1));
+    let p = a.alloc_pages(GFP_KERNEL | Gfp::NOWARN, 0).unwrap();
+    assert_eq!(
+        p.nid(),
+        1,
+        "node 0 is full: the zonelist's next node serves"
+    );
+    held.push((p, 0));
+    assert_eq!(numa_delta(&a, 1, &b1), [0, 1, 0, 0, 0, 1]);
+    assert_eq!(numa_delta(&a, 0, &b0), [0, 0, 1, 0, 0, 0]);
+    assert!(filled > 20_000, "node 0 took {filled} pages");
+    for (p, o) in held.drain(..) {
+        a.free_pages(p, o).unwrap();
+    }
+    // 4. Interleaving alternates the nodes; each got its node.
+    let (b0, b1) = (a.node_numa_events(0), a.node_numa_events(1));
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        let p = a.alloc_pages_interleave(GFP_KERNEL, 0).unwrap();
+        nodes.push(p.nid());
+        held.push((p, 0));
+    }
+    assert!(nodes.windows(2).all(|w| w[0] != w[1]), "{nodes:?}");
+    assert_eq!(numa_delta(&a, 0, &b0)[INTERLEAVE], 3);
+    assert_eq!(numa_delta(&a, 1, &b1)[INTERLEAVE], 3);
+    // The views: /proc/vmstat sums the nodes; the numastat table has a column per node.
+    let mut vmstat = String::new();
+    a.write_vmstat(&mut vmstat).unwrap();
+    let total: u64 = (0..2).map(|n| a.node_numa_events(n)[HIT]).sum();
+    assert!(vmstat.contains(&format!("numa_hit {total}\n")), "{vmstat}");
+    let mut table = String::new();
+    a.write_numastat(&mut table).unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.trim_start().starts_with("node0") && header.ends_with("node1"),
+        "{table}"
+    );
+    let foreign: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("numa_foreign"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(foreign[1], a.node_numa_events(0)[FOREIGN].to_string());
+    let mut node_file = String::new();
+    a.write_node_numastat(1, &mut node_file).unwrap();
+    assert!(
+        node_file.starts_with("numa_hit ") && node_file.contains("\nother_node "),
+        "{node_file}"
+    );
+    let mut meminfo = String::new();
+    a.write_node_meminfo(1, &mut meminfo).unwrap();
+    assert!(meminfo.starts_with("Node 1 MemTotal:"), "{meminfo}");
+    for (p, o) in held {
+        a.free_pages(p, o).unwrap();
+    }
+    a.drain_all_pages();
+    check(&a).unwrap_or_else(|v| panic!("{v}"));
+}

@@ -175,6 +175,12 @@ const FRAGMENTATION_SCORE: &str = concat!(
 const VMSTAT_FRESH: &str = concat!(
     "nr_free_pages 15735\n",
     "nr_free_cma 0\n",
+    "numa_hit 0\n",
+    "numa_miss 0\n",
+    "numa_foreign 0\n",
+    "numa_interleave 0\n",
+    "numa_local 0\n",
+    "numa_other 0\n",
     "pgalloc_dma 0\n",
     "pgalloc_dma32 0\n",
     "pgalloc_normal 0\n",
@@ -324,7 +330,7 @@ fn views_match_linux_formats_exactly() {
 }
 
 /// `/proc/vmstat` after the known sequence: every page of both zones allocated once
-/// (3997 from DMA, 11738 from DMA32), 3507 pages freed on top of the hand-off's 15735,
+/// (3997 from DMA, 11738 from DMA32, each a NUMA hit and local), 3507 pages freed on top of the hand-off's 15735,
 /// one refused allocation (the one that ended the loop). Linux's names only: our own
 /// counters (pcp refills and drains) depend on batch sizes tested elsewhere.
 #[test]
@@ -343,6 +349,12 @@ fn vmstat_counts_the_known_sequence() {
     assert_eq!(value("pgfree"), 15735 + 3507);
     assert_eq!(value("pgalloc_fail"), 1);
     assert_eq!(value("compact_stall"), 0);
+    // One node, every allocation by a CPU of it: all hits, all local.
+    assert_eq!(value("numa_hit"), 3997 + 11738);
+    assert_eq!(value("numa_local"), 3997 + 11738);
+    for name in ["numa_miss", "numa_foreign", "numa_interleave", "numa_other"] {
+        assert_eq!(value(name), 0, "{name}");
+    }
     for l in text.lines() {
         let (name, v) = l.split_once(' ').expect("name value");
         assert!(!name.is_empty() && v.parse::<u64>().is_ok(), "{l}");
