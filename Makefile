@@ -82,6 +82,7 @@ test: setup
 	$(CARGO) test -p report
 	@$(MAKE) --no-print-directory cross
 	$(CARGO) test -p integration --test qemu -- --test-threads=2
+	$(CARGO) test -p integration --test numa -- --test-threads=2
 	$(CARGO) test -p integration --test script -- --test-threads=2
 	$(CARGO) test -p integration --test example_kernel -- --test-threads=2
 

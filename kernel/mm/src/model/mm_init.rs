@@ -87,6 +87,14 @@ pub struct ModelParams<'a> {
     /// `reserve_real_mode` picks its page before reserving the first MiB). Off, no low page
     /// is taken and nothing is warned.
     pub reserve_trampoline: bool,
+    /// Place each section's memmap and usemap inside that section (Linux's
+    /// `memory_hotplug.memmap_on_memory`, there for hot-added blocks) rather than at the
+    /// top of its node (Linux's boot-time placement, the default). Inside, the metadata
+    /// of a memory block travels with it, but every section keeps a reserved 2 MiB run, so
+    /// no range larger than a section can ever be emptied (no gigantic pages); at the
+    /// top, the node's other sections hold no reserved page. See
+    /// [`crate::model::sparse`].
+    pub memmap_on_memory: bool,
     /// The architecture facts: section size, physical address width, DMA zone limits,
     /// reserved low memory. x86_64's by default; see [`ArchParams`] for what a port to
     /// another architecture sets.
@@ -108,6 +116,7 @@ impl Default for ModelParams<'_> {
             errors: [None; 2],
             trim_bios_range: true,
             reserve_trampoline: false,
+            memmap_on_memory: false,
             arch: ArchParams::X86_64,
             cma: None,
         }
@@ -459,7 +468,7 @@ impl MemoryModel {
         }
 
         // SPARSEMEM metadata.
-        let mut sparse = SparseMem::init(platform, memblock, &arch)?;
+        let mut sparse = SparseMem::init(platform, memblock, &arch, params.memmap_on_memory)?;
 
         // Node descriptors, on their nodes, each followed by its zonelist storage (sized
         // by the number of nodes; see `page_alloc::zonelist`).

@@ -42,10 +42,17 @@
 //!
 //! # Where memmaps live
 //!
-//! A section's memmap and usemap are allocated inside that section when it has 2 MiB of
-//! free RAM (so the metadata of a range sits in that range, the way `memmap_on_memory`
-//! places it and as node-local as it gets), otherwise on the section's node, otherwise
-//! anywhere; every fallback is logged and counted in [`SparseStats::memmaps_not_local`].
+//! By default, as Linux's boot-time `sparse_init` does, every section's memmap and usemap
+//! come from the top of the section's node (memblock allocates top-down), so they gather
+//! in one run at the node's end and the rest of the node holds no reserved page: a
+//! gigantic page (1 GiB on x86_64) can only be assembled by `alloc_contig_pages` from a
+//! range with no reserved page in it. With [`crate::ModelParams::memmap_on_memory`] each
+//! section's metadata is allocated inside that section instead when it has room (what
+//! Linux's `memory_hotplug.memmap_on_memory` does for hot-added blocks: the metadata of a
+//! range lives in that range, so a block can be removed with its memmap), which pins one
+//! 2 MiB run in every section. Either way a memmap that cannot be placed as asked goes on
+//! the section's node, otherwise anywhere; every fallback is logged and counted in
+//! [`SparseStats::memmaps_not_local`].
 //!
 //! # Publication invariant
 //!
@@ -200,6 +207,7 @@ impl SparseMem {
         platform: &P,
         memblock: &mut Memblock,
         arch: &ArchParams,
+        memmap_on_memory: bool,
     ) -> Result<SparseMem, SparseError> {
         let mut sparse = SparseMem::empty(arch.pfn_section_shift());
         let Some(last) = memblock.memory().last() else {
@@ -256,8 +264,11 @@ impl SparseMem {
             let memmap_bytes = sparse.section_memmap_bytes();
             let usemap_bytes = sparse.usemap_bytes();
             let size = memmap_bytes + usemap_bytes;
-            let local =
-                AllocConstraint::in_section(nr, sparse.pfn_section_shift).on_node(nid, true);
+            let local = if memmap_on_memory {
+                AllocConstraint::in_section(nr, sparse.pfn_section_shift).on_node(nid, true)
+            } else {
+                AllocConstraint::ANYWHERE.on_node(nid, true)
+            };
             let phys = match memblock.alloc(platform, size, PAGE_SIZE, local) {
                 Ok(phys) => phys,
                 Err(_) => {

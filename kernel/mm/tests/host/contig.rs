@@ -454,11 +454,9 @@ fn contig_range_moves_zpool_objects_and_anon_pages() {
 }
 
 /// A 6 GiB machine with anon pages scattered over its Normal zone: `alloc_contig_pages`
-/// finds and empties a 64 MiB range (order 14). A 1 GiB gigantic page is impossible with
-/// this memory model as it stands: every 128 MiB section keeps its own memmap (2 MiB,
-/// reserved) at its end (`memmap_on_memory` placement, see `model::sparse`), so no free
-/// run is longer than 126 MiB; the request must then fail cleanly, leaving nothing
-/// isolated. Should memmaps move out of the way, the same test allocates the 1 GiB page.
+/// assembles a 1 GiB gigantic page (memmaps sit at the top of the node, Linux's boot-time
+/// placement, so 1 GiB-aligned ranges below hold no reserved page), migrating the anon
+/// pages in it with their data intact, and then empties a 64 MiB range (order 14).
 #[test]
 fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
     let a = SimAllocator::build(&qemu_e820(6 << 30), &[], &ModelParams::default(), 1)
@@ -484,9 +482,7 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
         .filter_map(|i| a.anon_region_pfn(r, i).unwrap())
         .collect();
     // Gigantic: possible only if some 1 GiB-aligned range of the Normal zone holds no
-    // reserved page. With this model's in-section memmaps none does, and the request must
-    // fail cleanly; with memmaps placed elsewhere (tried: 42 ms host time, 7378 pages
-    // migrated) it must succeed with the data intact.
+    // reserved page, which the default memmap placement guarantees here.
     let giga = 1u64 << 18;
     let normal = a.zone_of(0, ZoneType::Normal).unwrap();
     let possible = (normal.zone_start_pfn.next_multiple_of(giga)..normal.zone_end_pfn())
@@ -500,7 +496,11 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
         g.map(|p| a.page_to_pfn(p)),
         t.elapsed()
     );
-    assert_eq!(g.is_some(), possible);
+    assert!(
+        possible,
+        "no 1 GiB-aligned Normal range free of reserved pages"
+    );
+    assert!(g.is_some(), "the 1 GiB gigantic page");
     if let Some(p) = g {
         let pfn = a.page_to_pfn(p);
         assert_eq!(pfn % giga, 0);
@@ -635,5 +635,36 @@ fn compaction_leaves_isolated_free_pages_alone() {
     }
     check(&a);
     sc.teardown(&a);
+    check(&a);
+}
+
+/// With `memmap_on_memory` every 128 MiB section keeps its memmap (2 MiB, reserved) inside
+/// itself, so no free run is longer than 126 MiB: a 1 GiB request must fail cleanly, with
+/// nothing left isolated and the allocator consistent, while 64 MiB still works.
+#[test]
+fn gigantic_pages_fail_cleanly_with_memmaps_in_every_section() {
+    let params = ModelParams {
+        memmap_on_memory: true,
+        ..ModelParams::default()
+    };
+    let a =
+        SimAllocator::build(&qemu_e820(6 << 30), &[], &params, 1).unwrap_or_else(|e| panic!("{e}"));
+    let normal = a.zone_of(0, ZoneType::Normal).unwrap();
+    let giga = 1u64 << 18;
+    let possible = (normal.zone_start_pfn.next_multiple_of(giga)..normal.zone_end_pfn())
+        .step_by(giga as usize)
+        .filter(|&s| s + giga <= normal.zone_end_pfn())
+        .any(|s| (s..s + giga).all(|p| a.pfn_to_page(p).is_some_and(|pg| !pg.is_reserved())));
+    assert!(!possible);
+    assert!(
+        a.alloc_contig_pages(giga, GFP_KERNEL | Gfp::NOWARN, 0)
+            .is_none()
+    );
+    assert_eq!(isolated_total(&a), 0);
+    check(&a);
+    let p = a
+        .alloc_contig_pages(1 << 14, GFP_KERNEL, 0)
+        .expect("64 MiB");
+    a.free_contig_range(a.page_to_pfn(p), 1 << 14).unwrap();
     check(&a);
 }

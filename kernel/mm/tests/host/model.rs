@@ -173,13 +173,21 @@ fn single_usable_page() {
     assert!(matches!(err, ModelError::Sparse(_)), "{err}");
     assert!(format!("{err}").contains("no memory"));
 
-    // Next to real RAM: its section is present, its memmap lives elsewhere.
+    // Next to real RAM: its section is present, its memmap lives elsewhere on the node
+    // (at the node's top, like every memmap by default; asked to live inside its section,
+    // it cannot, and that fallback is counted).
     let map = [
         FirmwareRange::new(0, 256 * MIB, Usable),
         FirmwareRange::new(2 * GIB + 0x5000, 2 * GIB + 0x6000, Usable),
     ];
-    let m = build(&map, &[], &ModelParams::default());
+    let in_section = ModelParams {
+        memmap_on_memory: true,
+        ..ModelParams::default()
+    };
+    let m = build(&map, &[], &in_section);
     assert_eq!(m.model.sparse().stats().memmaps_not_local, 1);
+    let m = build(&map, &[], &ModelParams::default());
+    assert_eq!(m.model.sparse().stats().memmaps_not_local, 0);
     common::check_model(&m.model, &map, &[], &[], None, None);
     let pfn = (2 * GIB + 0x5000) / PAGE_SIZE;
     assert!(m.model.pfn_valid(pfn));
@@ -377,17 +385,46 @@ fn two_numa_nodes() {
     let pfn = 5 * GIB / PAGE_SIZE + 12345;
     let page = m.model.pfn_to_page(pfn).unwrap();
     assert_eq!(page.nid(), 1);
-    // Each memmap lives in memory of its section's node (here: inside the section).
-    let base = m.platform.phys_to_virt(m.platform.phys_base()) as usize;
-    for s in m.model.sparse().present_sections() {
-        let first = m.model.pfn_to_page(s * PAGES_PER_SECTION).unwrap();
-        let phys = (first as *const _ as usize - base) as u64 + m.platform.phys_base();
-        assert_eq!(
-            phys / PAGE_SIZE / PAGES_PER_SECTION,
-            s,
-            "memmap of section {s} is local"
+    // Each memmap lives in memory of its section's node: by default gathered at the top of
+    // the node (Linux's boot-time placement: the last sections of each node hold them all),
+    // with `memmap_on_memory` inside the section itself.
+    let memmap_sections = |m: &zonebuddy::port::sim::SimMachine| {
+        let base = m.platform.phys_to_virt(m.platform.phys_base()) as usize;
+        let mut homes = Vec::new();
+        for s in m.model.sparse().present_sections() {
+            let first = m.model.pfn_to_page(s * PAGES_PER_SECTION).unwrap();
+            let phys = (first as *const _ as usize - base) as u64 + m.platform.phys_base();
+            assert_eq!(
+                m.model.memblock().nid_of(phys),
+                Some(first.nid()),
+                "section {s}"
+            );
+            homes.push((s, phys / PAGE_SIZE / PAGES_PER_SECTION));
+        }
+        homes
+    };
+    for (s, home) in memmap_sections(&m) {
+        let node = m.model.pfn_to_page(s * PAGES_PER_SECTION).unwrap().nid();
+        let top = m
+            .model
+            .sparse()
+            .present_sections()
+            .filter(|&t| m.model.pfn_to_page(t * PAGES_PER_SECTION).unwrap().nid() == node)
+            .max()
+            .unwrap();
+        assert!(
+            home + 1 >= top && home <= top,
+            "memmap of section {s} is in section {home}, not at node {node}'s top ({top})"
         );
-        assert_eq!(m.model.memblock().nid_of(phys), Some(first.nid()));
+    }
+    let params = ModelParams {
+        numa: &numa,
+        memmap_on_memory: true,
+        ..ModelParams::default()
+    };
+    let m = build(&map, &[], &params);
+    for (s, home) in memmap_sections(&m) {
+        assert_eq!(home, s, "memmap of section {s} is inside it");
     }
 }
 

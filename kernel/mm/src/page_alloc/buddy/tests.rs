@@ -455,14 +455,20 @@ fn expand_and_merge_round_trip() {
     let (got, before) = with_normal(&a, |b| {
         // Leave only order-10 blocks, then split one for an order-0 request.
         let held = take_all(b);
-        let keep: Vec<u64> = held
-            .iter()
-            .copied()
-            .filter(|p| (p >> MAX_PAGE_ORDER) % 2 == 0)
-            .collect();
-        for chunk in keep.chunks(1 << MAX_PAGE_ORDER) {
-            if chunk.len() == 1 << MAX_PAGE_ORDER && chunk[0] % (1 << MAX_PAGE_ORDER) == 0 {
-                b.free_one_page(chunk[0], MAX_PAGE_ORDER, Migratetype::Movable, false);
+        // Every even order-10 block whose pages were all held (reserved pages, such as
+        // memmaps, make a block incomplete wherever they sit) goes back whole.
+        let mut per_block = std::collections::BTreeMap::<u64, u64>::new();
+        for p in held.iter().filter(|p| (*p >> MAX_PAGE_ORDER) % 2 == 0) {
+            *per_block.entry(p >> MAX_PAGE_ORDER).or_default() += 1;
+        }
+        for (&blk, &n) in &per_block {
+            if n == 1 << MAX_PAGE_ORDER {
+                b.free_one_page(
+                    blk << MAX_PAGE_ORDER,
+                    MAX_PAGE_ORDER,
+                    Migratetype::Movable,
+                    false,
+                );
             }
         }
         let before = b.free_areas().nr_free_by_type()[Migratetype::Movable.index()];
