@@ -11,7 +11,7 @@ use zonebuddy::model::memmap::{FirmwareRange, RangeKind};
 use zonebuddy::model::mm_init::{MemoryModel, ModelError, ModelParams};
 use zonebuddy::model::mmzone::{MAX_NUMNODES, PAGE_SIZE, ZoneType};
 use zonebuddy::model::node::NumaRange;
-use zonebuddy::page_alloc::gfp::{GFP_KERNEL, Gfp};
+use zonebuddy::page_alloc::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp};
 use zonebuddy::port::sim::{SimAllocator, SimMachine, SimPlatform};
 use zonebuddy::{PageAllocator, check};
 
@@ -618,6 +618,78 @@ fn numa_counters_classify_every_allocation() {
     assert!(meminfo.starts_with("Node 1 MemTotal:"), "{meminfo}");
     for (p, o) in held {
         a.free_pages(p, o).unwrap();
+    }
+    a.drain_all_pages();
+    check(&a).unwrap_or_else(|v| panic!("{v}"));
+}
+
+/// Per-node kcompactd: a round of node 1's worker compacts node 1 and nothing else.
+/// Both nodes hold anon pages with every other one zapped (fragmentation scores near
+/// 100); after `kcompactd_run(1)` node 1's pages moved and its score fell, while every
+/// page of node 0 is in the frame it was in and node 0's score is what it was.
+#[test]
+fn kcompactd_of_a_node_compacts_only_that_node() {
+    use zonebuddy::report::vmstat::VmEvent;
+    let a = two_node_machine();
+    let per_node = 8192u64;
+    let mut regions = Vec::new();
+    for cpu in 0..2 {
+        a.sim_platform().bind_current_thread(cpu);
+        let r = a.anon_region_create(per_node).unwrap();
+        for i in 0..per_node {
+            a.anon_region_populate(r, i, GFP_HIGHUSER_MOVABLE).unwrap();
+        }
+        for i in (1..per_node).step_by(2) {
+            assert!(a.anon_region_zap(r, i).unwrap());
+        }
+        regions.push(r);
+    }
+    a.sim_platform().bind_current_thread(0);
+    a.drain_all_pages();
+    let pfns = |r| -> Vec<u64> {
+        (0..per_node)
+            .step_by(2)
+            .map(|i| a.anon_region_pfn(r, i).unwrap().unwrap())
+            .collect()
+    };
+    let (node0_before, node1_before) = (pfns(regions[0]), pfns(regions[1]));
+    assert!(
+        node0_before
+            .iter()
+            .all(|&p| a.pfn_to_page(p).unwrap().nid() == 0)
+    );
+    assert!(
+        node1_before
+            .iter()
+            .all(|&p| a.pfn_to_page(p).unwrap().nid() == 1)
+    );
+    let scores = (a.fragmentation_score_node(0), a.fragmentation_score_node(1));
+    let migrated0 = a.vm_event(VmEvent::PgmigrateSuccess);
+    a.set_compaction_proactiveness(100).unwrap();
+    a.kcompactd_run(1, u64::MAX / 2);
+    let migrated = a.vm_event(VmEvent::PgmigrateSuccess) - migrated0;
+    let node1_after = pfns(regions[1]);
+    let moved1 = node1_before
+        .iter()
+        .zip(&node1_after)
+        .filter(|(b, a)| b != a)
+        .count();
+    eprintln!(
+        "kcompactd node 1: {migrated} pages migrated, {moved1} of node 1's kept pages moved; scores {scores:?} -> ({}, {})",
+        a.fragmentation_score_node(0),
+        a.fragmentation_score_node(1)
+    );
+    assert!(migrated > 0 && moved1 > 0, "node 1 was not compacted");
+    assert!(
+        node1_after
+            .iter()
+            .all(|&p| a.pfn_to_page(p).unwrap().nid() == 1)
+    );
+    assert_eq!(pfns(regions[0]), node0_before, "node 0's pages moved");
+    assert_eq!(a.fragmentation_score_node(0), scores.0);
+    assert!(a.fragmentation_score_node(1) < scores.1);
+    for r in regions {
+        a.anon_region_destroy(r).unwrap();
     }
     a.drain_all_pages();
     check(&a).unwrap_or_else(|v| panic!("{v}"));
