@@ -849,3 +849,83 @@ impl Scenario {
         Ok(s)
     }
 }
+
+impl Scenario {
+    /// Movable pages spread over the whole of memory, with a chosen density per 4 MiB
+    /// block, in bounded time on any machine size: every free MAX_ORDER block that a
+    /// movable request can get is taken, then they are given back one at a time, each
+    /// followed by `per_block(pfn)` anon page faults (pfn: the block's first frame), which
+    /// land mostly in the block just given back. Then, when `zap_half`, about half of the
+    /// pages are zapped by a coin toss on their frame number (as in [`Scenario::build`]),
+    /// and the others are written at version 0. No unmovable pages are taken.
+    pub fn build_spread(
+        per_block: &dyn Fn(u64) -> u64,
+        zap_half: bool,
+        seed: u64,
+    ) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        a.drain_all_pages();
+        let free = a.nr_free_pages();
+        let (region, start) = new_region(free)?;
+        let mut s = Scenario {
+            region,
+            start,
+            nr_pages: 0,
+            kept: Vec::new(),
+            unmovable: Vec::new(),
+            held_order9: Vec::new(),
+            seed,
+        };
+        let order = zonebuddy::model::mmzone::MAX_PAGE_ORDER;
+        let take = (GFP_HIGHUSER_MOVABLE | Gfp::NOWARN).difference(Gfp::DIRECT_RECLAIM);
+        let mut held: Vec<(u64, u64)> = Vec::with_capacity((free >> order) as usize + 64);
+        while held.len() < held.capacity() {
+            let Some(addr) = a.get_free_pages(take, order) else {
+                break;
+            };
+            let pfn = a.virt_to_page(addr).map_or(0, |p| a.page_to_pfn(p));
+            held.push((addr, pfn));
+        }
+        let total: u64 = held.iter().map(|&(_, pfn)| per_block(pfn)).sum();
+        let mut kept = Vec::with_capacity(total as usize + 1);
+        let mut index = 0;
+        let mut failed = false;
+        for &(addr, pfn) in &held {
+            let _ = a.free_pages_virt(addr, order);
+            for _ in 0..per_block(pfn) {
+                if failed
+                    || a.anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                        .is_err()
+                {
+                    failed = true;
+                    break;
+                }
+                index += 1;
+                s.nr_pages = index;
+            }
+        }
+        if failed {
+            s.release();
+            return Err("out of memory populating the spread scenario");
+        }
+        a.drain_all_pages();
+        if a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {
+            let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
+            if !zap {
+                kept.push(index);
+            }
+            zap
+        })
+        .is_err()
+        {
+            s.release();
+            return Err("zapping movable pages failed");
+        }
+        s.kept = kept;
+        for &index in &s.kept {
+            s.write_page(index, 0);
+        }
+        a.drain_all_pages();
+        Ok(s)
+    }
+}
