@@ -105,13 +105,25 @@ ktest! {
         let total = a.totalcma_pages();
         a.drain_all_pages();
         let cma_free0 = a.nr_free_cma_pages();
-        // Dense in the area (half of each block, before the zap), sparse elsewhere.
-        let sparse = uniform_density();
-        let s = Scenario::build_spread(
-            &|pfn| if (base..base + count).contains(&pfn) { 512 } else { sparse },
-            true,
-            0xc3a,
-        )?;
+        // Movable requests use CMA memory when it is most of what is free: so hold every
+        // other free MAX_ORDER block as unmovable (which CMA never serves) but two, map the
+        // scenario's pages, then give the held blocks back.
+        let hold = (GFP_KERNEL | Gfp::NOWARN).difference(Gfp::DIRECT_RECLAIM);
+        let mut held = Vec::with_capacity((a.nr_free_pages() >> MAX_PAGE_ORDER) as usize + 64);
+        while held.len() < held.capacity() {
+            let Some(addr) = a.get_free_pages(hold, MAX_PAGE_ORDER) else {
+                break;
+            };
+            held.push(addr);
+        }
+        for addr in held.drain(..held.len().min(2)) {
+            let _ = a.free_pages_virt(addr, MAX_PAGE_ORDER);
+        }
+        let built = Scenario::build_in_zone(area.zone, count * 3 / 4, 0xc3a);
+        for addr in held {
+            let _ = a.free_pages_virt(addr, MAX_PAGE_ORDER);
+        }
+        let s = built?;
         let in_area = pages_in(&s, base, base + count)?;
         let migrated0 = a.vm_event(VmEvent::PgmigrateSuccess);
         let start = time::now_ns();
@@ -134,6 +146,7 @@ ktest! {
             st.passes
         );
         kassert!((base..base + count).contains(&pfn) && pfn + CMA_PAGES <= base + count);
+        kassert!(in_area > 0, "no movable page landed in the CMA area");
         kassert_eq!(a.cma_area(0).map(|s| s.used), Some(CMA_PAGES));
         kassert_eq!(a.totalcma_pages(), total);
         // The range is ours: every page has one reference and can be written.
