@@ -828,9 +828,17 @@ impl Scenario {
                 }
             }
         }
-        let mut kept = Vec::with_capacity(pages as usize / 2 + 1);
-        if a.anon_region_zap_range(region, 0, pages, &mut |index, pfn| {
-            let zap = mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
+        s.zap_and_write(true)
+    }
+
+    /// Zap about half of the mapped pages (all kept unless `zap_half`), chosen by a coin
+    /// toss on their frame number, and write the others at version 0.
+    fn zap_and_write(mut self, zap_half: bool) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        let mut kept = Vec::with_capacity(self.nr_pages as usize / 2 + 1);
+        let seed = self.seed;
+        if a.anon_region_zap_range(self.region, 0, self.nr_pages, &mut |index, pfn| {
+            let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
             if !zap {
                 kept.push(index);
             }
@@ -838,15 +846,15 @@ impl Scenario {
         })
         .is_err()
         {
-            s.release();
+            self.release();
             return Err("zapping movable pages failed");
         }
-        s.kept = kept;
-        for &index in &s.kept {
-            s.write_page(index, 0);
+        self.kept = kept;
+        for &index in &self.kept {
+            self.write_page(index, 0);
         }
         a.drain_all_pages();
-        Ok(s)
+        Ok(self)
     }
 }
 
@@ -886,8 +894,6 @@ impl Scenario {
             let pfn = a.virt_to_page(addr).map_or(0, |p| a.page_to_pfn(p));
             held.push((addr, pfn));
         }
-        let total: u64 = held.iter().map(|&(_, pfn)| per_block(pfn)).sum();
-        let mut kept = Vec::with_capacity(total as usize + 1);
         let mut index = 0;
         let mut failed = false;
         for &(addr, pfn) in &held {
@@ -909,23 +915,6 @@ impl Scenario {
             return Err("out of memory populating the spread scenario");
         }
         a.drain_all_pages();
-        if a.anon_region_zap_range(region, 0, s.nr_pages, &mut |index, pfn| {
-            let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
-            if !zap {
-                kept.push(index);
-            }
-            zap
-        })
-        .is_err()
-        {
-            s.release();
-            return Err("zapping movable pages failed");
-        }
-        s.kept = kept;
-        for &index in &s.kept {
-            s.write_page(index, 0);
-        }
-        a.drain_all_pages();
-        Ok(s)
+        s.zap_and_write(zap_half)
     }
 }
