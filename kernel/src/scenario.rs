@@ -796,19 +796,10 @@ impl Scenario {
     /// for [`Scenario::build`].
     pub fn build_in_zone(zone: ZoneType, pages: u64, seed: u64) -> Result<Scenario, &'static str> {
         let a = allocator();
-        let (region, start) = new_region(pages)?;
-        let mut s = Scenario {
-            region,
-            start,
-            nr_pages: 0,
-            kept: Vec::new(),
-            unmovable: Vec::new(),
-            held_order9: Vec::new(),
-            seed,
-        };
+        let mut s = Scenario::empty(pages, seed)?;
         for index in 0..pages {
             let landed = a
-                .anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                .anon_region_populate(s.region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
                 .map_err(|_| "out of memory populating the zone scenario")
                 .and_then(|pfn| {
                     a.pfn_to_page(pfn)
@@ -829,6 +820,20 @@ impl Scenario {
             }
         }
         s.zap_and_write(true)
+    }
+
+    /// A scenario with a fresh region of `pages` pages and nothing mapped yet.
+    fn empty(pages: u64, seed: u64) -> Result<Scenario, &'static str> {
+        let (region, start) = new_region(pages)?;
+        Ok(Scenario {
+            region,
+            start,
+            nr_pages: 0,
+            kept: Vec::new(),
+            unmovable: Vec::new(),
+            held_order9: Vec::new(),
+            seed,
+        })
     }
 
     /// Zap about half of the mapped pages (all kept unless `zap_half`), chosen by a coin
@@ -874,16 +879,7 @@ impl Scenario {
         let a = allocator();
         a.drain_all_pages();
         let free = a.nr_free_pages();
-        let (region, start) = new_region(free)?;
-        let mut s = Scenario {
-            region,
-            start,
-            nr_pages: 0,
-            kept: Vec::new(),
-            unmovable: Vec::new(),
-            held_order9: Vec::new(),
-            seed,
-        };
+        let mut s = Scenario::empty(free, seed)?;
         let order = zonebuddy::model::mmzone::MAX_PAGE_ORDER;
         let take = (GFP_HIGHUSER_MOVABLE | Gfp::NOWARN).difference(Gfp::DIRECT_RECLAIM);
         let mut held: Vec<(u64, u64)> = Vec::with_capacity((free >> order) as usize + 64);
@@ -900,7 +896,7 @@ impl Scenario {
             let _ = a.free_pages_virt(addr, order);
             for _ in 0..per_block(pfn) {
                 if failed
-                    || a.anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                    || a.anon_region_populate(s.region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
                         .is_err()
                 {
                     failed = true;
