@@ -17,7 +17,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "list a directory of /proc or /sys (default: /)",
     ),
     ("cat", "cat PATH...", "print /proc or /sys files"),
-    ("echo", "echo VALUE > PATH", "write VALUE to a tunable"),
+    (
+        "echo",
+        "echo VALUE > PATH",
+        "write VALUE to a tunable, a trigger or a memory block's state",
+    ),
     (
         "alloc",
         "alloc ORDER [GFP]",
