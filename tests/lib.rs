@@ -11,6 +11,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::boot",
     "ktests::compaction",
     "ktests::console",
+    "ktests::contig",
     "ktests::fault_injection",
     "ktests::harness",
     "ktests::memory",

@@ -30,6 +30,34 @@ fn uefi_1g_full_suite() {
     assert_full_suite_passes(&config(Firmware::Uefi, "1G", 4, "test=-ktests::compaction"));
 }
 
+/// The contiguous-allocation suite with a boot-declared CMA area (`cma=64M`): a 32 MiB
+/// `cma_alloc` migrating movable pages out of the area, a 64 MiB `alloc_contig_pages`, a
+/// memory block offline and online, an isolated range under concurrent allocation. The
+/// suite prints its timings (`contig:` lines), shown here.
+#[test]
+fn bios_1g_cma_contig_suite() {
+    let r = assert_full_suite_passes(&config(
+        Firmware::Bios,
+        "1G",
+        4,
+        "test=ktests::contig,ktests::boot cma=64M",
+    ));
+    for line in r.transcript.lines().filter(|l| l.starts_with("contig:")) {
+        println!("{line}");
+    }
+    assert!(
+        r.skipped_tests().is_empty(),
+        "skipped with a CMA area on 4 CPUs: {:?}\n{}",
+        r.skipped_tests(),
+        r.tail(30)
+    );
+    assert!(
+        r.transcript.contains("contig: cma_alloc 32 MiB at pfn"),
+        "{}",
+        r.tail(30)
+    );
+}
+
 /// On one CPU the cross-CPU tests have nothing to check: they must say `skipped`, not `ok`.
 #[test]
 fn bios_one_cpu_full_suite() {

@@ -408,3 +408,100 @@ fn mistakes_are_explained_and_change_nothing() {
     assert_eq!(out(10), "", "{ctx}");
     assert_eq!(out(11), "100", "{ctx}");
 }
+
+/// The contiguous-allocation commands and files: `cma` lists the area `cma=` declared
+/// (a bad `cma=` before it is reported and ignored), `cma alloc`/`cma free` change the
+/// debugfs `used` count, `contig` takes and frees a range, a memory block goes offline
+/// and online through its `state` file, and every mistake gets the allocator's reason.
+#[test]
+fn cma_contig_and_memory_block_offline() {
+    let mut cfg = config(Firmware::Bios, "512M", 2, "cma=lots cma=32M");
+    let script = [
+        "cma",
+        "cma alloc reserved 4096",
+        "cat /sys/kernel/debug/cma/reserved/used",
+        "cma alloc reserved 9000",
+        "cma alloc nosuch 1",
+        "cma free",
+        "cat /sys/kernel/debug/cma/reserved/used /sys/kernel/debug/cma/reserved/count",
+        "contig 4096",
+        "contig free",
+        "cat /sys/devices/system/memory/block_size_bytes",
+        "ls /sys/devices/system/memory",
+        "cat /sys/devices/system/memory/memory2/state /sys/devices/system/memory/memory2/phys_index",
+        "echo offline > /sys/devices/system/memory/memory2/state",
+        "cat /sys/devices/system/memory/memory2/state",
+        "echo offline > /sys/devices/system/memory/memory2/state",
+        "echo online > /sys/devices/system/memory/memory2/state",
+        "echo online > /sys/devices/system/memory/memory2/state",
+        "echo offline > /sys/devices/system/memory/memory99/state",
+        "echo sideways > /sys/devices/system/memory/memory2/state",
+        "cat /sys/devices/system/memory/memory0/valid_zones",
+        "echo offline > /sys/devices/system/memory/memory0/state",
+        "cat /proc/meminfo",
+    ];
+    cfg.script = Some(script.join("; "));
+    let r = boot(&cfg);
+    let cmds = console_commands(&r.transcript);
+    let ctx = format!(
+        "outcome {:?}\n--- last lines ---\n{}",
+        r.outcome,
+        r.tail(80)
+    );
+    assert!(!r.transcript.contains("FATAL"), "{ctx}");
+    assert!(
+        r.transcript
+            .contains("cma=: expected SIZE or SIZE@START (like 64M@0x40000000); option ignored"),
+        "{ctx}"
+    );
+    let names: Vec<&str> = cmds.iter().map(|c| c.command.as_str()).collect();
+    assert_eq!(names, script, "{ctx}");
+    assert!(
+        r.transcript.contains("script: 22 commands, 7 failed"),
+        "{ctx}"
+    );
+    assert_eq!(r.outcome, Outcome::KernelFailure, "{ctx}");
+    let out = |i: usize| cmds[i].output.join("\n");
+    for c in &cmds {
+        println!("memkernel# {}\n{}", c.command, c.output.join("\n"));
+    }
+    assert!(out(0).contains("0 reserved: base pfn"), "{ctx}");
+    assert!(
+        out(0).contains("32 MiB (8192 pages), used 0 pages"),
+        "{ctx}"
+    );
+    assert!(out(1).starts_with("cma: 4096 pages at pfn ["), "{ctx}");
+    assert_eq!(out(2), "4096", "{ctx}");
+    assert!(out(3).contains("bad request of 9000 pages"), "{ctx}");
+    assert!(out(4).contains("no area 'nosuch'"), "{ctx}");
+    assert_eq!(out(5), "cma: freed 1 ranges (4096 pages)", "{ctx}");
+    assert_eq!(out(6), "0\n8192", "{ctx}");
+    assert!(out(7).starts_with("contig: 4096 pages at pfn ["), "{ctx}");
+    assert_eq!(out(8), "contig: freed 1 ranges (4096 pages)", "{ctx}");
+    assert_eq!(out(9), "8000000", "{ctx}");
+    assert_eq!(
+        cmds[10].output,
+        [
+            "block_size_bytes",
+            "memory0/",
+            "memory1/",
+            "memory2/",
+            "memory3/"
+        ],
+        "{ctx}"
+    );
+    assert_eq!(out(11), "online\n00000002", "{ctx}");
+    assert!(out(12).contains("memory2: offline in "), "{ctx}");
+    assert_eq!(out(13), "offline", "{ctx}");
+    assert!(out(14).contains("memory2: already offline"), "{ctx}");
+    assert!(out(15).contains("memory2: online in "), "{ctx}");
+    assert!(out(16).contains("is not offline"), "{ctx}");
+    assert!(
+        out(17).contains("memory99: no such file or directory"),
+        "{ctx}"
+    );
+    assert!(out(18).contains("expected online or offline"), "{ctx}");
+    assert_eq!(out(19), "none", "{ctx}");
+    assert!(out(20).contains("spans several zones"), "{ctx}");
+    assert!(out(21).contains("CmaTotal:          32768 kB"), "{ctx}");
+}

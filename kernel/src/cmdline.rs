@@ -34,6 +34,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "memory given to ZONE_MOVABLE: nn[KMGTPE] or nn%",
     ),
     (
+        "cma",
+        "cma=SIZE[@START]: reserve a CMA area named `reserved` (sizes nn[KMGT], rounded up to 4 MiB), at START or as high as a range can be emptied",
+    ),
+    (
         "kcompactd",
         "kcompactd=on|off: keep background compaction on (or off) from boot, test mode included",
     ),

@@ -29,14 +29,15 @@ use core::{
 };
 
 use console::{
-    Command, Event, FreeWhat, LineEditor, fs as cfs,
+    CmaCmd, Command, ContigCmd, Event, FreeWhat, LineEditor, fs as cfs,
     gfp::{GFP_KERNEL, parse_gfp},
     parse::COMMANDS,
     split_script,
 };
 use zonebuddy::{
     model::mmzone::{NR_PAGE_ORDERS, PAGE_SIZE, PAGEBLOCK_ORDER, ZoneType},
-    page_alloc::gfp::Gfp,
+    page_alloc::gfp::{GFP_HIGHUSER_MOVABLE, Gfp},
+    report::vmstat::VmEvent,
 };
 
 use crate::{
@@ -89,10 +90,19 @@ pub struct Held {
     pub order: u32,
 }
 
-/// The console's state: the blocks `alloc` took.
+/// A contiguous range `cma alloc` (from area `area`) or `contig` (`area` None) took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeldRange {
+    area: Option<usize>,
+    pfn: u64,
+    pages: u64,
+}
+
+/// The console's state: the blocks `alloc` took, the ranges `cma alloc` and `contig` took.
 #[derive(Default)]
 struct Shell {
     held: Vec<Held>,
+    ranges: Vec<HeldRange>,
 }
 
 /// The script QEMU passed, if any.
@@ -295,6 +305,8 @@ impl Shell {
             Command::Meminfo => {
                 ok(procfs::read("/proc/meminfo", &mut out).map_err(|e| format!("{e}")))
             }
+            Command::Cma(c) => ok(self.cma(c)),
+            Command::Contig(c) => ok(self.contig(c)),
             Command::Numastat => ok(crate::memory::allocator()
                 .write_numastat(&mut out)
                 .map_err(|_| String::from("output error"))),
@@ -331,6 +343,141 @@ impl Shell {
 
     fn free(&mut self, what: FreeWhat) -> Result<(), String> {
         free_held(&mut self.held, what, &mut free_block)
+    }
+
+    fn cma(&mut self, c: CmaCmd) -> Result<(), String> {
+        let a = allocator();
+        let nr = a.cma_nr_areas();
+        match c {
+            CmaCmd::List => {
+                if nr == 0 {
+                    kprintln!("cma: no CMA area (boot with cma=SIZE[@START], e.g. cma=64M)");
+                    return Ok(());
+                }
+                for i in 0..nr {
+                    let Some(s) = a.cma_area(i) else { continue };
+                    kprintln!(
+                        "{i} {}: base pfn {:#x} (phys {:#x}), {} MiB ({} pages), used {} pages, largest free run {} pages, node {} zone {}",
+                        s.name(),
+                        s.base_pfn,
+                        s.base_pfn * PAGE_SIZE,
+                        (s.count * PAGE_SIZE) >> 20,
+                        s.count,
+                        s.used,
+                        s.maxchunk,
+                        s.nid,
+                        s.zone.name()
+                    );
+                }
+                kprintln!(
+                    "CmaTotal {} pages, CmaFree {} pages",
+                    a.totalcma_pages(),
+                    a.nr_free_cma_pages()
+                );
+                Ok(())
+            }
+            CmaCmd::Alloc { area, pages, align } => {
+                if nr == 0 {
+                    return Err(String::from(
+                        "cma alloc: no CMA area (boot with cma=SIZE[@START], e.g. cma=64M)",
+                    ));
+                }
+                let idx = (0..nr)
+                    .find(|&i| a.cma_area(i).is_some_and(|s| s.name() == area))
+                    .or_else(|| area.parse::<usize>().ok().filter(|&i| i < nr))
+                    .ok_or_else(|| {
+                        format!(
+                            "cma alloc: no area '{area}' (cma lists them; areas 0-{})",
+                            nr - 1
+                        )
+                    })?;
+                let start = time::now_ns();
+                let (page, st) = a
+                    .cma_alloc(idx, pages, align)
+                    .map_err(|e| format!("cma alloc: {e}"))?;
+                let ms = (time::now_ns() - start) / 1_000_000;
+                let pfn = a.page_to_pfn(page);
+                self.ranges.push(HeldRange {
+                    area: Some(idx),
+                    pfn,
+                    pages,
+                });
+                kprintln!(
+                    "cma: {pages} pages at pfn [{pfn:#x}, {:#x}) in {ms} ms; {} pages migrated ({} failed attempts, {} passes)",
+                    pfn + pages,
+                    st.migrated,
+                    st.migrate_failed,
+                    st.passes
+                );
+                Ok(())
+            }
+            CmaCmd::Free => self.free_ranges(true),
+        }
+    }
+
+    fn contig(&mut self, c: ContigCmd) -> Result<(), String> {
+        let pages = match c {
+            ContigCmd::Free => return self.free_ranges(false),
+            ContigCmd::Alloc(n) => n,
+        };
+        let a = allocator();
+        let nid = arch::numa::cpu_home_node(arch::percpu::cpu_id());
+        let migrated0 = a.vm_event(VmEvent::PgmigrateSuccess);
+        let start = time::now_ns();
+        let page = a.alloc_contig_pages(pages, GFP_HIGHUSER_MOVABLE, nid);
+        let ms = (time::now_ns() - start) / 1_000_000;
+        let Some(page) = page else {
+            return Err(format!(
+                "contig: no range of {pages} pages on node {nid} could be emptied ({ms} ms): each candidate holds an unmovable, pinned or reserved page, or its pages could not be migrated (a 128 MiB memory block keeps its memmap at its end, so no range reaches 126 MiB)"
+            ));
+        };
+        let pfn = a.page_to_pfn(page);
+        self.ranges.push(HeldRange {
+            area: None,
+            pfn,
+            pages,
+        });
+        kprintln!(
+            "contig: {pages} pages at pfn [{pfn:#x}, {:#x}) on node {nid} in {ms} ms; {} pages migrated",
+            pfn + pages,
+            a.vm_event(VmEvent::PgmigrateSuccess) - migrated0
+        );
+        Ok(())
+    }
+
+    /// Free the ranges `cma alloc` (`cma`) or `contig` took.
+    fn free_ranges(&mut self, cma: bool) -> Result<(), String> {
+        let a = allocator();
+        let (mut n, mut pages) = (0, 0);
+        let mut result = Ok(());
+        self.ranges.retain(|r| {
+            if r.area.is_some() != cma {
+                return true;
+            }
+            let freed = match r.area {
+                Some(i) => a
+                    .pfn_to_page(r.pfn)
+                    .ok_or_else(|| format!("pfn {:#x} has no page", r.pfn))
+                    .and_then(|p| a.cma_release(i, p, r.pages).map_err(|e| format!("{e}"))),
+                None => a
+                    .free_contig_range(r.pfn, r.pages)
+                    .map_err(|e| format!("{e}")),
+            };
+            match freed {
+                Ok(()) => {
+                    n += 1;
+                    pages += r.pages;
+                    false
+                }
+                Err(e) => {
+                    result = Err(format!("free: pfn {:#x}: {e}; still held", r.pfn));
+                    true
+                }
+            }
+        });
+        let what = if cma { "cma" } else { "contig" };
+        kprintln!("{what}: freed {n} ranges ({pages} pages)");
+        result
     }
 }
 
@@ -399,7 +546,10 @@ fn help() {
 
 fn ls(path: &str) -> Result<(), String> {
     let mut names = Vec::new();
-    cfs::list(path, procfs::node_mask(), &mut |n| names.push(n)).map_err(|e| format!("ls: {e}"))?;
+    let tree = procfs::Tree::now();
+    let areas = tree.names();
+    let present = tree.present(&areas);
+    cfs::list_in(path, &present, &mut |n| names.push(n)).map_err(|e| format!("ls: {e}"))?;
     for n in names {
         kprintln!("{n}");
     }

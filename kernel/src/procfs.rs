@@ -13,14 +13,18 @@
 //! `min_free_kbytes=4096` at boot and `echo 4096 > /proc/sys/vm/min_free_kbytes` later are
 //! one code path with one set of error messages.
 
-use alloc::{format, string::String};
+use alloc::{format, string::String, vec::Vec};
 use core::fmt::{self, Write};
 
 use console::{
-    fs::{self, File, Node, NodeView, View},
+    fs::{self, BlockFile, CmaFile, File, Node, NodeView, View},
     tunable::{self, Kind, ListText, MAX_LIST, Tunable, Value},
 };
-use zonebuddy::{model::mmzone::MAX_NR_ZONES, page_alloc::PageAllocator};
+use zonebuddy::{
+    model::mmzone::{MAX_NR_ZONES, PAGE_SIZE},
+    movement::memory_hotplug::HotplugError,
+    page_alloc::PageAllocator,
+};
 
 use crate::{cmdline::Cmdline, memory::allocator, platform::KernelPlatform};
 
@@ -50,6 +54,151 @@ pub fn node_mask() -> u64 {
     let described =
         (0..crate::arch::numa::info().nr_nodes.min(fs::MAX_NODES)).fold(0u64, |m, n| m | 1 << n);
     with_memory | described
+}
+
+/// What exists beyond the fixed tree right now: nodes, memory blocks, CMA areas.
+pub struct Tree {
+    nodes: u64,
+    blocks: [u64; fs::MAX_MEMORY_BLOCKS / 64],
+    cma: Vec<String>,
+}
+
+impl Tree {
+    /// The machine as it is now.
+    pub fn now() -> Tree {
+        let a = allocator();
+        let mut blocks = [0u64; fs::MAX_MEMORY_BLOCKS / 64];
+        let per_block = a.memory_block_pages();
+        let end_pfn = a
+            .model()
+            .nodes()
+            .map(|n| n.node_end_pfn())
+            .max()
+            .unwrap_or(0);
+        for b in 0..end_pfn
+            .div_ceil(per_block)
+            .min(fs::MAX_MEMORY_BLOCKS as u64)
+        {
+            if a.pfn_to_page(b * per_block).is_some() {
+                blocks[b as usize / 64] |= 1 << (b % 64);
+            }
+        }
+        let cma = (0..a.cma_nr_areas().min(fs::MAX_CMA_AREAS))
+            .filter_map(|i| a.cma_area(i).map(|s| String::from(s.name())))
+            .collect();
+        Tree {
+            nodes: node_mask(),
+            blocks,
+            cma,
+        }
+    }
+
+    /// The CMA areas' names, for [`Tree::present`].
+    pub fn names(&self) -> Vec<&str> {
+        self.cma.iter().map(String::as_str).collect()
+    }
+
+    /// The tree's view of it, with `names` from [`Tree::names`].
+    pub fn present<'a>(&'a self, names: &'a [&'a str]) -> fs::Present<'a> {
+        fs::Present {
+            nodes: self.nodes,
+            blocks: &self.blocks,
+            cma: names,
+        }
+    }
+}
+
+/// A file of `/sys/devices/system/memory/memoryN/`: Linux's values. A block that spans
+/// two zones (block 0 holds DMA and DMA32) cannot go offline: its `valid_zones` is
+/// `none`, as in Linux, and `removable` 0.
+fn read_block_file(
+    a: &PageAllocator<KernelPlatform>,
+    f: BlockFile,
+    block: u64,
+    out: &mut dyn Write,
+) -> fmt::Result {
+    let mut text = String::new();
+    let lines = match a.write_memory_block(&mut text, block) {
+        Ok(r) => {
+            r?;
+            text.as_str()
+        }
+        Err(HotplugError::MixedZones(_)) => {
+            "state: online\nphys_index: -\nvalid_zones: none\nremovable: 0\n"
+        }
+        Err(e) => return writeln!(out, "{e}"),
+    };
+    let key = match f {
+        BlockFile::State => "state",
+        BlockFile::PhysIndex => return writeln!(out, "{block:08x}"),
+        BlockFile::ValidZones => "valid_zones",
+        BlockFile::Removable => "removable",
+    };
+    let value = lines
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+        .unwrap_or("?");
+    writeln!(out, "{value}")
+}
+
+/// `echo offline|online > /sys/devices/system/memory/memoryN/state`: do it, and say what
+/// it took; a refusal is the allocator's reason (which pfn, why).
+fn write_block_state(block: u64, value: &str, out: &mut dyn Write) -> Result<(), ProcError> {
+    let a = allocator();
+    let start = crate::arch::time::now_ns();
+    let ms = || (crate::arch::time::now_ns() - start) / 1_000_000;
+    match value.trim() {
+        "offline" => {
+            let st = a
+                .offline_memory_block(block)
+                .map_err(|e| err(format!("{e}")))?;
+            let _ = writeln!(
+                out,
+                "memory{block}: offline in {} ms; {} pages migrated ({} failed attempts, {} passes)",
+                ms(),
+                st.migrated,
+                st.migrate_failed,
+                st.passes
+            );
+            Ok(())
+        }
+        "online" => {
+            let n = a
+                .online_memory_block(block)
+                .map_err(|e| err(format!("{e}")))?;
+            let _ = writeln!(out, "memory{block}: online in {} ms; {n} pages", ms());
+            Ok(())
+        }
+        other => Err(err(format!("'{other}': expected online or offline"))),
+    }
+}
+
+/// A file of `/sys/kernel/debug/cma/<name>/` (Linux's debugfs names and formats).
+fn read_cma_file(
+    a: &PageAllocator<KernelPlatform>,
+    f: CmaFile,
+    area: usize,
+    out: &mut dyn Write,
+) -> Result<fmt::Result, ProcError> {
+    let s = a
+        .cma_area(area)
+        .ok_or_else(|| err(format!("cma: no area {area}")))?;
+    Ok(match f {
+        CmaFile::BasePfn => writeln!(out, "{}", s.base_pfn),
+        CmaFile::Count => writeln!(out, "{}", s.count),
+        CmaFile::Used => writeln!(out, "{}", s.used),
+        CmaFile::Maxchunk => writeln!(out, "{}", s.maxchunk),
+        CmaFile::OrderPerBit => writeln!(out, "{}", s.order_per_bit),
+        CmaFile::Bitmap => (|| {
+            for (i, w) in s.bitmap_u32().enumerate() {
+                if i > 0 {
+                    out.write_char(' ')?;
+                }
+                write!(out, "{w}")?;
+            }
+            out.write_char('\n')
+        })(),
+    })
 }
 
 /// A file of `/sys/devices/system/node/nodeN/`.
@@ -120,7 +269,9 @@ impl fmt::Display for TunableValue {
 
 /// Print `path` to `out`.
 pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
-    let file = match fs::lookup(path, node_mask()).map_err(|e| err(format!("{e}")))? {
+    let tree = Tree::now();
+    let names = tree.names();
+    let file = match fs::lookup_in(path, &tree.present(&names)).map_err(|e| err(format!("{e}")))? {
         Node::Dir => return Err(err("Is a directory (try ls)")),
         Node::File(f) => f,
     };
@@ -137,6 +288,9 @@ pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
         File::NodeCompact(_) => return Err(err("Permission denied")),
         File::NodeView(v, nid) => read_node_view(a, v, nid, out),
         File::FaultAttr(t) => writeln!(out, "{}", fault_attr_text(a, t)),
+        File::BlockSizeBytes => writeln!(out, "{:x}", a.memory_block_pages() * PAGE_SIZE),
+        File::Block(f, b) => read_block_file(a, f, b as u64, out),
+        File::Cma(f, i) => read_cma_file(a, f, i, out)?,
     };
     r.map_err(|_| err("output error"))
 }
@@ -166,12 +320,18 @@ fn write_uptime(out: &mut dyn Write) -> fmt::Result {
 
 /// Write `value` to `path`. Progress of an action (compaction) is printed to `out`.
 pub fn write(path: &str, value: &str, out: &mut dyn Write) -> Result<(), ProcError> {
-    let file = match fs::lookup(path, node_mask()).map_err(|e| err(format!("{e}")))? {
+    let tree = Tree::now();
+    let names = tree.names();
+    let file = match fs::lookup_in(path, &tree.present(&names)).map_err(|e| err(format!("{e}")))? {
         Node::Dir => return Err(err("Is a directory")),
         Node::File(f) => f,
     };
     match file {
-        File::View(_) | File::NodeView(..) => Err(err("Permission denied (read-only)")),
+        File::View(_) | File::NodeView(..) | File::BlockSizeBytes | File::Cma(..) => {
+            Err(err("Permission denied (read-only)"))
+        }
+        File::Block(BlockFile::State, b) => write_block_state(b as u64, value, out),
+        File::Block(..) => Err(err("Permission denied (read-only)")),
         File::Tunable(t) => write_tunable(t, value, out),
         File::FaultAttr(t) => write_fault_attr(t, value),
         File::NodeCompact(nid) => {

@@ -796,19 +796,10 @@ impl Scenario {
     /// for [`Scenario::build`].
     pub fn build_in_zone(zone: ZoneType, pages: u64, seed: u64) -> Result<Scenario, &'static str> {
         let a = allocator();
-        let (region, start) = new_region(pages)?;
-        let mut s = Scenario {
-            region,
-            start,
-            nr_pages: 0,
-            kept: Vec::new(),
-            unmovable: Vec::new(),
-            held_order9: Vec::new(),
-            seed,
-        };
+        let mut s = Scenario::empty(pages, seed)?;
         for index in 0..pages {
             let landed = a
-                .anon_region_populate(region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                .anon_region_populate(s.region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
                 .map_err(|_| "out of memory populating the zone scenario")
                 .and_then(|pfn| {
                     a.pfn_to_page(pfn)
@@ -828,9 +819,31 @@ impl Scenario {
                 }
             }
         }
-        let mut kept = Vec::with_capacity(pages as usize / 2 + 1);
-        if a.anon_region_zap_range(region, 0, pages, &mut |index, pfn| {
-            let zap = mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
+        s.zap_and_write(true)
+    }
+
+    /// A scenario with a fresh region of `pages` pages and nothing mapped yet.
+    fn empty(pages: u64, seed: u64) -> Result<Scenario, &'static str> {
+        let (region, start) = new_region(pages)?;
+        Ok(Scenario {
+            region,
+            start,
+            nr_pages: 0,
+            kept: Vec::new(),
+            unmovable: Vec::new(),
+            held_order9: Vec::new(),
+            seed,
+        })
+    }
+
+    /// Zap about half of the mapped pages (all kept unless `zap_half`), chosen by a coin
+    /// toss on their frame number, and write the others at version 0.
+    fn zap_and_write(mut self, zap_half: bool) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        let mut kept = Vec::with_capacity(self.nr_pages as usize / 2 + 1);
+        let seed = self.seed;
+        if a.anon_region_zap_range(self.region, 0, self.nr_pages, &mut |index, pfn| {
+            let zap = zap_half && mix(seed ^ pfn.rotate_left(32)) & 1 == 1;
             if !zap {
                 kept.push(index);
             }
@@ -838,14 +851,66 @@ impl Scenario {
         })
         .is_err()
         {
-            s.release();
+            self.release();
             return Err("zapping movable pages failed");
         }
-        s.kept = kept;
-        for &index in &s.kept {
-            s.write_page(index, 0);
+        self.kept = kept;
+        for &index in &self.kept {
+            self.write_page(index, 0);
         }
         a.drain_all_pages();
-        Ok(s)
+        Ok(self)
+    }
+}
+
+impl Scenario {
+    /// Movable pages spread over the whole of memory, with a chosen density per 4 MiB
+    /// block, in bounded time on any machine size: every free MAX_ORDER block that a
+    /// movable request can get is taken, then they are given back one at a time, each
+    /// followed by `per_block(pfn)` anon page faults (pfn: the block's first frame), which
+    /// land mostly in the block just given back. Then, when `zap_half`, about half of the
+    /// pages are zapped by a coin toss on their frame number (as in [`Scenario::build`]),
+    /// and the others are written at version 0. No unmovable pages are taken.
+    pub fn build_spread(
+        per_block: &dyn Fn(u64) -> u64,
+        zap_half: bool,
+        seed: u64,
+    ) -> Result<Scenario, &'static str> {
+        let a = allocator();
+        a.drain_all_pages();
+        let free = a.nr_free_pages();
+        let mut s = Scenario::empty(free, seed)?;
+        let order = zonebuddy::model::mmzone::MAX_PAGE_ORDER;
+        let take = (GFP_HIGHUSER_MOVABLE | Gfp::NOWARN).difference(Gfp::DIRECT_RECLAIM);
+        let mut held: Vec<(u64, u64)> = Vec::with_capacity((free >> order) as usize + 64);
+        while held.len() < held.capacity() {
+            let Some(addr) = a.get_free_pages(take, order) else {
+                break;
+            };
+            let pfn = a.virt_to_page(addr).map_or(0, |p| a.page_to_pfn(p));
+            held.push((addr, pfn));
+        }
+        let mut index = 0;
+        let mut failed = false;
+        for &(addr, pfn) in &held {
+            let _ = a.free_pages_virt(addr, order);
+            for _ in 0..per_block(pfn) {
+                if failed
+                    || a.anon_region_populate(s.region, index, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN)
+                        .is_err()
+                {
+                    failed = true;
+                    break;
+                }
+                index += 1;
+                s.nr_pages = index;
+            }
+        }
+        if failed {
+            s.release();
+            return Err("out of memory populating the spread scenario");
+        }
+        a.drain_all_pages();
+        s.zap_and_write(zap_half)
     }
 }

@@ -17,6 +17,48 @@ pub const MAX_DEPTH: usize = 16;
 /// Nodes the tree can show (`nodeN` directories): bits of a `u64` mask.
 pub const MAX_NODES: usize = 64;
 
+/// Memory blocks the tree can show (`memoryN` directories, N below this): 128 MiB
+/// blocks up to 128 GiB.
+pub const MAX_MEMORY_BLOCKS: usize = 1024;
+
+/// CMA areas the tree can show (`/sys/kernel/debug/cma/<name>/`), bits of a `u8` mask.
+pub const MAX_CMA_AREAS: usize = 8;
+
+/// What exists in the tree beyond its fixed entries: the nodes, the memory blocks and
+/// the CMA areas of this machine.
+#[derive(Clone, Copy)]
+pub struct Present<'a> {
+    /// Bit N set when node N exists.
+    pub nodes: u64,
+    /// Memory block N exists when bit N is set (`MAX_MEMORY_BLOCKS` bits).
+    pub blocks: &'a [u64],
+    /// The CMA areas' names, area `i` at index `i`.
+    pub cma: &'a [&'a str],
+}
+
+impl Present<'_> {
+    /// Only nodes: no memory blocks, no CMA areas.
+    pub const fn nodes(nodes: u64) -> Present<'static> {
+        Present {
+            nodes,
+            blocks: &[],
+            cma: &[],
+        }
+    }
+
+    fn block(&self, b: usize) -> bool {
+        self.blocks
+            .get(b / 64)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
+    fn each_block(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.blocks.len() * 64)
+            .take(MAX_MEMORY_BLOCKS)
+            .filter(|&b| self.block(b))
+    }
+}
+
 /// A read-only view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -59,6 +101,36 @@ pub enum NodeView {
     Vmstat,
 }
 
+/// A file of a memory block (`/sys/devices/system/memory/memoryN/<file>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockFile {
+    /// `state`: `online` or `offline`; writing `offline`/`online` does it.
+    State,
+    /// `phys_index`: the block number, 8 hex digits.
+    PhysIndex,
+    /// `valid_zones`: the zone the block belongs to.
+    ValidZones,
+    /// `removable`: 1 (every block of this model may be tried).
+    Removable,
+}
+
+/// A file of a CMA area (`/sys/kernel/debug/cma/<name>/<file>`, Linux's debugfs names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmaFile {
+    /// `base_pfn`
+    BasePfn,
+    /// `count`: pages in the area.
+    Count,
+    /// `used`: pages handed out by cma_alloc.
+    Used,
+    /// `maxchunk`: the largest run not handed out.
+    Maxchunk,
+    /// `order_per_bit`
+    OrderPerBit,
+    /// `bitmap`: the allocation bitmap as 32-bit decimal words.
+    Bitmap,
+}
+
 /// What a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum File {
@@ -72,6 +144,12 @@ pub enum File {
     NodeView(NodeView, usize),
     /// A `/sys/kernel/debug/fail_page_alloc/` attribute (fault injection).
     FaultAttr(&'static Tunable),
+    /// `/sys/devices/system/memory/block_size_bytes`
+    BlockSizeBytes,
+    /// A file of memory block N.
+    Block(BlockFile, usize),
+    /// A file of CMA area N.
+    Cma(CmaFile, usize),
 }
 
 impl File {
@@ -83,21 +161,28 @@ impl File {
             File::NodeCompact(_) => false,
             File::NodeView(..) => true,
             File::FaultAttr(_) => true,
+            File::BlockSizeBytes | File::Block(..) | File::Cma(..) => true,
         }
     }
 
     /// Can `echo` write it?
     pub fn writable(&self) -> bool {
-        !matches!(self, File::View(_) | File::NodeView(..))
+        match self {
+            File::View(_) | File::NodeView(..) | File::BlockSizeBytes | File::Cma(..) => false,
+            File::Block(f, _) => *f == BlockFile::State,
+            _ => true,
+        }
     }
 
-    /// The file as it appears under node `nid`'s directory (node files in the tree carry
-    /// a placeholder id).
-    fn on_node(self, nid: Option<usize>) -> File {
-        let n = nid.unwrap_or(0);
+    /// The file as it appears under node, memory block or CMA area `id`'s directory
+    /// (those files in the tree carry a placeholder id).
+    fn on_node(self, id: Option<usize>) -> File {
+        let n = id.unwrap_or(0);
         match self {
             File::NodeCompact(_) => File::NodeCompact(n),
             File::NodeView(v, _) => File::NodeView(v, n),
+            File::Block(f, _) => File::Block(f, n),
+            File::Cma(f, _) => File::Cma(f, n),
             f => f,
         }
     }
@@ -111,9 +196,39 @@ enum Ent {
     Tunables,
     /// `nodeN` directories for the nodes present, each with these entries.
     Nodes(&'static [Ent]),
+    /// `memoryN` directories for the memory blocks present, each with these entries.
+    Blocks(&'static [Ent]),
+    /// A directory per CMA area, named after it, each with these entries.
+    CmaAreas(&'static [Ent]),
 }
 
 const PLACEHOLDER_NODE: usize = usize::MAX;
+const PLACEHOLDER: usize = usize::MAX;
+
+const MEMORY_DIR: &[Ent] = &[
+    Ent::File("block_size_bytes", File::BlockSizeBytes),
+    Ent::Blocks(&[
+        Ent::File("phys_index", File::Block(BlockFile::PhysIndex, PLACEHOLDER)),
+        Ent::File("removable", File::Block(BlockFile::Removable, PLACEHOLDER)),
+        Ent::File("state", File::Block(BlockFile::State, PLACEHOLDER)),
+        Ent::File(
+            "valid_zones",
+            File::Block(BlockFile::ValidZones, PLACEHOLDER),
+        ),
+    ]),
+];
+
+const CMA_DIR: &[Ent] = &[Ent::CmaAreas(&[
+    Ent::File("base_pfn", File::Cma(CmaFile::BasePfn, PLACEHOLDER)),
+    Ent::File("bitmap", File::Cma(CmaFile::Bitmap, PLACEHOLDER)),
+    Ent::File("count", File::Cma(CmaFile::Count, PLACEHOLDER)),
+    Ent::File("maxchunk", File::Cma(CmaFile::Maxchunk, PLACEHOLDER)),
+    Ent::File(
+        "order_per_bit",
+        File::Cma(CmaFile::OrderPerBit, PLACEHOLDER),
+    ),
+    Ent::File("used", File::Cma(CmaFile::Used, PLACEHOLDER)),
+])];
 
 const ROOT: &[Ent] = &[
     Ent::Dir(
@@ -135,29 +250,35 @@ const ROOT: &[Ent] = &[
                 "devices",
                 &[Ent::Dir(
                     "system",
-                    &[Ent::Dir(
-                        "node",
-                        &[Ent::Nodes(&[
-                            Ent::File("compact", File::NodeCompact(PLACEHOLDER_NODE)),
-                            Ent::File(
-                                "cpulist",
-                                File::NodeView(NodeView::Cpulist, PLACEHOLDER_NODE),
-                            ),
-                            Ent::File(
-                                "distance",
-                                File::NodeView(NodeView::Distance, PLACEHOLDER_NODE),
-                            ),
-                            Ent::File(
-                                "meminfo",
-                                File::NodeView(NodeView::Meminfo, PLACEHOLDER_NODE),
-                            ),
-                            Ent::File(
-                                "numastat",
-                                File::NodeView(NodeView::Numastat, PLACEHOLDER_NODE),
-                            ),
-                            Ent::File("vmstat", File::NodeView(NodeView::Vmstat, PLACEHOLDER_NODE)),
-                        ])],
-                    )],
+                    &[
+                        Ent::Dir("memory", MEMORY_DIR),
+                        Ent::Dir(
+                            "node",
+                            &[Ent::Nodes(&[
+                                Ent::File("compact", File::NodeCompact(PLACEHOLDER_NODE)),
+                                Ent::File(
+                                    "cpulist",
+                                    File::NodeView(NodeView::Cpulist, PLACEHOLDER_NODE),
+                                ),
+                                Ent::File(
+                                    "distance",
+                                    File::NodeView(NodeView::Distance, PLACEHOLDER_NODE),
+                                ),
+                                Ent::File(
+                                    "meminfo",
+                                    File::NodeView(NodeView::Meminfo, PLACEHOLDER_NODE),
+                                ),
+                                Ent::File(
+                                    "numastat",
+                                    File::NodeView(NodeView::Numastat, PLACEHOLDER_NODE),
+                                ),
+                                Ent::File(
+                                    "vmstat",
+                                    File::NodeView(NodeView::Vmstat, PLACEHOLDER_NODE),
+                                ),
+                            ])],
+                        ),
+                    ],
                 )],
             ),
             Ent::Dir(
@@ -165,6 +286,7 @@ const ROOT: &[Ent] = &[
                 &[Ent::Dir(
                     "debug",
                     &[
+                        Ent::Dir("cma", CMA_DIR),
                         Ent::Dir(
                             "compaction",
                             &[Ent::File("zones", File::View(View::CompactionZones))],
@@ -293,13 +415,23 @@ pub enum Node {
     File(File),
 }
 
-fn node_id(name: &str, nodes: u64) -> Option<usize> {
-    let digits = name.strip_prefix("node")?;
+/// The number after `prefix` in `name` (`node2` -> 2), without leading zeros.
+fn numbered(name: &str, prefix: &str) -> Option<usize> {
+    let digits = name.strip_prefix(prefix)?;
     if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
         return None;
     }
-    let nid: usize = digits.parse().ok()?;
+    digits.parse().ok()
+}
+
+fn node_id(name: &str, nodes: u64) -> Option<usize> {
+    let nid = numbered(name, "node")?;
     (nid < MAX_NODES && nodes & (1 << nid) != 0).then_some(nid)
+}
+
+fn block_id(name: &str, present: &Present<'_>) -> Option<usize> {
+    let b = numbered(name, "memory")?;
+    (b < MAX_MEMORY_BLOCKS && present.block(b)).then_some(b)
 }
 
 enum Found {
@@ -307,7 +439,7 @@ enum Found {
     File(File),
 }
 
-fn resolve<'a>(path: &Path<'a>, nodes: u64) -> Result<Found, FsError<'a>> {
+fn resolve<'a>(path: &Path<'a>, present: &Present<'_>) -> Result<Found, FsError<'a>> {
     let mut dir: &'static [Ent] = ROOT;
     let mut nid = None;
     let comps = path.components();
@@ -326,9 +458,18 @@ fn resolve<'a>(path: &Path<'a>, nodes: u64) -> Result<Found, FsError<'a>> {
                     }
                 }
                 Ent::Nodes(children) => {
-                    if let Some(n) = node_id(c, nodes) {
-                        nid = Some(n);
-                        next = Some(Found::Dir(children, nid));
+                    if let Some(n) = node_id(c, present.nodes) {
+                        next = Some(Found::Dir(children, Some(n)));
+                    }
+                }
+                Ent::Blocks(children) => {
+                    if let Some(b) = block_id(c, present) {
+                        next = Some(Found::Dir(children, Some(b)));
+                    }
+                }
+                Ent::CmaAreas(children) => {
+                    if let Some(i) = present.cma.iter().take(MAX_CMA_AREAS).position(|n| *n == c) {
+                        next = Some(Found::Dir(children, Some(i)));
                     }
                 }
                 _ => {}
@@ -350,10 +491,16 @@ fn resolve<'a>(path: &Path<'a>, nodes: u64) -> Result<Found, FsError<'a>> {
     Ok(Found::Dir(dir, nid))
 }
 
-/// What `path` names, with `nodes` the mask of nodes that exist.
+/// What `path` names, with `nodes` the mask of nodes that exist (no memory blocks or CMA
+/// areas: see [`lookup_in`]).
 pub fn lookup(path: &str, nodes: u64) -> Result<Node, FsError<'_>> {
+    lookup_in(path, &Present::nodes(nodes))
+}
+
+/// What `path` names, given what exists.
+pub fn lookup_in<'a>(path: &'a str, present: &Present<'_>) -> Result<Node, FsError<'a>> {
     let p = Path::parse(path)?;
-    Ok(match resolve(&p, nodes)? {
+    Ok(match resolve(&p, present)? {
         Found::Dir(..) => Node::Dir,
         Found::File(f) => Node::File(f),
     })
@@ -361,35 +508,54 @@ pub fn lookup(path: &str, nodes: u64) -> Result<Node, FsError<'_>> {
 
 /// One name in a directory listing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Name {
+pub enum Name<'a> {
     /// A fixed name; `true` for a directory.
     Static(&'static str, bool),
     /// `nodeN` (a directory).
     Node(usize),
+    /// `memoryN` (a directory).
+    Block(usize),
+    /// A CMA area's directory.
+    Cma(&'a str),
 }
 
-impl Name {
+impl Name<'_> {
     /// Is it a directory?
     pub fn is_dir(&self) -> bool {
-        matches!(self, Name::Static(_, true) | Name::Node(_))
+        matches!(
+            self,
+            Name::Static(_, true) | Name::Node(_) | Name::Block(_) | Name::Cma(_)
+        )
     }
 }
 
-impl fmt::Display for Name {
+impl fmt::Display for Name<'_> {
     /// Directories end in `/`, as `ls -F` shows them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Name::Static(n, false) => f.write_str(n),
             Name::Static(n, true) => write!(f, "{n}/"),
             Name::Node(n) => write!(f, "node{n}/"),
+            Name::Block(n) => write!(f, "memory{n}/"),
+            Name::Cma(n) => write!(f, "{n}/"),
         }
     }
 }
 
-/// Call `f` for every entry of directory `path` (a file lists itself, as `ls FILE` does).
+/// Call `f` for every entry of directory `path` (a file lists itself, as `ls FILE` does),
+/// with `nodes` the mask of nodes (no memory blocks or CMA areas: see [`list_in`]).
 pub fn list<'a>(path: &'a str, nodes: u64, f: &mut dyn FnMut(Name)) -> Result<(), FsError<'a>> {
+    list_in(path, &Present::nodes(nodes), f)
+}
+
+/// [`list`], given what exists.
+pub fn list_in<'a, 'p>(
+    path: &'a str,
+    present: &Present<'p>,
+    f: &mut dyn FnMut(Name<'p>),
+) -> Result<(), FsError<'a>> {
     let p = Path::parse(path)?;
-    match resolve(&p, nodes)? {
+    match resolve(&p, present)? {
         Found::File(_) => {
             let last = p.components().last().copied().unwrap_or("/");
             // The name must be 'static: find it again in the tree or the tunable table.
@@ -409,8 +575,14 @@ pub fn list<'a>(path: &'a str, nodes: u64, f: &mut dyn FnMut(Name)) -> Result<()
                     Ent::File(name, _) => f(Name::Static(name, false)),
                     Ent::Tunables => TUNABLES.iter().for_each(|t| f(Name::Static(t.name, false))),
                     Ent::Nodes(_) => (0..MAX_NODES)
-                        .filter(|n| nodes & (1 << n) != 0)
+                        .filter(|n| present.nodes & (1 << n) != 0)
                         .for_each(|n| f(Name::Node(n))),
+                    Ent::Blocks(_) => present.each_block().for_each(|b| f(Name::Block(b))),
+                    Ent::CmaAreas(_) => present
+                        .cma
+                        .iter()
+                        .take(MAX_CMA_AREAS)
+                        .for_each(|n| f(Name::Cma(n))),
                 }
             }
         }
@@ -421,7 +593,10 @@ pub fn list<'a>(path: &'a str, nodes: u64, f: &mut dyn FnMut(Name)) -> Result<()
 fn static_file_name(dir: &'static [Ent], name: &str) -> Option<&'static str> {
     dir.iter().find_map(|e| match *e {
         Ent::File(n, _) if n == name => Some(n),
-        Ent::Dir(_, children) | Ent::Nodes(children) => static_file_name(children, name),
+        Ent::Dir(_, children)
+        | Ent::Nodes(children)
+        | Ent::Blocks(children)
+        | Ent::CmaAreas(children) => static_file_name(children, name),
         _ => None,
     })
 }
@@ -429,8 +604,13 @@ fn static_file_name(dir: &'static [Ent], name: &str) -> Option<&'static str> {
 /// Call `f` with the path of every file (for tests and for `ls -R`-like walks), given the
 /// node mask. Paths are built in `buf`; `f` gets the path and what it names.
 pub fn walk_files(nodes: u64, f: &mut dyn FnMut(&str, File)) {
+    walk_files_in(&Present::nodes(nodes), f);
+}
+
+/// [`walk_files`], given what exists.
+pub fn walk_files_in(present: &Present<'_>, f: &mut dyn FnMut(&str, File)) {
     let mut buf = PathBuf::new();
-    walk(ROOT, nodes, None, &mut buf, f);
+    walk(ROOT, present, None, &mut buf, f);
 }
 
 /// A small fixed-capacity path buffer (no allocation in this crate).
@@ -472,8 +652,8 @@ impl fmt::Write for PathBuf {
 
 fn walk(
     dir: &'static [Ent],
-    nodes: u64,
-    nid: Option<usize>,
+    present: &Present<'_>,
+    id: Option<usize>,
     buf: &mut PathBuf,
     f: &mut dyn FnMut(&str, File),
 ) {
@@ -481,12 +661,12 @@ fn walk(
         match *e {
             Ent::Dir(name, children) => {
                 let saved = buf.push(format_args!("{name}"));
-                walk(children, nodes, nid, buf, f);
+                walk(children, present, id, buf, f);
                 buf.len = saved;
             }
             Ent::File(name, file) => {
                 let saved = buf.push(format_args!("{name}"));
-                f(buf.as_str(), file.on_node(nid));
+                f(buf.as_str(), file.on_node(id));
                 buf.len = saved;
             }
             Ent::Tunables => {
@@ -497,9 +677,23 @@ fn walk(
                 }
             }
             Ent::Nodes(children) => {
-                for n in (0..MAX_NODES).filter(|n| nodes & (1 << n) != 0) {
+                for n in (0..MAX_NODES).filter(|n| present.nodes & (1 << n) != 0) {
                     let saved = buf.push(format_args!("node{n}"));
-                    walk(children, nodes, Some(n), buf, f);
+                    walk(children, present, Some(n), buf, f);
+                    buf.len = saved;
+                }
+            }
+            Ent::Blocks(children) => {
+                for b in present.each_block() {
+                    let saved = buf.push(format_args!("memory{b}"));
+                    walk(children, present, Some(b), buf, f);
+                    buf.len = saved;
+                }
+            }
+            Ent::CmaAreas(children) => {
+                for (i, name) in present.cma.iter().take(MAX_CMA_AREAS).enumerate() {
+                    let saved = buf.push(format_args!("{name}"));
+                    walk(children, present, Some(i), buf, f);
                     buf.len = saved;
                 }
             }
@@ -605,9 +799,138 @@ mod tests {
             assert_eq!(lookup(path, 0b11), Ok(Node::File(file)), "{path}");
             n += 1;
         });
-        // 6 in /proc, the tunables, 6 files in each of 2 node directories, 5 debugfs
-        // files, the fault injection attributes.
-        assert_eq!(n, 6 + TUNABLES.len() + 2 * 6 + 5 + FAIL_PAGE_ALLOC.len());
+        // 6 in /proc, the tunables, block_size_bytes, 6 files in each of 2 node
+        // directories, 5 debugfs files, the fault injection attributes.
+        assert_eq!(
+            n,
+            6 + TUNABLES.len() + 1 + 2 * 6 + 5 + FAIL_PAGE_ALLOC.len()
+        );
+    }
+
+    /// Memory blocks 0, 1, 3 and 65 (two mask words), one CMA area.
+    const BLOCKS: [u64; 2] = [0b1011, 0b10];
+    const PRESENT: Present<'static> = Present {
+        nodes: 0b11,
+        blocks: &BLOCKS,
+        cma: &["reserved"],
+    };
+
+    fn ls_in(path: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        list_in(path, &PRESENT, &mut |n| out.push(n.to_string())).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn memory_blocks_expand_per_block() {
+        assert_eq!(
+            ls_in("/sys/devices/system/memory").unwrap(),
+            [
+                "block_size_bytes",
+                "memory0/",
+                "memory1/",
+                "memory3/",
+                "memory65/"
+            ]
+        );
+        assert_eq!(
+            ls_in("/sys/devices/system/memory/memory65").unwrap(),
+            ["phys_index", "removable", "state", "valid_zones"]
+        );
+        assert_eq!(
+            lookup_in("/sys/devices/system/memory/memory3/state", &PRESENT),
+            Ok(Node::File(File::Block(BlockFile::State, 3)))
+        );
+        assert_eq!(
+            lookup_in("/sys/devices/system/memory/memory65/phys_index", &PRESENT),
+            Ok(Node::File(File::Block(BlockFile::PhysIndex, 65)))
+        );
+        for missing in [
+            "memory2",
+            "memory64",
+            "memory03",
+            "memory",
+            "memoryx",
+            "memory99999",
+        ] {
+            assert_eq!(
+                lookup_in(
+                    &format!("/sys/devices/system/memory/{missing}/state"),
+                    &PRESENT
+                ),
+                Err(FsError::NotFound(missing)),
+                "{missing}"
+            );
+        }
+        // Only `state` is writable.
+        for (name, writable) in [
+            ("state", true),
+            ("phys_index", false),
+            ("valid_zones", false),
+            ("removable", false),
+        ] {
+            let Node::File(f) = lookup_in(
+                &format!("/sys/devices/system/memory/memory0/{name}"),
+                &PRESENT,
+            )
+            .unwrap() else {
+                panic!("{name}")
+            };
+            assert!(f.readable(), "{name}");
+            assert_eq!(f.writable(), writable, "{name}");
+        }
+        // Without blocks (the node-only lookups), the directory is empty but exists.
+        assert_eq!(
+            ls("/sys/devices/system/memory", 1).unwrap(),
+            ["block_size_bytes"]
+        );
+    }
+
+    #[test]
+    fn cma_areas_expand_by_name() {
+        assert_eq!(ls_in("/sys/kernel/debug/cma").unwrap(), ["reserved/"]);
+        assert_eq!(
+            ls_in("/sys/kernel/debug/cma/reserved").unwrap(),
+            [
+                "base_pfn",
+                "bitmap",
+                "count",
+                "maxchunk",
+                "order_per_bit",
+                "used"
+            ]
+        );
+        assert_eq!(
+            lookup_in("/sys/kernel/debug/cma/reserved/used", &PRESENT),
+            Ok(Node::File(File::Cma(CmaFile::Used, 0)))
+        );
+        assert_eq!(
+            lookup_in("/sys/kernel/debug/cma/other/used", &PRESENT),
+            Err(FsError::NotFound("other"))
+        );
+        let Node::File(f) = lookup_in("/sys/kernel/debug/cma/reserved/bitmap", &PRESENT).unwrap()
+        else {
+            panic!()
+        };
+        assert!(f.readable() && !f.writable());
+        assert_eq!(
+            ls("/sys/kernel/debug/cma", 1).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn walk_counts_blocks_and_cma_files() {
+        let mut n = 0;
+        walk_files_in(&PRESENT, &mut |path, file| {
+            assert_eq!(lookup_in(path, &PRESENT), Ok(Node::File(file)), "{path}");
+            n += 1;
+        });
+        // As above, plus 4 files in each of 4 memory blocks and 6 in one CMA area.
+        assert_eq!(
+            n,
+            6 + TUNABLES.len() + 1 + 4 * 4 + 2 * 6 + 6 + 5 + FAIL_PAGE_ALLOC.len()
+        );
     }
 
     #[test]

@@ -15,4 +15,4 @@ pub mod parse;
 pub mod tunable;
 
 pub use editor::{Event, LineEditor, MAX_LINE};
-pub use parse::{Command, FreeWhat, ParseError, parse, split_script};
+pub use parse::{CmaCmd, Command, ContigCmd, FreeWhat, ParseError, parse, split_script};

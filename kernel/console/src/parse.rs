@@ -17,7 +17,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "list a directory of /proc or /sys (default: /)",
     ),
     ("cat", "cat PATH...", "print /proc or /sys files"),
-    ("echo", "echo VALUE > PATH", "write VALUE to a tunable"),
+    (
+        "echo",
+        "echo VALUE > PATH",
+        "write VALUE to a tunable, a trigger or a memory block's state",
+    ),
     (
         "alloc",
         "alloc ORDER [GFP]",
@@ -36,6 +40,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "compact every zone (as echo 1 > /proc/sys/vm/compact_memory)",
     ),
     ("meminfo", "meminfo", "print /proc/meminfo"),
+    (
+        "cma",
+        "cma [alloc AREA PAGES [ALIGN]|free]",
+        "list the CMA areas; allocate PAGES from one (ALIGN: order), free what cma alloc took",
+    ),
+    (
+        "contig",
+        "contig PAGES|free",
+        "allocate PAGES contiguous pages (alloc_contig_pages) on this CPU's node; free them",
+    ),
     (
         "numastat",
         "numastat",
@@ -60,6 +74,40 @@ pub enum FreeWhat {
     All,
     /// The most recent allocation.
     Last,
+}
+
+/// Largest alignment order `cma alloc` takes (1 GiB).
+pub const MAX_CMA_ALIGN: u32 = 18;
+
+/// Largest page count `cma alloc` and `contig` take (16 GiB: more than any machine
+/// this kernel boots; the allocator refuses what its memory cannot hold).
+pub const MAX_CONTIG_PAGES: u64 = 1 << 22;
+
+/// What `cma` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmaCmd<'a> {
+    /// List the areas.
+    List,
+    /// `cma alloc AREA PAGES [ALIGN]`
+    Alloc {
+        /// Area name or index.
+        area: &'a str,
+        /// Pages.
+        pages: u64,
+        /// Alignment order of the first page (0 when omitted).
+        align: u32,
+    },
+    /// `cma free`: release everything `cma alloc` took.
+    Free,
+}
+
+/// What `contig` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContigCmd {
+    /// `contig PAGES`
+    Alloc(u64),
+    /// `contig free`
+    Free,
 }
 
 /// A parsed command.
@@ -99,6 +147,10 @@ pub enum Command<'a> {
     Meminfo,
     /// `numastat`
     Numastat,
+    /// `cma ...`
+    Cma(CmaCmd<'a>),
+    /// `contig PAGES|free`
+    Contig(ContigCmd),
     /// `sleep MS`
     Sleep(u64),
     /// `poweroff`
@@ -233,6 +285,14 @@ fn no_more<'a>(mut words: impl Iterator<Item = &'a str>, name: &str) -> Result<(
     }
 }
 
+/// A page count: 1 to [`MAX_CONTIG_PAGES`].
+fn page_count<'a>(s: &'a str, usage: &'static str) -> Result<u64, ParseError<'a>> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|&n| (1..=MAX_CONTIG_PAGES).contains(&n))
+        .ok_or(ParseError::Bad { arg: s, usage })
+}
+
 /// Parse one command line.
 pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
     let line = line.trim();
@@ -318,6 +378,42 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "compact" => no_more(words, "compact").map(|_| Command::Compact)?,
         "meminfo" => no_more(words, "meminfo").map(|_| Command::Meminfo)?,
         "numastat" => no_more(words, "numastat").map(|_| Command::Numastat)?,
+        "cma" => Command::Cma(match words.next() {
+            None => CmaCmd::List,
+            Some("free") => {
+                no_more(words, "cma")?;
+                CmaCmd::Free
+            }
+            Some("alloc") => {
+                let u = usage("cma");
+                let area = words.next().ok_or(ParseError::Missing { usage: u })?;
+                let pages_s = words.next().ok_or(ParseError::Missing { usage: u })?;
+                let pages = page_count(pages_s, u)?;
+                let align = match words.next() {
+                    None => 0,
+                    Some(a) => a
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&o| o <= MAX_CMA_ALIGN)
+                        .ok_or(ParseError::Bad { arg: a, usage: u })?,
+                };
+                no_more(words, "cma")?;
+                CmaCmd::Alloc { area, pages, align }
+            }
+            Some(other) => {
+                return Err(ParseError::Bad {
+                    arg: other,
+                    usage: usage("cma"),
+                });
+            }
+        }),
+        "contig" => {
+            let arg = one_arg(words, "contig")?;
+            Command::Contig(match arg {
+                "free" => ContigCmd::Free,
+                n => ContigCmd::Alloc(page_count(n, usage("contig"))?),
+            })
+        }
         "sleep" => {
             let ms_s = one_arg(words, "sleep")?;
             let ms = ms_s
@@ -406,6 +502,80 @@ mod tests {
             assert_eq!(parse(w), Ok(c));
         }
         assert_eq!(parse("   "), Ok(Command::Empty));
+        assert_eq!(parse("cma"), Ok(Command::Cma(CmaCmd::List)));
+        assert_eq!(parse("cma free"), Ok(Command::Cma(CmaCmd::Free)));
+        assert_eq!(
+            parse("cma alloc reserved 8192"),
+            Ok(Command::Cma(CmaCmd::Alloc {
+                area: "reserved",
+                pages: 8192,
+                align: 0
+            }))
+        );
+        assert_eq!(
+            parse("cma alloc 0 16 4"),
+            Ok(Command::Cma(CmaCmd::Alloc {
+                area: "0",
+                pages: 16,
+                align: 4
+            }))
+        );
+        assert_eq!(
+            parse("contig 16384"),
+            Ok(Command::Contig(ContigCmd::Alloc(16384)))
+        );
+        assert_eq!(parse("contig free"), Ok(Command::Contig(ContigCmd::Free)));
+    }
+
+    #[test]
+    fn cma_and_contig_mistakes_are_explained() {
+        let cma = "cma [alloc AREA PAGES [ALIGN]|free]";
+        let contig = "contig PAGES|free";
+        assert_eq!(parse("cma alloc"), Err(ParseError::Missing { usage: cma }));
+        assert_eq!(
+            parse("cma alloc reserved"),
+            Err(ParseError::Missing { usage: cma })
+        );
+        for bad in ["0", "-1", "lots", "4194305", "99999999999999999999999"] {
+            assert_eq!(
+                parse(&format!("cma alloc reserved {bad}")),
+                Err(ParseError::Bad {
+                    arg: bad,
+                    usage: cma
+                })
+            );
+            assert_eq!(
+                parse(&format!("contig {bad}")),
+                Err(ParseError::Bad {
+                    arg: bad,
+                    usage: contig
+                })
+            );
+        }
+        assert_eq!(
+            parse("cma alloc reserved 16 19"),
+            Err(ParseError::Bad {
+                arg: "19",
+                usage: cma
+            })
+        );
+        assert_eq!(
+            parse("cma alloc reserved 16 4 more"),
+            Err(ParseError::TooMany { usage: cma })
+        );
+        assert_eq!(
+            parse("cma grab"),
+            Err(ParseError::Bad {
+                arg: "grab",
+                usage: cma
+            })
+        );
+        assert_eq!(parse("cma free 3"), Err(ParseError::TooMany { usage: cma }));
+        assert_eq!(parse("contig"), Err(ParseError::Missing { usage: contig }));
+        assert_eq!(
+            parse("contig 16 free"),
+            Err(ParseError::TooMany { usage: contig })
+        );
     }
 
     #[test]

@@ -48,12 +48,18 @@ fn ev(e: VmEvent) -> u64 {
 }
 
 /// `defer_shift` of every populated zone, read from the compaction state view.
+/// Each zone's `defer_shift`, keyed `"N/ZONE"` (node and zone: a NUMA machine has a
+/// DMA32 on several nodes).
 fn defer_shifts() -> Vec<(String, u32)> {
     let mut text = String::new();
     let _ = allocator().write_compaction_state(&mut text);
     text.lines()
         .filter_map(|l| {
-            let zone = l.split("zone").nth(1)?.split_whitespace().next()?.into();
+            let node = l.strip_prefix("Node ")?.split(',').next()?.trim();
+            let zone = alloc::format!(
+                "{node}/{}",
+                l.split("zone").nth(1)?.split_whitespace().next()?
+            );
             let mut words = l.split_whitespace();
             words.find(|w| *w == "defer_shift")?;
             Some((zone, words.next()?.parse().ok()?))
@@ -250,7 +256,9 @@ ktest! {
                 got.push(a.page_address(p));
             }
             if ev(VmEvent::CompactSuccess) > successes {
-                success_zone = page.and_then(|p| p.zone_type()).map(|z| String::from(z.name()));
+                success_zone = page
+                    .and_then(|p| Some((p.nid(), p.zone_type()?)))
+                    .map(|(nid, z)| alloc::format!("{nid}/{}", z.name()));
                 break;
             }
         }

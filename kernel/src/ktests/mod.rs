@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod compaction;
 pub mod console;
+pub mod contig;
 pub mod fault_injection;
 pub mod harness;
 pub mod memory;
