@@ -239,6 +239,8 @@ pub struct PageAllocator<P: Platform> {
     pub(crate) anon_regions: crate::movement::rmap::RegionTable,
     /// Fault injection ([`fail`]): off unless asked for.
     fail: fail::FailPageAlloc,
+    /// LRU lists, page cache, shrinkers, kswapd ([`crate::reclaim`]).
+    pub(crate) reclaim: crate::reclaim::ReclaimState,
     /// Unit tests run a twin machine with the fast path off to compare the two.
     #[cfg(test)]
     fast_path_off: core::sync::atomic::AtomicBool,
@@ -383,6 +385,7 @@ impl<P: Platform> PageAllocator<P> {
             addr_of_mut!((*p).capture).write(capture);
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
             addr_of_mut!((*p).fail).write(fail::FailPageAlloc::new());
+            crate::reclaim::ReclaimState::init_at(addr_of_mut!((*p).reclaim));
             #[cfg(test)]
             addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));
         }

@@ -107,8 +107,33 @@ counter_enum! {
         AllocstallMovable = "allocstall_movable",
         /// `pgfree`: pages freed.
         Pgfree = "pgfree",
+        /// `pgactivate`: pages moved from the inactive to the active LRU list.
+        Pgactivate = "pgactivate",
+        /// `pgdeactivate`: pages moved from the active to the inactive LRU list.
+        Pgdeactivate = "pgdeactivate",
         /// `pgfault`: page faults handled (here: faults on migration entries).
         Pgfault = "pgfault",
+        /// `pgrefill`: pages scanned on the active LRU list.
+        Pgrefill = "pgrefill",
+        /// `pgsteal_kswapd`: pages reclaimed by kswapd.
+        PgstealKswapd = "pgsteal_kswapd",
+        /// `pgsteal_direct`: pages reclaimed by direct reclaim.
+        PgstealDirect = "pgsteal_direct",
+        /// `pgscan_kswapd`: inactive pages scanned by kswapd.
+        PgscanKswapd = "pgscan_kswapd",
+        /// `pgscan_direct`: inactive pages scanned by direct reclaim.
+        PgscanDirect = "pgscan_direct",
+        /// `slabs_scanned`: objects scanned by shrinkers.
+        SlabsScanned = "slabs_scanned",
+        /// `kswapd_low_wmark_hit_quickly`: kswapd woken again during its nap.
+        KswapdLowWmarkHitQuickly = "kswapd_low_wmark_hit_quickly",
+        /// `kswapd_high_wmark_hit_quickly`: the node unbalanced again when kswapd's nap
+        /// ended.
+        KswapdHighWmarkHitQuickly = "kswapd_high_wmark_hit_quickly",
+        /// `pageoutrun`: kswapd balancing runs (`balance_pgdat`).
+        Pageoutrun = "pageoutrun",
+        /// `drop_pagecache`: writes of 1 to `drop_caches`.
+        DropPagecache = "drop_pagecache",
         /// `pgmigrate_success`: pages migrated.
         PgmigrateSuccess = "pgmigrate_success",
         /// `pgmigrate_fail`: pages that could not be migrated.
