@@ -489,6 +489,43 @@ pub fn vmstat<W: Write + ?Sized>(
     Ok(())
 }
 
+/// `/proc/vmstat` with the node counters of the page cache between the zone counters and
+/// the events, where Linux prints its node stats: `nr_inactive_file`, `nr_active_file`,
+/// `nr_file_pages`.
+pub fn vmstat_with_lru<W: Write + ?Sized>(
+    w: &mut W,
+    zone_stats: &[u64; NR_VM_ZONE_STAT_ITEMS],
+    lru: &crate::reclaim::lru::LruSizes,
+    events: &[u64; NR_VM_EVENT_ITEMS],
+) -> fmt::Result {
+    for item in ZoneStatItem::ALL {
+        writeln!(w, "{} {}", item.name(), zone_stats[item.index()])?;
+    }
+    writeln!(w, "nr_inactive_file {}", lru.inactive_file)?;
+    writeln!(w, "nr_active_file {}", lru.active_file)?;
+    writeln!(w, "nr_file_pages {}", lru.file_pages)?;
+    for ev in VmEvent::ALL {
+        writeln!(w, "{} {}", ev.name(), events[ev.index()])?;
+    }
+    Ok(())
+}
+
+/// The page-cache lines of `/proc/meminfo`, in Linux's order:
+///
+/// ```text
+/// Cached:            51200 kB
+/// Active(file):      20480 kB
+/// Inactive(file):    30720 kB
+/// ```
+pub fn meminfo_lru<W: Write + ?Sized>(
+    w: &mut W,
+    lru: &crate::reclaim::lru::LruSizes,
+) -> fmt::Result {
+    show_val_kb(w, "Cached:", lru.file_pages)?;
+    show_val_kb(w, "Active(file):", lru.active_file)?;
+    show_val_kb(w, "Inactive(file):", lru.inactive_file)
+}
+
 /// The inputs of the `/proc/meminfo` lines we can produce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MeminfoSnapshot {
