@@ -223,7 +223,9 @@ impl<P: Platform> PageAllocator<P> {
     /// Give the cache its files (a kernel: its ramdisk image). Replacing a store drops
     /// every clean page first; pages in use by a reader at that moment stay cached.
     pub fn page_cache_set_backing(&self, backing: &'static dyn Backing) {
-        self.drop_caches();
+        for file in 0..MAX_CACHE_FILES as u32 {
+            self.invalidate_mapping_pages(file);
+        }
         *self.reclaim.cache.backing.lock_irqsave(self.platform()) = Some(backing);
     }
 

@@ -324,3 +324,13 @@ impl<P: Platform> PageAllocator<P> {
         0
     }
 }
+
+impl<P: Platform> PageAllocator<P> {
+    /// The order node `nid`'s kcompactd was last asked for and has not served yet (0:
+    /// none): what kswapd handed over (for tests and views).
+    pub fn kcompactd_pending_order(&self, nid: usize) -> u32 {
+        self.model()
+            .node(nid)
+            .map_or(0, |n| n.kcompactd.max_order.load(Ordering::Relaxed))
+    }
+}

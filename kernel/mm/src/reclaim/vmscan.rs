@@ -156,7 +156,7 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Shrink the inactive list by up to `nr_to_scan` pages (`shrink_inactive_list` +
     /// `shrink_folio_list`). Returns the pages freed.
-    pub(crate) fn shrink_inactive_list(&self, nid: usize, nr_to_scan: u64, sc: &mut ScanControl) -> u64 {
+    pub fn shrink_inactive_list(&self, nid: usize, nr_to_scan: u64, sc: &mut ScanControl) -> u64 {
         let lv = self.lruvec(nid);
         let mut list = PageList::new();
         let scanned = self.isolate_lru_pages(lv, LruList::InactiveFile, nr_to_scan, sc, &mut list);
@@ -193,7 +193,7 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Move up to `nr_to_scan` pages from the active tail to the inactive head
     /// (`shrink_active_list`), counting `pgrefill` and `pgdeactivate`.
-    pub(crate) fn shrink_active_list(&self, nid: usize, nr_to_scan: u64, sc: &mut ScanControl) {
+    pub fn shrink_active_list(&self, nid: usize, nr_to_scan: u64, sc: &mut ScanControl) {
         let lv = self.lruvec(nid);
         let mut list = PageList::new();
         let scanned = self.isolate_lru_pages(lv, LruList::ActiveFile, nr_to_scan, sc, &mut list);
@@ -247,7 +247,7 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Shrink a node (`shrink_node`): its LRU lists and the shrinkers. A node where
     /// something was freed is no longer "hopeless" for kswapd. Returns the pages freed.
-    pub(crate) fn shrink_node(&self, nid: usize, sc: &mut ScanControl) -> u64 {
+    pub fn shrink_node(&self, nid: usize, sc: &mut ScanControl) -> u64 {
         let before = sc.nr_reclaimed;
         let lv = self.lruvec(nid);
         // prepare_scan_control: deactivate only while the inactive list is too small.

@@ -559,7 +559,8 @@ impl MeminfoSnapshot {
 
 /// Linux's `si_mem_available` reduced to what this allocator has: free pages minus the
 /// pages the allocator will not hand out without reclaim (`totalreserve_pages`). Linux
-/// adds the reclaimable halves of page cache and slab; there are none here. Never negative.
+/// adds the reclaimable halves of page cache and slab; those are not counted here yet
+/// (the page cache is shown in `Cached`). Never negative.
 pub const fn si_mem_available(free_pages: u64, totalreserve_pages: u64) -> u64 {
     free_pages.saturating_sub(totalreserve_pages)
 }

@@ -28,6 +28,7 @@ mod page_alloc_model;
 mod page_alloc_rules;
 mod page_alloc_smp;
 mod port_stack;
+mod reclaim;
 mod props;
 mod rmap;
 mod small_stack;
