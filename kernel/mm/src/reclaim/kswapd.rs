@@ -46,6 +46,7 @@ pub const KSWAPD_NAP_MS: u64 = 100;
 /// "No request": the zone index recorded when nothing asked (Linux: `MAX_NR_ZONES`).
 const NO_ZONEIDX: usize = MAX_NR_ZONES;
 
+#[derive(Debug)]
 /// One node's kswapd state (the `kswapd_*` fields of `pg_data_t`, plus what Linux keeps
 /// on the thread's stack across its short nap).
 pub struct KswapdState {
@@ -91,8 +92,7 @@ pub const fn compact_gap(order: u32) -> u64 {
 
 impl<P: Platform> PageAllocator<P> {
     fn kswapd_state(&self, nid: usize) -> Option<&KswapdState> {
-        self.model().node(nid)?;
-        self.reclaim.kswapd.get(nid)
+        self.model().node(nid).map(|n| &n.kswapd)
     }
 
     /// `kswapd_failures` of node `nid`.
@@ -103,7 +103,7 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Something was reclaimed on `nid`: it is not hopeless any more.
     pub(crate) fn reset_kswapd_failures(&self, nid: usize) {
-        if let Some(s) = self.reclaim.kswapd.get(nid) {
+        if let Some(s) = self.kswapd_state(nid) {
             s.failures.store(0, Ordering::Relaxed);
         }
     }
@@ -192,9 +192,7 @@ impl<P: Platform> PageAllocator<P> {
         let Some(node) = self.model().node(nid) else {
             return order;
         };
-        let Some(st) = self.reclaim.kswapd.get(nid) else {
-            return order;
-        };
+        let st = &node.kswapd;
         self.count_vm_events(VmEvent::Pageoutrun, 1);
         let highest = highest_zoneidx.min(MAX_NR_ZONES - 1);
         let eligible = || ZoneType::ALL.into_iter().take(highest + 1).map(|zt| node.zone(zt));
@@ -275,9 +273,7 @@ impl<P: Platform> PageAllocator<P> {
         let Some(node) = self.model().node(nid) else {
             return KSWAPD_SLEEP_FOREVER;
         };
-        let Some(st) = self.reclaim.kswapd.get(nid) else {
-            return KSWAPD_SLEEP_FOREVER;
-        };
+        let st = &node.kswapd;
         let req_order = st.order.swap(0, Ordering::Relaxed);
         let req_idx = st.highest_zoneidx.swap(NO_ZONEIDX, Ordering::Relaxed);
         let highest = match (req_idx, st.last_zoneidx.load(Ordering::Relaxed)) {

@@ -159,10 +159,11 @@ impl core::ops::Add for LruSizes {
 }
 
 impl<P: Platform> PageAllocator<P> {
-    /// Node `nid`'s LRU lists (node ids past the table fold onto the last, which the
-    /// memory model never creates).
+    /// Node `nid`'s LRU lists (in its descriptor). A node id without a descriptor reads
+    /// as empty lists; no page of such a node exists to be put on them.
     pub(crate) fn lruvec(&self, nid: usize) -> &Lruvec {
-        &self.reclaim.lruvecs[nid.min(self.reclaim.lruvecs.len() - 1)]
+        static NO_NODE: Lruvec = Lruvec::new();
+        self.model().node(nid).map_or(&NO_NODE, |n| &n.lruvec)
     }
 
     /// The LRU sizes of node `nid`.
@@ -272,3 +273,13 @@ pub(crate) const LRU_PAGE_FLAGS: PageFlags = PageFlags::LRU
     .union(PageFlags::REFERENCED)
     .union(PageFlags::UPTODATE)
     .union(PageFlags::ISOLATED);
+
+impl core::fmt::Debug for Lruvec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Lruvec")
+            .field("inactive_file", &self.lru_size(LruList::InactiveFile, MAX_NR_ZONES - 1))
+            .field("active_file", &self.lru_size(LruList::ActiveFile, MAX_NR_ZONES - 1))
+            .field("nr_file_pages", &self.nr_file_pages.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -20,8 +20,8 @@
 //!   boost is raised; it balances the node to the high watermark, resets boosts and hands
 //!   high-order work to kcompactd.
 //!
-//! All state lives in one [`ReclaimState`] inside the allocator (fixed tables: this crate
-//! has no heap), so that a page's `mapping` can point at its file's descriptor and be
+//! Per-node state (LRU lists, kswapd) lives in the node descriptors; the rest in one
+//! [`ReclaimState`] inside the allocator (fixed tables: this crate has no heap), so that a page's `mapping` can point at its file's descriptor and be
 //! validated by address arithmetic, as anon pages point into the region table.
 //!
 //! # Lock order
@@ -37,14 +37,9 @@ pub mod lru;
 pub mod shrinker;
 pub mod vmscan;
 
-use crate::model::mmzone::MAX_NUMNODES;
-
-/// Everything reclaim keeps, one per allocator.
+/// What reclaim keeps per allocator (the per-node LRU lists and kswapd state live in each
+/// node's descriptor, [`crate::model::node::Node`]).
 pub struct ReclaimState {
-    /// Per-node LRU lists.
-    pub(crate) lruvecs: [lru::Lruvec; MAX_NUMNODES],
-    /// Per-node kswapd state.
-    pub(crate) kswapd: [kswapd::KswapdState; MAX_NUMNODES],
     /// Registered shrinkers.
     pub(crate) shrinkers: shrinker::ShrinkerRegistry,
     /// The page cache.
@@ -55,8 +50,6 @@ impl ReclaimState {
     /// Empty lists, idle kswapds, no shrinkers, an empty cache without a backing store.
     pub const fn new() -> ReclaimState {
         ReclaimState {
-            lruvecs: [const { lru::Lruvec::new() }; MAX_NUMNODES],
-            kswapd: [const { kswapd::KswapdState::new() }; MAX_NUMNODES],
             shrinkers: shrinker::ShrinkerRegistry::new(),
             cache: filemap::PageCache::new(),
         }
@@ -73,14 +66,6 @@ impl ReclaimState {
         // SAFETY: the caller guarantees `p` is valid for writes; each element is written
         // once, in place, so no table-sized temporary is built.
         unsafe {
-            let l = core::ptr::addr_of_mut!((*p).lruvecs).cast::<lru::Lruvec>();
-            for i in 0..MAX_NUMNODES {
-                l.add(i).write(lru::Lruvec::new());
-            }
-            let k = core::ptr::addr_of_mut!((*p).kswapd).cast::<kswapd::KswapdState>();
-            for i in 0..MAX_NUMNODES {
-                k.add(i).write(kswapd::KswapdState::new());
-            }
             core::ptr::addr_of_mut!((*p).shrinkers).write(shrinker::ShrinkerRegistry::new());
             filemap::PageCache::init_at(core::ptr::addr_of_mut!((*p).cache));
         }

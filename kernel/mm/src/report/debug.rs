@@ -27,7 +27,8 @@
 //!    a list is a page-cache page of this node with `PG_lru`, `PG_active` matching its
 //!    list, a reference, and no `PG_buddy`/`PG_isolated`; the per-zone list sizes equal
 //!    the list lengths; the pages with `PG_lru` found walking the node's zones are exactly
-//!    the listed ones (so no free page is on an LRU, and no LRU page is lost).
+//!    the listed ones among the page-cache pages, and no free page has `PG_lru` (so no
+//!    free page is on an LRU, and no LRU page is lost).
 //!
 //! The walk is O(pages in the zone); it is a test and debugging tool, not something to run
 //! on a production fast path.
@@ -434,7 +435,11 @@ fn check_lru<P: Platform>(
                     if page.is_buddy() {
                         return Err((zt, ViolationKind::Lru { pfn, what: "PG_lru on a free page" }));
                     }
-                    flagged += 1;
+                    // Only the cache's pages are ours to count: a kernel (or a test) may
+                    // use the flag bits of pages it owns.
+                    if alloc.page_cache_file(page).is_some() {
+                        flagged += 1;
+                    }
                 }
             }
         }
