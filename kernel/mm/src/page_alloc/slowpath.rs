@@ -319,8 +319,7 @@ impl<P: Platform> PageAllocator<P> {
             let mut state = z.free_state();
             let zt = ZoneType::from_index(zr.zone_idx as usize).unwrap_or(ZoneType::Normal);
             let available = state.free_pages + self.zone_reclaimable_pages(zr.nid as usize, zt);
-            state.free_pages =
-                available - (loops * available).div_ceil(MAX_RECLAIM_RETRIES as u64);
+            state.free_pages = available - (loops * available).div_ceil(MAX_RECLAIM_RETRIES as u64);
             zone_watermark_ok(
                 &state,
                 order,

@@ -350,8 +350,7 @@ impl<P: Platform> PageAllocator<P> {
             if dir == 0 {
                 need = 2;
             // SAFETY: tree lock held, `dir` is the directory page.
-            } else if unsafe { slots(dir) }[(index / SLOTS) as usize].load(Ordering::Relaxed) == 0
-            {
+            } else if unsafe { slots(dir) }[(index / SLOTS) as usize].load(Ordering::Relaxed) == 0 {
                 need = 1;
             }
             let have = spare.iter().filter(|s| s.is_some()).count();
@@ -419,7 +418,12 @@ impl<P: Platform> PageAllocator<P> {
     /// Copy bytes of `file` from offset `pos` into `buf` through the cache (`filemap_read`),
     /// reading missing pages from the backing store and marking each page accessed. Returns
     /// the bytes copied: less than `buf.len()` only at the end of the file.
-    pub fn page_cache_read(&self, file: u32, pos: u64, buf: &mut [u8]) -> Result<usize, CacheError> {
+    pub fn page_cache_read(
+        &self,
+        file: u32,
+        pos: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, CacheError> {
         let size = self.page_cache_file_size(file)?;
         if pos >= size {
             return Ok(0);

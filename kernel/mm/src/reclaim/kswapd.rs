@@ -195,7 +195,12 @@ impl<P: Platform> PageAllocator<P> {
         let st = &node.kswapd;
         self.count_vm_events(VmEvent::Pageoutrun, 1);
         let highest = highest_zoneidx.min(MAX_NR_ZONES - 1);
-        let eligible = || ZoneType::ALL.into_iter().take(highest + 1).map(|zt| node.zone(zt));
+        let eligible = || {
+            ZoneType::ALL
+                .into_iter()
+                .take(highest + 1)
+                .map(|zt| node.zone(zt))
+        };
         let mut nr_boost_reclaim: u64 = eligible().map(|z| z.watermarks().boost).sum();
         let boosted = nr_boost_reclaim > 0;
         let mut sc = ScanControl::new(0, highest, order, true, GFP_KERNEL);

@@ -277,8 +277,14 @@ pub(crate) const LRU_PAGE_FLAGS: PageFlags = PageFlags::LRU
 impl core::fmt::Debug for Lruvec {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Lruvec")
-            .field("inactive_file", &self.lru_size(LruList::InactiveFile, MAX_NR_ZONES - 1))
-            .field("active_file", &self.lru_size(LruList::ActiveFile, MAX_NR_ZONES - 1))
+            .field(
+                "inactive_file",
+                &self.lru_size(LruList::InactiveFile, MAX_NR_ZONES - 1),
+            )
+            .field(
+                "active_file",
+                &self.lru_size(LruList::ActiveFile, MAX_NR_ZONES - 1),
+            )
             .field("nr_file_pages", &self.nr_file_pages.load(Ordering::Relaxed))
             .finish()
     }

@@ -30,7 +30,6 @@
 //! none is held while another is taken, while the page allocator is entered (allocation or
 //! free), or while a page lock is waited for.
 
-
 pub mod filemap;
 pub mod kswapd;
 pub mod lru;

@@ -34,8 +34,8 @@
 
 use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
-use crate::page_alloc::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
+use crate::page_alloc::gfp::Gfp;
 use crate::port::platform::Platform;
 use crate::port::sync::SpinLock;
 use crate::report::vmstat::VmEvent;
@@ -198,7 +198,10 @@ impl<P: Platform> PageAllocator<P> {
     pub fn register_shrinker(&self, s: &'static dyn Shrinker) -> Result<ShrinkerId, ShrinkerError> {
         let reg = &self.reclaim.shrinkers;
         let mut slots = reg.slots.lock_irqsave(self.platform());
-        let i = slots.iter().position(|s| s.is_none()).ok_or(ShrinkerError::Full)?;
+        let i = slots
+            .iter()
+            .position(|s| s.is_none())
+            .ok_or(ShrinkerError::Full)?;
         slots[i] = Some(s);
         reg.nr_deferred[i].store(0, Ordering::Relaxed);
         Ok(ShrinkerId(i))

@@ -39,8 +39,8 @@
 use crate::model::list::PageList;
 use crate::model::mmzone::PAGE_SHIFT;
 use crate::model::page::Page;
-use crate::page_alloc::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
+use crate::page_alloc::gfp::Gfp;
 use crate::port::platform::Platform;
 use crate::reclaim::lru::{LruList, Lruvec};
 use crate::reclaim::{DEF_PRIORITY, SWAP_CLUSTER_MAX};
@@ -223,7 +223,10 @@ impl<P: Platform> PageAllocator<P> {
         ];
         let start = sc.nr_reclaimed;
         while nr[0] > 0 || nr[1] > 0 {
-            for (i, lru) in [LruList::InactiveFile, LruList::ActiveFile].into_iter().enumerate() {
+            for (i, lru) in [LruList::InactiveFile, LruList::ActiveFile]
+                .into_iter()
+                .enumerate()
+            {
                 if nr[i] == 0 {
                     continue;
                 }
@@ -267,7 +270,13 @@ impl<P: Platform> PageAllocator<P> {
     /// Direct reclaim (`try_to_free_pages` / `do_try_to_free_pages`): shrink every node of
     /// the request's zonelist at falling priority until [`SWAP_CLUSTER_MAX`] pages were
     /// freed or priority 0 was tried. Returns the pages freed.
-    pub fn try_to_free_pages(&self, gfp: Gfp, order: u32, nid: usize, highest_zoneidx: usize) -> u64 {
+    pub fn try_to_free_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        nid: usize,
+        highest_zoneidx: usize,
+    ) -> u64 {
         let mut sc = ScanControl::new(SWAP_CLUSTER_MAX, highest_zoneidx, order, false, gfp);
         let nodes = self.reclaim_nodes(nid, highest_zoneidx);
         loop {

@@ -433,7 +433,13 @@ fn check_lru<P: Platform>(
                     && page.is_lru()
                 {
                     if page.is_buddy() {
-                        return Err((zt, ViolationKind::Lru { pfn, what: "PG_lru on a free page" }));
+                        return Err((
+                            zt,
+                            ViolationKind::Lru {
+                                pfn,
+                                what: "PG_lru on a free page",
+                            },
+                        ));
                     }
                     // Only the cache's pages are ours to count: a kernel (or a test) may
                     // use the flag bits of pages it owns.

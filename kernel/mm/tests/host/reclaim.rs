@@ -12,9 +12,7 @@ use zonebuddy::movement::migrate::{MigrateMode, MigrateReason};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::port::sim::{SimAllocator, qemu_e820};
 use zonebuddy::reclaim::filemap::{Backing, BackingError};
-use zonebuddy::reclaim::shrinker::{
-    ShrinkControl, Shrinker, do_shrink_slab,
-};
+use zonebuddy::reclaim::shrinker::{ShrinkControl, Shrinker, do_shrink_slab};
 use zonebuddy::reclaim::vmscan::{ScanControl, inactive_is_low, int_sqrt};
 use zonebuddy::report::vmstat::VmEvent;
 
@@ -77,7 +75,11 @@ fn read_page(a: &SimAllocator, file: u32, index: u64) {
         .page_cache_read(file, index * PAGE_SIZE, &mut buf)
         .unwrap_or_else(|e| panic!("read {file}:{index}: {e}"));
     for (i, b) in buf[..n].iter().enumerate() {
-        assert_eq!(*b, image_byte(file, index * PAGE_SIZE + i as u64), "file {file} page {index} byte {i}");
+        assert_eq!(
+            *b,
+            image_byte(file, index * PAGE_SIZE + i as u64),
+            "file {file} page {index} byte {i}"
+        );
     }
 }
 
@@ -194,7 +196,9 @@ fn read_file_larger_than_memory() {
     let mut pos = 0;
     let mut chunks = 0;
     while pos < size {
-        let n = a.page_cache_read(0, pos, &mut buf).unwrap_or_else(|e| panic!("at {pos}: {e}"));
+        let n = a
+            .page_cache_read(0, pos, &mut buf)
+            .unwrap_or_else(|e| panic!("at {pos}: {e}"));
         assert!(n > 0);
         for (i, b) in buf[..n].iter().enumerate() {
             if *b != image_byte(0, pos + i as u64) {
@@ -255,7 +259,9 @@ fn direct_reclaim_makes_allocation_succeed() {
     // ...with it, the same request succeeds, from reclaimed cache pages.
     let steal0 = a.vm_event(VmEvent::PgstealDirect);
     for _ in 0..256 {
-        let p = a.alloc_page(GFP_KERNEL).expect("direct reclaim should free cache pages");
+        let p = a
+            .alloc_page(GFP_KERNEL)
+            .expect("direct reclaim should free cache pages");
         held.push(p);
     }
     check(&a);
@@ -339,7 +345,10 @@ fn kswapd_balances_node() {
     );
     // Woken during the nap: low watermark hit quickly; a nap that ends balanced: sleep.
     a.wakeup_kswapd(0, GFP_NOWAIT, 0, zt.index());
-    assert_eq!(a.kswapd_run(0, 1_050), zonebuddy::reclaim::kswapd::KSWAPD_NAP_MS);
+    assert_eq!(
+        a.kswapd_run(0, 1_050),
+        zonebuddy::reclaim::kswapd::KSWAPD_NAP_MS
+    );
     assert_eq!(a.vm_event(VmEvent::KswapdLowWmarkHitQuickly), 1);
     assert_eq!(
         a.kswapd_run(0, 10_000),
@@ -358,7 +367,10 @@ fn kswapd_balances_node() {
         }
     }
     eprintln!("boost loop: {} held", held.len());
-    assert!(a.vm_event(VmEvent::WatermarkBoost) > boost0, "no boost raised");
+    assert!(
+        a.vm_event(VmEvent::WatermarkBoost) > boost0,
+        "no boost raised"
+    );
     let boosted = ZoneType::ALL
         .iter()
         .filter_map(|&z| a.zone_of(0, z))
@@ -491,7 +503,13 @@ fn compaction_migrates_lru_cache_pages() {
     let mut get_new = |_: &Page| a.alloc_page(GFP_HIGHUSER_MOVABLE);
     let mut put_new = |q: &Page| a.free_pages(q, 0).unwrap();
     let left = a
-        .migrate_pages(&mut list, &mut get_new, &mut put_new, MigrateMode::Sync, MigrateReason::Syscall)
+        .migrate_pages(
+            &mut list,
+            &mut get_new,
+            &mut put_new,
+            MigrateMode::Sync,
+            MigrateReason::Syscall,
+        )
         .unwrap();
     assert_eq!(left, 0);
     check(&a);
@@ -504,7 +522,10 @@ fn compaction_migrates_lru_cache_pages() {
 
     // A reader's reference makes migration back off (Again) and put the page back.
     let p = a.find_get_page(0, 9).unwrap();
-    assert!(!a.isolate_migratepage(p, MigrateMode::Sync), "pinned page isolated");
+    assert!(
+        !a.isolate_migratepage(p, MigrateMode::Sync),
+        "pinned page isolated"
+    );
     a.put_page(p).unwrap();
 
     // Whole-node compaction over the holes.
