@@ -474,13 +474,7 @@ impl<P: Platform> PageAllocator<P> {
             }
             space.nrpages.fetch_sub(1, Ordering::Relaxed);
         }
-        self.lruvec(page.nid())
-            .nr_file_pages
-            .fetch_sub(1, Ordering::Relaxed);
-        page.set_mapping(core::ptr::null(), 0);
-        page.set_index(0);
-        page.clear_flag(LRU_PAGE_FLAGS);
-        page.ref_unfreeze(1);
+        self.detach_cache_page(page, None);
         if let Err(bad) = self.put_page(page) {
             log::error!("remove_mapping: freeing the page: {bad}");
         }
@@ -576,18 +570,27 @@ impl<P: Platform> PageAllocator<P> {
             dst.set_mapping(space as *const AddressSpace as *const (), 0);
             slot.store(dst as *const Page as u64, Ordering::Relaxed);
         }
-        if src.nid() != dst.nid() {
-            self.lruvec(src.nid())
+        self.detach_cache_page(src, Some(dst));
+        Ok(())
+    }
+
+    /// A frozen page that just left its file's index (dropped, or replaced by `moved_to`):
+    /// move the node's `NR_FILE_PAGES` along, forget owner, index and cache flags, and
+    /// leave one reference (the isolator's) for the caller to drop.
+    fn detach_cache_page(&self, page: &Page, moved_to: Option<&Page>) {
+        if moved_to.is_none_or(|d| d.nid() != page.nid()) {
+            self.lruvec(page.nid())
                 .nr_file_pages
                 .fetch_sub(1, Ordering::Relaxed);
-            self.lruvec(dst.nid())
+        }
+        if let Some(d) = moved_to.filter(|d| d.nid() != page.nid()) {
+            self.lruvec(d.nid())
                 .nr_file_pages
                 .fetch_add(1, Ordering::Relaxed);
         }
-        src.set_mapping(core::ptr::null(), 0);
-        src.set_index(0);
-        src.clear_flag(LRU_PAGE_FLAGS);
-        src.ref_unfreeze(1);
-        Ok(())
+        page.set_mapping(core::ptr::null(), 0);
+        page.set_index(0);
+        page.clear_flag(LRU_PAGE_FLAGS);
+        page.ref_unfreeze(1);
     }
 }
