@@ -577,3 +577,176 @@ fn drop_caches_and_views() {
     assert!(a.read_cache_page(1, 0).is_err());
     check(&a);
 }
+
+/// Model-based: random page-cache reads (checked byte by byte), pins, file and global
+/// drops, direct and kswapd reclaim, compaction, and anonymous allocations competing for
+/// memory, with the invariant checker after every step. The reference model is what is
+/// known for sure: a pinned page stays cached and readable, a dropped file has only its
+/// pinned pages left, the LRU sizes add up to the cached pages, and no read fails while
+/// clean cache pages exist.
+#[test]
+fn model_cache_reads_drops_and_reclaim() {
+    #[derive(Debug)]
+    enum Op {
+        Read(u32, u64),
+        Pin(u32, u64),
+        Unpin,
+        DropFile(u32),
+        DropCaches,
+        DirectReclaim,
+        Kswapd,
+        Compact,
+        Alloc,
+        Free,
+    }
+    // Anonymous pages never take more than half of the machine, so cache reads always
+    // find clean pages to reclaim.
+    const ANON_CAP: usize = 3000;
+    for seed in [1u64, 7, 42] {
+        let a = machine(24);
+        a.sim_platform().set_kswapd(seed == 7);
+        let sizes = [20 * MIB + 77, 12 * MIB, 3 * PAGE_SIZE];
+        a.page_cache_set_backing(image(&sizes));
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut pins: Vec<(u32, u64, &Page)> = Vec::new();
+        let mut anon: Vec<&Page> = Vec::new();
+        let mut log: Vec<Op> = Vec::new();
+        let mut now = 0;
+        for step in 0..600 {
+            let f = rnd(3) as u32;
+            let pages = sizes[f as usize].div_ceil(PAGE_SIZE);
+            let op = match rnd(100) {
+                0..=49 => Op::Read(f, rnd(pages)),
+                50..=57 => Op::Pin(f, rnd(pages)),
+                58..=63 => Op::Unpin,
+                64..=66 => Op::DropFile(f),
+                67 => Op::DropCaches,
+                68..=75 => Op::DirectReclaim,
+                76..=81 => Op::Kswapd,
+                82..=83 => Op::Compact,
+                84..=93 => Op::Alloc,
+                _ => Op::Free,
+            };
+            match &op {
+                Op::Read(f, i) => {
+                    // A run of pages, as a sequential reader would.
+                    let n = rnd(32) + 1;
+                    let pages = sizes[*f as usize].div_ceil(PAGE_SIZE);
+                    for j in *i..(*i + n).min(pages) {
+                        read_page(&a, *f, j);
+                    }
+                }
+                Op::Pin(f, i) => {
+                    let p = a
+                        .read_cache_page(*f, *i)
+                        .expect("read failed with cache to reclaim");
+                    pins.push((*f, *i, p));
+                }
+                Op::Unpin => {
+                    if let Some((_, _, p)) = pins.pop() {
+                        a.put_page(p).unwrap();
+                    }
+                }
+                Op::DropFile(f) => {
+                    a.invalidate_mapping_pages(*f);
+                    let left = a.address_space(*f).unwrap().nrpages();
+                    let pinned: std::collections::BTreeSet<u64> =
+                        pins.iter().filter(|p| p.0 == *f).map(|p| p.1).collect();
+                    assert_eq!(
+                        left,
+                        pinned.len() as u64,
+                        "seed {seed} step {step}: only pins stay"
+                    );
+                }
+                Op::DropCaches => {
+                    a.drop_caches();
+                    let pinned: std::collections::BTreeSet<(u32, u64)> =
+                        pins.iter().map(|p| (p.0, p.1)).collect();
+                    assert_eq!(a.lru_sizes(0).file_pages, pinned.len() as u64);
+                }
+                Op::DirectReclaim => {
+                    a.try_to_free_pages(GFP_KERNEL, 0, 0, ZoneType::Movable.index());
+                }
+                Op::Kswapd => {
+                    // Pressure without direct reclaim first, so kswapd has work; the
+                    // pressure goes away again after it ran.
+                    let mut tmp = Vec::new();
+                    while let Some(p) = a.alloc_page(GFP_NOWAIT) {
+                        tmp.push(p);
+                    }
+                    now += 1_000;
+                    a.kswapd_run(0, now);
+                    for p in tmp {
+                        a.free_pages(p, 0).unwrap();
+                    }
+                }
+                Op::Compact => {
+                    a.compact_memory();
+                }
+                Op::Alloc => {
+                    for _ in 0..rnd(256) {
+                        if anon.len() >= ANON_CAP {
+                            break;
+                        }
+                        match a.alloc_page(GFP_KERNEL | Gfp::NOWARN) {
+                            Some(p) => anon.push(p),
+                            None => break,
+                        }
+                    }
+                }
+                Op::Free => {
+                    for _ in 0..rnd(512) {
+                        match anon.pop() {
+                            Some(p) => a.free_pages(p, 0).unwrap(),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            log.push(op);
+            if let Err(v) = zonebuddy::report::debug::check(&*a) {
+                panic!(
+                    "seed {seed} step {step}: {v}; last ops {:?}",
+                    &log[log.len().saturating_sub(8)..]
+                );
+            }
+            // Pinned pages are cached, at their index, and intact.
+            for (f, i, p) in &pins {
+                let q = a.find_get_page(*f, *i).expect("pinned page dropped");
+                assert!(
+                    std::ptr::eq(*p, q),
+                    "seed {seed} step {step}: pinned page replaced"
+                );
+                a.put_page(q).unwrap();
+            }
+            let l = a.lru_sizes(0);
+            let isolated = l.file_pages - l.inactive_file - l.active_file;
+            assert_eq!(isolated, 0, "seed {seed} step {step}: pages left isolated");
+        }
+        eprintln!(
+            "model seed {seed}: pgscan d/k {}/{} pgsteal d/k {}/{} pgactivate {} pgdeactivate {} pgmigrate {}",
+            a.vm_event(VmEvent::PgscanDirect),
+            a.vm_event(VmEvent::PgscanKswapd),
+            a.vm_event(VmEvent::PgstealDirect),
+            a.vm_event(VmEvent::PgstealKswapd),
+            a.vm_event(VmEvent::Pgactivate),
+            a.vm_event(VmEvent::Pgdeactivate),
+            a.vm_event(VmEvent::PgmigrateSuccess)
+        );
+        for (_, _, p) in pins {
+            a.put_page(p).unwrap();
+        }
+        for p in anon {
+            a.free_pages(p, 0).unwrap();
+        }
+        a.drop_caches();
+        assert_eq!(a.lru_sizes(0).file_pages, 0);
+        check(&a);
+    }
+}
