@@ -458,7 +458,11 @@ impl<P: Platform> PageAllocator<P> {
     /// Remove an isolated, clean cache page from its file and free it
     /// (`__remove_mapping`). The caller holds the isolation reference; it is consumed on
     /// success. Fails, leaving everything as it was, if anyone else holds a reference.
-    pub fn remove_mapping(&self, page: &Page) -> bool {
+    pub(crate) fn remove_mapping(&self, page: &Page) -> bool {
+        // Isolated pages only: a listed page must leave its list first.
+        if page.is_lru() {
+            return false;
+        }
         let Some((_, space)) = self.page_cache_file(page) else {
             return false;
         };
