@@ -35,7 +35,7 @@
 //!
 //! The cache holds one reference per page. Under the file's tree lock an indexed page's
 //! reference count is never zero: the two operations that freeze it (eviction,
-//! [`PageAllocator::remove_mapping`], and migration) do so under that lock and replace or
+//! `PageAllocator::remove_mapping`, and migration) do so under that lock and replace or
 //! remove the entry before they release it. So a lookup takes its reference with a plain
 //! increment under the lock, and a reader that holds a reference blocks both eviction and
 //! migration (their freeze expects exactly the cache's and the isolator's references).
