@@ -607,13 +607,8 @@ fn model_cache_reads_drops_and_reclaim() {
         a.sim_platform().set_kswapd(seed == 7);
         let sizes = [20 * MIB + 77, 12 * MIB, 3 * PAGE_SIZE];
         a.page_cache_set_backing(image(&sizes));
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::compaction_common::Rng::new(seed);
+        let mut rnd = move |n: u64| rng.below(n);
         let mut pins: Vec<(u32, u64, &Page)> = Vec::new();
         let mut anon: Vec<&Page> = Vec::new();
         let mut log: Vec<Op> = Vec::new();
