@@ -11,6 +11,7 @@ pub mod model;
 pub mod movement;
 pub mod page_alloc;
 pub mod port;
+pub mod reclaim;
 pub mod report;
 
 // ---------------------------------------------------------------------------------------
@@ -32,6 +33,8 @@ pub use page_alloc::{AllocError, PageAllocator, StartError};
 #[cfg(feature = "bootloader_api")]
 pub use port::bootloader;
 pub use port::platform::{IrqState, MovableMapping, Platform, Pte, PteError};
+pub use reclaim::filemap::{Backing, BackingError, CacheError};
+pub use reclaim::shrinker::{ShrinkControl, Shrinker};
 pub use report::debug::{Violation, check};
 
 /// Why bringing the allocator up failed: building the memory model or starting the page

@@ -70,6 +70,10 @@ pub struct Node {
     pub zone_movable_pfn: u64,
     /// The node's background compactor ([`crate::movement::compaction`]).
     pub(crate) kcompactd: KcompactdState,
+    /// The node's LRU lists (`lruvec`, [`crate::reclaim::lru`]).
+    pub(crate) lruvec: crate::reclaim::lru::Lruvec,
+    /// The node's background reclaimer ([`crate::reclaim::kswapd`]).
+    pub(crate) kswapd: crate::reclaim::kswapd::KswapdState,
     /// Distance from this node to each node id (ACPI SLIT units: 10 local, 20 the default
     /// remote; [`crate::ModelParams::numa_distance`]). Orders the zonelists.
     pub distance: [u8; MAX_NUMNODES],
@@ -140,6 +144,8 @@ impl Node {
             zone_movable_pfn: 0,
             distance: [REMOTE_DISTANCE; MAX_NUMNODES],
             kcompactd: KcompactdState::new(),
+            lruvec: crate::reclaim::lru::Lruvec::new(),
+            kswapd: crate::reclaim::kswapd::KswapdState::new(),
             alloc: crate::page_alloc::zonelist::NodeAlloc::new(),
         }
     }

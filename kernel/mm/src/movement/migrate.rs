@@ -1,7 +1,7 @@
 //! Page migration (Linux: mm/migrate.c).
 //!
 //! Compaction frees a large block by moving the in-use pages out of it, and a page can only
-//! be moved if whoever uses it can be made to use a copy instead. Two kinds of page can:
+//! be moved if whoever uses it can be made to use a copy instead. Three kinds of page can:
 //!
 //! - **anon pages** ([`crate::movement::rmap`]): mapped by exactly one PTE that the reverse map finds
 //!   in O(1). Migration replaces that PTE with a *migration entry*, flushes TLBs, copies
@@ -10,6 +10,10 @@
 //! - **movable_operations pages**: kernel memory whose owner registered callbacks
 //!   ([`MovableOperations`], [`set_page_movable`]) that move contents and the owner's
 //!   references itself ([`crate::movement::zpool`] is the user in this kernel).
+//! - **page-cache pages** ([`crate::reclaim::filemap`]): unmapped, found through their
+//!   file's index. They are isolated from their LRU list ([`PageAllocator::isolate_lru_page`],
+//!   the same protocol reclaim uses), moved under the file's tree lock with their count
+//!   frozen (a reader's reference makes it `Again`), and the new page is put on the LRU.
 //!
 //! # Protocol
 //!
@@ -184,6 +188,8 @@ enum Kind {
         va: u64,
     },
     Movable(&'static dyn MovableOperations),
+    /// An unmapped page-cache page ([`crate::reclaim::filemap`]).
+    File,
 }
 
 /// A page of the current batch: src and dst locked, src unmapped if anon.
@@ -230,7 +236,7 @@ impl<P: Platform> PageAllocator<P> {
         if page
             .flags()
             .intersects(UNMOVABLE_FLAGS | PageFlags::ISOLATED)
-            || page.mapping_flags() == 0
+            || (page.mapping_flags() == 0 && !page.is_lru())
             || page.order_field() != 0
         {
             return false;
@@ -287,6 +293,19 @@ impl<P: Platform> PageAllocator<P> {
                 page.unlock();
                 ok
             }
+            // A page-cache page on the LRU (crate::reclaim): taken off its list under the
+            // LRU lock, so reclaim and compaction never both isolate it.
+            0 => {
+                if self.page_cache_file(page).is_none()
+                    || page.mapcount() != 0
+                    || page.refcount() != 2
+                    || !self.isolate_lru_page(page)
+                {
+                    return false;
+                }
+                page.set_isolated();
+                true
+            }
             _ => false,
         }
     }
@@ -311,6 +330,10 @@ impl<P: Platform> PageAllocator<P> {
             }
             page.clear_isolated();
             page.unlock();
+        } else if self.page_cache_file(page).is_some() {
+            // Back on its LRU list; the isolation reference is dropped below.
+            page.clear_isolated();
+            self.lru_add(page);
         } else {
             page.clear_isolated();
         }
@@ -540,6 +563,8 @@ impl<P: Platform> PageAllocator<P> {
             Kind::Anon { va }
         } else if let Some(ops) = movable_ops_of(src) {
             Kind::Movable(ops)
+        } else if self.page_cache_file(src).is_some() {
+            Kind::File
         } else {
             // Neither anon nor movable any more: the owner let go of it (zapped, or
             // released with clear_page_movable) while others still hold references.
@@ -618,6 +643,24 @@ impl<P: Platform> PageAllocator<P> {
                 }
                 Ok(())
             }
+            Kind::File => match self.migrate_cache_page(dst, src) {
+                Ok(()) => {
+                    dst.unlock();
+                    src.unlock();
+                    self.lru_add(dst);
+                    // Only the isolation reference is left: the old page is freed.
+                    if let Err(bad) = self.put_page(src) {
+                        log::error!("migrate_pages: freeing the old cache page: {bad}");
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    dst.unlock();
+                    src.unlock();
+                    put_new(dst);
+                    Err(err)
+                }
+            },
             Kind::Movable(ops) => match ops.migrate_page(dst, src, mode) {
                 Ok(()) => {
                     if dst.mapping_raw() == 0 {

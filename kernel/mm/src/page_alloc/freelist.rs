@@ -324,18 +324,21 @@ impl<P: Platform> PageAllocator<P> {
             zone.wm
                 .flags
                 .fetch_and(!ZONE_BOOSTED_WATERMARK, Ordering::Relaxed);
-            self.wakeup_kswapd(zone);
+            self.wakeup_kswapd_boosted(zone);
         }
     }
 
     /// Wake the background reclaimer after a watermark boost (`wakeup_kswapd`).
     ///
-    /// Linux's kswapd, woken here, reclaims until the zone is above its boosted high mark,
-    /// then resets the boost and wakes kcompactd. This kernel has nothing kswapd could
-    /// reclaim (no page cache, no shrinkers), so its pass would end at once: the boost is
-    /// reset here. When a reclaimer (or kcompactd) exists, this becomes its wake-up.
+    /// kswapd, woken here, reclaims until the zone is above its boosted high mark, then
+    /// resets the boost and wakes kcompactd ([`crate::reclaim::kswapd`]). On a port that
+    /// runs no kswapd nothing would ever reset the boost, so it is reset here.
     #[cold]
-    pub(super) fn wakeup_kswapd(&self, zone: &Zone) {
+    pub(super) fn wakeup_kswapd_boosted(&self, zone: &Zone) {
+        if self.platform.has_kswapd() {
+            self.wakeup_kswapd(zone.nid, Gfp::empty(), 0, zone.zone_type.index());
+            return;
+        }
         let _g = zone.lock.lock_irqsave(&self.platform);
         zone.wm.boost.store(0, Ordering::Relaxed);
     }

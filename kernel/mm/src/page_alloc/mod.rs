@@ -18,9 +18,9 @@
 //!                                rmqueue_bulk (one zone-lock hold per batch)
 //!           rmqueue_buddy        everything else: __rmqueue under the zone lock
 //!         prep_new_page          refcount 1, order tag, __GFP_ZERO, __GFP_COMP
-//!     __alloc_pages_slowpath     wake kcompactd (order > 0), WMARK_MIN with the reserves
+//!     __alloc_pages_slowpath     wake kswapd (or kcompactd), WMARK_MIN with the reserves
 //!                                the gfp earns, async direct compaction for costly
-//!                                orders, pcp drain as reclaim, direct compaction with
+//!                                orders, direct reclaim + pcp drain, direct compaction with
 //!                                capture and escalating priority, highatomic unreserve,
 //!                                warn_alloc, pgalloc_fail
 //! ```
@@ -96,11 +96,12 @@
 //!
 //! # What is not here (yet)
 //!
-//! There is no page reclaim in this kernel (no page cache, no slab shrinkers): direct
-//! reclaim can only return the pages parked on pcp lists, which is what
-//! `PageAllocator::__perform_reclaim` does, and kswapd's boosted pass has nothing to
-//! reclaim, so waking it resets the boost at once; for the same reason kcompactd is woken
-//! straight from the slow path rather than by kswapd. Direct compaction
+//! Page reclaim lives in [`crate::reclaim`]: direct reclaim
+//! (`PageAllocator::__perform_reclaim`) shrinks the page cache's LRU lists and the
+//! shrinkers, then drains the pcp lists; kswapd, on a port that runs it
+//! ([`crate::port::platform::Platform::has_kswapd`]), is woken from the slow path and by
+//! watermark boosts and wakes kcompactd when done. On a port without kswapd, kcompactd is
+//! woken straight from the slow path and boosts are dropped when handed over. Direct compaction
 //! (`PageAllocator::__alloc_pages_direct_compact`, [`crate::movement::compaction`]) is the slow
 //! path's real weapon against high-order failures. There is no OOM killer: an allocation
 //! that cannot be satisfied fails, loudly, and is counted.
@@ -283,6 +284,8 @@ pub struct PageAllocator<P: Platform> {
     pub(crate) cma: crate::movement::cma::CmaAreas,
     /// Fault injection ([`fail`]): off unless asked for.
     fail: fail::FailPageAlloc,
+    /// LRU lists, page cache, shrinkers, kswapd ([`crate::reclaim`]).
+    pub(crate) reclaim: crate::reclaim::ReclaimState,
     /// Unit tests run a twin machine with the fast path off to compare the two.
     #[cfg(test)]
     fast_path_off: core::sync::atomic::AtomicBool,
@@ -432,6 +435,7 @@ impl<P: Platform> PageAllocator<P> {
             crate::movement::rmap::RegionTable::init_at(addr_of_mut!((*p).anon_regions));
             addr_of_mut!((*p).cma).write(crate::movement::cma::CmaAreas::new());
             addr_of_mut!((*p).fail).write(fail::FailPageAlloc::new());
+            crate::reclaim::ReclaimState::init_at(addr_of_mut!((*p).reclaim));
             #[cfg(test)]
             addr_of_mut!((*p).fast_path_off).write(core::sync::atomic::AtomicBool::new(false));
         }

@@ -33,10 +33,10 @@ impl<P: Platform> PageAllocator<P> {
         let mut compaction_retries = 0u32;
 
         if ac.preferred.is_some() {
-            // Linux wakes kswapd here, which wakes kcompactd when it is done; there is no
-            // kswapd, so kcompactd is woken directly.
-            if order > 0 && alloc_flags.contains(AllocFlags::KSWAPD) {
-                self.wake_all_kcompactd(order, &ac);
+            // Wake kswapd, which wakes kcompactd when it is done (on a port without
+            // kswapd, kcompactd is woken directly for high orders).
+            if alloc_flags.contains(AllocFlags::KSWAPD) {
+                self.wake_all_kswapds(gfp, order, &ac);
             }
             if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
                 return Ok(p);
@@ -81,6 +81,11 @@ impl<P: Platform> PageAllocator<P> {
 
             let mut no_progress_loops = 0;
             loop {
+                // Linux wakes kswapd again on every retry, so it does not go to sleep
+                // while we struggle.
+                if alloc_flags.contains(AllocFlags::KSWAPD) && self.platform().has_kswapd() {
+                    self.wake_all_kswapds(gfp, order, &ac);
+                }
                 if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac) {
                     return Ok(p);
                 }
@@ -171,15 +176,15 @@ impl<P: Platform> PageAllocator<P> {
         Err(AllocError::NoMemory)
     }
 
-    /// Wake the kcompactd of every node the request may use (what `wake_all_kswapds`
-    /// achieves in Linux through kswapd).
-    pub(super) fn wake_all_kcompactd(&self, order: u32, ac: &AllocContext) {
+    /// Wake the kswapd of every node the request may use, once per node
+    /// (`wake_all_kswapds`; on a port without kswapd, the kcompactds for high orders).
+    pub(super) fn wake_all_kswapds(&self, gfp: Gfp, order: u32, ac: &AllocContext) {
         let mut woken = 0u64;
         for zr in self.zonelist(ac) {
             let nid = zr.nid as usize;
             if woken & (1 << nid) == 0 {
                 woken |= 1 << nid;
-                self.wakeup_kcompactd(nid, order, ac.highest_zoneidx.index());
+                self.wakeup_kswapd(nid, gfp, order, ac.highest_zoneidx.index());
             }
         }
     }
@@ -194,7 +199,7 @@ impl<P: Platform> PageAllocator<P> {
         alloc_flags: AllocFlags,
         ac: &AllocContext,
     ) -> (Option<&Page>, bool) {
-        let progress = self.__perform_reclaim(ac);
+        let progress = self.__perform_reclaim(gfp, order, ac);
         if progress == 0 {
             return (None, false);
         }
@@ -210,16 +215,18 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Reclaim on behalf of an allocation (`__perform_reclaim`): counts an allocation
-    /// stall and returns the pages freed.
+    /// stall, shrinks the LRU lists and shrinkers of the zonelist's nodes
+    /// ([`PageAllocator::try_to_free_pages`]) and returns the pages freed.
     ///
-    /// This kernel has no page cache and no shrinkers; the one kind of memory that can be
-    /// given back without a reclaimer is what sits on the CPUs' pcp lists, so that is
-    /// what is reclaimed.
-    pub(crate) fn __perform_reclaim(&self, ac: &AllocContext) -> u64 {
+    /// The pages parked on the CPUs' pcp lists are drained too and count as progress:
+    /// memory given back by a drain is as good as memory reclaimed for a request that
+    /// failed on watermarks (Linux drains only after a reclaim that freed something).
+    pub(crate) fn __perform_reclaim(&self, gfp: Gfp, order: u32, ac: &AllocContext) -> u64 {
         self.count_vm_events(VmEvent::allocstall(ac.highest_zoneidx), 1);
+        let reclaimed = self.try_to_free_pages(gfp, order, ac.nid, ac.highest_zoneidx.index());
         let before = self.nr_pcp_pages();
         self.drain_all_pages();
-        before.saturating_sub(self.nr_pcp_pages())
+        reclaimed + before.saturating_sub(self.nr_pcp_pages())
     }
 
     /// Direct compaction (`__alloc_pages_direct_compact`): compact the zonelist at `prio`
@@ -284,7 +291,9 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// Is another reclaim round worth it (`should_reclaim_retry`)? Only while some zone
-    /// could pass its min watermark with the free pages it has, and not after
+    /// could pass its min watermark with the free pages it has plus the pages reclaim could
+    /// still free there (`zone_reclaimable_pages`), less a share that grows with every
+    /// round without progress, and not after
     /// [`MAX_RECLAIM_RETRIES`] rounds without progress; before giving up for good the
     /// highatomic reserve is released (and a release earns one more round).
     pub(super) fn should_reclaim_retry(
@@ -303,12 +312,17 @@ impl<P: Platform> PageAllocator<P> {
         if *no_progress_loops > MAX_RECLAIM_RETRIES {
             return self.unreserve_highatomic_pageblock(ac, true);
         }
-        // Nothing is reclaimable but pcp pages, which were just drained: retry only if a
-        // zone has the free pages (e.g. another CPU freed some meanwhile).
+        // Free plus reclaimable, discounted by the rounds that made no progress (pcp pages
+        // were just drained, so they are not counted).
+        let loops = *no_progress_loops as u64;
         self.zonelist(ac).any(|zr| {
             let z = self.zone(zr);
+            let mut state = z.free_state();
+            let zt = ZoneType::from_index(zr.zone_idx as usize).unwrap_or(ZoneType::Normal);
+            let available = state.free_pages + self.zone_reclaimable_pages(zr.nid as usize, zt);
+            state.free_pages = available - (loops * available).div_ceil(MAX_RECLAIM_RETRIES as u64);
             zone_watermark_ok(
-                &z.free_state(),
+                &state,
                 order,
                 z.watermarks().min_wmark_pages(),
                 ac.highest_zoneidx,

@@ -105,6 +105,22 @@ pub trait Platform: Sync {
         let _ = nid;
     }
 
+    /// Does this port run a kswapd worker per node that calls
+    /// [`PageAllocator::kswapd_run`](crate::PageAllocator::kswapd_run)? The default, no,
+    /// keeps the allocator as it is without background reclaim: kcompactd is woken straight
+    /// from the allocation slow path, and watermark boosts are dropped when handed over
+    /// (see [`crate::reclaim::kswapd`]).
+    fn has_kswapd(&self) -> bool {
+        false
+    }
+
+    /// Wake node `nid`'s kswapd (`wakeup_kswapd`): the allocator has recorded the order and
+    /// zone asked for; the platform makes the worker call `kswapd_run` soon. Only called
+    /// when [`Platform::has_kswapd`] is true.
+    fn wake_kswapd(&self, nid: usize) {
+        let _ = nid;
+    }
+
     /// The optional capability to migrate pages mapped in the kernel's own page tables
     /// ([`MovableMapping`]). The default, `None`, is right for a port that does not want
     /// mapped movable memory: it still gets the whole allocator, and compaction of
@@ -158,6 +174,16 @@ impl<T: Platform + ?Sized> Platform for &T {
     #[inline]
     fn wake_kcompactd(&self, nid: usize) {
         (**self).wake_kcompactd(nid)
+    }
+
+    #[inline]
+    fn has_kswapd(&self) -> bool {
+        (**self).has_kswapd()
+    }
+
+    #[inline]
+    fn wake_kswapd(&self, nid: usize) {
+        (**self).wake_kswapd(nid)
     }
 
     #[inline]

@@ -42,7 +42,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 use std::vec::Vec;
@@ -220,6 +220,9 @@ pub struct SimPlatform {
     tlb_flush_waits: AtomicU64,
     kcompactd_wakes: AtomicU64,
     kcompactd: Box<[(Mutex<bool>, Condvar)]>,
+    /// Declare a kswapd worker ([`Platform::has_kswapd`]); off unless a test turns it on.
+    kswapd: AtomicBool,
+    kswapd_wakes: AtomicU64,
     /// Behave as a port without the [`MovableMapping`] capability.
     no_movable_mapping: bool,
     /// Node of each CPU ([`Platform::cpu_to_node`]); all 0 unless set.
@@ -328,6 +331,8 @@ impl SimPlatform {
             tlb_flushes: AtomicU64::new(0),
             tlb_flush_waits: AtomicU64::new(0),
             kcompactd_wakes: AtomicU64::new(0),
+            kswapd: AtomicBool::new(false),
+            kswapd_wakes: AtomicU64::new(0),
             no_movable_mapping: false,
             cpu_nodes: std::vec![0; nr_cpus].into_boxed_slice(),
             kcompactd: (0..MAX_NUMNODES)
@@ -358,6 +363,19 @@ impl SimPlatform {
         }
         self.cpu_nodes = nodes.into();
         Ok(self)
+    }
+
+    /// Declare (or stop declaring) a kswapd worker: with it, allocations wake kswapd
+    /// ([`Platform::wake_kswapd`], counted by [`SimPlatform::kswapd_wakes`]) instead of
+    /// kcompactd, and the test plays the worker by calling
+    /// [`PageAllocator::kswapd_run`](crate::PageAllocator::kswapd_run).
+    pub fn set_kswapd(&self, on: bool) {
+        self.kswapd.store(on, Ordering::Relaxed);
+    }
+
+    /// kswapd wake-ups requested so far.
+    pub fn kswapd_wakes(&self) -> u64 {
+        self.kswapd_wakes.load(Ordering::Relaxed)
     }
 
     /// Behave as a port that offers no [`MovableMapping`] ([`Platform::movable_mapping`]
@@ -746,6 +764,14 @@ impl Platform for SimPlatform {
             *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
             cv.notify_all();
         }
+    }
+
+    fn has_kswapd(&self) -> bool {
+        self.kswapd.load(Ordering::Relaxed)
+    }
+
+    fn wake_kswapd(&self, _nid: usize) {
+        self.kswapd_wakes.fetch_add(1, Ordering::Relaxed);
     }
 
     fn movable_mapping(&self) -> Option<&dyn MovableMapping> {

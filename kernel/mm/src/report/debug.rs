@@ -25,6 +25,12 @@
 //!    descriptor of the zone, aligned to its list's order, not `PG_buddy`, with no
 //!    references, inside no free buddy block and no other pcp block, and not in an
 //!    isolated pageblock (isolation drains the pcp lists and later frees bypass them).
+//! 7. **LRU** (per node, under its LRU lock, see [`crate::reclaim::lru`]). Every page on
+//!    a list is a page-cache page of this node with `PG_lru`, `PG_active` matching its
+//!    list, a reference, and no `PG_buddy`/`PG_isolated`; the per-zone list sizes equal
+//!    the list lengths; the pages with `PG_lru` found walking the node's zones are exactly
+//!    the listed ones among the page-cache pages, and no free page has `PG_lru` (so no
+//!    free page is on an LRU, and no LRU page is lost).
 //!
 //! The walk is O(pages in the zone); it is a test and debugging tool, not something to run
 //! on a production fast path.
@@ -181,6 +187,13 @@ pub enum ViolationKind {
         /// Σ `len << order`.
         listed: u64,
     },
+    /// The LRU lists of the node disagree with the pages or their counters.
+    Lru {
+        /// The page, or 0 for a count mismatch.
+        pfn: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A page on a pcp list is in a state no pcp page may be in.
     PcpPage {
         /// The CPU.
@@ -315,6 +328,7 @@ impl fmt::Display for Violation {
             ViolationKind::PcpPage { cpu, pfn, what } => {
                 write!(f, "cpu {cpu}: pcp page pfn {pfn:#x}: {what}")
             }
+            ViolationKind::Lru { pfn, what } => write!(f, "LRU: pfn {pfn:#x}: {what}"),
         }
     }
 }
@@ -351,6 +365,102 @@ pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
             zone: zone.zone_type,
             kind,
         })?;
+    }
+    for nid in alloc.online_nodes() {
+        check_lru(alloc, nid).map_err(|(zone, kind)| Violation { nid, zone, kind })?;
+    }
+    Ok(())
+}
+
+/// Invariant 7: the node's LRU lists against its pages and counters.
+fn check_lru<P: Platform>(
+    alloc: &PageAllocator<P>,
+    nid: usize,
+) -> Result<(), (ZoneType, ViolationKind)> {
+    use crate::model::mmzone::MAX_NR_ZONES;
+    use crate::reclaim::lru::{LruList, NR_LRU_LISTS};
+    let lv = alloc.lruvec(nid);
+    let mut g = lv.lock.lock_irqsave(alloc.platform());
+    let mut counted = [[0u64; NR_LRU_LISTS]; MAX_NR_ZONES];
+    let mut listed = 0u64;
+    for lru in [LruList::InactiveFile, LruList::ActiveFile] {
+        let list = g.list(lru);
+        // SAFETY: the LRU lock is held; listed pages are memmap pages.
+        for p in unsafe { list.iter() } {
+            let page = alloc.page_ref(p);
+            let pfn = alloc.page_to_pfn(page);
+            let zt = page.zone_type().unwrap_or(ZoneType::Normal);
+            let bad = |what| Err((zt, ViolationKind::Lru { pfn, what }));
+            if page.nid() != nid {
+                return bad("on another node's LRU list");
+            }
+            if !page.is_lru() {
+                return bad("listed without PG_lru");
+            }
+            if page.is_active() != (lru == LruList::ActiveFile) {
+                return bad("PG_active does not match its list");
+            }
+            if page.is_buddy() || page.is_isolated() {
+                return bad("listed while free or isolated");
+            }
+            if page.refcount() < 1 {
+                return bad("listed without a reference");
+            }
+            if alloc.page_cache_file(page).is_none() {
+                return bad("listed but not a page-cache page");
+            }
+            counted[zt.index()][lru as usize] += 1;
+            listed += 1;
+        }
+    }
+    for zt in ZoneType::ALL {
+        for lru in [LruList::InactiveFile, LruList::ActiveFile] {
+            if lv.zone_lru_size(lru, zt) != counted[zt.index()][lru as usize] {
+                return Err((
+                    zt,
+                    ViolationKind::Lru {
+                        pfn: 0,
+                        what: "list size counter differs from the list length",
+                    },
+                ));
+            }
+        }
+    }
+    let mut flagged = 0u64;
+    if let Some(node) = alloc.model().node(nid) {
+        for zt in ZoneType::ALL {
+            let zone = node.zone(zt);
+            for pfn in zone.zone_start_pfn..zone.zone_end_pfn() {
+                if let Some(page) = alloc.pfn_to_page(pfn)
+                    && page.is_lru()
+                {
+                    if page.is_buddy() {
+                        return Err((
+                            zt,
+                            ViolationKind::Lru {
+                                pfn,
+                                what: "PG_lru on a free page",
+                            },
+                        ));
+                    }
+                    // Only the cache's pages are ours to count: a kernel (or a test) may
+                    // use the flag bits of pages it owns.
+                    if alloc.page_cache_file(page).is_some() {
+                        flagged += 1;
+                    }
+                }
+            }
+        }
+    }
+    drop(g);
+    if flagged != listed {
+        return Err((
+            ZoneType::Normal,
+            ViolationKind::Lru {
+                pfn: 0,
+                what: "pages with PG_lru differ from the pages on the lists",
+            },
+        ));
     }
     Ok(())
 }

@@ -162,10 +162,11 @@ impl<P: Platform> PageAllocator<P> {
 
     /// `/proc/vmstat`: zone counters summed over zones, events summed over CPUs.
     pub fn write_vmstat(&self, w: &mut dyn Write) -> fmt::Result {
-        vmstat::vmstat(
+        vmstat::vmstat_with_lru(
             w,
             &self.global_zone_page_state(),
             &self.global_numa_events(),
+            &self.global_lru_sizes(),
             &self.vm_events(),
         )
     }
@@ -186,15 +187,37 @@ impl<P: Platform> PageAllocator<P> {
         total
     }
 
-    /// The `MemTotal`, `MemFree` and `MemAvailable` lines of `/proc/meminfo`.
+    /// The `MemTotal`, `MemFree`, `MemAvailable`, `Cached`, `Active(file)` and
+    /// `Inactive(file)` lines of `/proc/meminfo`.
     pub fn write_meminfo(&self, w: &mut dyn Write) -> fmt::Result {
-        vmstat::meminfo(w, &self.meminfo_snapshot())
+        vmstat::meminfo(w, &self.meminfo_snapshot())?;
+        vmstat::meminfo_lru(w, &self.global_lru_sizes())
     }
 
     /// The free-memory summary of an allocation failure (`show_free_areas`): per zone up
     /// to `highest`, the free pages and marks in KiB, the reserves, and the buddyinfo line.
     pub(crate) fn show_free_areas(&self, highest: ZoneType) {
         let kb = |pages: u64| pages << (PAGE_SHIFT - 10);
+        // The LRU sizes (crate::reclaim): what reclaim could still have freed.
+        let g = self.global_lru_sizes();
+        log::warn!(
+            "active_file:{} inactive_file:{} file_pages:{} free:{}",
+            g.active_file,
+            g.inactive_file,
+            g.file_pages,
+            self.nr_free_pages()
+        );
+        for n in self.model().nodes() {
+            let l = self.lru_sizes(n.node_id);
+            log::warn!(
+                "Node {} active_file:{}kB inactive_file:{}kB file_pages:{}kB kswapd_failures:{}",
+                n.node_id,
+                kb(l.active_file),
+                kb(l.inactive_file),
+                kb(l.file_pages),
+                self.kswapd_failures(n.node_id)
+            );
+        }
         for n in self.model().nodes() {
             for zt in ZoneType::ALL.iter().filter(|z| **z <= highest) {
                 let Some(s) = self.zone_snapshot(n.node_id, *zt) else {

@@ -144,8 +144,33 @@ counter_enum! {
         AllocstallMovable = "allocstall_movable",
         /// `pgfree`: pages freed.
         Pgfree = "pgfree",
+        /// `pgactivate`: pages moved from the inactive to the active LRU list.
+        Pgactivate = "pgactivate",
+        /// `pgdeactivate`: pages moved from the active to the inactive LRU list.
+        Pgdeactivate = "pgdeactivate",
         /// `pgfault`: page faults handled (here: faults on migration entries).
         Pgfault = "pgfault",
+        /// `pgrefill`: pages scanned on the active LRU list.
+        Pgrefill = "pgrefill",
+        /// `pgsteal_kswapd`: pages reclaimed by kswapd.
+        PgstealKswapd = "pgsteal_kswapd",
+        /// `pgsteal_direct`: pages reclaimed by direct reclaim.
+        PgstealDirect = "pgsteal_direct",
+        /// `pgscan_kswapd`: inactive pages scanned by kswapd.
+        PgscanKswapd = "pgscan_kswapd",
+        /// `pgscan_direct`: inactive pages scanned by direct reclaim.
+        PgscanDirect = "pgscan_direct",
+        /// `slabs_scanned`: objects scanned by shrinkers.
+        SlabsScanned = "slabs_scanned",
+        /// `kswapd_low_wmark_hit_quickly`: kswapd woken again during its nap.
+        KswapdLowWmarkHitQuickly = "kswapd_low_wmark_hit_quickly",
+        /// `kswapd_high_wmark_hit_quickly`: the node unbalanced again when kswapd's nap
+        /// ended.
+        KswapdHighWmarkHitQuickly = "kswapd_high_wmark_hit_quickly",
+        /// `pageoutrun`: kswapd balancing runs (`balance_pgdat`).
+        Pageoutrun = "pageoutrun",
+        /// `drop_pagecache`: writes of 1 to `drop_caches`.
+        DropPagecache = "drop_pagecache",
         /// `pgmigrate_success`: pages migrated.
         PgmigrateSuccess = "pgmigrate_success",
         /// `pgmigrate_fail`: pages that could not be migrated.
@@ -505,6 +530,47 @@ pub fn vmstat<W: Write + ?Sized>(
     Ok(())
 }
 
+/// `/proc/vmstat` in full, in Linux's order: the zone counters, the NUMA counters, the
+/// node counters of the page cache (`nr_inactive_file`, `nr_active_file`,
+/// `nr_file_pages`, where Linux prints its node stats), then the events.
+pub fn vmstat_with_lru<W: Write + ?Sized>(
+    w: &mut W,
+    zone_stats: &[u64; NR_VM_ZONE_STAT_ITEMS],
+    numa: &[u64; NR_VM_NUMA_EVENT_ITEMS],
+    lru: &crate::reclaim::lru::LruSizes,
+    events: &[u64; NR_VM_EVENT_ITEMS],
+) -> fmt::Result {
+    for item in ZoneStatItem::ALL {
+        writeln!(w, "{} {}", item.name(), zone_stats[item.index()])?;
+    }
+    for ev in NumaEvent::ALL {
+        writeln!(w, "{} {}", ev.name(), numa[ev.index()])?;
+    }
+    writeln!(w, "nr_inactive_file {}", lru.inactive_file)?;
+    writeln!(w, "nr_active_file {}", lru.active_file)?;
+    writeln!(w, "nr_file_pages {}", lru.file_pages)?;
+    for ev in VmEvent::ALL {
+        writeln!(w, "{} {}", ev.name(), events[ev.index()])?;
+    }
+    Ok(())
+}
+
+/// The page-cache lines of `/proc/meminfo`, in Linux's order:
+///
+/// ```text
+/// Cached:            51200 kB
+/// Active(file):      20480 kB
+/// Inactive(file):    30720 kB
+/// ```
+pub fn meminfo_lru<W: Write + ?Sized>(
+    w: &mut W,
+    lru: &crate::reclaim::lru::LruSizes,
+) -> fmt::Result {
+    show_val_kb(w, "Cached:", lru.file_pages)?;
+    show_val_kb(w, "Active(file):", lru.active_file)?;
+    show_val_kb(w, "Inactive(file):", lru.inactive_file)
+}
+
 /// The inputs of the `/proc/meminfo` lines we can produce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MeminfoSnapshot {
@@ -546,7 +612,8 @@ impl MeminfoSnapshot {
 
 /// Linux's `si_mem_available` reduced to what this allocator has: free pages minus the
 /// pages the allocator will not hand out without reclaim (`totalreserve_pages`). Linux
-/// adds the reclaimable halves of page cache and slab; there are none here. Never negative.
+/// adds the reclaimable halves of page cache and slab; those are not counted here yet
+/// (the page cache is shown in `Cached`). Never negative.
 pub const fn si_mem_available(free_pages: u64, totalreserve_pages: u64) -> u64 {
     free_pages.saturating_sub(totalreserve_pages)
 }

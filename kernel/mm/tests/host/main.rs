@@ -33,6 +33,7 @@ mod page_alloc_rules;
 mod page_alloc_smp;
 mod port_stack;
 mod props;
+mod reclaim;
 mod rmap;
 mod small_stack;
 mod views_golden;

@@ -80,7 +80,7 @@ impl<P: Platform> PageAllocator<P> {
                     true
                 }
                 Some(page)
-                    if page.mapping_flags() == 0
+                    if (page.mapping_flags() == 0 && !page.is_lru())
                         || page.refcount() <= 0
                         || page.test_flag(PageFlags::ISOLATED) =>
                 {
