@@ -44,7 +44,7 @@ use crate::model::arch::{ArchError, ArchParams};
 use crate::model::memblock::{AllocConstraint, Memblock, MemblockError, MemblockRegion};
 use crate::model::memmap::{FirmwareRanges, MapError, MemoryMap, RangeKind};
 use crate::model::mmzone::{MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE, ZoneType};
-use crate::model::node::{LOCAL_DISTANCE, Node, NumaRange};
+use crate::model::node::{Node, NumaRange};
 use crate::model::page::{Page, PageFlags, page_links};
 use crate::model::sparse::{SparseError, SparseMem};
 use crate::model::zone::{
@@ -763,18 +763,8 @@ fn check_numa_distance(d: &[u8]) -> Result<usize, ModelError> {
     if n * n != d.len() || n > MAX_NUMNODES {
         return Err(ModelError::NumaDistanceShape(d.len()));
     }
-    for from in 0..n {
-        for to in 0..n {
-            let value = d[from * n + to];
-            let ok = if from == to {
-                value == LOCAL_DISTANCE
-            } else {
-                value > LOCAL_DISTANCE
-            };
-            if !ok {
-                return Err(ModelError::BadNumaDistance { from, to, value });
-            }
-        }
+    if let Some((from, to, value)) = crate::model::node::first_bad_distance(d, n) {
+        return Err(ModelError::BadNumaDistance { from, to, value });
     }
     Ok(n)
 }

@@ -50,6 +50,22 @@ pub const LOCAL_DISTANCE: u8 = 10;
 /// Distance between two nodes when the firmware gives none (Linux's `REMOTE_DISTANCE`).
 pub const REMOTE_DISTANCE: u8 = 20;
 
+/// The first entry of an `n * n` row-major distance table that breaks ACPI's rules (10 on
+/// the diagonal, more than 10 elsewhere; Linux's `slit_valid`), as `(from, to, value)`.
+/// `matrix` must hold at least `n * n` entries.
+pub fn first_bad_distance(matrix: &[u8], n: usize) -> Option<(usize, usize, u8)> {
+    (0..n)
+        .flat_map(|from| (0..n).map(move |to| (from, to)))
+        .map(|(from, to)| (from, to, matrix[from * n + to]))
+        .find(|&(from, to, value)| {
+            if from == to {
+                value != LOCAL_DISTANCE
+            } else {
+                value <= LOCAL_DISTANCE
+            }
+        })
+}
+
 /// One node (`pglist_data`).
 #[derive(Debug)]
 pub struct Node {

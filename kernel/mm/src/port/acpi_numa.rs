@@ -21,12 +21,8 @@
 use core::fmt;
 
 use crate::model::mmzone::MAX_NUMNODES;
-use crate::model::node::NumaRange;
-
-/// The distance of a domain to itself (ACPI's and Linux's `LOCAL_DISTANCE`).
-pub const LOCAL_DISTANCE: u8 = 10;
-/// Linux's `REMOTE_DISTANCE`: what two nodes are apart when there is no SLIT.
-pub const REMOTE_DISTANCE: u8 = 20;
+pub use crate::model::node::{LOCAL_DISTANCE, REMOTE_DISTANCE};
+use crate::model::node::{NumaRange, first_bad_distance};
 
 /// Length of the standard ACPI table header.
 const HEADER_LEN: usize = 36;
@@ -434,18 +430,8 @@ impl<'t> Slit<'t> {
             })? as usize;
         let localities = localities as usize;
         let matrix = &table[SLIT_MATRIX_AT..needed];
-        for from in 0..localities {
-            for to in 0..localities {
-                let value = matrix[from * localities + to];
-                let ok = if from == to {
-                    value == LOCAL_DISTANCE
-                } else {
-                    value > LOCAL_DISTANCE
-                };
-                if !ok {
-                    return Err(AcpiTableError::BadDistance { from, to, value });
-                }
-            }
+        if let Some((from, to, value)) = first_bad_distance(matrix, localities) {
+            return Err(AcpiTableError::BadDistance { from, to, value });
         }
         Ok(Slit { matrix, localities })
     }
