@@ -435,15 +435,17 @@ fn offline_candidate() -> Option<(u64, &'static Zone)> {
             return None;
         }
         let zone = zone_of_pfn(start)?;
-        // What offline takes: the block up to its own memmap, when that lies at its end
-        // (as `memory_block_range` in the crate decides).
+        // What offline takes: the block up to its own memmap when that lies inside it
+        // (`memmap_on_memory`), else the whole block (memmaps at the node's top, the
+        // default), as `memory_block_range` in the crate decides.
         let meta = a
             .model()
             .sparse()
             .section_memmap(start)
             .and_then(|m| a.virt_to_page(m.as_ptr() as u64))
             .map(|p| a.page_to_pfn(p))
-            .filter(|m| (start..start + per_block).contains(m))?;
+            .filter(|m| (start..start + per_block).contains(m))
+            .unwrap_or(start + per_block);
         a.pfn_range_valid_contig(zone, start, meta - start)
             .then_some((block, zone))
     })

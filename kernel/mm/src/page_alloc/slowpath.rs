@@ -312,15 +312,20 @@ impl<P: Platform> PageAllocator<P> {
         if *no_progress_loops > MAX_RECLAIM_RETRIES {
             return self.unreserve_highatomic_pageblock(ac, true);
         }
-        // Free plus reclaimable, discounted by the rounds that made no progress (pcp pages
-        // were just drained, so they are not counted).
+        // Free plus reclaimable, the reclaimable part discounted by the rounds that made no
+        // progress (pcp pages were just drained, so they are not counted). With nothing
+        // reclaimable the free pages alone decide: another CPU may have freed some.
         let loops = *no_progress_loops as u64;
         self.zonelist(ac).any(|zr| {
             let z = self.zone(zr);
             let mut state = z.free_state();
             let zt = ZoneType::from_index(zr.zone_idx as usize).unwrap_or(ZoneType::Normal);
-            let available = state.free_pages + self.zone_reclaimable_pages(zr.nid as usize, zt);
-            state.free_pages = available - (loops * available).div_ceil(MAX_RECLAIM_RETRIES as u64);
+            let reclaimable = self.zone_reclaimable_pages(zr.nid as usize, zt);
+            if reclaimable != 0 {
+                let available = state.free_pages + reclaimable;
+                state.free_pages =
+                    available - (loops * available).div_ceil(MAX_RECLAIM_RETRIES as u64);
+            }
             zone_watermark_ok(
                 &state,
                 order,
