@@ -98,11 +98,9 @@ pub fn init() -> &'static PageAllocator<KernelPlatform> {
         let mut params = ModelParams {
             // The application processors start in real mode from a page below 1 MiB.
             reserve_trampoline: true,
-            // Each section's memmap inside the section. With the crate's default (all
-            // memmaps at the node's top) the 6 GiB demo's first order-3 heap allocation
-            // failed with 6 GiB free; not yet understood (next session), so the kernel
-            // keeps the placement every QEMU test has passed with. Host tests cover both.
-            memmap_on_memory: true,
+            // Memmaps at the top of the node (the crate's default, Linux's boot-time
+            // placement), so no 2 MiB memmap interrupts every 128 MiB section and a
+            // 1 GiB range can be allocated whole on a large machine.
             ..ModelParams::default()
         };
         let numa = crate::arch::numa::info();

@@ -482,7 +482,12 @@ fn set_aside_excess(out: &mut dyn Write) -> Vec<(u64, u32)> {
     // Give back the lowest blocks, the bound's worth. What was left free (pieces below
     // order 9, the DMA zone) comes on top: much of it is out of movable requests' reach
     // (lowmem_reserve, watermarks), and the scenario fills 80% of all free memory.
-    held.sort_by_key(|&(addr, order)| (core::cmp::Reverse(order), core::cmp::Reverse(addr)));
+    // In place: a stable sort takes a scratch buffer from the heap, and with every block
+    // of order >= 9 held the heap cannot grow (that failed the 6 GiB demo as soon as the
+    // memmaps moved to the node's top and the heap had no slack left).
+    held.sort_unstable_by_key(|&(addr, order)| {
+        (core::cmp::Reverse(order), core::cmp::Reverse(addr))
+    });
     let mut given_back = 0u64;
     while given_back < DEMO_MAX_FREE_PAGES {
         let Some((addr, order)) = held.pop() else {

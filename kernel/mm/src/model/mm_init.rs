@@ -1000,9 +1000,14 @@ impl fmt::Display for BootReport<'_> {
         let st = m.sparse.stats();
         writeln!(
             f,
-            "sparse: {} present sections of {} MiB, {} memmaps outside their section",
+            "sparse: {} present sections of {} MiB, memmaps {}, {} placed elsewhere for lack of room",
             st.present_sections,
             1u64 << (m.sparse.section_size_bits() - 20),
+            if st.memmap_on_memory {
+                "inside their sections"
+            } else {
+                "at the top of their node"
+            },
             st.memmaps_not_local
         )?;
         let pm = m.metadata_permille_percent();

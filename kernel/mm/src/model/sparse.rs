@@ -134,8 +134,12 @@ pub struct SparseStats {
     pub memmap_bytes: u64,
     /// Bytes of usemaps.
     pub usemap_bytes: u64,
-    /// Memmaps that could not be placed inside their own section.
+    /// Memmaps that could not be placed where asked (inside their own section with
+    /// `memmap_on_memory`, else on their node) and went to the fallback.
     pub memmaps_not_local: usize,
+    /// Whether each memmap was asked to live inside its own section
+    /// ([`crate::ModelParams::memmap_on_memory`]) rather than at the top of its node.
+    pub memmap_on_memory: bool,
 }
 
 impl SparseStats {
@@ -190,6 +194,7 @@ impl SparseMem {
                 memmap_bytes: 0,
                 usemap_bytes: 0,
                 memmaps_not_local: 0,
+                memmap_on_memory: false,
             },
         }
     }
@@ -210,6 +215,7 @@ impl SparseMem {
         memmap_on_memory: bool,
     ) -> Result<SparseMem, SparseError> {
         let mut sparse = SparseMem::empty(arch.pfn_section_shift());
+        sparse.stats.memmap_on_memory = memmap_on_memory;
         let Some(last) = memblock.memory().last() else {
             return Ok(sparse);
         };
