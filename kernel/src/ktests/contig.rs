@@ -261,16 +261,20 @@ ktest! {
         kassert_eq!(a.memory_block_state(block), Ok(BlockState::Offline));
         kassert!(managed_off < managed0, "managed pages did not shrink");
         // The whole block (its own memmap too) left the zone's present pages; the span
-        // shrank if the block was at its top edge (it is never at the bottom: block 0
-        // holds two zones).
+        // shrank if the block was at an edge (the bottom one: the first block of
+        // ZONE_MOVABLE in movablecore= configurations).
         let gone = present0 - present_off;
         kassert!(
             gone >= managed0 - managed_off && gone <= per_block,
             "present pages fell by {gone}: not the block's RAM ({} managed pages left)",
             managed0 - managed_off
         );
-        if end >= span0.0 + span0.1 {
+        if start <= span0.0 {
+            kassert!(zone.is_empty() || zone.zone_start_pfn() >= end, "span not shrunk: starts at {:#x}", zone.zone_start_pfn());
+            kassert_eq!(zone.zone_end_pfn(), span0.0 + span0.1);
+        } else if end >= span0.0 + span0.1 {
             kassert!(zone.zone_end_pfn() <= start, "span not shrunk: ends at {:#x}", zone.zone_end_pfn());
+            kassert_eq!(zone.zone_start_pfn(), span0.0);
         } else {
             kassert_eq!((zone.zone_start_pfn(), zone.spanned_pages()), span0);
         }
