@@ -66,7 +66,8 @@
 //! isolation is undone, and the watermarks, reserves and pcp sizes are recomputed: offline
 //! then online into the same zone gives back exactly the counts of before.
 //!
-//! One block operation runs at a time (`mem_hotplug_lock`): [`HOTPLUG_LOCK`].
+//! One block operation runs at a time, on every allocator (Linux's `mem_hotplug_lock`): a
+//! flag spun on with interrupts enabled, since offline migrates pages.
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};

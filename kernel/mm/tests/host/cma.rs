@@ -328,7 +328,7 @@ fn undo_isolate_page_range_restores_each_blocks_own_type() {
     let a = machine_with_cma(256, "64M");
     let mem = a.model().sparse();
     let area = a.cma_area(0).unwrap();
-    let (base, end) = (area.base_pfn, area.base_pfn + area.count);
+    let end = area.base_pfn + area.count;
     let ty = |pb: u64| get_pageblock_migratetype(mem, pb).unwrap();
     // An Unmovable pageblock, made by a kernel allocation, with a free page in it.
     let kernel_page = a.alloc_page(GFP_KERNEL).unwrap();
@@ -368,7 +368,6 @@ fn undo_isolate_page_range_restores_each_blocks_own_type() {
     if let Err(v) = zonebuddy::report::debug::check(&*a) {
         panic!("{v}");
     }
-    assert_eq!(a.nr_free_cma_pages() > 0, true);
+    assert!(a.nr_free_cma_pages() > 0);
     a.free_pages(kernel_page, 0).unwrap();
-    let _ = base;
 }

@@ -351,7 +351,6 @@ fn online_movable_moves_a_dma32_block_and_online_kernel_brings_it_back() {
 #[test]
 fn impossible_online_types_are_refused() {
     let a = movable_machine();
-    let per = a.memory_block_pages();
     let info0 = zoneinfo(&a);
     // Block 1, inside DMA32 (block 0 below it holds DMA and the low reservations).
     a.offline_memory_block(1).unwrap();
@@ -406,7 +405,6 @@ fn impossible_online_types_are_refused() {
     assert_eq!(OnlineType::parse("online_kernel"), Some(OnlineType::Kernel));
     assert_eq!(OnlineType::parse("online"), Some(OnlineType::Online));
     assert_eq!(OnlineType::parse("online_dma"), None);
-    let _ = per;
     check(&a);
 }
 
