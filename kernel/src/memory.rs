@@ -47,7 +47,7 @@ pub static INITIAL_PAGEBLOCKS: Once<[u64; MIGRATE_TYPES]> = Once::new();
 fn record_initial_pageblocks(model: &MemoryModel) {
     let mut counts = [0u64; MIGRATE_TYPES];
     for z in model.nodes().flat_map(|n| n.populated_zones()) {
-        let mut pfn = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+        let mut pfn = z.zone_start_pfn() & !(PAGEBLOCK_NR_PAGES - 1);
         while pfn < z.zone_end_pfn() {
             if let Ok(mt) = get_pageblock_migratetype(model.sparse(), pfn) {
                 counts[mt.index()] += 1;

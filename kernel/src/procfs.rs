@@ -22,7 +22,7 @@ use console::{
 };
 use zonebuddy::{
     model::mmzone::{MAX_NR_ZONES, PAGE_SIZE},
-    movement::memory_hotplug::HotplugError,
+    movement::memory_hotplug::{HotplugError, OnlineType},
     page_alloc::PageAllocator,
 };
 
@@ -141,8 +141,9 @@ fn read_block_file(
     writeln!(out, "{value}")
 }
 
-/// `echo offline|online > /sys/devices/system/memory/memoryN/state`: do it, and say what
-/// it took; a refusal is the allocator's reason (which pfn, why).
+/// `echo offline|online|online_kernel|online_movable > /sys/devices/system/memory/memoryN/state`:
+/// do it, and say what it took (and, onlining, which zone the block went to); a refusal is
+/// the allocator's reason (which pfn, which zone, why).
 fn write_block_state(block: u64, value: &str, out: &mut dyn Write) -> Result<(), ProcError> {
     let a = allocator();
     let start = crate::arch::time::now_ns();
@@ -162,14 +163,24 @@ fn write_block_state(block: u64, value: &str, out: &mut dyn Write) -> Result<(),
             );
             Ok(())
         }
-        "online" => {
-            let n = a
-                .online_memory_block(block)
+        word => {
+            let Some(t) = OnlineType::parse(word) else {
+                return Err(err(format!(
+                    "'{word}': expected offline, online, online_kernel or online_movable"
+                )));
+            };
+            let st = a
+                .online_memory_block_as(block, t)
                 .map_err(|e| err(format!("{e}")))?;
-            let _ = writeln!(out, "memory{block}: online in {} ms; {n} pages", ms());
+            let _ = writeln!(
+                out,
+                "memory{block}: online in {} ms; {} pages into {}",
+                ms(),
+                st.pages,
+                st.zone.name()
+            );
             Ok(())
         }
-        other => Err(err(format!("'{other}': expected online or offline"))),
     }
 }
 

@@ -318,7 +318,7 @@ pub fn free_layout() -> FreeLayout {
     a.drain_all_pages();
     let mut l = FreeLayout::default();
     for z in a.model().nodes().flat_map(|n| n.populated_zones()) {
-        let mut block = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+        let mut block = z.zone_start_pfn() & !(PAGEBLOCK_NR_PAGES - 1);
         while block < z.zone_end_pfn() {
             let (mut free, mut pinned, mut pfn) = (0, false, block);
             while pfn < block + PAGEBLOCK_NR_PAGES {
@@ -762,7 +762,7 @@ pub fn movable_ops_pfns() -> Vec<u64> {
     let a = allocator();
     let mut out = Vec::new();
     for z in a.model().nodes().flat_map(|n| n.populated_zones()) {
-        for pfn in z.zone_start_pfn..z.zone_end_pfn() {
+        for pfn in z.zone_start_pfn()..z.zone_end_pfn() {
             if a.pfn_to_page(pfn).is_some_and(|p| p.is_movable_ops()) {
                 out.push(pfn);
             }

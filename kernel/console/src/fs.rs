@@ -104,11 +104,13 @@ pub enum NodeView {
 /// A file of a memory block (`/sys/devices/system/memory/memoryN/<file>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockFile {
-    /// `state`: `online` or `offline`; writing `offline`/`online` does it.
+    /// `state`: `online` or `offline`; writing `offline`, `online`, `online_kernel` or
+    /// `online_movable` does it.
     State,
     /// `phys_index`: the block number, 8 hex digits.
     PhysIndex,
-    /// `valid_zones`: the zone the block belongs to.
+    /// `valid_zones`: the zone an online block belongs to; the zones an offline block may
+    /// be onlined into, the default first.
     ValidZones,
     /// `removable`: 1 (every block of this model may be tried).
     Removable,

@@ -17,7 +17,7 @@ use zonebuddy::{
     },
     movement::{
         isolation::IsolateFlags,
-        memory_hotplug::{BlockState, HotplugError},
+        memory_hotplug::{BlockState, HotplugError, OnlineType},
     },
     page_alloc::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp},
     report::vmstat::VmEvent,
@@ -203,7 +203,7 @@ ktest! {
             s.release();
             return Err(format!("free_contig_range: {e}"));
         }
-        if a.model().nodes().map(|n| n.node_present_pages).sum::<u64>() >= GIGANTIC_MACHINE_PAGES {
+        if a.model().nodes().map(|n| n.node_present_pages()).sum::<u64>() >= GIGANTIC_MACHINE_PAGES {
             let migrated0 = a.vm_event(VmEvent::PgmigrateSuccess);
             let start = time::now_ns();
             let page = a.alloc_contig_pages(GIGANTIC_PAGES, GFP_HIGHUSER_MOVABLE | Gfp::NOWARN, nid);
@@ -254,7 +254,8 @@ ktest! {
         let mut s = s;
         let in_block = pages_in(&s, start, end)?;
         a.drain_all_pages();
-        let (managed0, present0) = (zone.managed_pages(), zone.present_pages);
+        let (managed0, present0) = (zone.managed_pages(), zone.present_pages());
+        let span0 = (zone.zone_start_pfn(), zone.spanned_pages());
         let iso0 = zone.nr_isolate_pageblock();
         let t0 = time::now_ns();
         let r = a.offline_memory_block(block);
@@ -266,25 +267,79 @@ ktest! {
                 return Err(format!("offline of memory{block} ({in_block} movable pages in it): {e}"));
             }
         };
-        let managed_off = zone.managed_pages();
+        let (managed_off, present_off) = (zone.managed_pages(), zone.present_pages());
         kassert_eq!(a.memory_block_state(block), Ok(BlockState::Offline));
         kassert!(managed_off < managed0, "managed pages did not shrink");
+        // The whole block (its own memmap too) left the zone's present pages; the span
+        // shrank if the block was at an edge (the bottom one: the first block of
+        // ZONE_MOVABLE in movablecore= configurations).
+        let gone = present0 - present_off;
+        kassert!(
+            gone >= managed0 - managed_off && gone <= per_block,
+            "present pages fell by {gone}: not the block's RAM ({} managed pages left)",
+            managed0 - managed_off
+        );
+        if start <= span0.0 {
+            kassert!(zone.is_empty() || zone.zone_start_pfn() >= end, "span not shrunk: starts at {:#x}", zone.zone_start_pfn());
+            kassert_eq!(zone.zone_end_pfn(), span0.0 + span0.1);
+        } else if end >= span0.0 + span0.1 {
+            kassert!(zone.zone_end_pfn() <= start, "span not shrunk: ends at {:#x}", zone.zone_end_pfn());
+            kassert_eq!(zone.zone_start_pfn(), span0.0);
+        } else {
+            kassert_eq!((zone.zone_start_pfn(), zone.spanned_pages()), span0);
+        }
+        let zones = a.memory_block_valid_zones(block).map_err(|e| format!("valid_zones: {e}"))?;
+        kassert!(zones.zones.contains(&Some(zone.zone_type)), "valid_zones {zones} leave out {}", zone.name());
+        // online_kernel goes back where it was; online_movable is refused unless the node
+        // has a ZONE_MOVABLE the block may join (then it moves there and comes back).
+        match a.online_memory_block_as(block, OnlineType::Movable) {
+            Err(e @ (HotplugError::NoZonelist { .. } | HotplugError::ZoneOverlap { .. })) => {
+                kprintln!("contig: memory{block} (valid_zones {zones}): online_movable refused: {e}");
+                kassert_eq!(zone.present_pages(), present_off);
+            }
+            Err(e) => return Err(format!("online_movable: {e}")),
+            Ok(st) => {
+                kassert_eq!(st.zone, ZoneType::Movable);
+                let movable = a.zone_of(zone.nid, ZoneType::Movable).ok_or("no Movable zone")?;
+                kassert!(movable.zone_spans_pfn(start), "Movable does not span the block");
+                kassert_eq!(a.pfn_to_page(start).and_then(|p| p.zone_type()), Some(ZoneType::Movable));
+                kprintln!("contig: memory{block} (valid_zones {zones}): online_movable moved it to Movable");
+                check_invariants()?;
+                a.offline_memory_block(block).map_err(|e| format!("offline from Movable: {e}"))?;
+            }
+        }
         kassert_eq!(pages_in(&s, start, end)?, 0);
         s.verify()?;
         kassert!(matches!(a.offline_memory_block(block), Err(HotplugError::AlreadyOffline(b)) if b == block));
         let t1 = time::now_ns();
-        let onlined = a.online_memory_block(block).map_err(|e| format!("online: {e}"))?;
+        // Back into the zone it came from: online_kernel, or online_movable for a block of
+        // ZONE_MOVABLE (movablecore= configurations).
+        let back = if zone.zone_type == ZoneType::Movable {
+            OnlineType::Movable
+        } else {
+            OnlineType::Kernel
+        };
+        let onlined = a
+            .online_memory_block_as(block, back)
+            .map_err(|e| format!("online ({back:?}): {e}"))?;
         let online_ms = ms_since(t1);
         kprintln!(
-            "contig: memory{block} offline: {offline_ms} ms, {} pages migrated ({} failed attempts, {} passes), {} pages withdrawn; online: {online_ms} ms, {onlined} pages",
+            "contig: memory{block} offline: {offline_ms} ms, {} pages migrated ({} failed attempts, {} passes), {} pages withdrawn; {} present/managed {present0}/{managed0} -> {present_off}/{managed_off} -> {}/{}; online ({back:?}): {online_ms} ms, {} pages into {}",
             st.migrated,
             st.migrate_failed,
             st.passes,
-            managed0 - managed_off
+            managed0 - managed_off,
+            zone.name(),
+            zone.present_pages(),
+            zone.managed_pages(),
+            onlined.pages,
+            onlined.zone.name()
         );
-        kassert_eq!(onlined, managed0 - managed_off);
+        kassert_eq!(onlined.zone, zone.zone_type);
+        kassert_eq!(onlined.pages, managed0 - managed_off);
         kassert_eq!(zone.managed_pages(), managed0);
-        kassert_eq!(zone.present_pages, present0);
+        kassert_eq!(zone.present_pages(), present0);
+        kassert_eq!((zone.zone_start_pfn(), zone.spanned_pages()), span0);
         kassert_eq!(zone.nr_isolate_pageblock(), iso0);
         kassert_eq!(a.memory_block_state(block), Ok(BlockState::Online));
         kassert!(matches!(a.online_memory_block(block), Err(HotplugError::NotOffline { .. })));
@@ -303,7 +358,11 @@ ktest! {
             held.push(addr);
             let pfn = a.virt_to_page(addr).map_or(0, |p| a.page_to_pfn(p));
             let block = pfn / per_block;
-            if a.memory_block_state(block) == Ok(BlockState::Online) && !in_cma(block) {
+            // Online and in one zone (block 0 holds DMA and DMA32: no valid zone).
+            if a.memory_block_state(block) == Ok(BlockState::Online)
+                && a.memory_block_valid_zones(block).is_ok()
+                && !in_cma(block)
+            {
                 target = Some((block, pfn));
                 break;
             }
@@ -354,17 +413,13 @@ ktest! {
         }
         let (handed, allocs) = (AtomicU64::new(0), AtomicU64::new(0));
         smp::run_on_cpus(&cpus, &|cpu| churn(cpu, 4000, Some((start, end)), &handed, &allocs));
-        let undo = a.undo_isolate_page_range(start, end, Migratetype::Movable);
+        a.undo_isolate_page_range(start, end);
         kprintln!(
             "contig: {} CPUs made {} allocations while [{start:#x}, {end:#x}) was isolated; {} inside it",
             cpus.len(),
             allocs.load(Ordering::Relaxed),
             handed.load(Ordering::Relaxed)
         );
-        if let Err(e) = undo {
-            s.release();
-            return Err(format!("undo isolation: {e}"));
-        }
         if handed.load(Ordering::Relaxed) != 0 {
             s.release();
             return Err(format!("{} isolated pages were handed out", handed.load(Ordering::Relaxed)));
@@ -441,7 +496,10 @@ fn offline_candidate() -> Option<(u64, &'static Zone)> {
     let end_pfn = a.model().nodes().map(|n| n.node_end_pfn()).max()?;
     (0..end_pfn / per_block).rev().find_map(|block| {
         let start = block * per_block;
-        if in_cma(block) || a.memory_block_state(block) != Ok(BlockState::Online) {
+        if in_cma(block)
+            || a.memory_block_state(block) != Ok(BlockState::Online)
+            || a.memory_block_valid_zones(block).is_err()
+        {
             return None;
         }
         let zone = zone_of_pfn(start)?;
@@ -473,7 +531,7 @@ fn movable_range(pages: u64) -> Option<u64> {
                 continue;
             }
             let mut pfn = zone.zone_end_pfn() / pages * pages;
-            while pfn >= zone.zone_start_pfn + pages {
+            while pfn >= zone.zone_start_pfn() + pages {
                 pfn -= pages;
                 if !in_cma(pfn / a.memory_block_pages())
                     && a.pfn_range_valid_contig(zone, pfn, pages)
@@ -559,7 +617,7 @@ fn gigantic_obstacle(nid: usize) -> alloc::string::String {
         let Some(zone) = a.zone_of(nid, zt) else {
             continue;
         };
-        let mut pfn = zone.zone_start_pfn.next_multiple_of(GIGANTIC_PAGES);
+        let mut pfn = zone.zone_start_pfn().next_multiple_of(GIGANTIC_PAGES);
         while pfn + GIGANTIC_PAGES <= zone.zone_end_pfn() {
             if let Some(r) = (pfn..pfn + GIGANTIC_PAGES)
                 .find(|&p| a.pfn_to_page(p).is_none_or(|pg| pg.is_reserved()))

@@ -83,16 +83,16 @@ ktest! {
         let normal = node.zone(ZoneType::Normal);
         kassert!(dma.zone_end_pfn() <= 4096, "DMA ends at pfn {:#x}", dma.zone_end_pfn());
         if dma32.populated() {
-            kassert!(dma32.zone_start_pfn >= 4096);
+            kassert!(dma32.zone_start_pfn() >= 4096);
             kassert!(dma32.zone_end_pfn() <= 1 << 20, "DMA32 ends at pfn {:#x}", dma32.zone_end_pfn());
         }
         if normal.populated() {
-            kassert!(normal.zone_start_pfn >= 1 << 20);
+            kassert!(normal.zone_start_pfn() >= 1 << 20);
         }
         // Zones do not overlap and are in order.
         let spans: Vec<(u64, u64)> = node
             .populated_zones()
-            .map(|z| (z.zone_start_pfn, z.zone_end_pfn()))
+            .map(|z| (z.zone_start_pfn(), z.zone_end_pfn()))
             .collect();
         for w in spans.windows(2) {
             kassert!(w[0].1 <= w[1].0, "zones overlap: {:?}", spans);
@@ -106,12 +106,12 @@ ktest! {
         let usable: Vec<(u64, u64, bool)> = ram.iter().copied().filter(|r| r.2).collect();
         let mut total_managed = 0;
         for z in m.nodes().flat_map(|n| n.node_zones.iter()) {
-            let (lo, hi) = (z.zone_start_pfn, z.zone_end_pfn());
+            let (lo, hi) = (z.zone_start_pfn(), z.zone_end_pfn());
             let present = overlap(&ram, lo, hi);
             // Present counts RAM frames; reserved firmware holes inside RAM ranges are not RAM.
             let holes = (lo..hi).filter(|&p| firmware_reserved(p) && ram.iter().any(|&(s, e, _)| p >= s && p < e)).count() as u64;
-            kassert_eq!(z.present_pages, present - holes);
-            kassert!(z.spanned_pages >= z.present_pages);
+            kassert_eq!(z.present_pages(), present - holes);
+            kassert!(z.spanned_pages() >= z.present_pages());
             kassert!(z.managed_pages() <= overlap(&usable, lo, hi), "{} manages more than its usable RAM", z.name());
             let handed: u64 = m
                 .free_pfn_ranges()
@@ -193,7 +193,7 @@ ktest! {
         let m = model();
         let mut blocks = 0;
         for z in m.nodes().flat_map(|n| n.populated_zones()) {
-            let mut pfn = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+            let mut pfn = z.zone_start_pfn() & !(PAGEBLOCK_NR_PAGES - 1);
             while pfn < z.zone_end_pfn() {
                 if get_pageblock_migratetype(m.sparse(), pfn).is_ok() {
                     blocks += 1;
@@ -240,20 +240,20 @@ ktest! {
         match cmd.get("movablecore") {
             // A value the parser rejects is ignored: no ZONE_MOVABLE.
             Some(v) if zonebuddy::model::zone::parse_movablecore(v).is_err() && cmd.get("kernelcore").is_none() => {
-                kassert_eq!(movable.present_pages, 0);
+                kassert_eq!(movable.present_pages(), 0);
             }
             Some(v) => {
                 let requested = zonebuddy::model::zone::parse_movablecore(v).map_err(|e| format!("{e}"))?;
-                kassert!(movable.present_pages > 0, "movablecore={} gave no ZONE_MOVABLE", v);
+                kassert!(movable.present_pages() > 0, "movablecore={} gave no ZONE_MOVABLE", v);
                 kassert!(movable.zone_end_pfn() == node.node_end_pfn(), "ZONE_MOVABLE is not at the top of the node");
                 if let zonebuddy::model::zone::CoreSize::Bytes(b) = requested {
                     let want = b >> PAGE_SHIFT;
                     // Linux aligns the movable start to MAX_ORDER_NR_PAGES: within 1024 pages.
-                    let got = movable.present_pages;
+                    let got = movable.present_pages();
                     kassert!(got + 1024 >= want && got <= want + 1024, "asked {} pages, got {}", want, got);
                 }
             }
-            None if cmd.get("kernelcore").is_none() => kassert_eq!(movable.present_pages, 0),
+            None if cmd.get("kernelcore").is_none() => kassert_eq!(movable.present_pages(), 0),
             None => {}
         }
         Ok(())

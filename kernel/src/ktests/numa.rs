@@ -59,11 +59,11 @@ ktest! {
                 .sum();
             kprintln!(
                 "numa: node {nid}: SRAT {srat_mib} MiB, present {} pages, managed {managed} pages, zones {:?}",
-                node.node_present_pages,
+                node.node_present_pages(),
                 node.populated_zones().map(|z| z.zone_type.name()).collect::<Vec<_>>()
             );
-            kassert_eq!(node.node_present_pages, expected);
-            kassert!(managed <= node.node_present_pages && managed > 0);
+            kassert_eq!(node.node_present_pages(), expected);
+            kassert!(managed <= node.node_present_pages() && managed > 0);
         }
         // No node the SRAT does not name.
         kassert!(model.nodes().all(|n| n.node_id < info.nr_nodes));
@@ -175,7 +175,7 @@ ktest! {
         };
         let held = spin::Mutex::new(Vec::new());
         let spilled = AtomicUsize::new(usize::MAX);
-        let limit = (a.model().node(local).map_or(0, |n| n.node_present_pages) >> PAGEBLOCK_ORDER) + 64;
+        let limit = (a.model().node(local).map_or(0, |n| n.node_present_pages()) >> PAGEBLOCK_ORDER) + 64;
         smp::call_on_cpu(cpu, &|| {
             let mut held = held.lock();
             while (held.len() as u64) < limit {

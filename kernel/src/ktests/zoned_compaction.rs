@@ -260,7 +260,7 @@ ktest! {
             kprintln!(
                 "zoned_compaction: zone {} node {nid} [{:#x}, {:#x}): {} kept pages in pfns [{:#x}, {:#x}] ({} pageblocks, {} unpinned) -> [{:#x}, {:#x}] ({} pageblocks); {moved} moved, pgmigrate_success +{migrated}; {emptied} pageblocks emptied, {freed} now free order-9; {:?}",
                 zt.name(),
-                z.zone_start_pfn,
+                z.zone_start_pfn(),
                 z.zone_end_pfn(),
                 s.movable_pages(),
                 before.iter().min().unwrap_or(&0),

@@ -911,8 +911,8 @@ impl Classifier<'_> {
             let above = n
                 .node_zones
                 .iter()
-                .filter(|z| !z.is_empty() && z.zone_start_pfn > pfn)
-                .min_by_key(|z| z.zone_start_pfn);
+                .filter(|z| !z.is_empty() && z.zone_start_pfn() > pfn)
+                .min_by_key(|z| z.zone_start_pfn());
             let highest = n.node_zones.iter().rev().find(|z| !z.is_empty());
             if let Some(z) = spanning.or(above).or(highest) {
                 zone = z.zone_type;
@@ -924,7 +924,7 @@ impl Classifier<'_> {
                 .flatten()
                 .flat_map(|n| n.node_zones.iter())
             {
-                for b in [z.zone_start_pfn, z.zone_end_pfn()] {
+                for b in [z.zone_start_pfn(), z.zone_end_pfn()] {
                     if b > pfn {
                         end = end.min(b);
                     }
@@ -988,8 +988,8 @@ impl fmt::Display for BootReport<'_> {
                     ("min", 0),
                     ("low", 0),
                     ("high", 0),
-                    ("spanned", z.spanned_pages),
-                    ("present", z.present_pages),
+                    ("spanned", z.spanned_pages()),
+                    ("present", z.present_pages()),
                     ("managed", z.managed_pages()),
                     ("cma", 0),
                 ] {

@@ -42,8 +42,11 @@ pub const MAX_PHYSMEM_BITS: u32 = 46;
 /// Number of possible sections below `1 << MAX_PHYSMEM_BITS` with the x86_64 defaults.
 pub const NR_MEM_SECTIONS: u64 = 1 << (MAX_PHYSMEM_BITS - SECTION_SIZE_BITS);
 
-/// Flag bits stored per pageblock: 3 migratetype bits and the compaction skip bit.
-pub const NR_PAGEBLOCK_BITS: u32 = 4;
+/// Flag bits stored per pageblock: 3 migratetype bits, the compaction skip bit and, while
+/// the block is isolated, the 3 bits of the migratetype it had before (rounded up to a
+/// power of two so a block's bits never straddle a usemap word, as Linux 6.x rounds its
+/// five bits up to 8).
+pub const NR_PAGEBLOCK_BITS: u32 = 8;
 
 /// Upper bound on NUMA nodes this crate supports: node ids are `0..MAX_NUMNODES`
 /// (Linux's x86_64 default, `NODES_SHIFT` 6). Per-node state lives in each node's

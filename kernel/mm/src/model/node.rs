@@ -28,7 +28,7 @@
 
 #![deny(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::model::memblock::MemblockRegion;
 use crate::model::mmzone::{MAX_NR_ZONES, MAX_NUMNODES, PAGE_SHIFT, ZoneType};
@@ -75,8 +75,9 @@ pub struct Node {
     pub node_start_pfn: u64,
     /// Pfns spanned, holes included (sum of the zones' spans).
     pub node_spanned_pages: u64,
-    /// Spanned pfns that are RAM.
-    pub node_present_pages: u64,
+    /// Spanned pfns that are RAM and online: [`Node::node_present_pages`] (memory
+    /// hotplug changes it with the zones' present pages).
+    pub(crate) node_present_pages: AtomicU64,
     /// The zones, indexed by [`ZoneType::index`].
     pub node_zones: [Zone; MAX_NR_ZONES],
     /// One past the highest populated zone index (`nr_zones`).
@@ -143,13 +144,26 @@ impl Default for KcompactdState {
 }
 
 impl Node {
+    /// Spanned pfns that are RAM and online (`node_present_pages`).
+    #[inline]
+    pub fn node_present_pages(&self) -> u64 {
+        self.node_present_pages.load(Ordering::Relaxed)
+    }
+
+    /// Add `delta` (possibly negative) present pages (memory hotplug's
+    /// `adjust_present_page_count`, node side).
+    pub(crate) fn adjust_node_present_pages(&self, delta: i64) {
+        self.node_present_pages
+            .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
     /// A node with no memory.
     pub const fn new(nid: usize) -> Node {
         Node {
             node_id: nid,
             node_start_pfn: 0,
             node_spanned_pages: 0,
-            node_present_pages: 0,
+            node_present_pages: AtomicU64::new(0),
             node_zones: [
                 Zone::new(ZoneType::Dma, nid),
                 Zone::new(ZoneType::Dma32, nid),
@@ -285,9 +299,8 @@ impl Node {
                 .map(|r| r.1.min(start + spanned).saturating_sub(r.0.max(start)))
                 .sum();
             let z = &mut self.node_zones[i];
-            z.zone_start_pfn = if spanned != 0 { start } else { 0 };
-            z.spanned_pages = spanned;
-            z.present_pages = present;
+            z.set_span(start, spanned);
+            *z.present_pages.get_mut() = present;
             spanned_total += spanned;
             present_total += present;
             if present != 0 {
@@ -297,7 +310,7 @@ impl Node {
         self.zone_movable_pfn = zmp;
         self.node_start_pfn = node_start;
         self.node_spanned_pages = spanned_total;
-        self.node_present_pages = present_total;
+        *self.node_present_pages.get_mut() = present_total;
     }
 }
 

@@ -477,6 +477,22 @@ impl Page {
         }
     }
 
+    /// Link the page to zone `zone` of its node (`set_page_zone`): memory hotplug moving an
+    /// offline block into another zone as it onlines it. The other flags are kept.
+    pub(crate) fn set_page_zone(&self, zone: ZoneType) {
+        let mask = ZONES_MASK << ZONES_PGSHIFT;
+        let links = (zone as u64 & ZONES_MASK) << ZONES_PGSHIFT;
+        let mut old = self.flags.load(Ordering::Relaxed);
+        while let Err(cur) = self.flags.compare_exchange_weak(
+            old,
+            (old & !mask) | links,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            old = cur;
+        }
+    }
+
     /// Replace the whole flags word with a plain store. Only for a page nobody else can
     /// reach: a free page under the lock of its list, or one just taken off a list before
     /// its refcount is published.

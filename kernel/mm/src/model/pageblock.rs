@@ -1,20 +1,38 @@
-//! Per-pageblock flags: the migratetype and the compaction skip bit (Linux:
-//! `mm/page_alloc.c` `get_pfnblock_flags_mask`/`set_pfnblock_flags_mask`,
-//! `include/linux/pageblock-flags.h`).
+//! Per-pageblock flags: the migratetype, the compaction skip bit and the migratetype an
+//! isolated block had before (Linux: `mm/page_alloc.c`
+//! `get_pfnblock_flags_mask`/`set_pfnblock_flags_mask`, `include/linux/pageblock-flags.h`).
 //!
 //! Anti-fragmentation works on 2 MiB pageblocks, not on pages: the free path puts a page on
 //! the free list of its *block's* migratetype, fallback stealing repaints whole blocks, and
-//! compaction remembers blocks not worth rescanning. Those 4 bits per block live in the
-//! usemap of the block's section ([`crate::model::sparse`]), at bit
+//! compaction remembers blocks not worth rescanning. Those bits live in the usemap of the
+//! block's section ([`crate::model::sparse`]), at bit
 //! `((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS` as in Linux
-//! when a section has at least 16 pageblocks (every section of 32 MiB or more; x86_64's has
+//! when a section has at least 8 pageblocks (every section of 16 MiB or more; x86_64's has
 //! 64). The index is taken from the usemap's length, not from a compile-time section size
 //! ([`pfn_to_bitidx`]), because the section size is an architecture parameter.
 //!
-//! The bits of 16 blocks share one 64-bit word, and different CPUs may repaint neighbouring
+//! # Layout of a block's 8 bits
+//!
+//! ```text
+//!   bits 0-2  migratetype (MIGRATE_ISOLATE while isolated)     MIGRATETYPE_MASK
+//!   bit  3    PB_migrate_skip                                   PB_MIGRATE_SKIP
+//!   bits 4-6  the migratetype before isolation (while isolated) PB_SAVED_MIGRATETYPE_MASK
+//!   bit  7    unused
+//! ```
+//!
+//! Isolation must give each block back the type it had: a CMA block must come back CMA,
+//! an Unmovable block Unmovable, whatever range the caller isolated. Older Linux made the
+//! caller name one type for the whole range and lost the rest; Linux 6.x keeps the
+//! isolation state in its own bit beside the untouched migratetype bits. This model keeps
+//! the same information the other way round: the type bits say Isolate, so every reader of
+//! the type (the free fast path reads them with one load and sends the page to the Isolate
+//! lists) is unchanged, and the type the block had is kept in bits 4-6 until
+//! `undo_isolate_page_range` ([`crate::movement::isolation`]) repaints it.
+//!
+//! The bits of 8 blocks share one 64-bit word, and different CPUs may repaint neighbouring
 //! blocks concurrently (each under its own zone lock, or none for the skip bit), so an
 //! update is a compare-exchange loop on the whole word, as in Linux; a read is one relaxed
-//! load. The 4 bits of one block never straddle two words (64 is a multiple of 4).
+//! load. The bits of one block never straddle two words (64 is a multiple of 8).
 
 #![deny(unsafe_code)]
 
@@ -27,6 +45,10 @@ use crate::model::sparse::SparseMem;
 pub const MIGRATETYPE_MASK: u64 = 0x7;
 /// The compaction skip bit (`PB_migrate_skip`, bit 3).
 pub const PB_MIGRATE_SKIP: u64 = 1 << 3;
+/// The migratetype an isolated block had before its isolation (bits 4-6).
+pub const PB_SAVED_MIGRATETYPE_MASK: u64 = 0x7 << PB_SAVED_MIGRATETYPE_SHIFT;
+/// Shift of [`PB_SAVED_MIGRATETYPE_MASK`].
+pub const PB_SAVED_MIGRATETYPE_SHIFT: u32 = 4;
 /// Every pageblock bit.
 pub const PAGEBLOCK_FLAGS_MASK: u64 = (1 << NR_PAGEBLOCK_BITS) - 1;
 
@@ -127,6 +149,37 @@ pub fn set_pageblock_migratetype(
     set_pfnblock_flags_mask(mem, pfn, mt as u64, MIGRATETYPE_MASK)
 }
 
+/// Record `mt` as the type `pfn`'s pageblock goes back to when its isolation is undone
+/// (the caller holds the zone lock and is about to repaint the block Isolate, or it is
+/// isolated already: memory onlining chooses the type its pages come back as).
+pub fn save_pageblock_migratetype(
+    mem: &SparseMem,
+    pfn: u64,
+    mt: Migratetype,
+) -> Result<(), InvalidPfn> {
+    set_pfnblock_flags_mask(
+        mem,
+        pfn,
+        (mt as u64) << PB_SAVED_MIGRATETYPE_SHIFT,
+        PB_SAVED_MIGRATETYPE_MASK,
+    )
+}
+
+/// The type `pfn`'s pageblock had before it was isolated (meaningful while it is
+/// MIGRATE_ISOLATE). A stored value that names no migratetype, or names Isolate itself
+/// (only possible through corruption), reads as `Movable`, the type Linux onlines memory as.
+pub fn get_pageblock_saved_migratetype(
+    mem: &SparseMem,
+    pfn: u64,
+) -> Result<Migratetype, InvalidPfn> {
+    let bits =
+        get_pfnblock_flags_mask(mem, pfn, PB_SAVED_MIGRATETYPE_MASK)? >> PB_SAVED_MIGRATETYPE_SHIFT;
+    Ok(match Migratetype::from_bits(bits as u8) {
+        Some(Migratetype::Isolate) | None => Migratetype::Movable,
+        Some(mt) => mt,
+    })
+}
+
 /// The compaction skip bit of `pfn`'s pageblock (`get_pageblock_skip`).
 pub fn get_pageblock_skip(mem: &SparseMem, pfn: u64) -> Result<bool, InvalidPfn> {
     Ok(get_pfnblock_flags_mask(mem, pfn, PB_MIGRATE_SKIP)? != 0)
@@ -154,20 +207,20 @@ mod tests {
 
     #[test]
     fn bit_index_and_isolation() {
-        assert_eq!(USEMAP_WORDS, 4);
+        assert_eq!(USEMAP_WORDS, 8);
         let w = USEMAP_WORDS;
         assert_eq!(pfn_to_bitidx(0, w), 0);
         assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES - 1, w), 0);
-        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES, w), 4);
+        assert_eq!(pfn_to_bitidx(PAGEBLOCK_NR_PAGES, w), 8);
         assert_eq!(
             pfn_to_bitidx(PAGES_PER_SECTION + PAGEBLOCK_NR_PAGES * 17, w),
-            68
+            136
         );
         // Linux's formula, for every block of a few x86_64 sections.
         for pfn in (0..4 * PAGES_PER_SECTION).step_by(PAGEBLOCK_NR_PAGES as usize / 2) {
             assert_eq!(
                 pfn_to_bitidx(pfn, w),
-                ((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * 4
+                ((pfn & (PAGES_PER_SECTION - 1)) >> PAGEBLOCK_ORDER) * 8
             );
         }
         let map: [AtomicU64; USEMAP_WORDS] = core::array::from_fn(|_| AtomicU64::new(0));
@@ -185,20 +238,49 @@ mod tests {
         }
     }
 
+    /// The saved type sits beside the type bits and the skip bit without disturbing them.
+    #[test]
+    fn saved_migratetype_is_independent_of_type_and_skip() {
+        let map: [AtomicU64; USEMAP_WORDS] = core::array::from_fn(|_| AtomicU64::new(0));
+        for block in 0..16u64 {
+            let pfn = block * PAGEBLOCK_NR_PAGES;
+            usemap_set(&map, pfn, Migratetype::Isolate as u64, MIGRATETYPE_MASK);
+            usemap_set(&map, pfn, PB_MIGRATE_SKIP, PB_MIGRATE_SKIP);
+            usemap_set(
+                &map,
+                pfn,
+                (block % 5) << PB_SAVED_MIGRATETYPE_SHIFT,
+                PB_SAVED_MIGRATETYPE_MASK,
+            );
+        }
+        for block in 0..16u64 {
+            let pfn = block * PAGEBLOCK_NR_PAGES;
+            assert_eq!(
+                usemap_get(&map, pfn, MIGRATETYPE_MASK),
+                Migratetype::Isolate as u64
+            );
+            assert_eq!(usemap_get(&map, pfn, PB_MIGRATE_SKIP), PB_MIGRATE_SKIP);
+            assert_eq!(
+                usemap_get(&map, pfn, PB_SAVED_MIGRATETYPE_MASK) >> PB_SAVED_MIGRATETYPE_SHIFT,
+                block % 5
+            );
+        }
+    }
+
     /// Sections of 1 GiB (512 blocks, 32 words) and of 4 MiB (2 blocks, one word): every
     /// block of a section has its own bits, and they stay in the usemap.
     #[test]
     fn other_section_sizes_give_each_block_its_own_bits() {
         for shift in [30 - PAGE_SHIFT, 22 - PAGE_SHIFT] {
             let words = usemap_words(shift);
-            assert_eq!(words, if shift == 18 { 32 } else { 1 });
+            assert_eq!(words, if shift == 18 { 64 } else { 1 });
             let pages = 1u64 << shift;
             for section in [0u64, 1, 5, 1023] {
                 let start = section * pages;
                 let mut seen = std::collections::BTreeSet::new();
                 for pfn in (start..start + pages).step_by(PAGEBLOCK_NR_PAGES as usize) {
                     let bit = pfn_to_bitidx(pfn, words);
-                    assert!(bit + 4 <= words as u64 * 64);
+                    assert!(bit + NR_PAGEBLOCK_BITS as u64 <= words as u64 * 64);
                     assert!(
                         seen.insert(bit),
                         "section {section} shift {shift}: bit {bit} twice"

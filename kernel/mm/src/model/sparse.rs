@@ -5,7 +5,7 @@
 //! parameter, [`ArchParams::section_size_bits`]: 128 MiB on x86_64, so the figures below
 //! are x86_64's). Only sections that contain RAM get a
 //! memmap (the array of `struct Page` for the whole section, hole frames included) and a
-//! usemap (4 bits per pageblock). A machine with RAM at 0–2 GiB and 1024–1026 GiB thus pays
+//! usemap (8 bits per pageblock). A machine with RAM at 0–2 GiB and 1024–1026 GiB thus pays
 //! for 4 GiB of descriptors, not 1 TiB, and `pfn_to_page` stays O(1): the section number is
 //! the pfn shifted right (by a shift the model holds, read once per lookup), and the section
 //! holds the memmap address.
@@ -23,7 +23,7 @@
 //!
 //! # Usemaps
 //!
-//! A section's usemap holds 4 bits per pageblock, at least one 64-bit word; a pageblock's
+//! A section's usemap holds [`NR_PAGEBLOCK_BITS`] (8) bits per pageblock, at least one 64-bit word; a pageblock's
 //! bits are found as [`crate::model::pageblock::pfn_to_bitidx`] says.
 //!
 //! # The biased memmap pointer
@@ -76,7 +76,7 @@ use crate::port::platform::Platform;
 /// `MemSection`s per root page.
 pub const SECTIONS_PER_ROOT: u64 = PAGE_SIZE / size_of::<MemSection>() as u64;
 
-/// 64-bit words in the usemap of a section of `1 << pfn_section_shift` pages (4 bits per
+/// 64-bit words in the usemap of a section of `1 << pfn_section_shift` pages (8 bits per
 /// pageblock, at least one word).
 pub const fn usemap_words(pfn_section_shift: u32) -> usize {
     (((1u64 << pfn_section_shift) >> PAGEBLOCK_ORDER) * NR_PAGEBLOCK_BITS as u64).div_ceil(64)

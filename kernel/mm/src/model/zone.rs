@@ -173,12 +173,15 @@ pub struct Zone {
     pub zone_type: ZoneType,
     /// The node it belongs to (`zone_to_nid`).
     pub nid: usize,
-    /// First pfn of the span (0 for an empty zone, as Linux).
-    pub zone_start_pfn: u64,
-    /// Pfns spanned, holes included.
-    pub spanned_pages: u64,
-    /// Spanned pfns that are RAM.
-    pub present_pages: u64,
+    /// First pfn of the span (0 for an empty zone, as Linux): [`Zone::zone_start_pfn`].
+    /// Set by the memory model, then changed only by memory hotplug (under its mutex,
+    /// [`crate::movement::memory_hotplug`]); readers take one relaxed load, as Linux's
+    /// readers of the plain field do.
+    pub(crate) zone_start_pfn: AtomicU64,
+    /// Pfns spanned, holes included: [`Zone::spanned_pages`].
+    pub(crate) spanned_pages: AtomicU64,
+    /// Spanned pfns that are RAM and online: [`Zone::present_pages`].
+    pub(crate) present_pages: AtomicU64,
     /// Present pages handed to (or held by) the buddy allocator.
     pub managed_pages: AtomicU64,
     /// Watermarks, reserves, pcp sizes, flags.
@@ -197,9 +200,9 @@ impl Zone {
         Zone {
             zone_type,
             nid,
-            zone_start_pfn: 0,
-            spanned_pages: 0,
-            present_pages: 0,
+            zone_start_pfn: AtomicU64::new(0),
+            spanned_pages: AtomicU64::new(0),
+            present_pages: AtomicU64::new(0),
             managed_pages: AtomicU64::new(0),
             wm: ZoneWatermarkState::new(),
             counters: ZoneCounters::new(),
@@ -213,26 +216,62 @@ impl Zone {
         self.zone_type.name()
     }
 
+    /// First pfn of the span (`zone->zone_start_pfn`; 0 for an empty zone).
+    #[inline]
+    pub fn zone_start_pfn(&self) -> u64 {
+        self.zone_start_pfn.load(Ordering::Relaxed)
+    }
+
+    /// Pfns spanned, holes included (`zone->spanned_pages`).
+    #[inline]
+    pub fn spanned_pages(&self) -> u64 {
+        self.spanned_pages.load(Ordering::Relaxed)
+    }
+
+    /// Spanned pfns that are RAM and online (`zone->present_pages`): offlining a memory
+    /// block subtracts its pages, onlining adds them.
+    #[inline]
+    pub fn present_pages(&self) -> u64 {
+        self.present_pages.load(Ordering::Relaxed)
+    }
+
+    /// Set the span to `[start, start + spanned)` (an empty span is `(0, 0)`, as Linux):
+    /// the memory model's initialisation and memory hotplug (`resize_zone_range`,
+    /// `shrink_zone_span`). A concurrent reader may see the old start with the new
+    /// length for a moment, as in Linux without the span seqlock; every user of the span
+    /// checks each pfn's own zone link as well.
+    pub(crate) fn set_span(&self, start: u64, spanned: u64) {
+        let start = if spanned == 0 { 0 } else { start };
+        self.zone_start_pfn.store(start, Ordering::Relaxed);
+        self.spanned_pages.store(spanned, Ordering::Relaxed);
+    }
+
+    /// Add `delta` (possibly negative) present pages (`adjust_present_page_count`).
+    pub(crate) fn adjust_present_page_count(&self, delta: i64) {
+        self.present_pages
+            .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
     /// One past the last spanned pfn (`zone_end_pfn`).
     #[inline]
-    pub const fn zone_end_pfn(&self) -> u64 {
-        self.zone_start_pfn + self.spanned_pages
+    pub fn zone_end_pfn(&self) -> u64 {
+        self.zone_start_pfn() + self.spanned_pages()
     }
 
     /// True if `pfn` lies in the span (`zone_spans_pfn`).
     #[inline]
-    pub const fn zone_spans_pfn(&self, pfn: u64) -> bool {
-        self.zone_start_pfn <= pfn && pfn < self.zone_end_pfn()
+    pub fn zone_spans_pfn(&self, pfn: u64) -> bool {
+        self.zone_start_pfn() <= pfn && pfn < self.zone_end_pfn()
     }
 
     /// True if the zone spans nothing (`zone_is_empty`).
-    pub const fn is_empty(&self) -> bool {
-        self.spanned_pages == 0
+    pub fn is_empty(&self) -> bool {
+        self.spanned_pages() == 0
     }
 
     /// True if the zone has RAM (`populated_zone`).
-    pub const fn populated(&self) -> bool {
-        self.present_pages != 0
+    pub fn populated(&self) -> bool {
+        self.present_pages() != 0
     }
 
     /// Pages managed by the buddy allocator (`zone_managed_pages`).

@@ -524,7 +524,7 @@ impl<P: Platform> PageAllocator<P> {
                 let Some(zone) = self.zone_of(n, zt).filter(|z| z.managed_zone()) else {
                     continue;
                 };
-                let lowest = zone.zone_start_pfn.next_multiple_of(MAX_ORDER_NR_PAGES);
+                let lowest = zone.zone_start_pfn().next_multiple_of(MAX_ORDER_NR_PAGES);
                 let Some(mut pfn) = zone
                     .zone_end_pfn()
                     .checked_sub(pages)

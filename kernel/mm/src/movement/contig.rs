@@ -25,7 +25,8 @@
 //!   take the free blocks off the Isolate lists (isolate_freepages_range): the parts of
 //!     a block outside the range go back to the lists; every page of the range becomes an
 //!     order-0 page with one reference
-//!   undo_isolate_page_range      blocks repainted `migratetype`
+//!   undo_isolate_page_range      each block repainted the type it had (for a CMA range:
+//!                                CMA, which makes a new area's blocks CMA)
 //! ```
 //!
 //! Every failure undoes the isolation, so the pages are back where they were (migrated
@@ -54,7 +55,7 @@ use core::fmt;
 use crate::model::list::PageList;
 use crate::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES};
 use crate::model::page::Page;
-use crate::model::pageblock::get_pageblock_migratetype;
+use crate::model::pageblock::{get_pageblock_migratetype, save_pageblock_migratetype};
 use crate::model::zone::Zone;
 use crate::movement::isolation::{
     IsolateError, IsolateFlags, free_block_containing, page_isolation_obstacle, pageblock_align,
@@ -136,7 +137,8 @@ pub struct ContigStats {
 impl<P: Platform> PageAllocator<P> {
     /// Allocate the pfn range `[start, end)` (`alloc_contig_range`): see the module
     /// documentation. `migratetype` is Movable (any movable range) or Cma (inside a CMA
-    /// area: [`crate::movement::cma`]); the pageblocks are given that type afterwards.
+    /// area: [`crate::movement::cma`]); afterwards a Cma range's pageblocks are CMA, a Movable
+    /// range's each have the type they had before.
     /// `gfp` may ask for zeroed pages (`__GFP_ZERO`) and silence (`__GFP_NOWARN`). Every
     /// page of the range then has one reference; free them with
     /// [`PageAllocator::free_contig_range`] or one by one.
@@ -177,7 +179,17 @@ impl<P: Platform> PageAllocator<P> {
         let result = self
             .contig_migrate_range(start, end, IsolateFlags::empty(), &mut stats)
             .and_then(|()| self.isolate_freepages_range(zone, start, end, gfp));
-        let _ = self.undo_isolate_page_range(start, end, migratetype);
+        if result.is_ok() && migratetype == Migratetype::Cma {
+            // A range taken for a CMA area (`cma_declare_contiguous`) becomes CMA; one
+            // taken by `cma_alloc` is CMA already. A failure leaves every block its own.
+            let mem = self.model().sparse();
+            let mut pb = pageblock_start(start);
+            while pb < end {
+                let _ = save_pageblock_migratetype(mem, pb, Migratetype::Cma);
+                pb += PAGEBLOCK_NR_PAGES;
+            }
+        }
+        self.undo_isolate_page_range(start, end);
         match result {
             Ok(()) => Ok(stats),
             Err(e) => {
@@ -336,7 +348,7 @@ impl<P: Platform> PageAllocator<P> {
     /// is reserved, unmovable or pinned, and no pageblock is isolated, HighAtomic or CMA.
     pub fn pfn_range_valid_contig(&self, zone: &Zone, start: u64, nr_pages: u64) -> bool {
         let end = start + nr_pages;
-        if start < zone.zone_start_pfn || end > zone.zone_end_pfn() {
+        if start < zone.zone_start_pfn() || end > zone.zone_end_pfn() {
             return false;
         }
         let mem = self.model().sparse();
@@ -384,7 +396,7 @@ impl<P: Platform> PageAllocator<P> {
             let Some(zone) = self.zone_of(n, zt) else {
                 continue;
             };
-            let mut pfn = zone.zone_start_pfn.next_multiple_of(align);
+            let mut pfn = zone.zone_start_pfn().next_multiple_of(align);
             while pfn + nr_pages <= zone.zone_end_pfn() {
                 if self.pfn_range_valid_contig(zone, pfn, nr_pages)
                     && self

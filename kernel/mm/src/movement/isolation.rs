@@ -51,18 +51,23 @@
 //! ```text
 //!   Movable/Unmovable/Reclaimable/CMA ── start_isolate_page_range ──▶ Isolate
 //!           ▲                                                            │
-//!           └───────────── undo_isolate_page_range(mt) ◀─────────────────┘
-//!                         (repainted `mt`, free pages moved to `mt`'s lists)
+//!           └────────────── undo_isolate_page_range ◀────────────────────┘
+//!              (each block repainted the type it had, free pages moved to its lists)
 //! ```
 //!
-//! As in Linux before pageblock isolation became a separate bit, the type a block had
-//! before isolation is not remembered: the caller says which type the blocks get back.
+//! The type a block had before isolation is remembered in its pageblock bits
+//! ([`crate::model::pageblock`], as Linux 6.x keeps isolation apart from the migratetype),
+//! so one range may mix types: a CMA block comes back CMA, an Unmovable block Unmovable,
+//! whatever the caller isolated the range for. Memory onlining is the one caller that
+//! chooses the type instead (onlined memory comes back Movable, as in Linux): it records
+//! it with [`crate::model::pageblock::save_pageblock_migratetype`] before the undo.
 
 use bitflags::bitflags;
 use core::fmt;
 
 use crate::model::mmzone::{MAX_PAGE_ORDER, Migratetype, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
 use crate::model::page::{PAGE_MAPPING_ANON, PAGE_MAPPING_MOVABLE, Page, PageFlags};
+use crate::model::pageblock::{get_pageblock_saved_migratetype, save_pageblock_migratetype};
 use crate::model::sparse::SparseMem;
 use crate::model::zone::{Zone, counter_add};
 use crate::page_alloc::PageAllocator;
@@ -327,7 +332,7 @@ impl<P: Platform> PageAllocator<P> {
             .filter(|z| z.managed_zone())
             .ok_or(IsolateError::NoPage { pfn: start_pfn })?;
         let (iso_start, iso_end) = (pageblock_start(start_pfn), pageblock_align(end_pfn));
-        if iso_start < zone.zone_start_pfn {
+        if iso_start < zone.zone_start_pfn() {
             return Err(IsolateError::CrossesZones { pfn: iso_start });
         }
         if iso_end > zone.zone_end_pfn() {
@@ -341,10 +346,10 @@ impl<P: Platform> PageAllocator<P> {
     /// Isolate the pageblocks covering `[start_pfn, end_pfn)` (`start_isolate_page_range`):
     /// see the module documentation. Pages of the range itself are checked for obstacles
     /// (the rest of the first and last pageblock is isolated but not inspected: it is not
-    /// asked for). On error nothing stays isolated: the pageblocks isolated by this call
-    /// are given back as `migratetype`, the type the caller would give them back as on
-    /// success too (Movable, Unmovable, Reclaimable or CMA). On success the pcp lists have
-    /// been drained, so no page of the range is left on one.
+    /// asked for). `migratetype` is what the caller isolates for (Movable, Unmovable,
+    /// Reclaimable, or CMA: only a CMA caller may isolate CMA pageblocks). On error nothing
+    /// stays isolated: the pageblocks isolated by this call get their own types back. On
+    /// success the pcp lists have been drained, so no page of the range is left on one.
     pub fn start_isolate_page_range(
         &self,
         start_pfn: u64,
@@ -361,7 +366,7 @@ impl<P: Platform> PageAllocator<P> {
         while pb < iso_end {
             let check = (start_pfn.max(pb), end_pfn.min(pb + PAGEBLOCK_NR_PAGES));
             if let Err(e) = self.set_migratetype_isolate(zone, pb, check, migratetype, flags) {
-                let _ = self.undo_isolate_page_range(iso_start, pb, migratetype);
+                self.undo_isolate_page_range(iso_start, pb);
                 if flags.contains(IsolateFlags::REPORT_FAILURE) {
                     log::warn!("isolation of pfn range [{start_pfn:#x}, {end_pfn:#x}) failed: {e}");
                 }
@@ -375,21 +380,12 @@ impl<P: Platform> PageAllocator<P> {
         Ok(())
     }
 
-    /// Give the isolated pageblocks covering `[start_pfn, end_pfn)` back as `migratetype`
-    /// (`undo_isolate_page_range`), moving their free pages to its lists. Blocks that are
-    /// not isolated are left alone. `migratetype` must be one of the pcp types or CMA;
-    /// anything else is refused before any block changes.
-    pub fn undo_isolate_page_range(
-        &self,
-        start_pfn: u64,
-        end_pfn: u64,
-        migratetype: Migratetype,
-    ) -> Result<(), IsolateError> {
-        if !(migratetype.is_pcptype() || migratetype == Migratetype::Cma) {
-            return Err(IsolateError::BadMigratetype(migratetype));
-        }
+    /// Give each isolated pageblock covering `[start_pfn, end_pfn)` back the type it had
+    /// before its isolation (`undo_isolate_page_range`), moving its free pages to that
+    /// type's lists. Blocks that are not isolated are left alone.
+    pub fn undo_isolate_page_range(&self, start_pfn: u64, end_pfn: u64) {
         if start_pfn >= end_pfn {
-            return Ok(());
+            return;
         }
         let mut pb = pageblock_start(start_pfn);
         while pb < end_pfn {
@@ -397,11 +393,10 @@ impl<P: Platform> PageAllocator<P> {
                 && let Some(zt) = page.zone_type()
                 && let Some(zone) = self.zone_of(page.nid(), zt)
             {
-                self.unset_migratetype_isolate(zone, pb, migratetype);
+                self.unset_migratetype_isolate(zone, pb);
             }
             pb += PAGEBLOCK_NR_PAGES;
         }
-        Ok(())
     }
 
     /// Check that every page of `[start_pfn, end_pfn)` is free on an Isolate list
@@ -496,6 +491,8 @@ impl<P: Platform> PageAllocator<P> {
                 pfn += page_isolation_obstacle(pfn, page, flags)?;
             }
         }
+        // Remembered for the undo (under the zone lock, before the type bits say Isolate).
+        let _ = save_pageblock_migratetype(mem, pb, old);
         let large = take_large_block_over(&mut b, mem, zone, pb);
         if b.move_freepages_block(pb, old, Migratetype::Isolate)
             .is_none()
@@ -509,14 +506,15 @@ impl<P: Platform> PageAllocator<P> {
         Ok(())
     }
 
-    /// Give one isolated pageblock back as `mt` (`unset_migratetype_isolate`).
-    fn unset_migratetype_isolate(&self, zone: &Zone, pb: u64, mt: Migratetype) {
+    /// Give one isolated pageblock back its remembered type (`unset_migratetype_isolate`).
+    fn unset_migratetype_isolate(&self, zone: &Zone, pb: u64) {
         let mem = self.model().sparse();
         let mut g = zone.lock.lock_irqsave(self.platform());
         let mut b = self.buddy(zone, &mut g);
         if b.pageblock_mt(pb) != Migratetype::Isolate {
             return;
         }
+        let mt = get_pageblock_saved_migratetype(mem, pb).unwrap_or(Migratetype::Movable);
         let large = take_large_block_over(&mut b, mem, zone, pb);
         let moved = b.move_freepages_block(pb, Migratetype::Isolate, mt);
         refree_large_block(&mut b, large);

@@ -430,7 +430,7 @@ fn check_lru<P: Platform>(
     if let Some(node) = alloc.model().node(nid) {
         for zt in ZoneType::ALL {
             let zone = node.zone(zt);
-            for pfn in zone.zone_start_pfn..zone.zone_end_pfn() {
+            for pfn in zone.zone_start_pfn()..zone.zone_end_pfn() {
                 if let Some(page) = alloc.pfn_to_page(pfn)
                     && page.is_lru()
                 {
@@ -624,7 +624,7 @@ impl Checker<'_> {
         let mut heads: Listed = [[0; MIGRATE_TYPES]; NR_PAGE_ORDERS];
         let mut highatomic_blocks = 0u64;
         let mut isolate_blocks = 0u64;
-        let start = self.zone.zone_start_pfn;
+        let start = self.zone.zone_start_pfn();
         let end = self.zone.zone_end_pfn();
         // Pageblock types (and the HighAtomic and Isolate counts), stepping as
         // /proc/pagetypeinfo does.

@@ -168,7 +168,7 @@ impl<P: Platform> PageAllocator<P> {
     pub fn write_pageblock_map(&self, w: &mut dyn Write) -> fmt::Result {
         for n in self.model().nodes() {
             for z in n.populated_zones() {
-                let first = z.zone_start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+                let first = z.zone_start_pfn() & !(PAGEBLOCK_NR_PAGES - 1);
                 let blocks = (first..z.zone_end_pfn())
                     .step_by(PAGEBLOCK_NR_PAGES as usize)
                     .map(|pfn| self.pageblock_state(z, pfn));
@@ -196,7 +196,7 @@ impl<P: Platform> PageAllocator<P> {
         }
         Some((
             zones,
-            fragmentation_score_node(node.node_present_pages, weighted),
+            fragmentation_score_node(node.node_present_pages(), weighted),
         ))
     }
 

@@ -34,7 +34,7 @@ impl<P: Platform> PageAllocator<P> {
     /// pfn whose first page belongs to the zone.
     fn count_pageblocks(&self, zone: &Zone) -> [u64; MIGRATE_TYPES] {
         let mut count = [0u64; MIGRATE_TYPES];
-        let mut pfn = zone.zone_start_pfn;
+        let mut pfn = zone.zone_start_pfn();
         while pfn < zone.zone_end_pfn() {
             if let Some(page) = self.model().pfn_to_page(pfn)
                 && page.zone_idx() == zone.zone_type.index()
@@ -53,9 +53,9 @@ impl<P: Platform> PageAllocator<P> {
     pub fn zone_snapshot(&self, nid: usize, zt: ZoneType) -> Option<ZoneSnapshot<'static>> {
         let z = self.model().node(nid)?.zone(zt);
         let mut s = ZoneSnapshot::new(nid as u32, zt);
-        s.zone_start_pfn = z.zone_start_pfn;
-        s.spanned = z.spanned_pages;
-        s.present = z.present_pages;
+        s.zone_start_pfn = z.zone_start_pfn();
+        s.spanned = z.spanned_pages();
+        s.present = z.present_pages();
         s.managed = z.managed_pages();
         s.watermarks = z.watermarks();
         s.protection = z.lowmem_reserve();

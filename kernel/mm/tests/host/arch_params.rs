@@ -60,8 +60,8 @@ fn aarch64_like_layout_gives_its_sections_and_zones() {
     assert_eq!(sparse.pages_per_section(), 1 << 18);
     assert_eq!(sparse.present_sections().collect::<Vec<_>>(), [1, 2, 1023]);
     assert_eq!(sparse.stats().memmap_bytes, 3 * (1 << 18) * 64);
-    // 512 pageblocks a section, 4 bits each.
-    assert_eq!(sparse.stats().usemap_bytes, 3 * 256);
+    // 512 pageblocks a section, 8 bits each.
+    assert_eq!(sparse.stats().usemap_bytes, 3 * 512);
     let top = (TIB >> PAGE_SHIFT) - 1;
     let page = model.pfn_to_page(top).expect("last pfn below the limit");
     assert_eq!(page.section_nr(), 1023);
@@ -84,22 +84,22 @@ fn aarch64_like_layout_gives_its_sections_and_zones() {
     // Zones: DMA absent, DMA32 is the first bank (below 2 GiB), Normal the rest.
     let node = model.node(0).unwrap();
     let dma = node.zone(ZoneType::Dma);
-    assert_eq!((dma.spanned_pages, dma.present_pages), (0, 0));
+    assert_eq!((dma.spanned_pages(), dma.present_pages()), (0, 0));
     let dma32 = node.zone(ZoneType::Dma32);
     assert_eq!(
         (
-            dma32.zone_start_pfn,
+            dma32.zone_start_pfn(),
             dma32.zone_end_pfn(),
-            dma32.present_pages
+            dma32.present_pages()
         ),
         (GIB >> PAGE_SHIFT, pfn(2 * GIB), pfn(512 * MIB))
     );
     let normal = node.zone(ZoneType::Normal);
     assert_eq!(
         (
-            normal.zone_start_pfn,
+            normal.zone_start_pfn(),
             normal.zone_end_pfn(),
-            normal.present_pages
+            normal.present_pages()
         ),
         (pfn(2 * GIB), TIB >> PAGE_SHIFT, pfn(288 * MIB))
     );
@@ -332,7 +332,7 @@ fn reserve_low_keeps_the_first_mib_from_the_buddy_allocator() {
     let model = a.model();
     assert_eq!(model.arch().reserve_low, MIB);
     let dma = model.zone(0, ZoneType::Dma).unwrap();
-    assert_eq!((dma.spanned_pages, dma.present_pages), (4095, 3998));
+    assert_eq!((dma.spanned_pages(), dma.present_pages()), (4095, 3998));
     assert_eq!(dma.managed_pages(), 3840);
     for pfn in 1..0x9f {
         let page = model.pfn_to_page(pfn).unwrap();
@@ -357,7 +357,7 @@ fn without_reserve_low_the_low_pages_are_managed() {
     drop(m);
     let a = SimAllocator::build(&map, &[], &params, 1).unwrap();
     let dma = a.model().zone(0, ZoneType::Dma).unwrap();
-    assert_eq!((dma.present_pages, dma.managed_pages()), (3998, 3998));
+    assert_eq!((dma.present_pages(), dma.managed_pages()), (3998, 3998));
     let pfns = drain_zone_dma(&a);
     assert_eq!(pfns.len(), 3998);
     assert_eq!(pfns.iter().filter(|&&p| p < 0x100).count(), 0x9e);

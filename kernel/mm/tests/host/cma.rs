@@ -318,3 +318,56 @@ fn cma_alloc_refuses_a_pinned_page_and_leaves_nothing_behind() {
     assert_eq!(a.totalcma_pages(), (16 + 8) * MIB / PAGE_SIZE);
     check(&a);
 }
+
+/// One isolation over pageblocks of three types (CMA, Unmovable, Movable) and its undo:
+/// each block comes back with its own type, not the caller's (Linux 6.x; before, the
+/// caller's type was painted over all of them).
+#[test]
+fn undo_isolate_page_range_restores_each_blocks_own_type() {
+    use zonebuddy::movement::isolation::IsolateFlags;
+    let a = machine_with_cma(256, "64M");
+    let mem = a.model().sparse();
+    let area = a.cma_area(0).unwrap();
+    let end = area.base_pfn + area.count;
+    let ty = |pb: u64| get_pageblock_migratetype(mem, pb).unwrap();
+    // An Unmovable pageblock, made by a kernel allocation, with a free page in it.
+    let kernel_page = a.alloc_page(GFP_KERNEL).unwrap();
+    let kpfn = a.page_to_pfn(kernel_page);
+    let upb = kpfn & !(PAGEBLOCK_NR_PAGES - 1);
+    assert_eq!(ty(upb), Migratetype::Unmovable);
+    let free_in_upb = (upb..upb + PAGEBLOCK_NR_PAGES)
+        .find(|&p| a.pfn_to_page(p).is_some_and(|pg| pg.is_buddy()))
+        .expect("a free page in the Unmovable block");
+    // CMA caller over the last CMA block and the block after the area: both isolate.
+    let range = (end - PAGEBLOCK_NR_PAGES, end + PAGEBLOCK_NR_PAGES);
+    let before: Vec<_> = [range.0, end].map(ty).to_vec();
+    assert_eq!(before[0], Migratetype::Cma);
+    assert_ne!(before[1], Migratetype::Cma);
+    a.start_isolate_page_range(range.0, range.1, Migratetype::Cma, IsolateFlags::empty())
+        .unwrap();
+    // A Movable caller over one free page of the Unmovable block isolates all of it.
+    a.start_isolate_page_range(
+        free_in_upb,
+        free_in_upb + 1,
+        Migratetype::Movable,
+        IsolateFlags::empty(),
+    )
+    .unwrap();
+    for pb in [range.0, end, upb] {
+        assert_eq!(ty(pb), Migratetype::Isolate);
+    }
+    if let Err(v) = zonebuddy::report::debug::check(&*a) {
+        panic!("{v}");
+    }
+    a.undo_isolate_page_range(range.0, range.1);
+    a.undo_isolate_page_range(free_in_upb, free_in_upb + 1);
+    assert_eq!([range.0, end].map(ty).to_vec(), before);
+    assert_eq!(ty(upb), Migratetype::Unmovable);
+    assert_eq!(a.nr_isolate_pageblock(), 0);
+    // The free pages are on their own type's lists again.
+    if let Err(v) = zonebuddy::report::debug::check(&*a) {
+        panic!("{v}");
+    }
+    assert!(a.nr_free_cma_pages() > 0);
+    a.free_pages(kernel_page, 0).unwrap();
+}

@@ -309,7 +309,7 @@ fn compact_zone_story(a: &SimAllocator, zt: ZoneType, high: bool, unmovable_ever
     eprintln!(
         "{}: [{:#x}, {:#x}) managed {managed}: {anon} anon pages, {unmovable_in_zone} unmovable",
         zt.name(),
-        z.zone_start_pfn,
+        z.zone_start_pfn(),
         z.zone_end_pfn()
     );
     assert!(
@@ -388,7 +388,7 @@ fn compact_zone_normal_above_4g() {
         "no Movable zone here"
     );
     let z = a.zone_of(0, ZoneType::Normal).unwrap();
-    assert_eq!(z.zone_start_pfn, PFN_4G);
+    assert_eq!(z.zone_start_pfn(), PFN_4G);
     compact_zone_story(&a, ZoneType::Normal, true, 10);
 }
 
@@ -397,7 +397,7 @@ fn compact_zone_normal_above_4g() {
 fn compact_zone_movable_above_4g() {
     let a = zoned_machine(256, 512, "movablecore=256M");
     let z = a.zone_of(0, ZoneType::Movable).expect("Movable");
-    assert!(z.managed_zone() && z.zone_start_pfn > PFN_4G);
+    assert!(z.managed_zone() && z.zone_start_pfn() > PFN_4G);
     assert!(a.zone_of(0, ZoneType::Normal).unwrap().managed_zone());
     compact_zone_story(&a, ZoneType::Movable, true, 0);
 }
@@ -452,7 +452,7 @@ fn migrate_within_zone(a: &SimAllocator, zt: ZoneType, n: u64) {
     for (k, old) in &before {
         assert_ne!(after[k], *old, "{k:?} did not move");
     }
-    let high = a.zone_of(0, zt).unwrap().zone_start_pfn >= PFN_4G;
+    let high = a.zone_of(0, zt).unwrap().zone_start_pfn() >= PFN_4G;
     verify_in_zone(a, &sc, zt, high);
     a.drain_all_pages();
     assert_eq!(a.nr_free_pages(), free0, "as many pages free as before");

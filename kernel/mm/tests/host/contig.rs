@@ -32,7 +32,7 @@ fn isolated_total(a: &SimAllocator) -> u64 {
 /// A fresh machine's Movable pageblock that is wholly free (order-9 or part of order-10).
 fn free_pageblock(a: &SimAllocator, zt: ZoneType) -> u64 {
     let z = a.zone_of(0, zt).unwrap();
-    let mut pb = z.zone_start_pfn.next_multiple_of(PAGEBLOCK_NR_PAGES);
+    let mut pb = z.zone_start_pfn().next_multiple_of(PAGEBLOCK_NR_PAGES);
     while pb + PAGEBLOCK_NR_PAGES <= z.zone_end_pfn() {
         if a.pfn_range_valid_contig(z, pb, PAGEBLOCK_NR_PAGES)
             && cc::free_blocks(a)
@@ -55,7 +55,7 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
     // Reserved: a section's own memmap (the last pages of each 128 MiB section), and the
     // first pageblock, which starts below the zone (pfn 0 is not RAM).
     let z = a.zone_of(0, ZoneType::Dma32).unwrap();
-    let rsv = (z.zone_start_pfn..z.zone_end_pfn())
+    let rsv = (z.zone_start_pfn()..z.zone_end_pfn())
         .find(|&p| a.pfn_to_page(p).is_some_and(|pg| pg.is_reserved()))
         .expect("a reserved page in DMA32");
     let e = a
@@ -121,12 +121,7 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
         a.test_pages_isolated(apfn, apfn + 1, IsolateFlags::empty()),
         Err(IsolateError::InUse { pfn: apfn })
     );
-    a.undo_isolate_page_range(
-        pageblock_start(apfn),
-        pageblock_align(apfn + 1),
-        Migratetype::Movable,
-    )
-    .unwrap();
+    a.undo_isolate_page_range(pageblock_start(apfn), pageblock_align(apfn + 1));
     assert_eq!(isolated_total(&a), 0);
     check(&a);
 
@@ -183,8 +178,7 @@ fn isolation_refusals_name_the_pfn_and_leave_nothing_isolated() {
     assert_eq!(a.nr_free_pages() + PAGEBLOCK_NR_PAGES, free1 - 1);
     a.test_pages_isolated(good, good + PAGEBLOCK_NR_PAGES, IsolateFlags::empty())
         .unwrap();
-    a.undo_isolate_page_range(good, good + PAGEBLOCK_NR_PAGES, Migratetype::Movable)
-        .unwrap();
+    a.undo_isolate_page_range(good, good + PAGEBLOCK_NR_PAGES);
     check(&a);
     a.anon_region_destroy(r).unwrap();
     a.free_pages(k, 0).unwrap();
@@ -307,8 +301,7 @@ fn isolated_pages_are_never_handed_out() {
         a.test_pages_isolated(start, end, IsolateFlags::empty()),
         Err(IsolateError::InUse { .. })
     ));
-    a.undo_isolate_page_range(start, end, Migratetype::Movable)
-        .unwrap();
+    a.undo_isolate_page_range(start, end);
     assert_eq!(isolated_total(&a), 0);
     check(&a);
     a.anon_region_destroy(r).unwrap();
@@ -318,7 +311,7 @@ fn isolated_pages_are_never_handed_out() {
 /// The first `nr`-page range of zone `zt`, aligned to `nr`, that is worth trying.
 fn valid_range(a: &SimAllocator, zt: ZoneType, nr: u64) -> u64 {
     let z = a.zone_of(0, zt).unwrap();
-    let mut pfn = z.zone_start_pfn.next_multiple_of(nr);
+    let mut pfn = z.zone_start_pfn().next_multiple_of(nr);
     while pfn + nr <= z.zone_end_pfn() {
         if a.pfn_range_valid_contig(z, pfn, nr) {
             return pfn;
@@ -485,7 +478,7 @@ fn contig_pages_on_a_6g_machine_and_the_gigantic_limit() {
     // reserved page, which the default memmap placement guarantees here.
     let giga = 1u64 << 18;
     let normal = a.zone_of(0, ZoneType::Normal).unwrap();
-    let possible = (normal.zone_start_pfn.next_multiple_of(giga)..normal.zone_end_pfn())
+    let possible = (normal.zone_start_pfn().next_multiple_of(giga)..normal.zone_end_pfn())
         .step_by(giga as usize)
         .filter(|&s| s + giga <= normal.zone_end_pfn())
         .any(|s| (s..s + giga).all(|p| a.pfn_to_page(p).is_some_and(|pg| !pg.is_reserved())));
@@ -551,7 +544,7 @@ fn contig_range_without_migration_targets_fails_cleanly() {
     check(&a);
     let z = a.zone_of(0, ZoneType::Dma32).unwrap();
     let nr = 4 * PAGEBLOCK_NR_PAGES;
-    let mut pfn = z.zone_start_pfn.next_multiple_of(nr);
+    let mut pfn = z.zone_start_pfn().next_multiple_of(nr);
     let start = loop {
         assert!(pfn + nr <= z.zone_end_pfn(), "no anon-only range");
         if a.pfn_range_valid_contig(z, pfn, nr) && anon_pages_in(&a, pfn, pfn + nr) > nr / 2 {
@@ -596,7 +589,7 @@ fn compaction_leaves_isolated_free_pages_alone() {
     // The Movable pair of pageblocks with the most free pages.
     let z = a.zone_of(0, ZoneType::Dma32).unwrap();
     let len = 2 * PAGEBLOCK_NR_PAGES;
-    let start = (z.zone_start_pfn.next_multiple_of(len)..z.zone_end_pfn() - len)
+    let start = (z.zone_start_pfn().next_multiple_of(len)..z.zone_end_pfn() - len)
         .step_by(len as usize)
         .filter(|&s| a.pfn_range_valid_contig(z, s, len))
         .max_by_key(|&s| free_in(s, s + len))
@@ -628,8 +621,7 @@ fn compaction_leaves_isolated_free_pages_alone() {
     assert!(free_in(start, start + len) >= iso_free);
     check(&a);
     sc.verify_all(&a);
-    a.undo_isolate_page_range(start, start + len, Migratetype::Movable)
-        .unwrap();
+    a.undo_isolate_page_range(start, start + len);
     for p in got {
         a.free_pages(p, 3).unwrap();
     }
@@ -651,7 +643,7 @@ fn gigantic_pages_fail_cleanly_with_memmaps_in_every_section() {
         SimAllocator::build(&qemu_e820(6 << 30), &[], &params, 1).unwrap_or_else(|e| panic!("{e}"));
     let normal = a.zone_of(0, ZoneType::Normal).unwrap();
     let giga = 1u64 << 18;
-    let possible = (normal.zone_start_pfn.next_multiple_of(giga)..normal.zone_end_pfn())
+    let possible = (normal.zone_start_pfn().next_multiple_of(giga)..normal.zone_end_pfn())
         .step_by(giga as usize)
         .filter(|&s| s + giga <= normal.zone_end_pfn())
         .any(|s| (s..s + giga).all(|p| a.pfn_to_page(p).is_some_and(|pg| !pg.is_reserved())));

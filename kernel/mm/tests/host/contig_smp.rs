@@ -58,7 +58,7 @@ fn contiguous_ranges_while_three_cpus_work() {
     let failed = AtomicU64::new(0);
     let migrated = AtomicU64::new(0);
     let z = a.zone_of(0, ZoneType::Dma32).unwrap();
-    let (zs, ze) = (z.zone_start_pfn, z.zone_end_pfn());
+    let (zs, ze) = (z.zone_start_pfn(), z.zone_end_pfn());
     a.sim_platform().run_on_cpus(|cpu| {
         if cpu == 0 {
             let mut x = 0x1234_5678u64;

@@ -36,9 +36,9 @@ fn trampoline_lands_below_the_legacy_bios_area() {
     let t = m.model.trampoline_phys().expect("a trampoline page");
     assert!(t < BIOS_BEGIN, "trampoline at {t:#x}");
     let dma = m.model.zone(0, ZoneType::Dma).unwrap();
-    assert_eq!(dma.zone_start_pfn, 1);
-    assert_eq!(dma.spanned_pages, 4095);
-    assert_eq!(dma.present_pages, 4095 - 0x60);
+    assert_eq!(dma.zone_start_pfn(), 1);
+    assert_eq!(dma.spanned_pages(), 4095);
+    assert_eq!(dma.present_pages(), 4095 - 0x60);
     assert!(m.model.pfn_to_page(0xff).unwrap().is_reserved());
 
     // The rule is a parameter: without it (an architecture with no legacy BIOS area) the
@@ -50,7 +50,7 @@ fn trampoline_lands_below_the_legacy_bios_area() {
     let m = build(&map, &params);
     assert_eq!(m.model.trampoline_phys(), Some(0xff000));
     let dma = m.model.zone(0, ZoneType::Dma).unwrap();
-    assert_eq!((dma.zone_start_pfn, dma.present_pages), (0, 4096));
+    assert_eq!((dma.zone_start_pfn(), dma.present_pages()), (0, 4096));
 }
 
 /// QEMU's own BIOS map: DMA present is 3998 pages, as Linux reports for this machine
@@ -61,7 +61,11 @@ fn qemu_present_pages_are_linux_figures() {
     let m = build(&map, &ModelParams::default());
     let dma = m.model.zone(0, ZoneType::Dma).unwrap();
     assert_eq!(
-        (dma.zone_start_pfn, dma.spanned_pages, dma.present_pages),
+        (
+            dma.zone_start_pfn(),
+            dma.spanned_pages(),
+            dma.present_pages()
+        ),
         (1, 4095, 3998)
     );
     let w = m.model.memory_map().warnings();

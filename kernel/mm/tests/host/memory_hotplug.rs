@@ -1,13 +1,17 @@
 //! Memory blocks offline and online: a 128 MiB block full of scattered movable pages goes
 //! offline with its data intact and the zone's counts and watermarks follow; online
 //! restores them exactly; a block with an unmovable page refuses with the pfn and stays
-//! online with nothing isolated.
+//! online with nothing isolated. Present pages and spans follow the block (hand-worked:
+//! a 128 MiB block is 32768 pages), /proc/zoneinfo comes back byte for byte, and the
+//! online types place the block as Linux's rules say (`valid_zones`, moving a DMA32 block
+//! into ZONE_MOVABLE and back, refusals that would overlap zones).
 
 use crate::compaction_common::{self as cc, Rng};
 
-use zonebuddy::model::mmzone::ZoneType;
+use zonebuddy::model::mmzone::{Migratetype, PAGEBLOCK_NR_PAGES, ZoneType};
+use zonebuddy::model::pageblock::get_pageblock_migratetype;
 use zonebuddy::movement::isolation::IsolateError;
-use zonebuddy::movement::memory_hotplug::{BlockState, HotplugError};
+use zonebuddy::movement::memory_hotplug::{BlockState, HotplugError, OnlineStats, OnlineType};
 use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::port::sim::SimAllocator;
 
@@ -168,5 +172,262 @@ fn a_block_with_an_unmovable_page_refuses_offline() {
     check(&a);
     a.online_memory_block(2).unwrap();
     assert_eq!(counts(&a), before);
+    check(&a);
+}
+
+/// `/proc/zoneinfo` with the pcp lists drained: the text a user compares.
+fn zoneinfo(a: &SimAllocator) -> String {
+    a.drain_all_pages();
+    let mut s = String::new();
+    a.write_zoneinfo(&mut s).unwrap();
+    s
+}
+
+/// (start, spanned, present, managed) of zone `zt` of node 0.
+fn sizes(a: &SimAllocator, zt: ZoneType) -> (u64, u64, u64, u64) {
+    let z = a.zone_of(0, zt).unwrap();
+    (
+        z.zone_start_pfn(),
+        z.spanned_pages(),
+        z.present_pages(),
+        z.managed_pages(),
+    )
+}
+
+fn valid_zones(a: &SimAllocator, block: u64) -> String {
+    a.memory_block_valid_zones(block).unwrap().to_string()
+}
+
+/// A block in the middle of DMA32 (512 MiB machine, block 2 = [256 MiB, 384 MiB), no
+/// reserved page in it): present pages fall by the block's 32768 pages and the span
+/// stays (a hole in the middle, as Linux); online gives back the same /proc/zoneinfo,
+/// byte for byte, and the node's present pages.
+#[test]
+fn offline_subtracts_present_pages_and_online_restores_zoneinfo() {
+    let a = cc::machine(512, 1);
+    let block = 2;
+    let per = a.memory_block_pages();
+    assert_eq!(per, 32768);
+    let info0 = zoneinfo(&a);
+    let (s0, sp0, p0, m0) = sizes(&a, ZoneType::Dma32);
+    let node0 = a.model().node(0).unwrap().node_present_pages();
+    a.offline_memory_block(block).unwrap();
+    let (s1, sp1, p1, m1) = sizes(&a, ZoneType::Dma32);
+    assert_eq!((s1, sp1), (s0, sp0), "a middle block leaves the span");
+    assert_eq!(p0 - p1, 32768, "present pages");
+    assert_eq!(m0 - m1, 32768, "managed pages");
+    assert_eq!(
+        a.model().node(0).unwrap().node_present_pages(),
+        node0 - 32768
+    );
+    let info1 = zoneinfo(&a);
+    assert!(
+        info1.contains(&format!("        present  {}\n", p0 - 32768)),
+        "{info1}"
+    );
+    assert!(
+        info1.contains(&format!("        managed  {}\n", m0 - 32768)),
+        "{info1}"
+    );
+    check(&a);
+    assert_eq!(valid_zones(&a, block), "DMA32");
+    assert_eq!(
+        a.online_memory_block_as(block, OnlineType::Online),
+        Ok(OnlineStats {
+            pages: 32768,
+            zone: ZoneType::Dma32
+        })
+    );
+    assert_eq!(sizes(&a, ZoneType::Dma32), (s0, sp0, p0, m0));
+    assert_eq!(a.model().node(0).unwrap().node_present_pages(), node0);
+    assert_eq!(zoneinfo(&a), info0);
+    check(&a);
+}
+
+/// 768 MiB with `movablecore=384M`: DMA32 ends and ZONE_MOVABLE begins at 384 MiB
+/// (block 3); blocks 1 and 2 are DMA32, 3, 4 and 5 Movable (5 holds the memmaps).
+fn movable_machine() -> SimAllocator {
+    let mut params = zonebuddy::ModelParams::default();
+    params.parse_cmdline("movablecore=384M");
+    let a = SimAllocator::build(&zonebuddy::port::sim::qemu_e820(768 << 20), &[], &params, 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let per = a.memory_block_pages();
+    let (ms, msp, _, _) = sizes(&a, ZoneType::Movable);
+    assert_eq!(ms, 3 * per, "ZONE_MOVABLE starts at block 3");
+    assert_eq!(
+        a.zone_of(0, ZoneType::Dma32).unwrap().zone_end_pfn(),
+        3 * per
+    );
+    assert!(ms + msp > 5 * per);
+    a
+}
+
+/// The edge block of DMA32 goes offline (the span shrinks to end at block 2), is onlined
+/// into ZONE_MOVABLE (which grows down over it: zone links, present, managed, pageblocks
+/// Movable), goes offline again (ZONE_MOVABLE shrinks back) and online_kernel returns it
+/// to DMA32: every count and /proc/zoneinfo as at boot.
+#[test]
+fn online_movable_moves_a_dma32_block_and_online_kernel_brings_it_back() {
+    let a = movable_machine();
+    let per = a.memory_block_pages();
+    let info0 = zoneinfo(&a);
+    let dma32_0 = sizes(&a, ZoneType::Dma32);
+    let movable_0 = sizes(&a, ZoneType::Movable);
+    let block = 2;
+    let (start, end) = (block * per, (block + 1) * per);
+    assert_eq!(valid_zones(&a, block), "DMA32");
+    a.offline_memory_block(block).unwrap();
+    let dma32_1 = sizes(&a, ZoneType::Dma32);
+    assert_eq!(dma32_1.0, dma32_0.0);
+    assert_eq!(
+        dma32_1.0 + dma32_1.1,
+        start,
+        "DMA32 now ends at block 2's start"
+    );
+    assert_eq!(dma32_0.2 - dma32_1.2, per);
+    assert_eq!(dma32_0.3 - dma32_1.3, per);
+    // Between DMA32 and ZONE_MOVABLE, meeting neither: the kernel zone by default.
+    assert_eq!(valid_zones(&a, block), "DMA32 Movable");
+    check(&a);
+    let st = a
+        .online_memory_block_as(block, OnlineType::Movable)
+        .unwrap();
+    assert_eq!(
+        st,
+        OnlineStats {
+            pages: per,
+            zone: ZoneType::Movable
+        }
+    );
+    let movable_2 = sizes(&a, ZoneType::Movable);
+    assert_eq!(movable_2.0, start, "ZONE_MOVABLE grew down over the block");
+    assert_eq!(movable_2.0 + movable_2.1, movable_0.0 + movable_0.1);
+    assert_eq!(movable_2.2, movable_0.2 + per);
+    assert_eq!(movable_2.3, movable_0.3 + per);
+    assert_eq!(sizes(&a, ZoneType::Dma32), dma32_1);
+    for pfn in (start..end).step_by(4099) {
+        let page = a.pfn_to_page(pfn).unwrap();
+        assert_eq!(page.zone_type(), Some(ZoneType::Movable), "pfn {pfn:#x}");
+    }
+    for pb in (start..end).step_by(PAGEBLOCK_NR_PAGES as usize) {
+        assert_eq!(
+            get_pageblock_migratetype(a.model().sparse(), pb),
+            Ok(Migratetype::Movable)
+        );
+    }
+    assert_eq!(valid_zones(&a, block), "Movable");
+    check(&a);
+    // Kernel allocations stay out of it; movable ones may use it.
+    let mut got = Vec::new();
+    while let Some(p) = a.alloc_page(GFP_KERNEL | Gfp::NOWARN) {
+        assert!(
+            !(start..end).contains(&a.page_to_pfn(p)),
+            "GFP_KERNEL in ZONE_MOVABLE"
+        );
+        got.push(p);
+    }
+    for p in got {
+        a.free_pages(p, 0).unwrap();
+    }
+    check(&a);
+    // And back.
+    a.offline_memory_block(block).unwrap();
+    assert_eq!(
+        sizes(&a, ZoneType::Movable),
+        movable_0,
+        "ZONE_MOVABLE shrank back"
+    );
+    assert_eq!(valid_zones(&a, block), "DMA32 Movable");
+    let st = a.online_memory_block_as(block, OnlineType::Kernel).unwrap();
+    assert_eq!(st.zone, ZoneType::Dma32);
+    assert_eq!(sizes(&a, ZoneType::Dma32), dma32_0);
+    assert_eq!(sizes(&a, ZoneType::Movable), movable_0);
+    assert_eq!(zoneinfo(&a), info0);
+    check(&a);
+}
+
+/// Online types that would make two zones overlap are refused with the zones named, and
+/// change nothing; the default keeps a block in the one zone it meets.
+#[test]
+fn impossible_online_types_are_refused() {
+    let a = movable_machine();
+    let info0 = zoneinfo(&a);
+    // Block 1, inside DMA32 (block 0 below it holds DMA and the low reservations).
+    a.offline_memory_block(1).unwrap();
+    assert_eq!(valid_zones(&a, 1), "DMA32");
+    let e = a
+        .online_memory_block_as(1, OnlineType::Movable)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        HotplugError::ZoneOverlap {
+            block: 1,
+            zone: ZoneType::Movable,
+            other: ZoneType::Dma32
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "memory1: cannot online into Movable: the zone would overlap DMA32"
+    );
+    assert_eq!(a.memory_block_state(1), Ok(BlockState::Offline));
+    check(&a);
+    // Block 4, in the middle of ZONE_MOVABLE.
+    a.offline_memory_block(4).unwrap();
+    assert_eq!(valid_zones(&a, 4), "Movable");
+    let e = a.online_memory_block_as(4, OnlineType::Kernel).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "memory4: cannot online into DMA32: the zone would overlap Movable"
+    );
+    assert_eq!(a.memory_block_state(4), Ok(BlockState::Offline));
+    check(&a);
+    assert_eq!(
+        a.online_memory_block_as(4, OnlineType::Online)
+            .unwrap()
+            .zone,
+        ZoneType::Movable
+    );
+    assert_eq!(
+        a.online_memory_block_as(1, OnlineType::Online)
+            .unwrap()
+            .zone,
+        ZoneType::Dma32
+    );
+    assert_eq!(valid_zones(&a, 4), "Movable");
+    assert_eq!(valid_zones(&a, 1), "DMA32");
+    assert_eq!(zoneinfo(&a), info0);
+    // Parsing the words of `state`.
+    assert_eq!(
+        OnlineType::parse("online_movable"),
+        Some(OnlineType::Movable)
+    );
+    assert_eq!(OnlineType::parse("online_kernel"), Some(OnlineType::Kernel));
+    assert_eq!(OnlineType::parse("online"), Some(OnlineType::Online));
+    assert_eq!(OnlineType::parse("online_dma"), None);
+    check(&a);
+}
+
+/// A machine without ZONE_MOVABLE: online_movable is refused (the zone is in no
+/// zonelist), the block stays offline, and `online` still works.
+#[test]
+fn online_movable_without_a_movable_zone_is_refused() {
+    let a = cc::machine(512, 1);
+    a.offline_memory_block(2).unwrap();
+    let e = a
+        .online_memory_block_as(2, OnlineType::Movable)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        HotplugError::NoZonelist {
+            block: 2,
+            zone: ZoneType::Movable
+        }
+    );
+    assert!(e.to_string().contains("had no memory at boot"), "{e}");
+    assert_eq!(a.memory_block_state(2), Ok(BlockState::Offline));
+    assert_eq!(valid_zones(&a, 2), "DMA32");
+    check(&a);
+    a.online_memory_block(2).unwrap();
     check(&a);
 }

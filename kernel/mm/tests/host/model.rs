@@ -79,8 +79,8 @@ fn memory_far_above_4g_and_64g() {
     assert_eq!(m.model.sparse().stats().root_bytes, 3 * PAGE_SIZE);
     // As in Linux, ZONE_NORMAL spans from 4 GiB even though its RAM starts at 100 GiB.
     let normal = m.model.zone(0, ZoneType::Normal).unwrap();
-    assert_eq!(normal.zone_start_pfn, 4 * GIB / PAGE_SIZE);
-    assert_eq!(normal.present_pages, (200 * MIB + 128 * MIB) / PAGE_SIZE);
+    assert_eq!(normal.zone_start_pfn(), 4 * GIB / PAGE_SIZE);
+    assert_eq!(normal.present_pages(), (200 * MIB + 128 * MIB) / PAGE_SIZE);
     assert_eq!(normal.zone_end_pfn(), 1024 * GIB / PAGE_SIZE);
 }
 
@@ -226,7 +226,7 @@ fn bad_reservation_and_numa_inputs_are_errors() {
 }
 
 fn movable(m: &SimMachine) -> u64 {
-    m.model.zone(0, ZoneType::Movable).unwrap().present_pages
+    m.model.zone(0, ZoneType::Movable).unwrap().present_pages()
 }
 
 #[test]
@@ -260,8 +260,8 @@ fn kernelcore_and_movablecore_carve_zone_movable() {
         let mv = movable(&m);
         assert!(mv > 0, "{a} {b}: no Movable zone");
         let z = m.model.zone(0, ZoneType::Movable).unwrap();
-        assert_eq!(z.zone_start_pfn % MAX_ORDER_NR_PAGES, 0);
-        assert_eq!(m.model.zone_movable_pfn(0), z.zone_start_pfn);
+        assert_eq!(z.zone_start_pfn() % MAX_ORDER_NR_PAGES, 0);
+        assert_eq!(m.model.zone_movable_pfn(0), z.zone_start_pfn());
         // When movablecore=N decides (kernelcore absent or smaller than what N leaves),
         // ZONE_MOVABLE is N rounded up to MAX_ORDER pages, less what aligning its start up
         // to MAX_ORDER costs. kernelcore=N leaves at least N to the kernel zones.
@@ -379,9 +379,9 @@ fn two_numa_nodes() {
     // Frame 0 is the BIOS's, not RAM: node 0 starts at pfn 1, as in Linux.
     assert_eq!(n0.node_start_pfn, 1);
     assert_eq!(n1.node_start_pfn, GIB / PAGE_SIZE);
-    assert!(n0.zone(ZoneType::Dma).present_pages > 0);
-    assert_eq!(n1.zone(ZoneType::Dma).present_pages, 0);
-    assert!(n1.zone(ZoneType::Normal).present_pages > 0);
+    assert!(n0.zone(ZoneType::Dma).present_pages() > 0);
+    assert_eq!(n1.zone(ZoneType::Dma).present_pages(), 0);
+    assert!(n1.zone(ZoneType::Normal).present_pages() > 0);
     let pfn = 5 * GIB / PAGE_SIZE + 12345;
     let page = m.model.pfn_to_page(pfn).unwrap();
     assert_eq!(page.nid(), 1);
@@ -496,11 +496,11 @@ fn boot_report_has_linux_formats() {
     let z = m.model.zone(0, ZoneType::Dma32).unwrap();
     assert_eq!(
         lines[i + 6],
-        format!("        spanned  {}", z.spanned_pages)
+        format!("        spanned  {}", z.spanned_pages())
     );
     assert_eq!(
         lines[i + 7],
-        format!("        present  {}", z.present_pages)
+        format!("        present  {}", z.present_pages())
     );
     assert_eq!(
         lines[i + 8],

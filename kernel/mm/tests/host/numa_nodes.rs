@@ -107,7 +107,7 @@ fn check_machine(a: &SimAllocator, map: &[FirmwareRange], numa: &[NumaRange], ni
         let node = model.node(nid).unwrap();
         assert_eq!(node.node_id, nid);
         assert_eq!(
-            node.node_present_pages,
+            node.node_present_pages(),
             expected_present(map, numa, nid),
             "node {nid} present pages"
         );

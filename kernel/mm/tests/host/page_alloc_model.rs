@@ -24,6 +24,7 @@ use zonebuddy::model::mmzone::{
     MAX_PAGE_ORDER, Migratetype, PAGE_SIZE, PAGEBLOCK_NR_PAGES, ZoneType,
 };
 use zonebuddy::model::page::Page;
+use zonebuddy::model::pageblock::get_pageblock_migratetype;
 use zonebuddy::movement::isolation::IsolateFlags;
 use zonebuddy::page_alloc::AllocError;
 use zonebuddy::page_alloc::bad_page::{BadPageReason, PageChecks};
@@ -558,10 +559,10 @@ impl<'a> Run<'a> {
         let zt = self.r.pick(&zones);
         let z = self.a.zone_of(0, zt).unwrap();
         let len = 1 + self.r.below(3 * PAGEBLOCK_NR_PAGES);
-        if z.spanned_pages <= len {
+        if z.spanned_pages() <= len {
             return;
         }
-        let start = z.zone_start_pfn + self.r.below(z.spanned_pages - len);
+        let start = z.zone_start_pfn() + self.r.below(z.spanned_pages() - len);
         let end = start + len;
         let contig = self.r.chance(50);
         self.note(|| {
@@ -598,10 +599,27 @@ impl<'a> Run<'a> {
             }
             return;
         }
+        let (is, ie) = (
+            start & !(PAGEBLOCK_NR_PAGES - 1),
+            end.next_multiple_of(PAGEBLOCK_NR_PAGES),
+        );
+        // Each pageblock's type before: the undo must give every one its own back.
+        let types_before: Vec<_> = (is..ie)
+            .step_by(PAGEBLOCK_NR_PAGES as usize)
+            .map(|pb| get_pageblock_migratetype(self.a.model().sparse(), pb))
+            .collect();
         if let Err(e) =
             self.a
                 .start_isolate_page_range(start, end, Migratetype::Movable, IsolateFlags::empty())
         {
+            assert_eq!(
+                (is..ie)
+                    .step_by(PAGEBLOCK_NR_PAGES as usize)
+                    .map(|pb| get_pageblock_migratetype(self.a.model().sparse(), pb))
+                    .collect::<Vec<_>>(),
+                types_before,
+                "types after a refused isolation ({e})"
+            );
             assert_eq!(self.a.nr_isolate_pageblock(), 0, "after {e}");
             return;
         }
@@ -609,10 +627,6 @@ impl<'a> Run<'a> {
         if let Err(v) = zonebuddy::report::debug::check(self.a) {
             panic!("invariant violated while isolated: {v}");
         }
-        let (is, ie) = (
-            start & !(PAGEBLOCK_NR_PAGES - 1),
-            end.next_multiple_of(PAGEBLOCK_NR_PAGES),
-        );
         for _ in 0..8 {
             let gfp = self.r.pick(GFP_CLASSES);
             let order = random_order(&mut self.r);
@@ -635,10 +649,16 @@ impl<'a> Run<'a> {
         let _ = self
             .a
             .test_pages_isolated(start, end, IsolateFlags::empty());
-        self.a
-            .undo_isolate_page_range(start, end, Migratetype::Movable)
-            .unwrap();
+        self.a.undo_isolate_page_range(start, end);
         assert_eq!(self.a.nr_isolate_pageblock(), 0);
+        assert_eq!(
+            (is..ie)
+                .step_by(PAGEBLOCK_NR_PAGES as usize)
+                .map(|pb| get_pageblock_migratetype(self.a.model().sparse(), pb))
+                .collect::<Vec<_>>(),
+            types_before,
+            "each pageblock's type after undo_isolate_page_range [{is:#x}, {ie:#x})"
+        );
     }
 
     fn step(&mut self) {

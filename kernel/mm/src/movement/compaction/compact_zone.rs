@@ -100,7 +100,7 @@ impl<P: Platform> PageAllocator<P> {
             "compaction with interrupts disabled"
         );
         let zone = cc.zone;
-        let start_pfn = zone.zone_start_pfn;
+        let start_pfn = zone.zone_start_pfn();
         let end_pfn = zone.zone_end_pfn();
         let sync = cc.mode != MigrateMode::Async;
         if end_pfn <= start_pfn {

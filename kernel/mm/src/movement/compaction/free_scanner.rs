@@ -197,7 +197,7 @@ impl<P: Platform> PageAllocator<P> {
             return;
         }
         let zone = cc.zone;
-        let mut start = pageblock_start_pfn(pfn).max(zone.zone_start_pfn);
+        let mut start = pageblock_start_pfn(pfn).max(zone.zone_start_pfn());
         let end = pageblock_end_pfn(pfn).min(zone.zone_end_pfn());
         if self.pageblock_pfn_to_page(start, end, zone).is_none() {
             return;
@@ -249,7 +249,7 @@ impl<P: Platform> PageAllocator<P> {
                     nr_scanned += 1;
                     let pfn = self.page_to_pfn(freepage);
                     if pfn >= highest {
-                        highest = pageblock_start_pfn(pfn).max(zone.zone_start_pfn);
+                        highest = pageblock_start_pfn(pfn).max(zone.zone_start_pfn());
                     }
                     if pfn >= low_pfn {
                         cc.fast_search_fail = 0;

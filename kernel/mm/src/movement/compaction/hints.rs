@@ -13,8 +13,8 @@ impl<P: Platform> PageAllocator<P> {
     /// `reset_cached_positions`: the next run starts at the zone's ends.
     pub(super) fn reset_cached_positions(&self, zone: &Zone) {
         let c = &zone.compact;
-        c.cached_migrate_pfn[0].store(zone.zone_start_pfn, Ordering::Relaxed);
-        c.cached_migrate_pfn[1].store(zone.zone_start_pfn, Ordering::Relaxed);
+        c.cached_migrate_pfn[0].store(zone.zone_start_pfn(), Ordering::Relaxed);
+        c.cached_migrate_pfn[1].store(zone.zone_start_pfn(), Ordering::Relaxed);
         c.cached_free_pfn.store(
             pageblock_start_pfn(zone.zone_end_pfn() - 1),
             Ordering::Relaxed,
@@ -26,7 +26,7 @@ impl<P: Platform> PageAllocator<P> {
         let c = &zone.compact;
         if c.init_free_pfn.load(Ordering::Relaxed) == 0 {
             c.init_migrate_pfn
-                .store(zone.zone_start_pfn, Ordering::Relaxed);
+                .store(zone.zone_start_pfn(), Ordering::Relaxed);
             c.init_free_pfn.store(
                 pageblock_start_pfn(zone.zone_end_pfn() - 1),
                 Ordering::Relaxed,
@@ -68,7 +68,7 @@ impl<P: Platform> PageAllocator<P> {
         {
             return false;
         }
-        let start = pageblock_start_pfn(pfn).max(zone.zone_start_pfn);
+        let start = pageblock_start_pfn(pfn).max(zone.zone_start_pfn());
         let end = (pageblock_end_pfn(pfn) - 1).min(zone.zone_end_pfn() - 1);
         if self.page_in_zone(zone, end).is_none() {
             return false;
@@ -96,7 +96,7 @@ impl<P: Platform> PageAllocator<P> {
             return;
         }
         self.ensure_compact_init(zone);
-        let mut migrate_pfn = zone.zone_start_pfn;
+        let mut migrate_pfn = zone.zone_start_pfn();
         let mut free_pfn = zone.zone_end_pfn() - 1;
         let mut reset_migrate = free_pfn;
         let mut reset_free = migrate_pfn;
@@ -156,15 +156,15 @@ impl<P: Platform> PageAllocator<P> {
         let mem = self.model().sparse();
         for zone in node.node_zones.iter().filter(|z| z.managed_zone()) {
             self.ensure_compact_init(zone);
-            let mut pfn = pageblock_start_pfn(zone.zone_start_pfn);
+            let mut pfn = pageblock_start_pfn(zone.zone_start_pfn());
             while pfn < zone.zone_end_pfn() {
                 let _ = crate::model::pageblock::clear_pageblock_skip(mem, pfn);
                 pfn += PAGEBLOCK_NR_PAGES;
             }
             let c = &zone.compact;
             c.blockskip_flush.store(false, Ordering::Relaxed);
-            c.cached_migrate_pfn[0].store(zone.zone_start_pfn, Ordering::Relaxed);
-            c.cached_migrate_pfn[1].store(zone.zone_start_pfn, Ordering::Relaxed);
+            c.cached_migrate_pfn[0].store(zone.zone_start_pfn(), Ordering::Relaxed);
+            c.cached_migrate_pfn[1].store(zone.zone_start_pfn(), Ordering::Relaxed);
             c.cached_free_pfn.store(
                 pageblock_start_pfn(zone.zone_end_pfn() - 1),
                 Ordering::Relaxed,

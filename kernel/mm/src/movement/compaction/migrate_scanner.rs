@@ -47,7 +47,7 @@ impl<P: Platform> PageAllocator<P> {
             nr_scanned += 1;
             let page = self.page_in_zone(zone, low_pfn);
             if valid_pfn.is_none()
-                && (pageblock_aligned(low_pfn) || low_pfn == zone.zone_start_pfn)
+                && (pageblock_aligned(low_pfn) || low_pfn == zone.zone_start_pfn())
                 && page.is_some()
             {
                 if !self.isolation_suitable(cc, low_pfn) {
@@ -196,7 +196,7 @@ impl<P: Platform> PageAllocator<P> {
         if cc.ignore_skip_hint || cc.finish_pageblock {
             return pfn;
         }
-        if pfn != zone.zone_start_pfn && pfn != pageblock_start_pfn(pfn) {
+        if pfn != zone.zone_start_pfn() && pfn != pageblock_start_pfn(pfn) {
             return pfn;
         }
         if cc.order <= PAGE_ALLOC_COSTLY_ORDER as i32 {
@@ -206,7 +206,7 @@ impl<P: Platform> PageAllocator<P> {
             return pfn;
         }
         let mut distance = cc.free_pfn.saturating_sub(cc.migrate_pfn) >> 1;
-        if cc.migrate_pfn != zone.zone_start_pfn {
+        if cc.migrate_pfn != zone.zone_start_pfn() {
             distance >>= 2;
         }
         let high_pfn = pageblock_start_pfn(cc.migrate_pfn + distance);
@@ -245,7 +245,7 @@ impl<P: Platform> PageAllocator<P> {
                             cc.fast_start_pfn.min(free_pfn)
                         };
                     }
-                    pfn = pageblock_start_pfn(free_pfn).max(zone.zone_start_pfn);
+                    pfn = pageblock_start_pfn(free_pfn).max(zone.zone_start_pfn());
                     cc.fast_search_fail = 0;
                     found = true;
                     break;
@@ -275,7 +275,7 @@ impl<P: Platform> PageAllocator<P> {
     pub(super) fn isolate_migratepages(&self, cc: &mut CompactControl<'_>) -> IsolateMigrate {
         let zone = cc.zone;
         let mut low_pfn = self.fast_find_migrateblock(cc);
-        let mut block_start = pageblock_start_pfn(low_pfn).max(zone.zone_start_pfn);
+        let mut block_start = pageblock_start_pfn(low_pfn).max(zone.zone_start_pfn());
         let mut fast_find_block = low_pfn != cc.migrate_pfn && cc.fast_search_fail == 0;
         let mut block_end = pageblock_end_pfn(low_pfn);
         while block_end <= cc.free_pfn {
@@ -283,7 +283,7 @@ impl<P: Platform> PageAllocator<P> {
                 let Some(page) = self.pageblock_pfn_to_page(block_start, block_end, zone) else {
                     break 'block;
                 };
-                if (pageblock_aligned(low_pfn) || low_pfn == zone.zone_start_pfn)
+                if (pageblock_aligned(low_pfn) || low_pfn == zone.zone_start_pfn())
                     && !fast_find_block
                     && !self.isolation_suitable(cc, block_start)
                 {

@@ -309,13 +309,13 @@ impl<P: Platform> PageAllocator<P> {
             return 0;
         };
         score_node(
-            node.node_present_pages,
+            node.node_present_pages(),
             node.node_zones
                 .iter()
                 .filter(|z| z.managed_zone())
                 .map(|z| {
                     (
-                        z.present_pages,
+                        z.present_pages(),
                         fragmentation_score_zone(&self.zone_nr_free(z)),
                     )
                 }),
@@ -367,7 +367,7 @@ impl<P: Platform> PageAllocator<P> {
         let c = &zone.compact;
         let mut skip_blocks = 0;
         let mut pageblocks = 0;
-        let mut pfn = pageblock_start_pfn(zone.zone_start_pfn);
+        let mut pfn = pageblock_start_pfn(zone.zone_start_pfn());
         while pfn < zone.zone_end_pfn() {
             if let Ok(skip) = get_pageblock_skip(self.model().sparse(), pfn) {
                 pageblocks += 1;
@@ -549,7 +549,7 @@ mod free_scanner_tests {
         for (mode, want) in [(MigrateMode::Sync, 700u64), (MigrateMode::Async, 40)] {
             let mut cc = CompactControl::new(zone, 9, GFP_KERNEL | Gfp::MOVABLE, mode, &s);
             a.ensure_compact_init(zone);
-            cc.migrate_pfn = zone.zone_start_pfn;
+            cc.migrate_pfn = zone.zone_start_pfn();
             cc.free_pfn = pageblock_start_pfn(zone.zone_end_pfn() - 1);
             cc.nr_migratepages = want;
             a.isolate_freepages(&mut cc);
@@ -575,7 +575,7 @@ mod free_scanner_tests {
             a.compaction_free(&mut cc, t);
             assert_eq!(cc.freepages.len() as u64, got);
             let high = a.release_freepages(&mut cc);
-            assert!(high >= zone.zone_start_pfn);
+            assert!(high >= zone.zone_start_pfn());
             assert!(cc.freepages.is_empty());
             assert_eq!(zone.nr_free_pages(), free0, "free count after release");
             check(&a);
@@ -630,7 +630,7 @@ mod isolated_target_tests {
         // Isolate every pageblock of the zone that holds both free and anon pages and
         // nothing unmovable: the free scanner's only candidates.
         let mut isolated: Vec<u64> = Vec::new();
-        let mut pb = zone.zone_start_pfn.next_multiple_of(PAGEBLOCK_NR_PAGES);
+        let mut pb = zone.zone_start_pfn().next_multiple_of(PAGEBLOCK_NR_PAGES);
         while pb + PAGEBLOCK_NR_PAGES <= zone.zone_end_pfn() {
             let mixed = (pb..pb + PAGEBLOCK_NR_PAGES)
                 .any(|p| a.pfn_to_page(p).is_some_and(|pg| pg.is_anon()))
@@ -663,7 +663,7 @@ mod isolated_target_tests {
         cc.ignore_block_suitable = true;
         cc.ignore_skip_hint = true;
         a.ensure_compact_init(zone);
-        cc.migrate_pfn = zone.zone_start_pfn;
+        cc.migrate_pfn = zone.zone_start_pfn();
         cc.free_pfn = pageblock_start_pfn(zone.zone_end_pfn() - 1);
         cc.nr_migratepages = 4000;
         a.isolate_freepages(&mut cc);
@@ -679,8 +679,7 @@ mod isolated_target_tests {
         }
         a.release_freepages(&mut cc);
         for pb in isolated {
-            a.undo_isolate_page_range(pb, pb + PAGEBLOCK_NR_PAGES, Migratetype::Movable)
-                .unwrap();
+            a.undo_isolate_page_range(pb, pb + PAGEBLOCK_NR_PAGES);
         }
         if let Err(v) = crate::report::debug::check(&*a) {
             panic!("debug::check: {v:?}");

@@ -75,7 +75,7 @@ fn finish(a: &SimAllocator, held: &[u64]) {
 
 /// The first pageblock of Normal plus `k` pageblocks.
 fn block(a: &SimAllocator, k: u64) -> u64 {
-    a.zone_of(0, ZoneType::Normal).unwrap().zone_start_pfn + k * PAGEBLOCK_NR_PAGES
+    a.zone_of(0, ZoneType::Normal).unwrap().zone_start_pfn() + k * PAGEBLOCK_NR_PAGES
 }
 
 fn free_range(b: &mut Buddy<'_, '_>, start: u64, n: u64) {

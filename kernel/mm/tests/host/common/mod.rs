@@ -415,7 +415,7 @@ pub fn check_model(
         for z in &node.node_zones {
             let i = z.zone_type.index();
             assert_eq!(
-                z.present_pages,
+                z.present_pages(),
                 present_count[nid][i],
                 "present of {} node {nid}",
                 z.name()
@@ -428,21 +428,21 @@ pub fn check_model(
             );
             // present = spanned - holes: the node's RAM inside the span, by interval
             // arithmetic on the oracle (NUMA ranges in tests are page aligned).
-            let ram_in_span = node_ram_pages(&ram, numa, nid, z.zone_start_pfn, z.zone_end_pfn());
-            assert_eq!(z.present_pages, ram_in_span, "present = spanned - holes");
+            let ram_in_span = node_ram_pages(&ram, numa, nid, z.zone_start_pfn(), z.zone_end_pfn());
+            assert_eq!(z.present_pages(), ram_in_span, "present = spanned - holes");
             if let Some(sp) = &spans {
                 assert_eq!(
-                    (z.zone_start_pfn, z.zone_end_pfn()),
+                    (z.zone_start_pfn(), z.zone_end_pfn()),
                     sp[i],
                     "span of zone {}",
                     z.name()
                 );
             }
-            c.zone_present[i] += z.present_pages;
-            c.zone_spanned[i] += z.spanned_pages;
-            node_present += z.present_pages;
+            c.zone_present[i] += z.present_pages();
+            c.zone_spanned[i] += z.spanned_pages();
+            node_present += z.present_pages();
         }
-        assert_eq!(node.node_present_pages, node_present);
+        assert_eq!(node.node_present_pages(), node_present);
     }
 
     // The hand-off: exactly the unreserved RAM pages, each in the zone its page names.

@@ -247,7 +247,7 @@ pub fn free_blocks(a: &SimAllocator) -> Vec<(u64, u32)> {
     let mut out = Vec::new();
     for zt in zones(a) {
         let z = a.zone_of(0, zt).unwrap();
-        let mut pfn = z.zone_start_pfn;
+        let mut pfn = z.zone_start_pfn();
         while pfn < z.zone_end_pfn() {
             match a.pfn_to_page(pfn) {
                 Some(p) if p.is_buddy() => {
@@ -276,7 +276,7 @@ pub fn free_distribution(a: &SimAllocator) -> (u64, u64, u64) {
     let mut pinned = BTreeSet::new();
     for zt in zones(a) {
         let z = a.zone_of(0, zt).unwrap();
-        for pfn in z.zone_start_pfn..z.zone_end_pfn() {
+        for pfn in z.zone_start_pfn()..z.zone_end_pfn() {
             match a.pfn_to_page(pfn) {
                 Some(p) if pins(p) || p.is_reserved() => {
                     pinned.insert(pfn / PAGEBLOCK_NR_PAGES);
