@@ -40,7 +40,7 @@ fn bios_1g_cma_contig_suite() {
         Firmware::Bios,
         "1G",
         4,
-        "test=ktests::contig,ktests::boot cma=64M",
+        "test=ktests::contig,ktests::boot,ktests::memory cma=64M",
     ));
     for line in r.transcript.lines().filter(|l| l.starts_with("contig:")) {
         println!("{line}");
