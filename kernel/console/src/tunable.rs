@@ -116,6 +116,11 @@ pub const TUNABLES: &[Tunable] = &[
         help: "how hard kcompactd keeps the fragmentation score down (0 disables)",
     },
     Tunable {
+        name: "drop_caches",
+        kind: Kind::Int { min: 1, max: 3 },
+        help: "write 1 to drop clean page cache, 2 to shrink caches (shrinkers), 3 both",
+    },
+    Tunable {
         name: "extfrag_threshold",
         kind: Kind::Int { min: 0, max: 1000 },
         help: "fragmentation index above which compaction (not reclaim) is tried",
