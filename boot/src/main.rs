@@ -15,7 +15,7 @@
 //! boots the minimal example kernel (kernel/mm/examples/minimal-kernel) instead of
 //! memkernel, with the same QEMU machine. `--ramdisk` boots the images that carry the
 //! ramdisk (a read-only file-system image the kernel's page cache reads; it costs about
-//! 64 MiB of the machine's RAM). The exit status is 0 only when the kernel
+//! 24 MiB of the machine's RAM). The exit status is 0 only when the kernel
 //! reported success.
 
 use std::{io::IsTerminal, process::ExitCode, time::Duration};

@@ -97,7 +97,11 @@ impl Occupied {
             }
             // High orders without direct reclaim or compaction: a failure just means the
             // next order down.
-            let gfp = if order > 0 { gfp.difference(Gfp::DIRECT_RECLAIM) } else { gfp };
+            let gfp = if order > 0 {
+                gfp.difference(Gfp::DIRECT_RECLAIM)
+            } else {
+                gfp
+            };
             match a.alloc_pages(gfp, order) {
                 Some(p) => held.push((a.page_to_pfn(p), order)),
                 None if order > 0 => order -= 1,
@@ -267,21 +271,33 @@ ktest! {
         kassert!(relaxed.bad.is_empty(), "checksum mismatch without pressure: {:?}", relaxed.bad);
         a.drop_caches();
 
-        // Leave a few MiB above the zones' high watermarks (and whatever lowmem_reserve
-        // keeps GFP_HIGHUSER_MOVABLE out of): far less than the image.
-        let mut keep = 6 * 1024 * 1024 / PAGE_SIZE;
+        // Leave 2 MiB above the high watermarks of the zones the cache can use: far less
+        // than the image. ZONE_DMA is left alone (lowmem_reserve keeps the cache's
+        // GFP_HIGHUSER_MOVABLE allocations out of most of it), and not counted as free.
+        a.drain_all_pages();
+        let dma_free = || {
+            a.model()
+                .nodes()
+                .flat_map(|n| n.populated_zones())
+                .filter(|z| z.zone_type == ZoneType::Dma)
+                .map(|z| z.nr_free_pages())
+                .sum::<u64>()
+        };
+        let mut keep = 2 * 1024 * 1024 / PAGE_SIZE;
         for n in a.model().nodes() {
-            for z in n.populated_zones() {
+            for z in n.populated_zones().filter(|z| z.zone_type != ZoneType::Dma) {
                 keep += z.watermarks().high_wmark_pages();
-                if z.zone_type == ZoneType::Dma {
-                    keep += z.nr_free_pages();
-                }
             }
         }
-        let occupied = Occupied::down_to(keep);
+        let occupied = Occupied::down_to(keep + dma_free());
         a.drain_all_pages();
-        let free = a.nr_free_pages();
-        kassert!(free < image_pages, "{} pages free for a {}-page image", free, image_pages);
+        let free = a.nr_free_pages().saturating_sub(dma_free());
+        kassert!(
+            free < image_pages,
+            "{} pages free (outside ZONE_DMA) for a {}-page image",
+            free,
+            image_pages
+        );
 
         let ev0 = [
             ev(VmEvent::PgscanKswapd),
