@@ -912,7 +912,8 @@ mod rdfs_tests {
     fn damaged_images_are_rejected() {
         let good = image();
         let table_end = rdfs::HEADER_LEN + 64 * Image::parse(&good).unwrap().nr_files() as usize;
-        let cases: Vec<(Vec<u8>, fn(&RdfsError) -> bool)> = vec![
+        type Expect = fn(&RdfsError) -> bool;
+        let cases: Vec<(Vec<u8>, Expect)> = vec![
             (good[..10].to_vec(), |e| {
                 matches!(e, RdfsError::TooShort(10))
             }),
@@ -960,7 +961,8 @@ mod rdfs_tests {
         // A table that checks out but points outside the image, or overlaps.
         let mut b = good.clone();
         let e0 = rdfs::HEADER_LEN;
-        b[e0 + 32..e0 + 40].copy_from_slice(&(b.len() as u64).to_le_bytes());
+        let len = b.len() as u64;
+        b[e0 + 32..e0 + 40].copy_from_slice(&len.to_le_bytes());
         let sum = rdfs::fnv1a(rdfs::FNV_OFFSET, &b[rdfs::HEADER_LEN..table_end]);
         b[32..40].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(Image::parse(&b).unwrap_err(), RdfsError::BadExtent(0));
