@@ -39,7 +39,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "kswapd",
-        "kswapd=on|off: run the per-node background reclaimer (default: on, off in test and bench modes)",
+        "kswapd=on|off: run the per-node background reclaimer (default: on with a ramdisk, off without one and in test and bench modes)",
     ),
     (
         "kcompactd",

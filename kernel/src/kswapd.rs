@@ -15,7 +15,10 @@
 //! The allocator only wakes kswapd while it runs: [`enabled`] is what the kernel's
 //! `Platform::has_kswapd` answers, so with the worker off the allocator behaves exactly as
 //! without background reclaim (boosts reset on the way out of the allocation, kcompactd
-//! woken directly). Like kcompactd, the worker starts off in test and bench modes, so
+//! woken directly). The worker starts on when there is something for it to reclaim (a
+//! ramdisk backs the page cache) outside test and bench modes; without one it would only
+//! move the boost reset out of the allocation path, so the kernel keeps the behaviour it
+//! had before kswapd existed. In test and bench modes it starts off, like kcompactd, so
 //! suites that count free pages exactly are undisturbed; the reclaim suite turns it on,
 //! and `kswapd=on|off` on the command line decides in any mode. At the end of a test run
 //! the runner prints [`ROUNDS`] (`kswapd: N rounds`).
@@ -40,17 +43,18 @@ pub static ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// Wake-ups requested by the allocator.
 pub static WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
-/// Whether the worker starts enabled: off in test and bench modes, on otherwise, unless
-/// the command line says `kswapd=on|1` or `kswapd=off|0` (a bad value is reported and
-/// the mode's default kept).
-pub fn enabled_at_boot(test_or_bench: bool, option: Option<&str>) -> bool {
+/// Whether the worker starts enabled: on when there is a page cache to reclaim
+/// (`has_cache`) outside test and bench modes, off otherwise, unless the command line says
+/// `kswapd=on|1` or `kswapd=off|0` (a bad value is reported and the default kept).
+pub fn enabled_at_boot(test_or_bench: bool, has_cache: bool, option: Option<&str>) -> bool {
+    let default = !test_or_bench && has_cache;
     match option {
-        None => !test_or_bench,
+        None => default,
         Some("on" | "1") => true,
         Some("off" | "0") => false,
         Some(v) => {
             log::warn!("kswapd={v}: expected on, off, 1 or 0; ignored");
-            !test_or_bench
+            default
         }
     }
 }
@@ -63,7 +67,7 @@ pub fn start(enabled: bool) {
         if enabled {
             "enabled"
         } else {
-            "disabled (the reclaim suite enables it; kswapd=on keeps it on)"
+            "disabled (on by default with a ramdisk outside test mode; the reclaim suite enables it; kswapd=on keeps it on)"
         }
     );
 }

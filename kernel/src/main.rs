@@ -160,6 +160,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     ));
     kswapd::start(kswapd::enabled_at_boot(
         cmdline.has("test") || cmdline.has("bench"),
+        ramdisk::get().is_some(),
         cmdline.get("kswapd"),
     ));
     procfs::apply_cmdline(cmdline);
