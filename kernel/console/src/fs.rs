@@ -162,7 +162,7 @@ impl File {
     pub fn readable(&self) -> bool {
         match self {
             File::View(_) => true,
-            File::Tunable(t) => !matches!(t.kind, crate::tunable::Kind::Trigger),
+            File::Tunable(t) => t.readable(),
             File::NodeCompact(_) => false,
             File::NodeView(..) => true,
             File::FaultAttr(_) => true,
@@ -1005,6 +1005,10 @@ mod tests {
     #[test]
     fn triggers_are_write_only_and_views_read_only() {
         let Node::File(f) = lookup("/proc/sys/vm/compact_memory", 1).unwrap() else {
+            panic!()
+        };
+        assert!(!f.readable() && f.writable());
+        let Node::File(f) = lookup("/proc/sys/vm/drop_caches", 1).unwrap() else {
             panic!()
         };
         assert!(!f.readable() && f.writable());

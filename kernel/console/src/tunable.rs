@@ -97,6 +97,14 @@ pub struct Tunable {
     pub help: &'static str,
 }
 
+impl Tunable {
+    /// Can `cat` read it? Not a trigger, nor `drop_caches` (mode 0200 in Linux: writing
+    /// is an action, there is no value to read back).
+    pub fn readable(&self) -> bool {
+        !matches!(self.kind, Kind::Trigger) && self.name != "drop_caches"
+    }
+}
+
 /// Every `/proc/sys/vm` tunable, in the order `ls /proc/sys/vm` lists them (alphabetical,
 /// as Linux lists a directory).
 pub const TUNABLES: &[Tunable] = &[
