@@ -12,6 +12,9 @@ TIMEOUT  ?= 3600
 NODES    ?=
 NUMA     ?=
 NUMA_DIST ?=
+# RAMDISK=1 boots the images with the ramdisk (the page cache's files, ~24 MiB of RAM).
+RAMDISK  ?=
+RAMDISK_ARG = $(if $(filter 1 yes on,$(RAMDISK)),--ramdisk)
 NUMA_ARGS = $(if $(strip $(NODES)),--nodes '$(NODES)') $(if $(strip $(NUMA)),--numa '$(NUMA)') $(if $(strip $(NUMA_DIST)),--numa-dist '$(NUMA_DIST)')
 # Console commands to run instead of the interactive console, `;`-separated:
 # make run SCRIPT='frag; cat /proc/buddyinfo; compact; cat /proc/buddyinfo'
@@ -60,12 +63,12 @@ report-tools:
 
 ## run: boot the kernel in QEMU with serial on this terminal: the demo, then the serial
 ## console ('help' lists its commands, 'poweroff' quits); with SCRIPT='cmd; cmd', run those
-## commands instead and power off
+## commands instead and power off; RAMDISK=1 attaches the ramdisk (cat /ramdisk/README)
 run: build
 ifeq ($(strip $(SCRIPT)),)
-	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --interactive
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) $(RAMDISK_ARG) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --interactive
 else
-	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
+	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) $(NUMA_ARGS) $(RAMDISK_ARG) --cmdline "$(CMDLINE)" --timeout $(TIMEOUT) --script "$(SCRIPT)"
 endif
 
 ## test: host unit/property tests of every crate, the no_std cross builds, then the QEMU

@@ -17,6 +17,7 @@ pub const EXPECTED_SUITES: &[&str] = &[
     "ktests::memory",
     "ktests::numa",
     "ktests::page_alloc",
+    "ktests::reclaim",
     "ktests::smp",
     "ktests::stress",
     "ktests::tunables",

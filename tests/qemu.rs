@@ -13,9 +13,33 @@ fn bios_128m_full_suite() {
     assert_full_suite_passes(&config(Firmware::Bios, "128M", 4, "test"));
 }
 
+/// The full suite with the ramdisk attached (`--ramdisk`): the one configuration whose
+/// `ktests::reclaim` runs rather than skips (the page cache reads the image under memory
+/// pressure, kswapd on, then races compaction and reclaim). Its figures are shown here.
 #[test]
 fn bios_1g_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Bios, "1G", 4, "test"));
+    let cfg = boot::RunConfig {
+        ramdisk: true,
+        ..config(Firmware::Bios, "1G", 4, "test")
+    };
+    let r = assert_full_suite_passes(&cfg);
+    for line in r
+        .transcript
+        .lines()
+        .filter(|l| l.starts_with("reclaim") || l.starts_with("ramdisk:"))
+    {
+        println!("{line}");
+    }
+    let skipped: Vec<_> = r
+        .skipped_tests()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("ktests::reclaim"))
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "reclaim tests skipped with a ramdisk: {skipped:?}\n{}",
+        r.tail(30)
+    );
 }
 
 #[test]

@@ -517,3 +517,79 @@ fn cma_contig_and_memory_block_offline() {
     assert!(out(22).contains("spans several zones"), "{ctx}");
     assert!(out(23).contains("CmaTotal:          32768 kB"), "{ctx}");
 }
+
+/// With the ramdisk (`--ramdisk`): `ls /ramdisk` lists the image's files, `cat` prints a
+/// text file and reads a binary one whole through the page cache (checked against the
+/// image), which shows up as `nr_file_pages`; `drop_caches` and
+/// `echo 1 > /proc/sys/vm/drop_caches` empty the cache again, counted in `drop_pagecache`.
+#[test]
+fn ramdisk_files_read_through_the_page_cache_and_drop() {
+    let script = [
+        "ls /ramdisk",
+        "cat /ramdisk/hello.txt",
+        "cat /ramdisk/data09.bin",
+        "cat /proc/vmstat",
+        "drop_caches",
+        "cat /ramdisk/README",
+        "echo 1 > /proc/sys/vm/drop_caches",
+        "cat /proc/vmstat",
+    ];
+    let mut cfg = config(Firmware::Bios, "256M", 2, "");
+    cfg.script = Some(script.join("; "));
+    cfg.ramdisk = true;
+    let r = boot(&cfg);
+    let cmds = console_commands(&r.transcript);
+    let ctx = format!(
+        "outcome {:?}\n--- last lines ---\n{}",
+        r.outcome,
+        r.tail(60)
+    );
+    assert_eq!(r.outcome, Outcome::KernelSuccess, "{ctx}");
+    assert!(
+        r.transcript
+            .contains(&format!("script: {} commands, 0 failed", script.len())),
+        "{ctx}"
+    );
+    let out = |i: usize| &cmds[i].output;
+    for name in [
+        "README",
+        "hello.txt",
+        "data00.bin",
+        "data09.bin",
+        "small4.bin",
+    ] {
+        assert!(
+            out(0).iter().any(|l| l == name),
+            "ls /ramdisk: no {name}\n{ctx}"
+        );
+    }
+    assert_eq!(
+        out(1),
+        &["Hello from the ramdisk, through the page cache."],
+        "{ctx}"
+    );
+    assert!(
+        out(2)
+            .iter()
+            .any(|l| l.starts_with("<binary file data09.bin: 1048576 bytes")
+                && l.contains("matches the image")),
+        "{ctx}"
+    );
+    assert!(vmstat_value(out(3), "nr_file_pages") >= 256, "{ctx}");
+    assert!(
+        out(4)
+            .iter()
+            .any(|l| l.starts_with("drop_caches: ") && l.contains("page-cache pages dropped")),
+        "{ctx}"
+    );
+    assert!(
+        out(5).iter().any(|l| l.starts_with("memkernel ramdisk")),
+        "{ctx}"
+    );
+    assert_eq!(vmstat_value(out(7), "nr_file_pages"), 0, "{ctx}");
+    assert_eq!(
+        vmstat_value(out(7), "drop_pagecache") - vmstat_value(out(3), "drop_pagecache"),
+        2,
+        "{ctx}"
+    );
+}

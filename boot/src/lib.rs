@@ -14,6 +14,11 @@
 pub mod numa;
 pub use numa::{NumaLayout, NumaNode};
 
+/// The ramdisk's format (kernel/src/rdfs.rs, shared with build.rs and the kernel), for
+/// host tools and tests that read the image.
+#[path = "../../kernel/src/rdfs.rs"]
+pub mod rdfs;
+
 use std::{
     fmt,
     io::{Read, Write},
@@ -30,6 +35,12 @@ pub const KERNEL_ELF: &str = env!("KERNEL_ELF");
 pub const BIOS_IMAGE: &str = env!("BIOS_IMAGE");
 /// The UEFI disk image.
 pub const UEFI_IMAGE: &str = env!("UEFI_IMAGE");
+/// The ramdisk image (an rdfs image, format in kernel/src/rdfs.rs) built by build.rs.
+pub const RAMDISK: &str = env!("RAMDISK");
+/// The BIOS disk image with [`RAMDISK`] attached (the bootloader loads it for the kernel).
+pub const RAMDISK_BIOS_IMAGE: &str = env!("RAMDISK_BIOS_IMAGE");
+/// The UEFI disk image with [`RAMDISK`] attached.
+pub const RAMDISK_UEFI_IMAGE: &str = env!("RAMDISK_UEFI_IMAGE");
 /// The minimal example kernel's ELF (kernel/mm/examples/minimal-kernel).
 pub const MINIMAL_KERNEL_ELF: &str = env!("MINIMAL_KERNEL_ELF");
 /// The minimal example kernel's BIOS disk image.
@@ -107,7 +118,17 @@ impl Kernel {
         }
     }
 
-    /// The disk image this kernel boots from under `firmware`.
+    /// The disk image this kernel boots from under `firmware`, with the ramdisk attached
+    /// when `ramdisk` (memkernel only: the minimal kernel has no use for one).
+    pub fn image_with(self, firmware: Firmware, ramdisk: bool) -> &'static str {
+        match (self, firmware, ramdisk) {
+            (Kernel::Main, Firmware::Bios, true) => RAMDISK_BIOS_IMAGE,
+            (Kernel::Main, Firmware::Uefi, true) => RAMDISK_UEFI_IMAGE,
+            _ => self.image(firmware),
+        }
+    }
+
+    /// The disk image this kernel boots from under `firmware` (without a ramdisk).
     pub fn image(self, firmware: Firmware) -> &'static str {
         match (self, firmware) {
             (Kernel::Main, Firmware::Bios) => BIOS_IMAGE,
@@ -157,6 +178,10 @@ pub struct RunConfig {
     /// command line). Only for runs with a person on the terminal: the kernel waits for
     /// input until `poweroff`.
     pub console: bool,
+    /// Boot the images with the ramdisk attached ([`RAMDISK`]): the kernel's page cache
+    /// reads its files. The ramdisk stays in RAM (about 24 MiB), so small machines go
+    /// without it.
+    pub ramdisk: bool,
     /// More QEMU arguments, appended last.
     pub extra_args: Vec<String>,
     /// Kill QEMU after this long.
@@ -197,6 +222,7 @@ impl Default for RunConfig {
             cmdline: String::new(),
             script: None,
             console: false,
+            ramdisk: false,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(300),
             interactive: false,
@@ -374,7 +400,7 @@ fn vars_copy() -> std::io::Result<VarsCopy> {
 /// The QEMU command line for `cfg` (without spawning it).
 fn command(cfg: &RunConfig, vars: Option<&Path>) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    let image = cfg.kernel.image(cfg.firmware);
+    let image = cfg.kernel.image_with(cfg.firmware, cfg.ramdisk);
     cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"]);
     cmd.args(["-m", &cfg.memory, "-smp", &cfg.cpus.to_string()]);
     if let Some(numa) = &cfg.numa {
@@ -829,5 +855,135 @@ mod tests {
     fn firmware_names() {
         assert_eq!(Firmware::parse("UEFI"), Ok(Firmware::Uefi));
         assert!(Firmware::parse("coreboot").is_err());
+    }
+}
+
+#[cfg(test)]
+mod rdfs_tests {
+    use super::rdfs::{self, Image, RdfsError};
+
+    fn image() -> Vec<u8> {
+        std::fs::read(super::RAMDISK).expect("build.rs wrote the ramdisk")
+    }
+
+    /// The image build.rs made parses, its files are where the table says, their
+    /// checksums hold, and the generated ones are what the generator makes.
+    #[test]
+    fn built_ramdisk_parses_and_checks() {
+        let bytes = image();
+        let img = Image::parse(&bytes).unwrap();
+        assert!(img.nr_files() >= 3);
+        assert!(
+            (16 << 20..=128 << 20).contains(&img.len()),
+            "{} bytes",
+            img.len()
+        );
+        for n in 0..img.nr_files() {
+            let e = img.entry(n).unwrap();
+            let data = img.data(n).unwrap();
+            assert_eq!(data.len() as u64, e.size);
+            assert_eq!(
+                rdfs::fnv1a(rdfs::FNV_OFFSET, data),
+                e.checksum,
+                "{}",
+                e.name()
+            );
+            assert_eq!(img.find(e.name()), Some(n));
+            assert_eq!(img.name(n), Some(e.name()));
+            if e.kind == rdfs::Kind::Generated {
+                let mut buf = vec![0u8; data.len().min(10_000)];
+                rdfs::fill_generated(img.seed(), n, 0, &mut buf);
+                assert_eq!(&data[..buf.len()], &buf[..]);
+                // Any position on its own.
+                let mut one = [0u8; 13];
+                let at = data.len().saturating_sub(13) / 2;
+                rdfs::fill_generated(img.seed(), n, at as u64, &mut one[..data.len().min(13)]);
+                assert_eq!(
+                    &data[at..at + data.len().min(13)],
+                    &one[..data.len().min(13)]
+                );
+            }
+        }
+        assert!(img.find("hello.txt").is_some() && img.find("nope").is_none());
+    }
+
+    /// Every kind of damage is a clear error, never a panic.
+    #[test]
+    fn damaged_images_are_rejected() {
+        let good = image();
+        let table_end = rdfs::HEADER_LEN + 64 * Image::parse(&good).unwrap().nr_files() as usize;
+        type Expect = fn(&RdfsError) -> bool;
+        let cases: Vec<(Vec<u8>, Expect)> = vec![
+            (good[..10].to_vec(), |e| {
+                matches!(e, RdfsError::TooShort(10))
+            }),
+            (good[..good.len() - 1].to_vec(), |e| {
+                matches!(e, RdfsError::LengthMismatch { .. })
+            }),
+            (
+                {
+                    let mut b = good.clone();
+                    b[0] ^= 1;
+                    b
+                },
+                |e| *e == RdfsError::BadMagic,
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[8] = 9;
+                    b
+                },
+                |e| *e == RdfsError::BadVersion(9),
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[12..16].copy_from_slice(&1000u32.to_le_bytes());
+                    b
+                },
+                |e| *e == RdfsError::TooManyFiles(1000),
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[table_end - 20] ^= 0x40;
+                    b
+                },
+                |e| *e == RdfsError::TableChecksum,
+            ),
+        ];
+        for (i, (bytes, ok)) in cases.iter().enumerate() {
+            let e = Image::parse(bytes).unwrap_err();
+            assert!(ok(&e), "case {i}: {e}");
+            assert!(!e.to_string().is_empty());
+        }
+        // A table that checks out but points outside the image, or overlaps.
+        let mut b = good.clone();
+        let e0 = rdfs::HEADER_LEN;
+        let len = b.len() as u64;
+        b[e0 + 32..e0 + 40].copy_from_slice(&len.to_le_bytes());
+        let sum = rdfs::fnv1a(rdfs::FNV_OFFSET, &b[rdfs::HEADER_LEN..table_end]);
+        b[32..40].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Image::parse(&b).unwrap_err(), RdfsError::BadExtent(0));
+        // A name with a slash.
+        let mut b = good.clone();
+        b[e0] = b'/';
+        let sum = rdfs::fnv1a(rdfs::FNV_OFFSET, &b[rdfs::HEADER_LEN..table_end]);
+        b[32..40].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Image::parse(&b).unwrap_err(), RdfsError::BadName(0));
+        // Random bytes never panic.
+        let mut x = 0x1234_5678u64;
+        for len in [0usize, 63, 64, 65, 4096, 70_000] {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            assert!(Image::parse(&junk).is_err());
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! boot [--kernel main|minimal] [--firmware bios|uefi] [--mem 512M] [--cpus N]
 //!      [--nodes N | --numa SIZE[:CPUS],SIZE[:CPUS],...] [--numa-dist 10,20;20,10]
 //!      [--cmdline "..."] [--script "CMD; CMD"] [--interactive] [--timeout SECS]
-//!      [--capture] [--gdb] [-- EXTRA QEMU ARGS]
+//!      [--ramdisk] [--capture] [--gdb] [-- EXTRA QEMU ARGS]
 //! ```
 //! By default the serial line is the terminal; `--capture` reads it instead and ends with
 //! the in-kernel test summary. `--interactive` starts the kernel's serial console after the
@@ -13,7 +13,9 @@
 //! sends Ctrl-D when it ends, which powers the kernel off. `--script` hands the console a
 //! batch of commands through fw_cfg, after which the kernel powers off. `--kernel minimal`
 //! boots the minimal example kernel (kernel/mm/examples/minimal-kernel) instead of
-//! memkernel, with the same QEMU machine. The exit status is 0 only when the kernel
+//! memkernel, with the same QEMU machine. `--ramdisk` boots the images that carry the
+//! ramdisk (a read-only file-system image the kernel's page cache reads; it costs about
+//! 24 MiB of the machine's RAM). The exit status is 0 only when the kernel
 //! reported success.
 
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
@@ -28,7 +30,7 @@ enum NumaArg {
 
 fn usage() -> &'static str {
     "usage: boot [--kernel main|minimal] [--firmware bios|uefi] [--mem SIZE] [--cpus N] [--nodes N | --numa SIZE[:CPUS],...] [--numa-dist ROWS] \
-     [--cmdline TEXT] [--script 'CMD; CMD...'] [--interactive] [--timeout SECS] [--capture] \
+     [--cmdline TEXT] [--script 'CMD; CMD...'] [--interactive] [--timeout SECS] [--ramdisk] [--capture] \
      [--gdb] [-- QEMU ARGS...]"
 }
 
@@ -76,6 +78,7 @@ fn parse_args(args: &[String]) -> Result<RunConfig, String> {
                 cfg.timeout = Duration::from_secs(secs);
             }
             "--capture" => cfg.interactive = false,
+            "--ramdisk" => cfg.ramdisk = true,
             "--gdb" => cfg.gdb = true,
             "--" => {
                 cfg.extra_args.extend(it.by_ref().cloned());

@@ -18,6 +18,8 @@ pub struct BootFacts {
     pub regions: &'static [bootloader_api::info::MemoryRegion],
     /// Physical address and length of the kernel image.
     pub kernel: (u64, u64),
+    /// Virtual address and length of the ramdisk, when the bootloader loaded one.
+    pub ramdisk: Option<(u64, u64)>,
 }
 
 static FACTS: Once<BootFacts> = Once::new();
@@ -31,12 +33,18 @@ pub fn record(info: &'static mut BootInfo) {
     };
     let rsdp_addr = info.rsdp_addr.into_option();
     let kernel = (info.kernel_addr, info.kernel_len);
+    let ramdisk = info
+        .ramdisk_addr
+        .into_option()
+        .filter(|_| info.ramdisk_len > 0)
+        .map(|a| (a, info.ramdisk_len));
     let regions: &'static [bootloader_api::info::MemoryRegion] = &info.memory_regions;
     FACTS.call_once(|| BootFacts {
         physical_memory_offset: offset,
         rsdp_addr,
         regions,
         kernel,
+        ramdisk,
     });
 }
 

@@ -38,6 +38,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "cma=SIZE[@START]: reserve a CMA area named `reserved` (sizes nn[KMGT], rounded up to 4 MiB), at START or as high as a range can be emptied",
     ),
     (
+        "kswapd",
+        "kswapd=on|off: run the per-node background reclaimer (default: on with a ramdisk, off without one and in test and bench modes)",
+    ),
+    (
         "kcompactd",
         "kcompactd=on|off: keep background compaction on (or off) from boot, test mode included",
     ),

@@ -302,6 +302,10 @@ impl Shell {
                 compact_with_report(None, &mut out);
                 Outcome::Ok
             }
+            Command::DropCaches(mode) => {
+                procfs::drop_caches(mode as u64, &mut out);
+                Outcome::Ok
+            }
             Command::Meminfo => {
                 ok(procfs::read("/proc/meminfo", &mut out).map_err(|e| format!("{e}")))
             }
@@ -576,6 +580,7 @@ fn sleep_ms(ms: u64) {
 /// start, so the timer tick ends the halt).
 fn idle() {
     crate::kcompactd::poll(arch::percpu::cpu_id());
+    crate::kswapd::poll(arch::percpu::cpu_id());
     x86_64::instructions::hlt();
 }
 

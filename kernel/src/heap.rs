@@ -15,7 +15,13 @@
 //!   serve a request, a new region of [`GROW_ORDER`] pages is taken from the page allocator.
 //!
 //! Regions are never returned (a simple, bounded choice: small objects are few and
-//! long-lived in this kernel). The heap takes one lock with interrupts disabled; nothing in
+//! long-lived in this kernel).
+//!
+//! So the heap registers no reclaim shrinker: it keeps no cache of spare pages to give
+//! back (whole-page requests return their block to the page allocator on free, and a
+//! region, once grown, stays in use by the small objects inside it). A heap that kept free
+//! regions would register one (`PageAllocator::register_shrinker`, count = free regions'
+//! pages, scan = return them). The heap takes one lock with interrupts disabled; nothing in
 //! the page allocator allocates from the heap, so growing while holding it cannot recurse.
 
 use core::{

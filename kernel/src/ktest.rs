@@ -286,6 +286,10 @@ pub fn run(pattern: Option<&str>) -> ! {
         "kcompactd: {} rounds",
         crate::kcompactd::ROUNDS.load(Ordering::Relaxed)
     );
+    kprintln!(
+        "kswapd: {} rounds",
+        crate::kswapd::ROUNDS.load(Ordering::Relaxed)
+    );
     print_closing_line(0);
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     // Skipped tests proved nothing: a run of skips alone is not a success.

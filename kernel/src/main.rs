@@ -67,12 +67,15 @@ pub mod fault;
 pub mod heap;
 pub mod kcompactd;
 pub mod kstack;
+pub mod kswapd;
 pub mod ktest;
 pub mod ktests;
 pub mod logger;
 pub mod memory;
 pub mod platform;
 pub mod procfs;
+pub mod ramdisk;
+pub mod rdfs;
 pub mod scenario;
 pub mod vmalloc;
 
@@ -144,6 +147,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     let topo = arch::discover_cpus(boot_info::facts().rsdp_addr);
     let alloc = memory::init();
+    ramdisk::init();
     kprint!("{}", ViewText(|w| alloc.write_buddyinfo(w)));
     kprint!("{}", ViewText(|w| alloc.write_pagetypeinfo(w)));
     arch::start_cpus(&topo, alloc.model().trampoline_phys(), &mut |cpu| {
@@ -153,6 +157,11 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     kcompactd::start(kcompactd::enabled_at_boot(
         cmdline.has("test") || cmdline.has("bench"),
         cmdline.get("kcompactd"),
+    ));
+    kswapd::start(kswapd::enabled_at_boot(
+        cmdline.has("test") || cmdline.has("bench"),
+        ramdisk::get().is_some(),
+        cmdline.get("kswapd"),
     ));
     procfs::apply_cmdline(cmdline);
 

@@ -67,6 +67,14 @@ impl Platform for KernelPlatform {
         crate::kcompactd::wake(nid);
     }
 
+    fn has_kswapd(&self) -> bool {
+        crate::kswapd::enabled()
+    }
+
+    fn wake_kswapd(&self, nid: usize) {
+        crate::kswapd::wake(nid);
+    }
+
     fn movable_mapping(&self) -> Option<&dyn MovableMapping> {
         Some(self)
     }

@@ -61,6 +61,7 @@ pub struct Tree {
     nodes: u64,
     blocks: [u64; fs::MAX_MEMORY_BLOCKS / 64],
     cma: Vec<String>,
+    ramdisk: Vec<&'static str>,
 }
 
 impl Tree {
@@ -86,10 +87,18 @@ impl Tree {
         let cma = (0..a.cma_nr_areas().min(fs::MAX_CMA_AREAS))
             .filter_map(|i| a.cma_area(i).map(|s| String::from(s.name())))
             .collect();
+        let ramdisk = crate::ramdisk::get()
+            .map(|r| {
+                (0..r.image().nr_files())
+                    .filter_map(|i| r.name(i))
+                    .collect()
+            })
+            .unwrap_or_default();
         Tree {
             nodes: node_mask(),
             blocks,
             cma,
+            ramdisk,
         }
     }
 
@@ -104,6 +113,7 @@ impl Tree {
             nodes: self.nodes,
             blocks: &self.blocks,
             cma: names,
+            ramdisk: &self.ramdisk,
         }
     }
 }
@@ -302,6 +312,7 @@ pub fn read(path: &str, out: &mut dyn Write) -> Result<(), ProcError> {
         File::BlockSizeBytes => writeln!(out, "{:x}", a.memory_block_pages() * PAGE_SIZE),
         File::Block(f, b) => read_block_file(a, f, b as u64, out),
         File::Cma(f, i) => read_cma_file(a, f, i, out)?,
+        File::Ramdisk(i) => return crate::ramdisk::cat(i as u32, out).map_err(err),
     };
     r.map_err(|_| err("output error"))
 }
@@ -338,9 +349,11 @@ pub fn write(path: &str, value: &str, out: &mut dyn Write) -> Result<(), ProcErr
         Node::File(f) => f,
     };
     match file {
-        File::View(_) | File::NodeView(..) | File::BlockSizeBytes | File::Cma(..) => {
-            Err(err("Permission denied (read-only)"))
-        }
+        File::View(_)
+        | File::NodeView(..)
+        | File::BlockSizeBytes
+        | File::Cma(..)
+        | File::Ramdisk(_) => Err(err("Permission denied (read-only)")),
         File::Block(BlockFile::State, b) => write_block_state(b as u64, value, out),
         File::Block(..) => Err(err("Permission denied (read-only)")),
         File::Tunable(t) => write_tunable(t, value, out),
@@ -377,6 +390,10 @@ pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(),
         }
     };
     let r = match t.name {
+        "drop_caches" => {
+            drop_caches(int, out);
+            return Ok(());
+        }
         "compact_unevictable_allowed" => a.set_compact_unevictable_allowed(int),
         "compaction_proactiveness" => a.set_compaction_proactiveness(int),
         "extfrag_threshold" => a.set_extfrag_threshold(int),
@@ -387,6 +404,40 @@ pub fn write_tunable(t: &Tunable, text: &str, out: &mut dyn Write) -> Result<(),
         other => return Err(err(format!("{other}: no setter"))),
     };
     r.map_err(|e| err(format!("{e}")))
+}
+
+/// `echo N > /proc/sys/vm/drop_caches` (Linux's `drop_caches_sysctl_handler`): bit 0
+/// drops every clean, unused page-cache page; bit 1 runs the registered shrinkers until
+/// they free nothing more (`drop_slab`). Prints what was freed, as a line per part.
+pub fn drop_caches(mode: u64, out: &mut dyn Write) {
+    let a = allocator();
+    if mode & 1 != 0 {
+        let before = a.nr_free_pages();
+        let freed = a.drop_caches();
+        a.drain_all_pages();
+        let _ = writeln!(
+            out,
+            "drop_caches: {freed} page-cache pages dropped ({} KiB); free pages {before} -> {}",
+            freed * PAGE_SIZE / 1024,
+            a.nr_free_pages()
+        );
+    }
+    if mode & 2 != 0 {
+        // drop_slab: call every shrinker at the most urgent priority, node by node, until
+        // a pass frees (almost) nothing.
+        let mut total = 0;
+        for _ in 0..10 {
+            let mut pass = 0;
+            for n in a.model().nodes() {
+                pass += a.shrink_slab(zonebuddy::GFP_KERNEL, n.node_id, 0);
+            }
+            total += pass;
+            if pass <= 10 {
+                break;
+            }
+        }
+        let _ = writeln!(out, "drop_caches: shrinkers gave back {total} pages");
+    }
 }
 
 /// A fault-injection attribute as `cat` prints it (booleans as `Y`/`N`, as debugfs does).

@@ -34,6 +34,8 @@ pub struct Present<'a> {
     pub blocks: &'a [u64],
     /// The CMA areas' names, area `i` at index `i`.
     pub cma: &'a [&'a str],
+    /// The ramdisk's file names, file `i` at index `i` (empty: no ramdisk).
+    pub ramdisk: &'a [&'a str],
 }
 
 impl Present<'_> {
@@ -43,6 +45,7 @@ impl Present<'_> {
             nodes,
             blocks: &[],
             cma: &[],
+            ramdisk: &[],
         }
     }
 
@@ -152,6 +155,8 @@ pub enum File {
     Block(BlockFile, usize),
     /// A file of CMA area N.
     Cma(CmaFile, usize),
+    /// File N of the ramdisk (`/ramdisk/NAME`), read through the page cache.
+    Ramdisk(usize),
 }
 
 impl File {
@@ -159,18 +164,23 @@ impl File {
     pub fn readable(&self) -> bool {
         match self {
             File::View(_) => true,
-            File::Tunable(t) => !matches!(t.kind, crate::tunable::Kind::Trigger),
+            File::Tunable(t) => t.readable(),
             File::NodeCompact(_) => false,
             File::NodeView(..) => true,
             File::FaultAttr(_) => true,
             File::BlockSizeBytes | File::Block(..) | File::Cma(..) => true,
+            File::Ramdisk(_) => true,
         }
     }
 
     /// Can `echo` write it?
     pub fn writable(&self) -> bool {
         match self {
-            File::View(_) | File::NodeView(..) | File::BlockSizeBytes | File::Cma(..) => false,
+            File::View(_)
+            | File::NodeView(..)
+            | File::BlockSizeBytes
+            | File::Cma(..)
+            | File::Ramdisk(_) => false,
             File::Block(f, _) => *f == BlockFile::State,
             _ => true,
         }
@@ -202,6 +212,8 @@ enum Ent {
     Blocks(&'static [Ent]),
     /// A directory per CMA area, named after it, each with these entries.
     CmaAreas(&'static [Ent]),
+    /// A file per ramdisk file, named after it.
+    RamdiskFiles,
 }
 
 const PLACEHOLDER_NODE: usize = usize::MAX;
@@ -245,6 +257,7 @@ const ROOT: &[Ent] = &[
             Ent::File("zoneinfo", File::View(View::Zoneinfo)),
         ],
     ),
+    Ent::Dir("ramdisk", &[Ent::RamdiskFiles]),
     Ent::Dir(
         "sys",
         &[
@@ -474,6 +487,11 @@ fn resolve<'a>(path: &Path<'a>, present: &Present<'_>) -> Result<Found, FsError<
                         next = Some(Found::Dir(children, Some(i)));
                     }
                 }
+                Ent::RamdiskFiles => {
+                    if let Some(i) = present.ramdisk.iter().position(|n| *n == c) {
+                        next = Some(Found::File(File::Ramdisk(i)));
+                    }
+                }
                 _ => {}
             }
             if next.is_some() {
@@ -519,6 +537,8 @@ pub enum Name<'a> {
     Block(usize),
     /// A CMA area's directory.
     Cma(&'a str),
+    /// A ramdisk file.
+    File(&'a str),
 }
 
 impl Name<'_> {
@@ -540,6 +560,7 @@ impl fmt::Display for Name<'_> {
             Name::Node(n) => write!(f, "node{n}/"),
             Name::Block(n) => write!(f, "memory{n}/"),
             Name::Cma(n) => write!(f, "{n}/"),
+            Name::File(n) => f.write_str(n),
         }
     }
 }
@@ -558,6 +579,11 @@ pub fn list_in<'a, 'p>(
 ) -> Result<(), FsError<'a>> {
     let p = Path::parse(path)?;
     match resolve(&p, present)? {
+        Found::File(File::Ramdisk(i)) => {
+            if let Some(n) = present.ramdisk.get(i) {
+                f(Name::File(n));
+            }
+        }
         Found::File(_) => {
             let last = p.components().last().copied().unwrap_or("/");
             // The name must be 'static: find it again in the tree or the tunable table.
@@ -585,6 +611,7 @@ pub fn list_in<'a, 'p>(
                         .iter()
                         .take(MAX_CMA_AREAS)
                         .for_each(|n| f(Name::Cma(n))),
+                    Ent::RamdiskFiles => present.ramdisk.iter().for_each(|n| f(Name::File(n))),
                 }
             }
         }
@@ -699,6 +726,13 @@ fn walk(
                     buf.len = saved;
                 }
             }
+            Ent::RamdiskFiles => {
+                for (i, name) in present.ramdisk.iter().enumerate() {
+                    let saved = buf.push(format_args!("{name}"));
+                    f(buf.as_str(), File::Ramdisk(i));
+                    buf.len = saved;
+                }
+            }
         }
     }
 }
@@ -715,7 +749,9 @@ mod tests {
 
     #[test]
     fn directories_list_their_entries() {
-        assert_eq!(ls("/", 1).unwrap(), ["proc/", "sys/"]);
+        assert_eq!(ls("/", 1).unwrap(), ["proc/", "ramdisk/", "sys/"]);
+        // Without a ramdisk its directory is empty.
+        assert_eq!(ls("/ramdisk", 1).unwrap(), Vec::<String>::new());
         assert_eq!(
             ls("/proc", 1).unwrap(),
             [
@@ -815,6 +851,7 @@ mod tests {
         nodes: 0b11,
         blocks: &BLOCKS,
         cma: &["reserved"],
+        ramdisk: &["README", "data00.bin"],
     };
 
     fn ls_in(path: &str) -> Result<Vec<String>, String> {
@@ -928,11 +965,30 @@ mod tests {
             assert_eq!(lookup_in(path, &PRESENT), Ok(Node::File(file)), "{path}");
             n += 1;
         });
-        // As above, plus 4 files in each of 4 memory blocks and 6 in one CMA area.
+        // As above, plus 4 files in each of 4 memory blocks, 6 in one CMA area and the
+        // 2 ramdisk files.
         assert_eq!(
             n,
-            6 + TUNABLES.len() + 1 + 4 * 4 + 2 * 6 + 6 + 5 + FAIL_PAGE_ALLOC.len()
+            6 + TUNABLES.len() + 1 + 4 * 4 + 2 * 6 + 6 + 5 + FAIL_PAGE_ALLOC.len() + 2
         );
+    }
+
+    #[test]
+    fn ramdisk_files_are_read_only_files_by_index() {
+        assert_eq!(ls_in("/ramdisk").unwrap(), ["README", "data00.bin"]);
+        assert_eq!(ls_in("/ramdisk/data00.bin").unwrap(), ["data00.bin"]);
+        assert_eq!(
+            lookup_in("/ramdisk/data00.bin", &PRESENT),
+            Ok(Node::File(File::Ramdisk(1)))
+        );
+        assert_eq!(
+            lookup_in("/ramdisk/nope", &PRESENT),
+            Err(FsError::NotFound("nope"))
+        );
+        let Node::File(f) = lookup_in("/ramdisk/README", &PRESENT).unwrap() else {
+            panic!()
+        };
+        assert!(f.readable() && !f.writable());
     }
 
     #[test]
@@ -951,6 +1007,10 @@ mod tests {
     #[test]
     fn triggers_are_write_only_and_views_read_only() {
         let Node::File(f) = lookup("/proc/sys/vm/compact_memory", 1).unwrap() else {
+            panic!()
+        };
+        assert!(!f.readable() && f.writable());
+        let Node::File(f) = lookup("/proc/sys/vm/drop_caches", 1).unwrap() else {
             panic!()
         };
         assert!(!f.readable() && f.writable());

@@ -16,7 +16,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "ls [PATH]",
         "list a directory of /proc or /sys (default: /)",
     ),
-    ("cat", "cat PATH...", "print /proc or /sys files"),
+    (
+        "cat",
+        "cat PATH...",
+        "print /proc, /sys or /ramdisk files (ramdisk files through the page cache)",
+    ),
     (
         "echo",
         "echo VALUE > PATH",
@@ -38,6 +42,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "compact",
         "compact",
         "compact every zone (as echo 1 > /proc/sys/vm/compact_memory)",
+    ),
+    (
+        "drop_caches",
+        "drop_caches [1|2|3]",
+        "drop clean page cache (1, the default), shrink caches (2), or both (3)",
     ),
     ("meminfo", "meminfo", "print /proc/meminfo"),
     (
@@ -143,6 +152,8 @@ pub enum Command<'a> {
     Stress,
     /// `compact`
     Compact,
+    /// `drop_caches [1|2|3]` (as `echo N > /proc/sys/vm/drop_caches`; 1 when omitted)
+    DropCaches(u32),
     /// `meminfo`
     Meminfo,
     /// `numastat`
@@ -376,6 +387,21 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "frag" => no_more(words, "frag").map(|_| Command::Frag)?,
         "stress" => no_more(words, "stress").map(|_| Command::Stress)?,
         "compact" => no_more(words, "compact").map(|_| Command::Compact)?,
+        "drop_caches" => {
+            let mode = match words.next() {
+                None => 1,
+                Some(m) => m
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=3).contains(m))
+                    .ok_or(ParseError::Bad {
+                        arg: m,
+                        usage: usage("drop_caches"),
+                    })?,
+            };
+            no_more(words, "drop_caches")?;
+            Command::DropCaches(mode)
+        }
         "meminfo" => no_more(words, "meminfo").map(|_| Command::Meminfo)?,
         "numastat" => no_more(words, "numastat").map(|_| Command::Numastat)?,
         "cma" => Command::Cma(match words.next() {
@@ -525,6 +551,17 @@ mod tests {
             Ok(Command::Contig(ContigCmd::Alloc(16384)))
         );
         assert_eq!(parse("contig free"), Ok(Command::Contig(ContigCmd::Free)));
+        assert_eq!(parse("drop_caches"), Ok(Command::DropCaches(1)));
+        assert_eq!(parse("drop_caches 3"), Ok(Command::DropCaches(3)));
+        let u = "drop_caches [1|2|3]";
+        assert_eq!(
+            parse("drop_caches 4"),
+            Err(ParseError::Bad { arg: "4", usage: u })
+        );
+        assert_eq!(
+            parse("drop_caches 1 2"),
+            Err(ParseError::TooMany { usage: u })
+        );
     }
 
     #[test]

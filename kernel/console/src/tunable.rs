@@ -97,6 +97,14 @@ pub struct Tunable {
     pub help: &'static str,
 }
 
+impl Tunable {
+    /// Can `cat` read it? Not a trigger, nor `drop_caches` (mode 0200 in Linux: writing
+    /// is an action, there is no value to read back).
+    pub fn readable(&self) -> bool {
+        !matches!(self.kind, Kind::Trigger) && self.name != "drop_caches"
+    }
+}
+
 /// Every `/proc/sys/vm` tunable, in the order `ls /proc/sys/vm` lists them (alphabetical,
 /// as Linux lists a directory).
 pub const TUNABLES: &[Tunable] = &[
@@ -114,6 +122,11 @@ pub const TUNABLES: &[Tunable] = &[
         name: "compaction_proactiveness",
         kind: Kind::Int { min: 0, max: 100 },
         help: "how hard kcompactd keeps the fragmentation score down (0 disables)",
+    },
+    Tunable {
+        name: "drop_caches",
+        kind: Kind::Int { min: 1, max: 3 },
+        help: "write 1 to drop clean page cache, 2 to shrink caches (shrinkers), 3 both",
     },
     Tunable {
         name: "extfrag_threshold",

@@ -9,6 +9,7 @@ pub mod harness;
 pub mod memory;
 pub mod numa;
 pub mod page_alloc;
+pub mod reclaim;
 pub mod smp;
 pub mod stress;
 pub mod tunables;

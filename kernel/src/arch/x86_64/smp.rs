@@ -418,6 +418,7 @@ fn idle_loop() -> ! {
     loop {
         // Idle-time kernel work (kcompactd) runs here, with interrupts enabled, when due.
         crate::kcompactd::poll(me.cpu);
+        crate::kswapd::poll(me.cpu);
         x86_64::instructions::interrupts::disable();
         if !me.work.pending.load(Ordering::Acquire) {
             // STI's one-instruction shadow makes "enable then halt" atomic: a wake IPI that
