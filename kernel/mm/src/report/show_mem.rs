@@ -182,8 +182,11 @@ impl<P: Platform> PageAllocator<P> {
                 total.totalreserve_pages += m.totalreserve_pages;
                 total.cma_total += m.cma_total;
                 total.cma_free += m.cma_free;
+                total.wmark_low += m.wmark_low;
             }
         }
+        let lru = self.global_lru_sizes();
+        total.file_lru_pages = lru.active_file + lru.inactive_file;
         total
     }
 

@@ -559,6 +559,17 @@ fn drop_caches_and_views() {
     assert!(s.contains("Cached:               68 kB\n"), "{s}");
     assert!(s.contains("Active(file):          4 kB\n"), "{s}");
     assert!(s.contains("Inactive(file):       64 kB\n"), "{s}");
+    // MemAvailable counts the cache as Linux's si_mem_available does: 17 cached pages,
+    // less half of them (8) since the low watermarks are larger, so 9 pages above what
+    // free memory less the reserves gives.
+    let m = a.meminfo_snapshot();
+    assert_eq!(m.file_lru_pages, 17);
+    assert!(m.wmark_low > 8, "low watermarks {}", m.wmark_low);
+    let available = (m.free_pages - m.totalreserve_pages + 9) * 4;
+    assert!(
+        s.contains(&format!("MemAvailable:{available:>11} kB\n")),
+        "MemAvailable {available} kB expected: {s}"
+    );
     let mut v = String::new();
     a.write_vmstat(&mut v).unwrap();
     assert!(v.contains("\nnr_inactive_file 16\nnr_active_file 1\nnr_file_pages 17\n"));
