@@ -131,7 +131,8 @@ gdb: build
 	$(BOOT) --firmware $(FIRMWARE) --mem $(MEM) --cpus $(CPUS) --cmdline "$(CMDLINE)" --gdb
 
 ## report: boot a scripted console session (fragment, compact, let kcompactd work) and
-## plot it: $(REPORT_DIR)/report.md with free_blocks.png, fragmentation.png, pageblock_map.png
+## plot it: $(REPORT_DIR)/report.md with free_blocks.png, fragmentation.png, pageblock_map.png;
+## then a second boot with the ramdisk reads it under memory pressure: reclaim.png
 report: build report-tools
 	REPORT_FONT="$(REPORT_FONT)" $(CARGO) run --quiet -p report -- --out $(REPORT_DIR) --mem $(REPORT_MEM) --cpus $(REPORT_CPUS)
 	@echo "open $(REPORT_DIR)/report.md"

@@ -55,6 +55,10 @@ pub struct Sample {
     pub node_scores: Vec<(u32, u32)>,
     /// `pageblock_map` rows.
     pub map: Vec<MapRow>,
+    /// `/proc/meminfo`: (label without the colon, value in kB).
+    pub meminfo: Vec<(String, u64)>,
+    /// `/proc/vmstat`: (counter, value).
+    pub vmstat: Vec<(String, u64)>,
 }
 
 impl Sample {
@@ -67,6 +71,19 @@ impl Sample {
             }
         }
         out
+    }
+
+    /// A `/proc/meminfo` value in kB (`MemFree`, `Cached`, ...), if sampled.
+    pub fn meminfo_kb(&self, label: &str) -> Option<u64> {
+        self.meminfo
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|&(_, v)| v)
+    }
+
+    /// A `/proc/vmstat` counter (`pgsteal_kswapd`, ...), if sampled.
+    pub fn vmstat(&self, name: &str) -> Option<u64> {
+        self.vmstat.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
     }
 
     /// Free pages held in blocks of each order, summed over zones.
@@ -193,6 +210,38 @@ pub fn parse_uptime(lines: &[String]) -> Result<f64, ParseError> {
         .ok_or_else(|| bad("uptime", l))
 }
 
+/// Parse `/proc/meminfo`: `Label:   12345 kB` lines.
+pub fn parse_meminfo(lines: &[String]) -> Result<Vec<(String, u64)>, ParseError> {
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (label, rest) = l.split_once(':').ok_or_else(|| bad("meminfo", l))?;
+            let value = rest
+                .trim()
+                .strip_suffix("kB")
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad("meminfo", l))?;
+            Ok((label.trim().to_string(), value))
+        })
+        .collect()
+}
+
+/// Parse `/proc/vmstat`: `name value` lines.
+pub fn parse_vmstat(lines: &[String]) -> Result<Vec<(String, u64)>, ParseError> {
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next().and_then(|v| v.parse().ok()), w.next()) {
+                (Some(name), Some(value), None) => Ok((name.to_string(), value)),
+                _ => Err(bad("vmstat", l)),
+            }
+        })
+        .collect()
+}
+
 /// The samples of a transcript's console commands, in order.
 pub fn samples(cmds: &[ConsoleCommand]) -> Result<Vec<Sample>, ParseError> {
     let mut out: Vec<Sample> = Vec::new();
@@ -221,6 +270,8 @@ pub fn samples(cmds: &[ConsoleCommand]) -> Result<Vec<Sample>, ParseError> {
                 (s.zone_scores, s.node_scores) = parse_scores(&c.output)?
             }
             "/sys/kernel/debug/mm/pageblock_map" => s.map = parse_map(&c.output)?,
+            "/proc/meminfo" => s.meminfo = parse_meminfo(&c.output)?,
+            "/proc/vmstat" => s.vmstat = parse_vmstat(&c.output)?,
             _ => {}
         }
     }
@@ -231,6 +282,43 @@ pub fn samples(cmds: &[ConsoleCommand]) -> Result<Vec<Sample>, ParseError> {
 pub const SAMPLE: &str = "cat /proc/uptime; cat /proc/buddyinfo; \
     cat /sys/kernel/debug/extfrag/unusable_index; cat /sys/kernel/debug/mm/fragmentation_score; \
     cat /sys/kernel/debug/mm/pageblock_map";
+
+/// The `cat` commands of one sample of the reclaim session.
+pub const RECLAIM_SAMPLE: &str = "cat /proc/uptime; cat /proc/meminfo; cat /proc/vmstat";
+
+/// The ramdisk's large files (`boot/build.rs`), about 23 MiB together.
+pub const RAMDISK_DATA_FILES: [&str; 11] = [
+    "data00.bin",
+    "data01.bin",
+    "data02.bin",
+    "data03.bin",
+    "data04.bin",
+    "data05.bin",
+    "data06.bin",
+    "data07.bin",
+    "data08.bin",
+    "data09.bin",
+    "data10.bin",
+];
+
+/// The reclaim session (`make report`, second boot, with the ramdisk and kswapd on): a
+/// sample after boot; `hold` order-9 blocks taken (`alloc 9`) so that free memory is
+/// smaller than the image; then `rounds` passes reading every data file of the ramdisk
+/// through the page cache, sampling after each file; finally `drop_caches` and a sample.
+pub fn reclaim_script(hold: usize, rounds: usize) -> String {
+    let mut s = RECLAIM_SAMPLE.to_string();
+    for _ in 0..hold {
+        s.push_str("; alloc 9 GFP_KERNEL");
+    }
+    s.push_str(&format!("; {RECLAIM_SAMPLE}"));
+    for _ in 0..rounds {
+        for f in RAMDISK_DATA_FILES {
+            s.push_str(&format!("; cat /ramdisk/{f}; {RECLAIM_SAMPLE}"));
+        }
+    }
+    s.push_str(&format!("; drop_caches; {RECLAIM_SAMPLE}"));
+    s
+}
 
 /// The session `make report` runs: a sample after boot, fragment, sample, compact,
 /// sample, fragment again and let kcompactd's proactive compaction work for a few seconds
@@ -313,5 +401,57 @@ powering off\r\n";
         );
         assert_eq!(cmds.iter().filter(|c| c.starts_with("sleep")).count(), 3);
         assert_eq!(cmds[5], "frag");
+    }
+
+    #[test]
+    fn meminfo_and_vmstat_samples() {
+        let t = "memkernel# cat /proc/uptime\r\n\
+2.00 0.00\r\n\
+memkernel# cat /proc/meminfo\r\n\
+MemTotal:         118000 kB\r\n\
+MemFree:           20480 kB\r\n\
+Cached:             8192 kB\r\n\
+memkernel# cat /proc/vmstat\r\n\
+nr_free_pages 5120\r\n\
+pgsteal_kswapd 300\r\n\
+memkernel# cat /ramdisk/data00.bin\r\n\
+data00.bin: 8388608 bytes read through the page cache, every byte as generated\r\n\
+memkernel# cat /proc/uptime\r\n\
+3.00 0.00\r\n\
+memkernel# cat /proc/meminfo\r\n\
+MemFree:            4096 kB\r\n\
+memkernel# ";
+        let s = samples(&boot::console_commands(t)).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].meminfo_kb("MemFree"), Some(20480));
+        assert_eq!(s[0].meminfo_kb("Cached"), Some(8192));
+        assert_eq!(s[0].vmstat("pgsteal_kswapd"), Some(300));
+        assert_eq!(s[0].vmstat("pgsteal_direct"), None);
+        // A `cat` of anything else is a phase, like any other command.
+        assert_eq!(s[1].phase, "boot");
+        assert_eq!(s[1].meminfo_kb("MemFree"), Some(4096));
+        let l = |s: &str| vec![s.to_string()];
+        assert!(parse_meminfo(&l("MemFree: lots")).is_err());
+        assert!(parse_meminfo(&l("MemFree 12 kB")).is_err());
+        assert!(parse_vmstat(&l("pgsteal_kswapd")).is_err());
+        assert!(parse_vmstat(&l("pgsteal_kswapd 1 2")).is_err());
+    }
+
+    #[test]
+    fn the_reclaim_script_holds_then_reads_every_file() {
+        let s = reclaim_script(5, 2);
+        let cmds: Vec<&str> = s.split(';').map(str::trim).collect();
+        assert_eq!(cmds.iter().filter(|c| c.starts_with("alloc 9")).count(), 5);
+        let reads = cmds
+            .iter()
+            .filter(|c| c.starts_with("cat /ramdisk/"))
+            .count();
+        assert_eq!(reads, 2 * RAMDISK_DATA_FILES.len());
+        // A sample after boot, after holding, after every read and after drop_caches.
+        assert_eq!(
+            cmds.iter().filter(|c| **c == "cat /proc/uptime").count(),
+            2 + reads + 1
+        );
+        assert_eq!(cmds[cmds.len() - 4], "drop_caches");
     }
 }

@@ -13,6 +13,13 @@
 //! fragmenting, compacting and kcompactd's proactive rounds) and `pageblock_map.png` (one
 //! square per pageblock, coloured by migratetype, free pageblocks white).
 //!
+//! A second boot, with the ramdisk and kswapd on ([`report::reclaim_script`]), reads the
+//! image through the page cache with less free memory than the image, sampling
+//! `/proc/meminfo` and `/proc/vmstat` after every file: `reclaim.png` shows free memory,
+//! the cache and what kswapd and direct reclaim took back over time (its transcript is
+//! `DIR/reclaim_transcript.txt`; `--reclaim-from PATH` replots a saved one, `--no-reclaim`
+//! skips it).
+//!
 //! Text is drawn with a TrueType font read at run time (default DejaVu Sans from Debian's
 //! `fonts-dejavu-core`; `REPORT_FONT=path.ttf` overrides), so rendering needs no system
 //! library at all.
@@ -26,7 +33,7 @@ use std::{
 };
 
 use plotters::{prelude::*, style::FontStyle};
-use report::{NR_ORDERS, Sample, report_script, samples};
+use report::{NR_ORDERS, Sample, reclaim_script, report_script, samples};
 
 type Res<T = ()> = Result<T, Box<dyn Error>>;
 
@@ -39,6 +46,8 @@ struct Args {
     mem: String,
     cpus: u32,
     samples: usize,
+    reclaim: bool,
+    reclaim_from: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
         mem: "512M".into(),
         cpus: 2,
         samples: 10,
+        reclaim: true,
+        reclaim_from: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -70,10 +81,12 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&n| n <= 100)
                     .ok_or_else(|| format!("--samples {v}: expected 0 to 100"))?;
             }
+            "--no-reclaim" => a.reclaim = false,
+            "--reclaim-from" => a.reclaim_from = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 return Err(
-                    "usage: report [--out DIR] [--mem SIZE] [--cpus N] [--samples N] \
-                            | report --from TRANSCRIPT [--out DIR]"
+                    "usage: report [--out DIR] [--mem SIZE] [--cpus N] [--samples N] [--no-reclaim] \
+                            | report --from TRANSCRIPT [--reclaim-from TRANSCRIPT] [--out DIR]"
                         .into(),
                 );
             }
@@ -137,13 +150,192 @@ fn run(args: &Args) -> Res {
             ("after frag again and kcompactd", last),
         ],
     )?;
-    let md = summary(&samples, before, after, last);
+    let mut md = summary(&samples, before, after, last);
+    let mut written = "report.md, free_blocks.png, fragmentation.png, pageblock_map.png";
+    let reclaim_transcript = match (&args.reclaim_from, &args.from) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?,
+        ),
+        (None, None) if args.reclaim => Some(reclaim_session(args)?),
+        _ => None,
+    };
+    if let Some(t) = reclaim_transcript {
+        let rs = report::samples(&boot::console_commands(&t))?;
+        if rs.len() < 3 {
+            return Err(format!(
+                "the reclaim transcript has {} samples; expected at least boot, after holding memory and after a read",
+                rs.len()
+            )
+            .into());
+        }
+        reclaim_png(&args.out.join("reclaim.png"), &rs)?;
+        md.push_str(&reclaim_summary(&rs));
+        written = "report.md, free_blocks.png, fragmentation.png, pageblock_map.png, reclaim.png";
+    }
     std::fs::write(args.out.join("report.md"), md)?;
-    println!(
-        "report: wrote {} (report.md, free_blocks.png, fragmentation.png, pageblock_map.png)",
-        args.out.display()
-    );
+    println!("report: wrote {} ({written})", args.out.display());
     Ok(())
+}
+
+/// Memory of the reclaim session's machine, and order-9 blocks it holds before reading:
+/// 128 MiB less the 24 MiB ramdisk and the kernel leave about 80 MiB free; holding 56 MiB
+/// leaves about 24 MiB, less than the image with its watermarks.
+const RECLAIM_MEM: &str = "128M";
+const RECLAIM_HOLD_ORDER9: usize = 28;
+const RECLAIM_ROUNDS: usize = 2;
+
+fn reclaim_session(args: &Args) -> Res<String> {
+    let cfg = boot::RunConfig {
+        memory: RECLAIM_MEM.into(),
+        cpus: args.cpus,
+        ramdisk: true,
+        script: Some(reclaim_script(RECLAIM_HOLD_ORDER9, RECLAIM_ROUNDS)),
+        timeout: Duration::from_secs(1200),
+        ..Default::default()
+    };
+    run_session(&cfg, &args.out, "reclaim session", "reclaim_transcript.txt")
+}
+
+/// Pages counted by a vmstat event since the first sample, in MiB.
+fn since_start_mib(samples: &[Sample], s: &Sample, name: &str) -> f64 {
+    let first = samples.first().and_then(|f| f.vmstat(name)).unwrap_or(0);
+    mib(s.vmstat(name).unwrap_or(0).saturating_sub(first))
+}
+
+/// One plotted quantity of a sample, in MiB.
+type SampleValue<'a> = Box<dyn Fn(&Sample) -> f64 + 'a>;
+
+fn reclaim_png(path: &Path, samples: &[Sample]) -> Res {
+    let kib = |s: &Sample, label: &str| s.meminfo_kb(label).unwrap_or(0) as f64 / 1024.0;
+    let series: [(&str, RGBColor, SampleValue); 4] = [
+        (
+            "MemFree",
+            RGBColor(33, 102, 172),
+            Box::new(move |s| kib(s, "MemFree")),
+        ),
+        (
+            "Cached (page cache)",
+            RGBColor(27, 120, 55),
+            Box::new(move |s| kib(s, "Cached")),
+        ),
+        (
+            "pgsteal_kswapd since start",
+            RGBColor(214, 96, 77),
+            Box::new(|s| since_start_mib(samples, s, "pgsteal_kswapd")),
+        ),
+        (
+            "pgsteal_direct since start",
+            RGBColor(118, 42, 131),
+            Box::new(|s| since_start_mib(samples, s, "pgsteal_direct")),
+        ),
+    ];
+    let t0 = samples.first().map_or(0.0, |s| s.uptime);
+    let tmax = samples.last().map_or(1.0, |s| s.uptime - t0).max(0.1);
+    let ymax = samples
+        .iter()
+        .flat_map(|s| series.iter().map(move |(_, _, f)| f(s)))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Reading the ramdisk through the page cache with less free memory than the image",
+            (FONT, 22),
+        )
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..tmax, 0f64..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the first sample")
+        .y_desc("MiB")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .draw()?;
+    for (name, color, f) in &series {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| (s.uptime - t0, f(s))),
+                color.stroke_width(2),
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn reclaim_summary(samples: &[Sample]) -> String {
+    let mut md = String::new();
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return md;
+    };
+    let d = |name: &str| {
+        last.vmstat(name)
+            .unwrap_or(0)
+            .saturating_sub(first.vmstat(name).unwrap_or(0))
+    };
+    let min_free = samples
+        .iter()
+        .skip(1)
+        .filter_map(|s| s.meminfo_kb("MemFree"))
+        .min()
+        .unwrap_or(0);
+    let max_cached = samples
+        .iter()
+        .filter_map(|s| s.meminfo_kb("Cached"))
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "\n## Reclaim: the ramdisk read through the page cache under memory pressure\n\n\
+         A second boot ({RECLAIM_MEM}, the 24 MiB ramdisk, kswapd on): {RECLAIM_HOLD_ORDER9} order-9 \
+         blocks are held so that free memory is smaller than the image, then every data file is \
+         read {RECLAIM_ROUNDS} times through the page cache (`cat /ramdisk/FILE` checks every byte), \
+         with a sample after each file, and finally `drop_caches`. {} samples over {:.1} s; the \
+         raw transcript is `reclaim_transcript.txt`.\n",
+        samples.len(),
+        last.uptime - first.uptime
+    );
+    let _ = writeln!(md, "| counter | over the session |");
+    let _ = writeln!(md, "| --- | ---: |");
+    for name in [
+        "pgscan_kswapd",
+        "pgsteal_kswapd",
+        "pgscan_direct",
+        "pgsteal_direct",
+        "pageoutrun",
+        "drop_pagecache",
+    ] {
+        let _ = writeln!(md, "| `{name}` | {} |", d(name));
+    }
+    let stalls: u64 = last
+        .vmstat
+        .iter()
+        .filter(|(n, _)| n.starts_with("allocstall_"))
+        .map(|(n, _)| d(n))
+        .sum();
+    let _ = writeln!(md, "| `allocstall_*` (all zones) | {stalls} |");
+    let _ = writeln!(
+        md,
+        "\nLowest MemFree after memory was held: {} KiB; largest Cached: {} KiB.\n\n\
+         ![reclaim](reclaim.png)",
+        min_free, max_cached
+    );
+    md
 }
 
 fn boot_session(args: &Args) -> Res<String> {
@@ -154,16 +346,23 @@ fn boot_session(args: &Args) -> Res<String> {
         timeout: Duration::from_secs(1200),
         ..Default::default()
     };
+    run_session(&cfg, &args.out, "session", "transcript.txt")
+}
+
+/// Boot `cfg`, save the transcript as `out/file`, and return it if the kernel succeeded.
+fn run_session(cfg: &boot::RunConfig, out: &Path, what: &str, file: &str) -> Res<String> {
     eprintln!(
-        "report: booting QEMU ({} memory, {} CPUs) for the scripted session ...",
-        cfg.memory, cfg.cpus
+        "report: booting QEMU ({} memory, {} CPUs{}) for the {what} ...",
+        cfg.memory,
+        cfg.cpus,
+        if cfg.ramdisk { ", ramdisk" } else { "" }
     );
-    let r = boot::run(&cfg)?;
-    let path = args.out.join("transcript.txt");
+    let r = boot::run(cfg)?;
+    let path = out.join(file);
     std::fs::write(&path, &r.transcript)?;
     if r.outcome != boot::Outcome::KernelSuccess {
         return Err(format!(
-            "the session failed ({:?}); transcript in {}\n{}",
+            "the {what} failed ({:?}); transcript in {}\n{}",
             r.outcome,
             path.display(),
             r.tail(30)
@@ -171,7 +370,7 @@ fn boot_session(args: &Args) -> Res<String> {
         .into());
     }
     eprintln!(
-        "report: session done in {:.1} s; transcript in {}",
+        "report: {what} done in {:.1} s; transcript in {}",
         r.elapsed.as_secs_f64(),
         path.display()
     );
