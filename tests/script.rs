@@ -254,6 +254,7 @@ fn console_alloc_free_stress_ls_sleep_do_what_they_say() {
             "compact_memory",
             "compact_unevictable_allowed",
             "compaction_proactiveness",
+            "drop_caches",
             "extfrag_threshold",
             "lowmem_reserve_ratio",
             "min_free_kbytes",
