@@ -42,8 +42,50 @@ pub fn config(firmware: Firmware, memory: &str, cpus: u32, cmdline: &str) -> Run
 }
 
 /// Boot `cfg`, panicking with the transcript tail if QEMU can not even start.
+///
+/// With `QEMU_TRANSCRIPTS=DIR` in the environment, each boot's serial transcript is also
+/// written to `DIR` (one file per test, named after it), with the run's wall
+/// time on its first line: the in-kernel harness prints `time: TEST N ms` per test, so
+/// these files show where a slow configuration spends its time.
 pub fn boot(cfg: &RunConfig) -> RunResult {
-    boot::run(cfg).unwrap_or_else(|e| panic!("could not run QEMU for {cfg:?}: {e}"))
+    let r = boot::run(cfg).unwrap_or_else(|e| panic!("could not run QEMU for {cfg:?}: {e}"));
+    if let Some(dir) = std::env::var_os("QEMU_TRANSCRIPTS") {
+        save_transcript(std::path::Path::new(&dir), cfg, &r);
+    }
+    r
+}
+
+/// Write `r`'s transcript under `dir` (see [`boot`]); a failure to write is reported,
+/// not fatal: the transcript is a diagnostic.
+fn save_transcript(dir: &std::path::Path, cfg: &RunConfig, r: &RunResult) {
+    // libtest names each test's thread after the test: one file per test; a test
+    // that boots twice appends its second boot.
+    let name: String = std::thread::current()
+        .name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{}-{}cpu", cfg.firmware, cfg.memory, cfg.cpus))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let text = format!(
+        "# {:?} {:.1} s\n{}",
+        r.outcome,
+        r.elapsed.as_secs_f64(),
+        r.transcript
+    );
+    let path = dir.join(format!("{name}.log"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(text.as_bytes())
+    };
+    if let Err(e) = write() {
+        eprintln!("could not save the transcript to {}: {e}", path.display());
+    }
 }
 
 /// Run the whole in-kernel suite under `cfg` and assert that it passed completely:
