@@ -209,7 +209,12 @@ fn main() {
     println!("cargo:rustc-env=RAMDISK_UEFI_IMAGE={}", uefi.display());
 
     let minimal = artifact("CARGO_BIN_FILE_MINIMAL_KERNEL_minimal-kernel");
-    let (bios, uefi) = images(&strip_debug_info(&minimal, &out_dir), &out_dir, "minimal-", None);
+    let (bios, uefi) = images(
+        &strip_debug_info(&minimal, &out_dir),
+        &out_dir,
+        "minimal-",
+        None,
+    );
     println!("cargo:rustc-env=MINIMAL_KERNEL_ELF={}", minimal.display());
     println!("cargo:rustc-env=MINIMAL_BIOS_IMAGE={}", bios.display());
     println!("cargo:rustc-env=MINIMAL_UEFI_IMAGE={}", uefi.display());

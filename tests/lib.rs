@@ -65,7 +65,13 @@ fn save_transcript(dir: &std::path::Path, cfg: &RunConfig, r: &RunResult) {
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}-{}-{}cpu", cfg.firmware, cfg.memory, cfg.cpus))
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let text = format!(
         "# {:?} {:.1} s\n{}",

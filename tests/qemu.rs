@@ -42,16 +42,24 @@ fn bios_1g_full_suite() {
     );
 }
 
+/// The suites whose outcome depends on the memory layout the firmware hands over (the
+/// memory model, zones and watermarks, the allocator and its tunables, vmalloc, NUMA,
+/// compaction within zones, the per-CPU lists): what the UEFI runs and the
+/// `movablecore=` run add to their BIOS twins. The suites that work the allocator hard
+/// and the same way whatever the layout (compaction, contig, stress, reclaim) run in the
+/// BIOS configurations, where they take a third of the time.
+const LAYOUT_SUITES: &str = "test=ktests::boot,ktests::memory,ktests::page_alloc,\
+ktests::fault_injection,ktests::tunables,ktests::vmalloc,ktests::numa,\
+ktests::zoned_compaction,ktests::smp,ktests::console";
+
 #[test]
-fn uefi_128m_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Uefi, "128M", 4, "test"));
+fn uefi_128m_layout_suites() {
+    assert_full_suite_passes(&config(Firmware::Uefi, "128M", 4, LAYOUT_SUITES));
 }
 
 #[test]
-fn uefi_1g_full_suite() {
-    // The compaction suite fills and compacts most of memory, which takes minutes under
-    // TCG at 1 GiB and more: it runs in BIOS 1G and in every smaller configuration.
-    assert_full_suite_passes(&config(Firmware::Uefi, "1G", 4, "test=-ktests::compaction"));
+fn uefi_1g_layout_suites() {
+    assert_full_suite_passes(&config(Firmware::Uefi, "1G", 4, LAYOUT_SUITES));
 }
 
 /// The contiguous-allocation suite with a boot-declared CMA area (`cma=64M`): a 32 MiB
@@ -99,9 +107,17 @@ fn bios_one_cpu_full_suite() {
     }
 }
 
+/// Eight CPUs on a 2-core host: the suites whose tests involve every CPU (IPIs, remote
+/// drains, concurrent allocation, migration under concurrent access).
 #[test]
-fn uefi_eight_cpus_full_suite() {
-    let r = assert_full_suite_passes(&config(Firmware::Uefi, "512M", 8, "test"));
+fn uefi_eight_cpus_smp_suites() {
+    let r = assert_full_suite_passes(&config(
+        Firmware::Uefi,
+        "512M",
+        8,
+        "test=ktests::boot,ktests::smp,ktests::stress,ktests::page_alloc,\
+ktests::compaction::migration_under,ktests::contig",
+    ));
     assert!(
         r.transcript.contains("smp: 8 CPU(s) online"),
         "{}",
@@ -137,8 +153,9 @@ fn assert_zoned_compaction_ran(transcript: &str, zone: &str) {
 }
 
 #[test]
-fn uefi_6g_full_suite() {
-    assert_full_suite_passes(&config(Firmware::Uefi, "6G", 4, "test=-ktests::compaction"));
+fn uefi_6g_layout_suites() {
+    let r = assert_full_suite_passes(&config(Firmware::Uefi, "6G", 4, LAYOUT_SUITES));
+    assert_zoned_compaction_ran(&r.transcript, "Normal");
 }
 
 /// `movablecore=` carves ZONE_MOVABLE from the top of memory (checked in-kernel by
@@ -149,7 +166,7 @@ fn movablecore_creates_zone_movable() {
         Firmware::Bios,
         "1G",
         2,
-        "test=-ktests::compaction movablecore=256M",
+        &format!("{LAYOUT_SUITES} movablecore=256M"),
     ));
     assert_zoned_compaction_ran(&r.transcript, "Movable");
     let movable = r

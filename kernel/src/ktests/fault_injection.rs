@@ -218,6 +218,7 @@ ktest! {
         let a = allocator();
         let before = settled_free();
         let (inj0, fail0, refill0) = (injected(), a.vm_event(VmEvent::PgallocFail), a.vm_event(VmEvent::PcpRefill));
+        let refilled0 = a.vm_event(VmEvent::PcpRefillPages);
         let mut held: Vec<&Page> = Vec::with_capacity(64);
         let mut outcome = [false; 64];
         {
@@ -230,7 +231,7 @@ ktest! {
                 }
             }
         }
-        let pcp_after = a.nr_pcp_pages();
+        let refilled = a.vm_event(VmEvent::PcpRefillPages) - refilled0;
         for p in held.drain(..) {
             a.free_pages(p, 0).map_err(|e| format!("free: {e}"))?;
         }
@@ -239,7 +240,9 @@ ktest! {
         kassert_eq!(injected() - inj0, 8);
         kassert_eq!(a.vm_event(VmEvent::PgallocFail) - fail0, 8);
         kassert!(a.vm_event(VmEvent::PcpRefill) > refill0, "the pcp list was not refilled");
-        kassert!(pcp_after > 0, "nothing left on the refilled pcp list");
+        // The 56 that succeeded came through refilled lists (whether a page is left on
+        // the list afterwards depends on how the batch divides 56, i.e. on memory size).
+        kassert!(refilled >= 56, "only {} pages refilled for 56 allocations", refilled);
         kassert_eq!(settled_free(), before);
         check_invariants()
     }

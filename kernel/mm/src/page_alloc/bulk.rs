@@ -100,7 +100,6 @@ impl<P: Platform> PageAllocator<P> {
                     &mut lists,
                     pindex,
                     Some(hdr),
-                    true,
                 ) else {
                     break;
                 };

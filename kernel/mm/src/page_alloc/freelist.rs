@@ -70,9 +70,7 @@ impl<P: Platform> PageAllocator<P> {
                 return Err(self.fail_injected(gfp, order));
             }
         }
-        if order == 0
-            && let Some(page) = self.alloc_page_fast(gfp, preferred_nid)
-        {
+        if let Some(page) = self.alloc_pages_fast(gfp, order, preferred_nid) {
             return Ok(page);
         }
         let placement = match validate(gfp, order) {
@@ -220,9 +218,9 @@ impl<P: Platform> PageAllocator<P> {
         highest: ZoneType,
         alloc_flags: AllocFlags,
     ) -> bool {
-        // The cheap order-0 comparison `watermark::zone_watermark_fast` starts with,
-        // reading only the counters it needs.
-        if order == 0 && zone_watermark_order0(zone, highest.index(), alloc_flags) {
+        // The cheap comparison that passes most requests, reading only the counters it
+        // needs (`watermark::zone_watermark_fast` starts with it at order 0).
+        if zone_watermark_quick(zone, order, highest.index(), alloc_flags) {
             return true;
         }
         watermark::zone_watermark_fast(
@@ -306,7 +304,7 @@ impl<P: Platform> PageAllocator<P> {
     ) -> Option<&Page> {
         let mut page = None;
         if pcp_allowed_order(order) {
-            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, true, pref_nid);
+            page = self.rmqueue_pcplist(zr, zone, order, mt, alloc_flags, false, pref_nid);
         }
         if page.is_none() {
             page = self.rmqueue_buddy(zr, zone, order, alloc_flags, mt, pref_nid);
@@ -343,11 +341,14 @@ impl<P: Platform> PageAllocator<P> {
         zone.wm.boost.store(0, Ordering::Relaxed);
     }
 
-    /// Take a page from this CPU's pcp list for `zone` (`rmqueue_pcplist`). `None` if the
-    /// list is busy (being drained by another CPU) or cannot be refilled. Without
-    /// `refill` (the order-0 fast path), an empty list is `None` with nothing changed:
-    /// refilling is the general path's business. `pref_nid` is the node the request
-    /// preferred (for the NUMA counters).
+    /// Take a page from this CPU's pcp list for `zone` (`rmqueue_pcplist`), refilling an
+    /// empty list from the buddy lists. `None` if the list is busy (being drained by
+    /// another CPU) or cannot be refilled. With `quiet_failure` (the fast path, whose
+    /// failure is followed by the general path's own attempt at the same zone) a failure
+    /// changes nothing: the list's `free_factor` is decayed only when a page is taken, so
+    /// the pair of attempts decays it once, as the one attempt of the general path does
+    /// (a failed refill moves no page). `pref_nid` is the node the request preferred (for
+    /// the NUMA counters).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn rmqueue_pcplist(
@@ -357,7 +358,7 @@ impl<P: Platform> PageAllocator<P> {
         order: u32,
         mt: Migratetype,
         alloc_flags: AllocFlags,
-        refill: bool,
+        quiet_failure: bool,
         pref_nid: usize,
     ) -> Option<&Page> {
         let pindex = order_to_pindex(mt, order)?;
@@ -365,22 +366,13 @@ impl<P: Platform> PageAllocator<P> {
         let cpu = self.platform.cpu_id();
         let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
         let mut lists = pcp.lock.try_lock_irqs_off(&self.platform)?;
-        if !refill && lists.list(pindex).is_empty() {
-            return None;
-        }
-        if lists.free_factor != 0 {
+        let page =
+            self.__rmqueue_pcplist(zone, order, mt, alloc_flags, &mut lists, pindex, Some(hdr));
+        // The decay Linux applies on entry; free_factor is read only by frees (under this
+        // lock), so applying it after the pop is the same.
+        if lists.free_factor != 0 && (page.is_some() || !quiet_failure) {
             lists.free_factor >>= 1;
         }
-        let page = self.__rmqueue_pcplist(
-            zone,
-            order,
-            mt,
-            alloc_flags,
-            &mut lists,
-            pindex,
-            Some(hdr),
-            refill,
-        );
         drop(lists);
         if page.is_some() {
             hdr.count_vm_events_irqs_off(VmEvent::pgalloc(zone.zone_type), 1 << order);
@@ -389,7 +381,7 @@ impl<P: Platform> PageAllocator<P> {
         page
     }
 
-    /// Pop a page from pcp list `pindex`, refilling it first if empty and `refill` allows
+    /// Pop a page from pcp list `pindex`, refilling it first if empty
     /// (`__rmqueue_pcplist`).
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -402,13 +394,9 @@ impl<P: Platform> PageAllocator<P> {
         lists: &mut PcpLists,
         pindex: usize,
         hdr: Option<&PerCpuHeader>,
-        refill: bool,
     ) -> Option<&Page> {
         loop {
             if lists.list(pindex).is_empty() {
-                if !refill {
-                    return None;
-                }
                 let batch = nr_pcp_alloc(lists.count, lists.high, lists.batch, order);
                 let n = self.rmqueue_bulk(zone, order, batch, lists, pindex, mt, alloc_flags, hdr);
                 lists.count += n << order;
@@ -492,8 +480,10 @@ impl<P: Platform> PageAllocator<P> {
         }
         let ev = b.events;
         drop(g);
-        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefill, 1);
-        self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefillPages, i << order);
+        if i > 0 {
+            self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefill, 1);
+            self.count_vm_events_irqs_off(hdr, VmEvent::PcpRefillPages, i << order);
+        }
         self.count_buddy_events(hdr, ev);
         i
     }

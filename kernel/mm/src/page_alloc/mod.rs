@@ -6,9 +6,10 @@
 //! ```text
 //! alloc_pages(gfp, order)
 //!   __alloc_pages
-//!     alloc_page_fast            order 0: the first zone's step below, with the class's
-//!                                answers computed once (fastpath.rs); when the pcp list
-//!                                cannot serve it, nothing changed and the rest follows
+//!     alloc_pages_fast           orders 0-3 and 9: the first zone's step below, with the
+//!                                class's answers computed once (fastpath.rs); when that
+//!                                zone's pcp list cannot serve it, nothing changed and the
+//!                                rest follows
 //!     prepare_alloc_pages        gfp -> highest zone, migratetype, zonelist (or an error)
 //!     get_page_from_freelist     fast path: WMARK_LOW, ALLOC_NOFRAGMENT when it pays
 //!       for each zone of the zonelist up to the highest allowed:
@@ -821,7 +822,7 @@ mod init;
 mod numa;
 use init::direct_map_offset;
 mod slowpath;
-use fastpath::{FastPlan, NR_GFP_CLASSES, zone_watermark_order0};
+use fastpath::{FastPlan, NR_GFP_CLASSES, zone_watermark_quick};
 pub(crate) mod zonelist;
 
 #[cfg(all(test, feature = "std"))]

@@ -201,7 +201,7 @@ counter_enum! {
         NrTlbLocalFlushAll = "nr_tlb_local_flush_all",
         /// `nr_tlb_local_flush_one`: single-page local TLB flushes.
         NrTlbLocalFlushOne = "nr_tlb_local_flush_one",
-        /// Ours: pcp list refills from the buddy lists (`rmqueue_bulk` calls).
+        /// Ours: pcp list refills from the buddy lists (`rmqueue_bulk` calls that moved pages).
         PcpRefill = "pcp_refill",
         /// Ours: pages moved to pcp lists by refills.
         PcpRefillPages = "pcp_refill_pages",
