@@ -444,6 +444,36 @@ fn page_checks_head_by_default_full_when_switched_on() {
     assert_eq!(e.reason, BadPageReason::CorruptCompound);
     assert_eq!(e.pfn, Some(pfn(&a, c) + 2));
     leaked += 4;
+    // So is a compound head whose first tail no longer records the order.
+    let c = a.alloc_pages(GFP_KERNEL | Gfp::COMP, 3).unwrap();
+    a.pfn_to_page(pfn(&a, c) + 1).unwrap().set_order_field(2);
+    let e = a.free_pages(c, 3).unwrap_err();
+    assert_eq!(e.reason, BadPageReason::CorruptCompound);
+    assert_eq!(e.pfn, Some(pfn(&a, c)));
+    leaked += 8;
+    // A page dirtied while it sat on a free list (here this CPU's pcp list, last in first
+    // out) is not handed out: the allocation checks the head and takes another page.
+    let p = a.alloc_pages(GFP_KERNEL, 0).unwrap();
+    a.free_pages(p, 0).unwrap();
+    p.set_mapcount(1);
+    let q = a.alloc_pages(GFP_KERNEL, 0).unwrap();
+    assert!(
+        !std::ptr::eq(p, q),
+        "a page in use on a free list was handed out"
+    );
+    a.free_pages(q, 0).unwrap();
+    leaked += 1;
+    // The same for the head of a multi-page block, at the default checks.
+    let b = a.alloc_pages(GFP_KERNEL, 2).unwrap();
+    a.free_pages(b, 2).unwrap();
+    b.set_mapping(0x5000 as *const (), 0);
+    let q = a.alloc_pages(GFP_KERNEL, 2).unwrap();
+    assert!(
+        !std::ptr::eq(b, q),
+        "a block in use on a free list was handed out"
+    );
+    a.free_pages(q, 2).unwrap();
+    leaked += 4;
     // A tail of a non-compound block is not read at free: the block goes back whole, and
     // comes back whole (the pcp list is last-in first-out) with the dirty tail unseen. The
     // dirty descriptor is caught as soon as it heads a block of its own.
