@@ -523,6 +523,91 @@ impl<'m, 'g> Buddy<'m, 'g> {
         self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
+    /// The pfn of `page`, a block taken off a pcp list, through `cursor` (see
+    /// [`Buddy::free_pcp_block`]); `None` for a descriptor outside every memmap.
+    #[inline]
+    pub fn pcp_page_pfn(&self, page: &Page, cursor: &mut Option<SectionCursor<'m>>) -> Option<u64> {
+        let nr = page.section_nr();
+        let c = match *cursor {
+            Some(c) if c.nr == nr => c,
+            _ => {
+                let c = SectionCursor::new(self.mem, nr)?;
+                *cursor = Some(c);
+                c
+            }
+        };
+        let off = (page as *const Page as usize).wrapping_sub(c.map.as_ptr() as usize)
+            / core::mem::size_of::<Page>();
+        (off < c.map.len()).then_some(c.start_pfn + off as u64)
+    }
+
+    /// True when a compaction capture is armed for this zone on this CPU: then every
+    /// order a freed block passes through must be offered to it, and frees go page by
+    /// page.
+    #[inline]
+    pub fn capture_armed(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Free `len` order-0 pages at `pfn..pfn + len`, taken off a pcp list one after the
+    /// other (a run the drain found in the list's order, rising or falling): as the
+    /// largest aligned blocks the run holds, which then merge with their free buddies as
+    /// any freed block does. The result is the one page-by-page frees reach (every pair of
+    /// free buddies merged) at a fraction of the work: a run of 32 pages is one block put
+    /// on a list, not 32 pages each merged level by level. Not with a capture armed (it
+    /// must see every order a block passes through): see [`Buddy::capture_armed`].
+    pub fn free_pcp_run(&mut self, pfn: u64, len: u64, cursor: &mut Option<SectionCursor<'m>>) {
+        let (mut pfn, mut left) = (pfn, len);
+        while left > 0 {
+            // The largest block that starts at `pfn` (aligned) and fits in the run, never
+            // more than a pageblock (one pageblock type, one section).
+            let order = pfn
+                .trailing_zeros()
+                .min(63 - left.leading_zeros())
+                .min(PAGEBLOCK_ORDER);
+            self.free_pcp_chunk(pfn, order, cursor);
+            pfn += 1 << order;
+            left -= 1 << order;
+        }
+    }
+
+    /// One block of [`Buddy::free_pcp_run`]: `2^order` free pages at `pfn`, one
+    /// section and one pageblock. Pages of two zones (a zone boundary inside the block)
+    /// are freed one by one.
+    fn free_pcp_chunk(&mut self, pfn: u64, order: u32, cursor: &mut Option<SectionCursor<'m>>) {
+        let nr = self.mem.pfn_to_section_nr(pfn);
+        let c = match *cursor {
+            Some(c) if c.nr == nr => c,
+            _ => {
+                let Some(c) = SectionCursor::new(self.mem, nr) else {
+                    return;
+                };
+                *cursor = Some(c);
+                c
+            }
+        };
+        let mt = c
+            .usemap
+            .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
+            .unwrap_or(Migratetype::Unmovable);
+        let last = pfn + (1u64 << order) - 1;
+        if order > 0 {
+            match (
+                c.map.get(section_index(c.map, pfn)),
+                c.map.get(section_index(c.map, last)),
+            ) {
+                (Some(a), Some(b)) if Self::same_zone(a, b) => {}
+                _ => {
+                    for p in pfn..=last {
+                        self.free_one_page_in(c.map, p, 0, mt, false);
+                    }
+                    return;
+                }
+            }
+        }
+        self.free_one_page_in(c.map, pfn, order, mt, false);
+    }
+
     /// Free a block of any order (`split_large_buddy` + `__free_one_page`): blocks larger
     /// than a pageblock are freed pageblock by pageblock, each onto the lists of its own
     /// pageblock's type, and merge again where the types allow.

@@ -5,6 +5,33 @@
 use super::*;
 use crate::page_alloc::bad_page::PageChecks;
 
+/// True if `next` is the descriptor right after `page` in the same section's memmap: the
+/// page of the next pfn.
+#[inline(always)]
+fn follows(page: &Page, next: &Page) -> bool {
+    ptr::eq((page as *const Page).wrapping_add(1), next) && page.section_nr() == next.section_nr()
+}
+
+/// Free the run of order-0 pages a pcp drain took off a list one after the other, from
+/// descriptor `lo` to `hi` (consecutive pfns in one section): one page by its descriptor,
+/// more as blocks ([`Buddy::free_pcp_run`]).
+#[inline(always)]
+fn free_run<'m>(
+    b: &mut Buddy<'m, '_>,
+    lo: &Page,
+    hi: &Page,
+    cursor: &mut Option<crate::page_alloc::buddy::SectionCursor<'m>>,
+) {
+    if ptr::eq(lo, hi) {
+        b.free_pcp_block(lo, 0, cursor);
+        return;
+    }
+    let len = (hi as *const Page as usize - lo as *const Page as usize) / size_of::<Page>() + 1;
+    if let Some(pfn) = b.pcp_page_pfn(lo, cursor) {
+        b.free_pcp_run(pfn, len as u64, cursor);
+    }
+}
+
 /// The checks made before a reference is dropped: anything that fails here leaves the page
 /// untouched.
 #[inline]
@@ -414,7 +441,11 @@ impl<P: Platform> PageAllocator<P> {
     /// Return `count` base pages from a pcp to the buddy lists in one zone-lock hold
     /// (`free_pcppages_bulk`): lists are visited round-robin starting at `pindex`, each
     /// drained from its tail (its coldest pages) until the count is met or it is empty.
-    /// Interrupts must be disabled and the pcp lock held.
+    /// Order-0 pages that come off the list as a run of consecutive pfns (rising or
+    /// falling) are freed as the largest aligned blocks the run holds
+    /// ([`Buddy::free_pcp_run`]): pages freed together (a buffer, a process's memory) were
+    /// mostly allocated together, and merging them as a block costs one list insertion
+    /// instead of one per page and level. Interrupts must be disabled and the pcp lock held.
     #[inline(never)]
     pub(super) fn free_pcppages_bulk(
         &self,
@@ -449,6 +480,39 @@ impl<P: Platform> PageAllocator<P> {
             }
             let order = pindex_to_order(idx).unwrap_or(0);
             let nr = 1u64 << order;
+            if order == 0 && !b.capture_armed() {
+                // Runs of pages with consecutive descriptors in one section (consecutive
+                // pfns), rising or falling, in the order they come off the list:
+                // descriptors `[lo, hi]`, the last one taken `last`. Told apart by address
+                // alone: the pfn is looked up once per run, when it is freed.
+                let mut run: Option<(&Page, &Page, &Page)> = None;
+                while let Some(p) = lists.pop_back(idx) {
+                    remaining -= 1;
+                    lists.count = lists.count.saturating_sub(1);
+                    freed += 1;
+                    let page = self.page_ref(p);
+                    run = match run {
+                        Some((lo, hi, last)) if ptr::eq(last, hi) && follows(hi, page) => {
+                            Some((lo, page, page))
+                        }
+                        Some((lo, hi, last)) if ptr::eq(last, lo) && follows(page, lo) => {
+                            Some((page, hi, page))
+                        }
+                        Some((lo, hi, _)) => {
+                            free_run(&mut b, lo, hi, &mut cursor);
+                            Some((page, page, page))
+                        }
+                        None => Some((page, page, page)),
+                    };
+                    if remaining <= 0 {
+                        break;
+                    }
+                }
+                if let Some((lo, hi, _)) = run {
+                    free_run(&mut b, lo, hi, &mut cursor);
+                }
+                continue;
+            }
             while let Some(p) = lists.pop_back(idx) {
                 let page = self.page_ref(p);
                 remaining -= nr as i64;
