@@ -148,8 +148,11 @@ counter_enum! {
         Pgactivate = "pgactivate",
         /// `pgdeactivate`: pages moved from the active to the inactive LRU list.
         Pgdeactivate = "pgdeactivate",
-        /// `pgfault`: page faults handled (here: faults on migration entries).
+        /// `pgfault`: page faults that mapped a page-cache page into a file window
+        /// ([`crate::reclaim::mmap`]).
         Pgfault = "pgfault",
+        /// `pgmajfault`: those of them that had to read the page from the backing store.
+        Pgmajfault = "pgmajfault",
         /// `pgrefill`: pages scanned on the active LRU list.
         Pgrefill = "pgrefill",
         /// `pgsteal_kswapd`: pages reclaimed by kswapd.
@@ -235,6 +238,11 @@ counter_enum! {
         /// Ours: allocations (and compaction migration targets) failed on purpose by
         /// fault injection (`fail_page_alloc`); each is in `pgalloc_fail` too.
         PgallocFailInjected = "pgalloc_fail_injected",
+        /// Ours: page-table entries of mapped page-cache pages that reclaim cleared before
+        /// dropping the pages (`try_to_unmap` from `shrink_folio_list`).
+        PgunmapReclaim = "pgunmap_reclaim",
+        /// Ours: mapped page-cache pages migrated, their entries following the new frame.
+        PgmigrateFileMapped = "pgmigrate_file_mapped",
     }
 }
 

@@ -199,6 +199,7 @@ const VMSTAT_FRESH: &str = concat!(
     "pgactivate 0\n",
     "pgdeactivate 0\n",
     "pgfault 0\n",
+    "pgmajfault 0\n",
     "pgrefill 0\n",
     "pgsteal_kswapd 0\n",
     "pgsteal_direct 0\n",
@@ -240,6 +241,8 @@ const VMSTAT_FRESH: &str = concat!(
     "pgfree_rejected 0\n",
     "compact_deferred 0\n",
     "pgalloc_fail_injected 0\n",
+    "pgunmap_reclaim 0\n",
+    "pgmigrate_file_mapped 0\n",
 );
 
 /// The blocks freed, as `(pfn, order)`.
