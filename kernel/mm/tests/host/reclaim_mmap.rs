@@ -530,6 +530,16 @@ fn readers_reclaim_and_compaction_race() {
     let readers = AtomicU64::new(2);
     a.sim_platform().run_on_cpus(|cpu| match cpu {
         0 | 1 => {
+            // However the reader ends (a failed assertion included), the others stop.
+            struct Last<'a>(&'a AtomicU64, &'a AtomicBool);
+            impl Drop for Last<'_> {
+                fn drop(&mut self) {
+                    if self.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        self.1.store(true, Ordering::Release);
+                    }
+                }
+            }
+            let _last = Last(&readers, &done);
             let mm = if cpu == 0 { &m } else { &m2 };
             let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ cpu as u64;
             for round in 0..20000u64 {
@@ -551,9 +561,6 @@ fn readers_reclaim_and_compaction_race() {
                     "cpu {cpu}: stale read at page {index} offset {off}"
                 );
                 reads.fetch_add(1, Ordering::Relaxed);
-            }
-            if readers.fetch_sub(1, Ordering::AcqRel) == 1 {
-                done.store(true, Ordering::Release);
             }
         }
         2 => {
