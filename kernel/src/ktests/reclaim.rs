@@ -40,7 +40,7 @@ use crate::{
 /// How long the race runs.
 const RACE_NS: u64 = 3_000_000_000;
 
-fn check_invariants() -> Result<(), String> {
+pub(super) fn check_invariants() -> Result<(), String> {
     zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
@@ -51,20 +51,20 @@ fn heap_growth_pages(before: crate::heap::Usage) -> u64 {
     ((now.grown + now.large).saturating_sub(before.grown + before.large)) as u64 / PAGE_SIZE
 }
 
-fn ev(e: VmEvent) -> u64 {
+pub(super) fn ev(e: VmEvent) -> u64 {
     allocator().vm_event(e)
 }
 
 /// The ramdisk, or the reason the test is skipped.
-fn ramdisk_or_skip() -> Result<&'static Ramdisk, TestResult> {
+pub(super) fn ramdisk_or_skip() -> Result<&'static Ramdisk, TestResult> {
     ramdisk::get().ok_or_else(|| crate::ktest::skip(ramdisk::absent_reason()))
 }
 
 /// kswapd on for the test's duration; the previous setting comes back on drop.
-struct KswapdOn(bool);
+pub(super) struct KswapdOn(bool);
 
 impl KswapdOn {
-    fn new() -> KswapdOn {
+    pub(super) fn new() -> KswapdOn {
         KswapdOn(crate::kswapd::set_enabled(true))
     }
 }
@@ -76,7 +76,7 @@ impl Drop for KswapdOn {
 }
 
 /// Blocks the test holds to take memory away from the cache; freed on drop.
-struct Occupied(Vec<(u64, u32)>);
+pub(super) struct Occupied(Vec<(u64, u32)>);
 
 impl Occupied {
     /// Allocate (unmovable kernel memory, no kswapd wake-ups: kswapd is off then) until
@@ -111,7 +111,7 @@ impl Occupied {
         Occupied(held)
     }
 
-    fn pages(&self) -> u64 {
+    pub(super) fn pages(&self) -> u64 {
         self.0.iter().map(|&(_, o)| 1u64 << o).sum()
     }
 }
@@ -129,15 +129,42 @@ impl Drop for Occupied {
     }
 }
 
+/// Take memory away until 2 MiB are left above the high watermarks of the zones the cache
+/// can use: far less than the image. ZONE_DMA is left alone (lowmem_reserve keeps the
+/// cache's GFP_HIGHUSER_MOVABLE allocations out of most of it), and not counted as free.
+/// Returns the held blocks and the pages left free outside ZONE_DMA.
+pub(super) fn squeeze() -> (Occupied, u64) {
+    let a = allocator();
+    a.drain_all_pages();
+    let dma_free = || {
+        a.model()
+            .nodes()
+            .flat_map(|n| n.populated_zones())
+            .filter(|z| z.zone_type == ZoneType::Dma)
+            .map(|z| z.nr_free_pages())
+            .sum::<u64>()
+    };
+    let mut keep = 2 * 1024 * 1024 / PAGE_SIZE;
+    for n in a.model().nodes() {
+        for z in n.populated_zones().filter(|z| z.zone_type != ZoneType::Dma) {
+            keep += z.watermarks().high_wmark_pages();
+        }
+    }
+    let occupied = Occupied::down_to(keep + dma_free());
+    a.drain_all_pages();
+    let free = a.nr_free_pages().saturating_sub(dma_free());
+    (occupied, free)
+}
+
 /// Per-zone samples: how often free memory was above the low watermark.
 #[derive(Default)]
-struct WmarkSamples {
+pub(super) struct WmarkSamples {
     above: [u64; MAX_NR_ZONES],
     total: [u64; MAX_NR_ZONES],
 }
 
 impl WmarkSamples {
-    fn sample(&mut self) {
+    pub(super) fn sample(&mut self) {
         let a = allocator();
         for n in a.model().nodes() {
             for z in n.populated_zones() {
@@ -150,7 +177,7 @@ impl WmarkSamples {
         }
     }
 
-    fn report(&self) -> String {
+    pub(super) fn report(&self) -> String {
         let mut s = String::new();
         for zt in ZoneType::ALL {
             let i = zt.index();
@@ -271,27 +298,7 @@ ktest! {
         kassert!(relaxed.bad.is_empty(), "checksum mismatch without pressure: {:?}", relaxed.bad);
         a.drop_caches();
 
-        // Leave 2 MiB above the high watermarks of the zones the cache can use: far less
-        // than the image. ZONE_DMA is left alone (lowmem_reserve keeps the cache's
-        // GFP_HIGHUSER_MOVABLE allocations out of most of it), and not counted as free.
-        a.drain_all_pages();
-        let dma_free = || {
-            a.model()
-                .nodes()
-                .flat_map(|n| n.populated_zones())
-                .filter(|z| z.zone_type == ZoneType::Dma)
-                .map(|z| z.nr_free_pages())
-                .sum::<u64>()
-        };
-        let mut keep = 2 * 1024 * 1024 / PAGE_SIZE;
-        for n in a.model().nodes() {
-            for z in n.populated_zones().filter(|z| z.zone_type != ZoneType::Dma) {
-                keep += z.watermarks().high_wmark_pages();
-            }
-        }
-        let occupied = Occupied::down_to(keep + dma_free());
-        a.drain_all_pages();
-        let free = a.nr_free_pages().saturating_sub(dma_free());
+        let (occupied, free) = squeeze();
         kassert!(
             free < image_pages,
             "{} pages free (outside ZONE_DMA) for a {}-page image",

@@ -1,0 +1,376 @@
+//! The page cache read through file mappings (`zonebuddy::reclaim::mmap`) on real CPUs:
+//! issue 15's mapped-file scenarios, next to the read-by-copy ones of
+//! [`super::reclaim`] (same ramdisk, same pressure set-up; skipped without a ramdisk).
+//!
+//! - [`read_image_through_mappings_under_pressure`]: every file of the image is mapped and
+//!   read through its window, so every first touch is a page fault that fills the page
+//!   from the ramdisk (`crate::fault` → `filemap_fault`). Once with memory to spare, once
+//!   with all but a few MiB taken: the image cannot fit, so reclaim must unmap mapped
+//!   pages (through the reverse map, with TLB shootdowns on 4 CPUs) to make room, and the
+//!   reads fault them back in. Checksums must match. kswapd runs, and the share of
+//!   samples in which the node's free memory was above the sum of its zones' low
+//!   watermarks is printed and must be at least half.
+//! - [`mapped_readers_reclaim_and_compaction_race`]: readers on two or more CPUs read
+//!   through shared mappings, checking every byte, while one CPU compacts (migrating the
+//!   mapped pages: their entries become migration entries the readers fault on) and one
+//!   reclaims (unmapping them): no stale read, no lost page, invariants clean.
+
+use alloc::{format, string::String, vec::Vec};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use zonebuddy::{
+    model::mmzone::{MAX_NR_ZONES, PAGE_SIZE},
+    page_alloc::gfp::GFP_KERNEL,
+    reclaim::mmap::{FileMapping, MmapError},
+    report::vmstat::VmEvent,
+};
+
+use super::reclaim::{KswapdOn, WmarkSamples, check_invariants, ev, ramdisk_or_skip, squeeze};
+use crate::{
+    arch::{percpu, smp, time},
+    kassert, kassert_eq, ktest,
+    memory::allocator,
+    ramdisk::Ramdisk,
+    rdfs,
+};
+
+/// How long the race runs.
+const RACE_NS: u64 = 3_000_000_000;
+
+/// Copy `buf.len()` bytes at `va` of a file window into `buf`, as a user process reads
+/// mapped memory: a page not mapped faults and is filled (`crate::fault`), a page under
+/// migration faults and is waited for, and the copy restarts.
+fn copy_from_window(m: &FileMapping, off: u64, buf: &mut [u8]) {
+    assert!(off + buf.len() as u64 <= m.nr_pages() * PAGE_SIZE);
+    let va = m.start() + off;
+    // SAFETY: `[va, va + len)` lies inside the live window `m` (checked above; the window
+    // is not unmapped while `m` is borrowed), whose entries map read-only page-cache pages
+    // or fault into `filemap_fault`; the file's contents never change, so whichever frame
+    // backs a byte when it is read holds the file's byte. Interrupts are enabled (the
+    // fault may wait for other CPUs). `buf` is ours and does not overlap the window.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, buf.as_mut_ptr(), buf.len()) };
+}
+
+/// How often the node's free memory was above the sum of its zones' low watermarks, and
+/// each zone's above its own.
+#[derive(Default)]
+struct NodeSamples {
+    above: u64,
+    total: u64,
+    zones: WmarkSamples,
+}
+
+impl NodeSamples {
+    fn sample(&mut self) {
+        self.zones.sample();
+        for n in allocator().model().nodes() {
+            let (free, low) = n.populated_zones().fold((0, 0), |(f, l), z| {
+                (f + z.nr_free_pages(), l + z.watermarks().low_wmark_pages())
+            });
+            self.total += 1;
+            if free > low {
+                self.above += 1;
+            }
+        }
+    }
+
+    fn share(&self) -> u64 {
+        (self.above * 100).checked_div(self.total).unwrap_or(100)
+    }
+}
+
+/// What reading the whole image through mappings once did.
+struct MapPass {
+    bytes: u64,
+    /// Nanoseconds spent copying from the windows (faults included, checksums not).
+    read_ns: u64,
+    bad: Vec<String>,
+    errors: Vec<String>,
+    /// Entries mapped when the last file was read, before munmap.
+    mapped_at_end: u64,
+}
+
+impl MapPass {
+    fn mib_per_s(&self) -> u64 {
+        self.bytes * 1_000_000_000 / self.read_ns.max(1) / (1 << 20)
+    }
+}
+
+/// Map every file, read each through its window in 64 KiB chunks with checksums, keep all
+/// windows until the end (so mapped pages pile up and reclaim has to unmap them), then
+/// unmap them all.
+fn map_read_image(r: &Ramdisk, mut samples: Option<&mut NodeSamples>, buf: &mut [u8]) -> MapPass {
+    let a = allocator();
+    let mut pass = MapPass {
+        bytes: 0,
+        read_ns: 0,
+        bad: Vec::new(),
+        errors: Vec::new(),
+        mapped_at_end: 0,
+    };
+    let mut maps = Vec::new();
+    for file in 0..r.image().nr_files() {
+        let Some(e) = r.image().entry(file) else {
+            continue;
+        };
+        let m = match a.filemap_mmap(file) {
+            Ok(m) => m,
+            Err(MmapError::EmptyFile(_)) => continue,
+            Err(err) => {
+                pass.errors.push(format!("mmap {}: {err}", e.name()));
+                continue;
+            }
+        };
+        let mut sum = rdfs::FNV_OFFSET;
+        let mut pos = 0u64;
+        while pos < e.size {
+            let n = (e.size - pos).min(buf.len() as u64) as usize;
+            let t0 = time::now_ns();
+            copy_from_window(&m, pos, &mut buf[..n]);
+            pass.read_ns += time::now_ns() - t0;
+            sum = rdfs::fnv1a(sum, &buf[..n]);
+            pos += n as u64;
+            if let Some(s) = samples.as_deref_mut() {
+                s.sample();
+            }
+        }
+        pass.bytes += pos;
+        if sum != e.checksum {
+            pass.bad.push(String::from(e.name()));
+        }
+        maps.push(m);
+    }
+    pass.mapped_at_end = a.file_mapped_pages();
+    for m in maps {
+        if let Err(err) = a.filemap_munmap(m) {
+            pass.errors.push(format!("munmap: {err}"));
+        }
+    }
+    pass
+}
+
+ktest! {
+    fn read_image_through_mappings_under_pressure() -> TestResult {
+        let r = match ramdisk_or_skip() {
+            Ok(r) => r,
+            Err(skip) => return skip,
+        };
+        let a = allocator();
+        let image_pages = r.image().len().div_ceil(PAGE_SIZE);
+        let mut buf = alloc::vec![0u8; 64 * 1024];
+        a.drop_caches();
+        let (faults0, maj0) = (ev(VmEvent::Pgfault), ev(VmEvent::Pgmajfault));
+
+        let relaxed = map_read_image(r, None, &mut buf);
+        kassert!(relaxed.errors.is_empty(), "errors without pressure: {:?}", relaxed.errors);
+        kassert!(relaxed.bad.is_empty(), "checksum mismatch without pressure: {:?}", relaxed.bad);
+        kassert_eq!(a.file_mapped_pages(), 0);
+        let relaxed_faults = ev(VmEvent::Pgfault) - faults0;
+        kassert!(
+            relaxed_faults >= relaxed.bytes / PAGE_SIZE,
+            "{} faults for {} bytes",
+            relaxed_faults,
+            relaxed.bytes
+        );
+        check_invariants()?;
+        a.drop_caches();
+
+        let (occupied, free) = squeeze();
+        kassert!(free < image_pages, "{} pages free for a {}-page image", free, image_pages);
+        let ev0 = [
+            VmEvent::PgscanKswapd,
+            VmEvent::PgstealKswapd,
+            VmEvent::PgscanDirect,
+            VmEvent::PgstealDirect,
+            VmEvent::PgunmapReclaim,
+            VmEvent::PgmigrateFileMapped,
+            VmEvent::Pgfault,
+            VmEvent::Pgmajfault,
+            VmEvent::NrTlbRemoteFlush,
+        ]
+        .map(|e| (e, ev(e)));
+        let d = |i: usize| ev(ev0[i].0) - ev0[i].1;
+        let mut samples = NodeSamples::default();
+        let pressed = {
+            let _kswapd = KswapdOn::new();
+            map_read_image(r, Some(&mut samples), &mut buf)
+        };
+        kprintln!(
+            "reclaim mmap: image {} KiB through mappings, {} pages free of {} held; read {} MiB/s without pressure, {} MiB/s under pressure",
+            r.image().len() / 1024,
+            free,
+            occupied.pages(),
+            relaxed.mib_per_s(),
+            pressed.mib_per_s()
+        );
+        kprintln!(
+            "reclaim mmap: faults {} (major {}) without pressure, {} (major {}) under pressure; {} pages mapped at the end; {} unmapped by reclaim; {} migrated while mapped; {} remote TLB flushes",
+            relaxed_faults,
+            ev0[7].1 - maj0,
+            d(6),
+            d(7),
+            pressed.mapped_at_end,
+            d(4),
+            d(5),
+            d(8)
+        );
+        kprintln!(
+            "reclaim mmap: pgscan_kswapd {} pgsteal_kswapd {} pgscan_direct {} pgsteal_direct {}",
+            d(0),
+            d(1),
+            d(2),
+            d(3)
+        );
+        kprintln!(
+            "reclaim mmap: node free above the sum of the low watermarks in {}% of {} samples; per zone: {}",
+            samples.share(),
+            samples.total,
+            samples.zones.report()
+        );
+        drop(occupied);
+        a.drop_caches();
+        a.drain_all_pages();
+        kassert!(pressed.errors.is_empty(), "errors under pressure: {:?}", pressed.errors);
+        kassert!(pressed.bad.is_empty(), "checksum mismatch under pressure: {:?}", pressed.bad);
+        kassert_eq!(pressed.bytes, relaxed.bytes);
+        kassert!(d(4) > 0, "reclaim unmapped nothing reading {} pages into {} free", image_pages, free);
+        kassert!(
+            d(7) >= pressed.bytes / PAGE_SIZE,
+            "{} major faults for {} bytes read from a dropped cache",
+            d(7),
+            pressed.bytes
+        );
+        kassert!(
+            samples.share() >= 50,
+            "kswapd kept the node above its low watermarks in only {}% of samples",
+            samples.share()
+        );
+        kassert_eq!(a.file_mapped_pages(), 0);
+        kassert_eq!(a.global_lru_sizes().file_pages, 0);
+        check_invariants()
+    }
+
+    fn mapped_readers_reclaim_and_compaction_race() -> TestResult {
+        let r = match ramdisk_or_skip() {
+            Ok(r) => r,
+            Err(skip) => return skip,
+        };
+        let a = allocator();
+        let me = percpu::cpu_id();
+        let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
+        if others.len() < 2 {
+            return crate::ktest::skip("needs at least 3 CPUs (readers, compaction, reclaim)");
+        }
+        let files: Vec<u32> = ["data07.bin", "data09.bin", "data10.bin", "small1.bin", "small3.bin", "hello.txt"]
+            .iter()
+            .filter_map(|n| r.image().find(n))
+            .collect();
+        kassert!(!files.is_empty(), "no shared files in the image");
+        a.drop_caches();
+        let maps: Vec<FileMapping> = files
+            .iter()
+            .map(|&f| a.filemap_mmap(f))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("mmap: {e}"))?;
+        let (readers, compactor) = (&others[1..], others[0]);
+        let stop = AtomicBool::new(false);
+        let stale = AtomicU64::new(0);
+        let bytes = AtomicU64::new(0);
+        let ev0 = [
+            VmEvent::PgunmapReclaim,
+            VmEvent::PgmigrateFileMapped,
+            VmEvent::Pgfault,
+            VmEvent::PgmigrateSuccess,
+        ]
+        .map(|e| (e, ev(e)));
+        let d = |i: usize| ev(ev0[i].0) - ev0[i].1;
+        let waits0 = crate::fault::MIGRATION_WAITS.load(Ordering::Relaxed);
+        let (compactions, rounds, dropped, shrunk) =
+            (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let mut all = others.clone();
+        all.push(me);
+        smp::run_on_cpus(&all, &|cpu| {
+            if cpu == me {
+                // The reclaimer: drop what is unmapped, then direct reclaim on every node
+                // (which unmaps), for a fixed time that only bounds the test.
+                let deadline = time::now_ns() + RACE_NS;
+                while time::now_ns() < deadline {
+                    dropped.fetch_add(a.drop_caches(), Ordering::Relaxed);
+                    for n in a.model().nodes() {
+                        shrunk.fetch_add(
+                            a.try_to_free_pages(GFP_KERNEL, 0, n.node_id, MAX_NR_ZONES - 1),
+                            Ordering::Relaxed,
+                        );
+                    }
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                    time::udelay(500);
+                }
+                stop.store(true, Ordering::Release);
+                return;
+            }
+            if cpu == compactor {
+                while !stop.load(Ordering::Acquire) {
+                    for n in a.model().nodes() {
+                        let _ = a.compact_node(n.node_id);
+                    }
+                    compactions.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            let slot = readers.iter().position(|&c| c == cpu).unwrap_or(0);
+            let mut buf = [0u8; 3 * 4096 + 100];
+            let mut round = slot;
+            while !stop.load(Ordering::Acquire) {
+                let (f, m) = (files[round % files.len()], &maps[round % files.len()]);
+                round += 1;
+                let size = r.image().entry(f).map_or(0, |e| e.size);
+                let mut pos = (round as u64 * 777) % 4096;
+                while pos < size && !stop.load(Ordering::Relaxed) {
+                    let n = (size - pos).min(buf.len() as u64) as usize;
+                    copy_from_window(m, pos, &mut buf[..n]);
+                    if !r.matches(f, pos, &buf[..n]) {
+                        stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    pos += n as u64;
+                }
+            }
+        });
+        let mapped = a.file_mapped_pages();
+        kprintln!(
+            "reclaim mmap race: {} readers read {} KiB through mappings ({} stale); {} faults, {} migration-entry waits; {} compaction passes migrated {} pages, {} of them mapped; {} reclaim rounds dropped {} + reclaimed {} pages, unmapping {}; {} pages mapped at the end",
+            readers.len(),
+            bytes.load(Ordering::Relaxed) / 1024,
+            stale.load(Ordering::Relaxed),
+            d(2),
+            crate::fault::MIGRATION_WAITS.load(Ordering::Relaxed) - waits0,
+            compactions.load(Ordering::Relaxed),
+            d(3),
+            d(1),
+            rounds.load(Ordering::Relaxed),
+            dropped.load(Ordering::Relaxed),
+            shrunk.load(Ordering::Relaxed),
+            d(0),
+            mapped
+        );
+        kassert_eq!(stale.load(Ordering::Relaxed), 0);
+        kassert!(bytes.load(Ordering::Relaxed) > 0, "the readers read nothing");
+        kassert!(d(0) > 0, "reclaim never unmapped a mapped page");
+        let sizes = a.global_lru_sizes();
+        let indexed: u64 = (0..r.image().nr_files())
+            .filter_map(|f| a.address_space(f))
+            .map(|s| s.nrpages())
+            .sum();
+        kassert_eq!(sizes.file_pages, indexed);
+        kassert_eq!(sizes.inactive_file + sizes.active_file, sizes.file_pages);
+        // With the windows still mapped: the entries agree with the pages' mapcounts.
+        check_invariants()?;
+        for m in maps {
+            a.filemap_munmap(m).map_err(|e| format!("munmap: {e}"))?;
+        }
+        kassert_eq!(a.file_mapped_pages(), 0);
+        a.drop_caches();
+        kassert_eq!(a.global_lru_sizes().file_pages, 0);
+        check_invariants()
+    }
+}
