@@ -19,7 +19,7 @@ use alloc::{format, string::String, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zonebuddy::{
-    model::mmzone::{MAX_NR_ZONES, PAGE_SIZE},
+    model::mmzone::{MAX_NR_ZONES, PAGE_SIZE, ZoneType},
     page_alloc::gfp::GFP_KERNEL,
     reclaim::mmap::{FileMapping, MmapError},
     report::vmstat::VmEvent,
@@ -58,12 +58,23 @@ struct NodeSamples {
     above: u64,
     total: u64,
     zones: WmarkSamples,
+    /// ZONE_DMA's smallest free count seen, and its low watermark plus the
+    /// lowmem_reserve a GFP_HIGHUSER_MOVABLE allocation must leave there: whether the
+    /// cache's allocations do fall back into it as far as Linux's rule lets them.
+    dma_min_free: Option<u64>,
+    dma_floor: u64,
 }
 
 impl NodeSamples {
     fn sample(&mut self) {
         self.zones.sample();
         for n in allocator().model().nodes() {
+            if let Some(z) = n.populated_zones().find(|z| z.zone_type == ZoneType::Dma) {
+                let free = z.nr_free_pages();
+                self.dma_min_free = Some(self.dma_min_free.map_or(free, |m| m.min(free)));
+                self.dma_floor =
+                    z.watermarks().low_wmark_pages() + z.lowmem_reserve()[MAX_NR_ZONES - 1];
+            }
             let (free, low) = n.populated_zones().fold((0, 0), |(f, l), z| {
                 (f + z.nr_free_pages(), l + z.watermarks().low_wmark_pages())
             });
@@ -226,6 +237,11 @@ ktest! {
             samples.share(),
             samples.total,
             samples.zones.report()
+        );
+        kprintln!(
+            "reclaim mmap: ZONE_DMA free at least {} during the read; its low watermark + lowmem_reserve[Movable] {}",
+            samples.dma_min_free.unwrap_or(0),
+            samples.dma_floor
         );
         drop(occupied);
         a.drop_caches();
