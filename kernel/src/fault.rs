@@ -35,8 +35,8 @@ pub static FILE_FAULTS: AtomicU64 = AtomicU64::new(0);
 
 /// A not-present fault at `addr` whose entry is empty: a file-window fault, or a bug.
 fn file_fault(addr: u64, interrupts_were_enabled: bool) -> bool {
-    let in_window = (crate::arch::paging::MOVABLE_START..crate::arch::paging::MOVABLE_END)
-        .contains(&addr);
+    let in_window =
+        (crate::arch::paging::MOVABLE_START..crate::arch::paging::MOVABLE_END).contains(&addr);
     let Some(alloc) = crate::memory::try_allocator().filter(|_| in_window) else {
         return false;
     };

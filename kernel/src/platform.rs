@@ -138,7 +138,12 @@ fn map_leaf(va: u64, pfn: u64, readonly: bool) -> Result<(), PteError> {
         // file windows use, and `pfn` is a page the caller (zonebuddy::movement::rmap or
         // zonebuddy::reclaim::mmap) maps there exactly once.
         let r = unsafe {
-            paging::map_page(VirtAddr::new(va), PhysAddr::new(pfn << 12), flags, &mut frames)
+            paging::map_page(
+                VirtAddr::new(va),
+                PhysAddr::new(pfn << 12),
+                flags,
+                &mut frames,
+            )
         };
         frames.release();
         match r {
