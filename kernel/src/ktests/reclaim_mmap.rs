@@ -16,26 +16,19 @@
 //!   reclaims (unmapping them): no stale read, no lost page, invariants clean.
 
 use alloc::{format, string::String, vec::Vec};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use zonebuddy::{
     model::mmzone::{MAX_NR_ZONES, PAGE_SIZE, ZoneType},
-    page_alloc::gfp::GFP_KERNEL,
     reclaim::mmap::{FileMapping, MmapError},
     report::vmstat::VmEvent,
 };
 
-use super::reclaim::{KswapdOn, WmarkSamples, check_invariants, ev, ramdisk_or_skip, squeeze};
-use crate::{
-    arch::{percpu, smp, time},
-    kassert, kassert_eq, ktest,
-    memory::allocator,
-    ramdisk::Ramdisk,
-    rdfs,
+use super::reclaim::{
+    KswapdOn, ReadPass, WmarkSamples, check_invariants, ev, race_setup, ramdisk_or_skip, run_race,
+    squeeze,
 };
-
-/// How long the race runs.
-const RACE_NS: u64 = 3_000_000_000;
+use crate::{arch::time, kassert, kassert_eq, ktest, memory::allocator, ramdisk::Ramdisk, rdfs};
 
 /// Copy `buf.len()` bytes at `va` of a file window into `buf`, as a user process reads
 /// mapped memory: a page not mapped faults and is filled (`crate::fault`), a page under
@@ -90,35 +83,16 @@ impl NodeSamples {
     }
 }
 
-/// What reading the whole image through mappings once did.
-struct MapPass {
-    bytes: u64,
-    /// Nanoseconds spent copying from the windows (faults included, checksums not).
-    read_ns: u64,
-    bad: Vec<String>,
-    errors: Vec<String>,
-    /// Entries mapped when the last file was read, before munmap.
-    mapped_at_end: u64,
-}
-
-impl MapPass {
-    fn mib_per_s(&self) -> u64 {
-        self.bytes * 1_000_000_000 / self.read_ns.max(1) / (1 << 20)
-    }
-}
-
 /// Map every file, read each through its window in 64 KiB chunks with checksums, keep all
 /// windows until the end (so mapped pages pile up and reclaim has to unmap them), then
-/// unmap them all.
-fn map_read_image(r: &Ramdisk, mut samples: Option<&mut NodeSamples>, buf: &mut [u8]) -> MapPass {
+/// unmap them all. Returns the pass and the entries mapped when the last file was read.
+fn map_read_image(
+    r: &Ramdisk,
+    mut samples: Option<&mut NodeSamples>,
+    buf: &mut [u8],
+) -> (ReadPass, u64) {
     let a = allocator();
-    let mut pass = MapPass {
-        bytes: 0,
-        read_ns: 0,
-        bad: Vec::new(),
-        errors: Vec::new(),
-        mapped_at_end: 0,
-    };
+    let mut pass = ReadPass::default();
     let mut maps = Vec::new();
     for file in 0..r.image().nr_files() {
         let Some(e) = r.image().entry(file) else {
@@ -151,13 +125,13 @@ fn map_read_image(r: &Ramdisk, mut samples: Option<&mut NodeSamples>, buf: &mut 
         }
         maps.push(m);
     }
-    pass.mapped_at_end = a.file_mapped_pages();
+    let mapped_at_end = a.file_mapped_pages();
     for m in maps {
         if let Err(err) = a.filemap_munmap(m) {
             pass.errors.push(format!("munmap: {err}"));
         }
     }
-    pass
+    (pass, mapped_at_end)
 }
 
 ktest! {
@@ -172,7 +146,7 @@ ktest! {
         a.drop_caches();
         let (faults0, maj0) = (ev(VmEvent::Pgfault), ev(VmEvent::Pgmajfault));
 
-        let relaxed = map_read_image(r, None, &mut buf);
+        let (relaxed, _) = map_read_image(r, None, &mut buf);
         kassert!(relaxed.errors.is_empty(), "errors without pressure: {:?}", relaxed.errors);
         kassert!(relaxed.bad.is_empty(), "checksum mismatch without pressure: {:?}", relaxed.bad);
         kassert_eq!(a.file_mapped_pages(), 0);
@@ -202,7 +176,7 @@ ktest! {
         .map(|e| (e, ev(e)));
         let d = |i: usize| ev(ev0[i].0) - ev0[i].1;
         let mut samples = NodeSamples::default();
-        let pressed = {
+        let (pressed, mapped_at_end) = {
             let _kswapd = KswapdOn::new();
             map_read_image(r, Some(&mut samples), &mut buf)
         };
@@ -220,7 +194,7 @@ ktest! {
             ev0[7].1 - maj0,
             d(6),
             d(7),
-            pressed.mapped_at_end,
+            mapped_at_end,
             d(4),
             d(5),
             d(8)
@@ -267,29 +241,18 @@ ktest! {
     }
 
     fn mapped_readers_reclaim_and_compaction_race() -> TestResult {
-        let r = match ramdisk_or_skip() {
-            Ok(r) => r,
-            Err(skip) => return skip,
-        };
         let a = allocator();
-        let me = percpu::cpu_id();
-        let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
-        if others.len() < 2 {
-            return crate::ktest::skip("needs at least 3 CPUs (readers, compaction, reclaim)");
-        }
-        let files: Vec<u32> = ["data07.bin", "data09.bin", "data10.bin", "small1.bin", "small3.bin", "hello.txt"]
-            .iter()
-            .filter_map(|n| r.image().find(n))
-            .collect();
-        kassert!(!files.is_empty(), "no shared files in the image");
+        let (r, me, others, files) = match race_setup() {
+            Ok(s) => s,
+            Err(t) => return t,
+        };
         a.drop_caches();
         let maps: Vec<FileMapping> = files
             .iter()
             .map(|&f| a.filemap_mmap(f))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("mmap: {e}"))?;
-        let (readers, compactor) = (&others[1..], others[0]);
-        let stop = AtomicBool::new(false);
+        let readers = &others[1..];
         let stale = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
         let ev0 = [
@@ -303,37 +266,8 @@ ktest! {
         let waits0 = crate::fault::MIGRATION_WAITS.load(Ordering::Relaxed);
         let (compactions, rounds, dropped, shrunk) =
             (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let mut all = others.clone();
-        all.push(me);
-        smp::run_on_cpus(&all, &|cpu| {
-            if cpu == me {
-                // The reclaimer: drop what is unmapped, then direct reclaim on every node
-                // (which unmaps), for a fixed time that only bounds the test.
-                let deadline = time::now_ns() + RACE_NS;
-                while time::now_ns() < deadline {
-                    dropped.fetch_add(a.drop_caches(), Ordering::Relaxed);
-                    for n in a.model().nodes() {
-                        shrunk.fetch_add(
-                            a.try_to_free_pages(GFP_KERNEL, 0, n.node_id, MAX_NR_ZONES - 1),
-                            Ordering::Relaxed,
-                        );
-                    }
-                    rounds.fetch_add(1, Ordering::Relaxed);
-                    time::udelay(500);
-                }
-                stop.store(true, Ordering::Release);
-                return;
-            }
-            if cpu == compactor {
-                while !stop.load(Ordering::Acquire) {
-                    for n in a.model().nodes() {
-                        let _ = a.compact_node(n.node_id);
-                    }
-                    compactions.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
-            }
-            let slot = readers.iter().position(|&c| c == cpu).unwrap_or(0);
+        // The reclaimer drops what is unmapped; its direct reclaim unmaps the rest.
+        run_race(me, &others, 500, [&rounds, &dropped, &shrunk, &compactions], &|slot, stop| {
             let mut buf = [0u8; 3 * 4096 + 100];
             let mut round = slot;
             while !stop.load(Ordering::Acquire) {

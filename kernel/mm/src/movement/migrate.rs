@@ -585,15 +585,8 @@ impl<P: Platform> PageAllocator<P> {
                     &mut range,
                 );
                 if n != want {
-                    // An entry we cannot see: put back what we changed (non-present to
-                    // present, no flush) and try later.
-                    self.file_rmap_replace(
-                        file,
-                        src.index(),
-                        Pte::Migration(pfn),
-                        Pte::Present(pfn),
-                        &mut None,
-                    );
+                    // An entry we cannot see: put back what we changed and try later.
+                    self.restore_file_entries(src);
                     dst.unlock();
                     src.unlock();
                     put_new(dst);
@@ -701,18 +694,8 @@ impl<P: Platform> PageAllocator<P> {
                 }
                 Err(err) => {
                     if mapped > 0 {
-                        // Frozen by someone's reference: the entries go back to the old
-                        // frame (non-present to present: no flush).
-                        if let Some((file, _)) = self.page_cache_file(src) {
-                            let pfn = self.page_to_pfn(src);
-                            self.file_rmap_replace(
-                                file,
-                                src.index(),
-                                Pte::Migration(pfn),
-                                Pte::Present(pfn),
-                                &mut None,
-                            );
-                        }
+                        // Frozen by someone's reference: the entries go back.
+                        self.restore_file_entries(src);
                     }
                     dst.unlock();
                     src.unlock();

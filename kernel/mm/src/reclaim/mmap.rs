@@ -393,6 +393,22 @@ impl<P: Platform> PageAllocator<P> {
         n
     }
 
+    /// Point the migration entries of a locked cache page back at it (migration gave up;
+    /// non-present to present needs no flush). Returns the entries restored.
+    pub(crate) fn restore_file_entries(&self, page: &Page) -> u32 {
+        let Some((file, _)) = self.page_cache_file(page) else {
+            return 0;
+        };
+        let pfn = self.page_to_pfn(page);
+        self.file_rmap_replace(
+            file,
+            page.index(),
+            Pte::Migration(pfn),
+            Pte::Present(pfn),
+            &mut None,
+        )
+    }
+
     /// Call `f` with each live window of `file` that covers page `index`, and the address
     /// of that page in it.
     fn for_each_file_va(&self, file: u32, index: u64, f: &mut dyn FnMut(&AnonRegion, u64)) {
