@@ -1251,7 +1251,10 @@ mod tests {
         assert_eq!(lines[8], "pgalloc_dma 0");
         assert_eq!(lines[10], "pgalloc_normal 123456789012");
         assert!(lines.contains(&"compact_stall 7"));
-        assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\npgalloc_fail_injected 0\n"));
+        assert!(text.ends_with(
+            "compact_deferred 0\npgalloc_fail_injected 0\npgunmap_reclaim 0\npgmigrate_file_mapped 0\n"
+        ));
+        assert!(text.contains("\npgfault 0\npgmajfault 0\npgrefill 0\n"));
     }
 
     #[test]
