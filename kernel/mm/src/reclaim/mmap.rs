@@ -26,7 +26,7 @@
 //! # Reverse map
 //!
 //! A file page may be mapped by several windows of its file. Linux finds them in the
-//! file's `i_mmap` interval tree; here the walk ([`PageAllocator::file_rmap_replace`])
+//! file's `i_mmap` interval tree; here the walk (`file_rmap_replace`)
 //! scans the fixed slot table for live windows of the page's file, which is bounded
 //! ([`crate::movement::rmap::MAX_ANON_REGIONS`] slots) and needs no heap.
 //!
