@@ -606,3 +606,52 @@ fn readers_reclaim_and_compaction_race() {
     assert_eq!(a.lru_sizes(0).file_pages, 0);
     check(&a);
 }
+
+/// A fault on a migration entry waits until the entry is replaced, then returns the frame
+/// now mapped (`filemap_fault`'s retry), and a read through the entry waits the same way.
+#[test]
+fn fault_on_migration_entry_waits() {
+    let a = SimAllocator::build(&qemu_e820(32 * MIB), &[], &ModelParams::default(), 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let size = 2 * PAGE_SIZE;
+    a.page_cache_set_backing(image(&[size]));
+    let m = a.filemap_mmap(0).unwrap();
+    touch_page(&a, &m, 1, size);
+    let va = m.va(1).unwrap();
+    let pfn = pfn_of(&a, 0, 1);
+    let page = a.pfn_to_page(pfn).unwrap();
+    // Play migration: lock the page and turn its entry into a migration entry.
+    assert!(page.trylock());
+    assert!(
+        a.sim_platform()
+            .pte_cmpxchg(va, Pte::Present(pfn), Pte::Migration(pfn))
+    );
+    let faulted = AtomicBool::new(false);
+    let read = AtomicBool::new(false);
+    a.sim_platform().run_on_cpus(|cpu| {
+        if cpu == 1 {
+            assert_eq!(a.filemap_fault(va), Ok(pfn));
+            faulted.store(true, Ordering::Release);
+            let (v, _) = touch(&a, va);
+            assert_eq!(v, want_word(0, PAGE_SIZE, size));
+            read.store(true, Ordering::Release);
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(
+                !faulted.load(Ordering::Acquire),
+                "fault went past a migration entry"
+            );
+            assert!(
+                a.sim_platform()
+                    .pte_cmpxchg(va, Pte::Migration(pfn), Pte::Present(pfn))
+            );
+            page.unlock();
+        }
+    });
+    assert!(faulted.load(Ordering::Acquire) && read.load(Ordering::Acquire));
+    // The entry kept its permission across the migration entry.
+    assert!(a.sim_platform().pte_young_readonly(va).1);
+    check(&a);
+    a.filemap_munmap(m).unwrap();
+    check(&a);
+}
