@@ -637,15 +637,15 @@ fn fault_on_migration_entry_waits() {
             read.store(true, Ordering::Release);
         } else {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            assert!(
-                !faulted.load(Ordering::Acquire),
-                "fault went past a migration entry"
-            );
+            let early = faulted.load(Ordering::Acquire);
+            // Finish the "migration" first, so that a failure cannot leave the other CPU
+            // waiting forever.
             assert!(
                 a.sim_platform()
                     .pte_cmpxchg(va, Pte::Migration(pfn), Pte::Present(pfn))
             );
             page.unlock();
+            assert!(!early, "fault went past a migration entry");
         }
     });
     assert!(faulted.load(Ordering::Acquire) && read.load(Ordering::Acquire));
