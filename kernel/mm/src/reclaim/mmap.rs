@@ -210,6 +210,15 @@ impl<P: Platform> PageAllocator<P> {
             if s & LIVE == 0 || s & DYING != 0 || r.file.load(Ordering::Relaxed) == NO_FILE {
                 continue;
             }
+            // A cheap look at the span first (published before the slot went live), so a
+            // fault enters only the window it lies in.
+            let (start, nr) = (
+                r.start.load(Ordering::Relaxed),
+                r.nr_pages.load(Ordering::Relaxed),
+            );
+            if va < start || va >= start + nr * PAGE_SIZE {
+                continue;
+            }
             let id = RegionId {
                 slot: slot as u16,
                 generation: generation_of(s),
