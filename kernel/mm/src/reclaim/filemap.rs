@@ -610,7 +610,7 @@ impl<P: Platform> PageAllocator<P> {
             // The mappings' references and count travel with the entries.
             for _ in 0..mapped {
                 dst.ref_inc();
-                dst.mapcount_inc();
+                self.page_add_file_rmap(dst);
             }
             slot.store(dst as *const Page as u64, Ordering::Relaxed);
         }
@@ -630,7 +630,9 @@ impl<P: Platform> PageAllocator<P> {
                     "migrate_cache_page: {moved} of {mapped} migration entries of pfn {sp:#x} found"
                 );
             }
-            src.set_mapcount(0);
+            for _ in 0..mapped {
+                self.page_remove_file_rmap(src);
+            }
             self.count_vm_events(VmEvent::PgmigrateFileMapped, 1);
         }
         self.detach_cache_page(src, Some(dst));

@@ -269,7 +269,7 @@ impl<P: Platform> PageAllocator<P> {
             // The count goes up before the entry appears, so no walk under the page lock
             // can see an entry its count does not explain; the lookup reference becomes
             // the mapping's.
-            page.mapcount_inc();
+            self.page_add_file_rmap(page);
             return match self.mapping().pte_map_readonly(va, pfn) {
                 Ok(()) => {
                     g.region.nr_mapped.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +281,7 @@ impl<P: Platform> PageAllocator<P> {
                     Ok(pfn)
                 }
                 Err(e) => {
-                    page.mapcount_dec();
+                    self.page_remove_file_rmap(page);
                     page.unlock();
                     self.put_page_logged(page, "filemap_fault (not mapped)");
                     Err(match e {
@@ -362,7 +362,7 @@ impl<P: Platform> PageAllocator<P> {
         let n = b.n as u64;
         for slot in b.pages.iter_mut().take(b.n) {
             if let Some(page) = slot.take() {
-                page.mapcount_dec();
+                self.page_remove_file_rmap(page);
                 region.nr_mapped.fetch_sub(1, Ordering::Relaxed);
                 page.unlock();
                 self.put_page_logged(page, "filemap_munmap");
@@ -468,10 +468,30 @@ impl<P: Platform> PageAllocator<P> {
         let pfn = self.page_to_pfn(page);
         let n = self.file_rmap_replace(file, page.index(), Pte::Present(pfn), Pte::None, range);
         for _ in 0..n {
-            page.mapcount_dec();
+            self.page_remove_file_rmap(page);
             self.put_page_logged(page, "try_to_unmap_file");
         }
         n
+    }
+
+    /// Count one more entry mapping cache page `page` (`folio_add_file_rmap_pte`); its
+    /// first makes the page count in its node's `nr_mapped`.
+    pub(crate) fn page_add_file_rmap(&self, page: &Page) {
+        if page.mapcount_inc() {
+            self.lruvec(page.nid())
+                .nr_mapped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count one entry less (`folio_remove_rmap_pte`); the last takes the page out of
+    /// its node's `nr_mapped`.
+    pub(crate) fn page_remove_file_rmap(&self, page: &Page) {
+        if page.mapcount_dec() {
+            self.lruvec(page.nid())
+                .nr_mapped
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Entries of every file window mapped right now (Linux's `NR_FILE_MAPPED`,

@@ -36,7 +36,8 @@
 //!    (or isolated) and holds a reference per mapping; each mapped page's `mapcount`
 //!    equals the entries found for it by the reverse map; each window's count equals its
 //!    entries; and the mapcounts of all cache pages add up to the entries of all windows
-//!    (no page counts a mapping that is gone).
+//!    (no page counts a mapping that is gone); each node's `nr_mapped` is the number of
+//!    its cache pages with a mapcount.
 //!
 //! The walk is O(pages in the zone); it is a test and debugging tool, not something to run
 //! on a production fast path.
@@ -466,6 +467,7 @@ fn check_lru<P: Platform>(
         }
     }
     let mut flagged = 0u64;
+    let mut mapped_pages = 0u64;
     if let Some(node) = alloc.model().node(nid) {
         for zt in ZoneType::ALL {
             let zone = node.zone(zt);
@@ -493,11 +495,23 @@ fn check_lru<P: Platform>(
                     && alloc.page_cache_file(page).is_some()
                 {
                     *mapcounts += page.mapcount().max(0) as u64;
+                    if page.mapcount() > 0 {
+                        mapped_pages += 1;
+                    }
                 }
             }
         }
     }
     drop(g);
+    if mapped_pages != lv.nr_mapped.load(core::sync::atomic::Ordering::Relaxed) {
+        return Err((
+            ZoneType::Normal,
+            ViolationKind::Lru {
+                pfn: 0,
+                what: "nr_mapped differs from the cache pages with a mapcount",
+            },
+        ));
+    }
     if flagged != listed {
         return Err((
             ZoneType::Normal,

@@ -539,8 +539,9 @@ pub fn vmstat<W: Write + ?Sized>(
 }
 
 /// `/proc/vmstat` in full, in Linux's order: the zone counters, the NUMA counters, the
-/// node counters of the page cache (`nr_inactive_file`, `nr_active_file`,
-/// `nr_file_pages`, where Linux prints its node stats), then the events.
+/// node counters of the page cache (`nr_inactive_file`, `nr_active_file`, `nr_mapped`,
+/// `nr_file_pages`, in Linux's order, where Linux prints its node stats), then the
+/// events.
 pub fn vmstat_with_lru<W: Write + ?Sized>(
     w: &mut W,
     zone_stats: &[u64; NR_VM_ZONE_STAT_ITEMS],
@@ -556,6 +557,7 @@ pub fn vmstat_with_lru<W: Write + ?Sized>(
     }
     writeln!(w, "nr_inactive_file {}", lru.inactive_file)?;
     writeln!(w, "nr_active_file {}", lru.active_file)?;
+    writeln!(w, "nr_mapped {}", lru.mapped)?;
     writeln!(w, "nr_file_pages {}", lru.file_pages)?;
     for ev in VmEvent::ALL {
         writeln!(w, "{} {}", ev.name(), events[ev.index()])?;
@@ -569,6 +571,7 @@ pub fn vmstat_with_lru<W: Write + ?Sized>(
 /// Cached:            51200 kB
 /// Active(file):      20480 kB
 /// Inactive(file):    30720 kB
+/// Mapped:             8192 kB
 /// ```
 pub fn meminfo_lru<W: Write + ?Sized>(
     w: &mut W,
@@ -576,7 +579,8 @@ pub fn meminfo_lru<W: Write + ?Sized>(
 ) -> fmt::Result {
     show_val_kb(w, "Cached:", lru.file_pages)?;
     show_val_kb(w, "Active(file):", lru.active_file)?;
-    show_val_kb(w, "Inactive(file):", lru.inactive_file)
+    show_val_kb(w, "Inactive(file):", lru.inactive_file)?;
+    show_val_kb(w, "Mapped:", lru.mapped)
 }
 
 /// The inputs of the `/proc/meminfo` lines we can produce.

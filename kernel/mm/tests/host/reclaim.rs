@@ -572,7 +572,7 @@ fn drop_caches_and_views() {
     );
     let mut v = String::new();
     a.write_vmstat(&mut v).unwrap();
-    assert!(v.contains("\nnr_inactive_file 16\nnr_active_file 1\nnr_file_pages 17\n"));
+    assert!(v.contains("\nnr_inactive_file 16\nnr_active_file 1\nnr_mapped 0\nnr_file_pages 17\n"));
     assert_eq!(a.drop_caches(), 16);
     check(&a);
     assert_eq!(a.lru_sizes(0).file_pages, 1);

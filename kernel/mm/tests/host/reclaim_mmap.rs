@@ -124,6 +124,10 @@ fn fault_maps_readonly_and_munmap_unmaps() {
     assert_eq!(a.vm_event(VmEvent::Pgfault), 6);
     assert_eq!(a.vm_event(VmEvent::Pgmajfault), 6);
     assert_eq!(a.file_mapped_pages(), 6);
+    assert_eq!(a.lru_sizes(0).mapped, 6);
+    let mut mi = String::new();
+    a.write_meminfo(&mut mi).unwrap();
+    assert!(mi.contains("\nMapped:               24 kB\n"), "{mi}");
     for i in 0..6 {
         let va = m.va(i).unwrap();
         let p = a.find_get_page(0, i).unwrap();
@@ -145,6 +149,8 @@ fn fault_maps_readonly_and_munmap_unmaps() {
     assert_eq!(a.vm_event(VmEvent::Pgmajfault), 6);
     assert_eq!(pte(&a, m2.va(2).unwrap()), pte(&a, m.va(2).unwrap()));
     assert_eq!(state(&a, 0, 2).unwrap().2, 2);
+    // Entries count per window, pages once in nr_mapped.
+    assert_eq!((a.file_mapped_pages(), a.lru_sizes(0).mapped), (7, 6));
     check(&a);
     // A fault where another CPU already mapped the page changes nothing.
     let pfn = a.filemap_fault(m2.va(2).unwrap()).unwrap();
@@ -163,6 +169,7 @@ fn fault_maps_readonly_and_munmap_unmaps() {
     assert_eq!(a.filemap_munmap(m).unwrap(), 6);
     assert_eq!(flushes(&a) - f0, 1, "one flush for the batch of six");
     assert_eq!(a.file_mapped_pages(), 0);
+    assert_eq!(a.lru_sizes(0).mapped, 0);
     check(&a);
     // The pages stay cached, unmapped, with the cache's reference only.
     assert_eq!(a.address_space(0).unwrap().nrpages(), 6);

@@ -146,6 +146,7 @@ const MEMINFO: &str = concat!(
     "Cached:                0 kB\n",
     "Active(file):          0 kB\n",
     "Inactive(file):        0 kB\n",
+    "Mapped:                0 kB\n",
 );
 
 const EXTFRAG_INDEX: &str = concat!(
@@ -186,6 +187,7 @@ const VMSTAT_FRESH: &str = concat!(
     "numa_other 0\n",
     "nr_inactive_file 0\n",
     "nr_active_file 0\n",
+    "nr_mapped 0\n",
     "nr_file_pages 0\n",
     "pgalloc_dma 0\n",
     "pgalloc_dma32 0\n",
