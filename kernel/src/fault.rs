@@ -1,4 +1,12 @@
-//! Page faults that are not bugs: waiting for a page under migration.
+//! Page faults that are not bugs: waiting for a page under migration, and filling a file
+//! mapping.
+//!
+//! A not-present fault inside a file window of the movable range
+//! (`zonebuddy::reclaim::mmap`) is a page-cache fault: the page is found in the cache or
+//! read from the ramdisk, mapped read-only by `filemap_fault`, and the access retried
+//! (Linux's `do_read_fault`). It runs with interrupts enabled when the faulting code had
+//! them enabled, since it may allocate, reclaim and wait for a page lock. A write to a
+//! read-only file mapping is a protection fault and stays a bug.
 //!
 //! Page migration replaces the PTE of the page it moves with a *migration entry* (a
 //! non-present PTE that remembers the old frame) and holds the page lock while it copies.
@@ -22,6 +30,37 @@ use crate::arch::{
 /// Faults resolved by waiting for a migration to finish.
 pub static MIGRATION_WAITS: AtomicU64 = AtomicU64::new(0);
 
+/// Faults resolved by mapping a page-cache page into a file window.
+pub static FILE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// A not-present fault at `addr` whose entry is empty: a file-window fault, or a bug.
+fn file_fault(addr: u64, interrupts_were_enabled: bool) -> bool {
+    let in_window =
+        (crate::arch::paging::MOVABLE_START..crate::arch::paging::MOVABLE_END).contains(&addr);
+    let Some(alloc) = crate::memory::try_allocator().filter(|_| in_window) else {
+        return false;
+    };
+    if !interrupts_were_enabled {
+        // Filling a page may wait for other CPUs; movable memory is only touched with
+        // interrupts enabled (module docs of zonebuddy::reclaim::mmap).
+        return false;
+    }
+    x86_64::instructions::interrupts::enable();
+    let r = alloc.filemap_fault(addr);
+    x86_64::instructions::interrupts::disable();
+    match r {
+        Ok(_) => {
+            FILE_FAULTS.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(zonebuddy::reclaim::mmap::MmapError::NotInWindow(_)) => false,
+        Err(e) => {
+            log::error!("page fault at {addr:#x}: {e}");
+            false
+        }
+    }
+}
+
 /// Try to resolve a page fault at `addr`. Returns true when the access should be retried,
 /// false when the fault is a genuine bug.
 pub fn handle_page_fault(
@@ -36,7 +75,7 @@ pub fn handle_page_fault(
         return false;
     };
     let Some(pte) = leaf_pte(va) else {
-        return false;
+        return file_fault(addr, interrupts_were_enabled);
     };
     let raw = pte.load(Ordering::Acquire);
     if raw & 1 != 0 {
@@ -47,7 +86,7 @@ pub fn handle_page_fault(
         return true;
     }
     let Some(pfn) = migration_entry_pfn(raw) else {
-        return false;
+        return raw == 0 && file_fault(addr, interrupts_were_enabled);
     };
     let Some(model) = crate::memory::try_model() else {
         return false;

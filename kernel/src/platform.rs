@@ -94,32 +94,54 @@ impl MovableMapping for KernelPlatform {
     }
 
     fn pte_map(&self, va: u64, pfn: u64) -> Result<(), PteError> {
+        map_leaf(va, pfn, false)
+    }
+
+    fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool {
+        in_window(va) && paging::pte_cmpxchg(va, old, new)
+    }
+
+    fn flush_tlb_range(&self, start: u64, end: u64) {
+        smp::tlb_shootdown(start, end);
+    }
+
+    fn pte_map_readonly(&self, va: u64, pfn: u64) -> Result<(), PteError> {
+        map_leaf(va, pfn, true)
+    }
+
+    fn pte_test_and_clear_young(&self, va: u64) -> bool {
+        in_window(va) && paging::pte_test_and_clear_young(va)
+    }
+}
+
+/// Map `pfn` at `va` of the movable window, writable or read-only, where nothing is
+/// mapped (see `MovableMapping::pte_map`).
+fn map_leaf(va: u64, pfn: u64, readonly: bool) -> Result<(), PteError> {
+    {
         if !in_window(va) {
             return Err(PteError::OutOfRange);
         }
         // Fast path: the leaf table exists, so mapping is one atomic store into it.
-        if VirtAddr::try_new(va)
-            .ok()
-            .and_then(paging::leaf_pte)
-            .is_some()
-        {
-            return if paging::pte_cmpxchg(va, Pte::None, Pte::Present(pfn)) {
-                Ok(())
-            } else {
-                Err(PteError::Busy)
-            };
+        if let Some(done) = paging::pte_install(va, pfn, readonly) {
+            return if done { Ok(()) } else { Err(PteError::Busy) };
         }
         // Page tables are missing. Their frames are allocated here, with interrupts enabled
         // and no page-table lock held, because an allocation may have to wait (drain other
         // CPUs' lists, compact); `map_page` then only takes what it needs from them.
         let mut frames = Prealloc::new().ok_or(PteError::NoMemory)?;
-        // SAFETY: `va` lies in the movable window, which nothing but anon regions uses,
-        // and `pfn` is a page the caller (zonebuddy::movement::rmap) owns and maps exactly once.
+        let flags = if readonly {
+            PageTableFlags::PRESENT
+        } else {
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE
+        };
+        // SAFETY: `va` lies in the movable window, which nothing but anon regions and
+        // file windows use, and `pfn` is a page the caller (zonebuddy::movement::rmap or
+        // zonebuddy::reclaim::mmap) maps there exactly once.
         let r = unsafe {
             paging::map_page(
                 VirtAddr::new(va),
                 PhysAddr::new(pfn << 12),
-                PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                flags,
                 &mut frames,
             )
         };
@@ -129,14 +151,6 @@ impl MovableMapping for KernelPlatform {
             Err(paging::MapError::OutOfFrames) => Err(PteError::NoMemory),
             Err(_) => Err(PteError::Busy),
         }
-    }
-
-    fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool {
-        in_window(va) && paging::pte_cmpxchg(va, old, new)
-    }
-
-    fn flush_tlb_range(&self, start: u64, end: u64) {
-        smp::tlb_shootdown(start, end);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod numa;
 pub mod page_alloc;
 pub mod reclaim;
+pub mod reclaim_mmap;
 pub mod smp;
 pub mod stress;
 pub mod tunables;

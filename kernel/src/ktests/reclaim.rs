@@ -40,7 +40,7 @@ use crate::{
 /// How long the race runs.
 const RACE_NS: u64 = 3_000_000_000;
 
-fn check_invariants() -> Result<(), String> {
+pub(super) fn check_invariants() -> Result<(), String> {
     zonebuddy::report::debug::check(allocator()).map_err(|v| format!("invariant violated: {v}"))
 }
 
@@ -51,20 +51,20 @@ fn heap_growth_pages(before: crate::heap::Usage) -> u64 {
     ((now.grown + now.large).saturating_sub(before.grown + before.large)) as u64 / PAGE_SIZE
 }
 
-fn ev(e: VmEvent) -> u64 {
+pub(super) fn ev(e: VmEvent) -> u64 {
     allocator().vm_event(e)
 }
 
 /// The ramdisk, or the reason the test is skipped.
-fn ramdisk_or_skip() -> Result<&'static Ramdisk, TestResult> {
+pub(super) fn ramdisk_or_skip() -> Result<&'static Ramdisk, TestResult> {
     ramdisk::get().ok_or_else(|| crate::ktest::skip(ramdisk::absent_reason()))
 }
 
 /// kswapd on for the test's duration; the previous setting comes back on drop.
-struct KswapdOn(bool);
+pub(super) struct KswapdOn(bool);
 
 impl KswapdOn {
-    fn new() -> KswapdOn {
+    pub(super) fn new() -> KswapdOn {
         KswapdOn(crate::kswapd::set_enabled(true))
     }
 }
@@ -76,7 +76,7 @@ impl Drop for KswapdOn {
 }
 
 /// Blocks the test holds to take memory away from the cache; freed on drop.
-struct Occupied(Vec<(u64, u32)>);
+pub(super) struct Occupied(Vec<(u64, u32)>);
 
 impl Occupied {
     /// Allocate (unmovable kernel memory, no kswapd wake-ups: kswapd is off then) until
@@ -111,7 +111,7 @@ impl Occupied {
         Occupied(held)
     }
 
-    fn pages(&self) -> u64 {
+    pub(super) fn pages(&self) -> u64 {
         self.0.iter().map(|&(_, o)| 1u64 << o).sum()
     }
 }
@@ -129,15 +129,42 @@ impl Drop for Occupied {
     }
 }
 
+/// Take memory away until 2 MiB are left above the high watermarks of the zones the cache
+/// can use: far less than the image. ZONE_DMA is left alone (lowmem_reserve keeps the
+/// cache's GFP_HIGHUSER_MOVABLE allocations out of most of it), and not counted as free.
+/// Returns the held blocks and the pages left free outside ZONE_DMA.
+pub(super) fn squeeze() -> (Occupied, u64) {
+    let a = allocator();
+    a.drain_all_pages();
+    let dma_free = || {
+        a.model()
+            .nodes()
+            .flat_map(|n| n.populated_zones())
+            .filter(|z| z.zone_type == ZoneType::Dma)
+            .map(|z| z.nr_free_pages())
+            .sum::<u64>()
+    };
+    let mut keep = 2 * 1024 * 1024 / PAGE_SIZE;
+    for n in a.model().nodes() {
+        for z in n.populated_zones().filter(|z| z.zone_type != ZoneType::Dma) {
+            keep += z.watermarks().high_wmark_pages();
+        }
+    }
+    let occupied = Occupied::down_to(keep + dma_free());
+    a.drain_all_pages();
+    let free = a.nr_free_pages().saturating_sub(dma_free());
+    (occupied, free)
+}
+
 /// Per-zone samples: how often free memory was above the low watermark.
 #[derive(Default)]
-struct WmarkSamples {
+pub(super) struct WmarkSamples {
     above: [u64; MAX_NR_ZONES],
     total: [u64; MAX_NR_ZONES],
 }
 
 impl WmarkSamples {
-    fn sample(&mut self) {
+    pub(super) fn sample(&mut self) {
         let a = allocator();
         for n in a.model().nodes() {
             for z in n.populated_zones() {
@@ -150,7 +177,7 @@ impl WmarkSamples {
         }
     }
 
-    fn report(&self) -> String {
+    pub(super) fn report(&self) -> String {
         let mut s = String::new();
         for zt in ZoneType::ALL {
             let i = zt.index();
@@ -169,20 +196,21 @@ impl WmarkSamples {
 }
 
 /// What reading the whole image once did.
-struct ReadPass {
-    bytes: u64,
-    /// Nanoseconds spent inside `page_cache_read` (checksumming excluded).
-    read_ns: u64,
+#[derive(Default)]
+pub(super) struct ReadPass {
+    pub(super) bytes: u64,
+    /// Nanoseconds spent inside `page_cache_read` (or copying from a file window) (checksumming excluded).
+    pub(super) read_ns: u64,
     /// Files whose checksum did not match, by name.
-    bad: Vec<String>,
+    pub(super) bad: Vec<String>,
     /// Read errors (out of memory, I/O), with the file.
-    errors: Vec<String>,
+    pub(super) errors: Vec<String>,
     /// Kernel allocations interleaved with the read that failed.
-    alloc_failures: u64,
+    pub(super) alloc_failures: u64,
 }
 
 impl ReadPass {
-    fn mib_per_s(&self) -> u64 {
+    pub(super) fn mib_per_s(&self) -> u64 {
         self.bytes * 1_000_000_000 / self.read_ns.max(1) / (1 << 20)
     }
 }
@@ -193,13 +221,7 @@ impl ReadPass {
 /// 256 KiB: none of them may fail while clean cache pages exist.
 fn read_image(r: &Ramdisk, mut samples: Option<&mut WmarkSamples>, buf: &mut [u8]) -> ReadPass {
     let a = allocator();
-    let mut pass = ReadPass {
-        bytes: 0,
-        read_ns: 0,
-        bad: Vec::new(),
-        errors: Vec::new(),
-        alloc_failures: 0,
-    };
+    let mut pass = ReadPass::default();
     let mut ring: [Option<u64>; 32] = [None; 32];
     let mut chunks = 0u64;
     for file in 0..r.image().nr_files() {
@@ -254,6 +276,96 @@ fn read_image(r: &Ramdisk, mut samples: Option<&mut WmarkSamples>, buf: &mut [u8
     pass
 }
 
+/// The ramdisk, this CPU, the other CPUs and the shared files of a race.
+pub(super) type RaceCast = (&'static Ramdisk, usize, Vec<usize>, Vec<u32>);
+
+/// A race's cast: this CPU (the reclaimer), the other online CPUs (at least two: a
+/// compactor and readers), and the files the readers share: a few MiB, small ones with
+/// partial last pages too, with the ramdisk. A skip without a ramdisk or with fewer
+/// CPUs, a failure without the files.
+pub(super) fn race_setup() -> Result<RaceCast, TestResult> {
+    let r = ramdisk_or_skip()?;
+    let me = percpu::cpu_id();
+    let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
+    if others.len() < 2 {
+        return Err(crate::ktest::skip(
+            "needs at least 3 CPUs (readers, compaction, reclaim)",
+        ));
+    }
+    let files: Vec<u32> = [
+        "data07.bin",
+        "data09.bin",
+        "data10.bin",
+        "small1.bin",
+        "small3.bin",
+        "hello.txt",
+    ]
+    .iter()
+    .filter_map(|n| r.image().find(n))
+    .collect();
+    if files.is_empty() {
+        return Err(Err(String::from("no shared files in the image")));
+    }
+    Ok((r, me, others, files))
+}
+
+/// Run a race on `me` and `others`: `me` reclaims ([`race_reclaimer`], every `delay_us`,
+/// for [`RACE_NS`]), `others[0]` compacts, and every other CPU runs `reader(slot, stop)`
+/// (its index among the readers) until `stop` is raised. `counts`: reclaim rounds, pages
+/// dropped, pages reclaimed, compaction passes.
+pub(super) fn run_race(
+    me: usize,
+    others: &[usize],
+    delay_us: u64,
+    counts: [&AtomicU64; 4],
+    reader: &(dyn Fn(usize, &AtomicBool) + Sync),
+) {
+    let stop = AtomicBool::new(false);
+    let mut all = others.to_vec();
+    all.push(me);
+    smp::run_on_cpus(&all, &|cpu| {
+        if cpu == me {
+            race_reclaimer(RACE_NS, delay_us, &stop, [counts[0], counts[1], counts[2]]);
+        } else if cpu == others[0] {
+            race_compactor(&stop, counts[3]);
+        } else {
+            let slot = others[1..].iter().position(|&c| c == cpu).unwrap_or(0);
+            reader(slot, &stop);
+        }
+    });
+}
+
+/// A race's reclaimer: drop the clean cache, then direct reclaim on every node, every
+/// `delay_us`, for `ns` (the deadline only bounds the test; nothing is timed); then raise
+/// `stop`. Counts rounds, pages dropped and pages reclaimed into `counts`.
+pub(super) fn race_reclaimer(ns: u64, delay_us: u64, stop: &AtomicBool, counts: [&AtomicU64; 3]) {
+    let a = allocator();
+    let deadline = time::now_ns() + ns;
+    while time::now_ns() < deadline {
+        counts[1].fetch_add(a.drop_caches(), Ordering::Relaxed);
+        for n in a.model().nodes() {
+            counts[2].fetch_add(
+                a.try_to_free_pages(GFP_KERNEL, 0, n.node_id, MAX_NR_ZONES - 1),
+                Ordering::Relaxed,
+            );
+        }
+        counts[0].fetch_add(1, Ordering::Relaxed);
+        time::udelay(delay_us);
+    }
+    stop.store(true, Ordering::Release);
+}
+
+/// A race's compactor: compact every node until `stop`, counting passes.
+pub(super) fn race_compactor(stop: &AtomicBool, passes: &AtomicU64) {
+    let a = allocator();
+    while !stop.load(Ordering::Acquire) {
+        for n in a.model().nodes() {
+            let _ = a.compact_node(n.node_id);
+        }
+        passes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 ktest! {
     fn read_whole_image_under_pressure() -> TestResult {
         let r = match ramdisk_or_skip() {
@@ -271,27 +383,7 @@ ktest! {
         kassert!(relaxed.bad.is_empty(), "checksum mismatch without pressure: {:?}", relaxed.bad);
         a.drop_caches();
 
-        // Leave 2 MiB above the high watermarks of the zones the cache can use: far less
-        // than the image. ZONE_DMA is left alone (lowmem_reserve keeps the cache's
-        // GFP_HIGHUSER_MOVABLE allocations out of most of it), and not counted as free.
-        a.drain_all_pages();
-        let dma_free = || {
-            a.model()
-                .nodes()
-                .flat_map(|n| n.populated_zones())
-                .filter(|z| z.zone_type == ZoneType::Dma)
-                .map(|z| z.nr_free_pages())
-                .sum::<u64>()
-        };
-        let mut keep = 2 * 1024 * 1024 / PAGE_SIZE;
-        for n in a.model().nodes() {
-            for z in n.populated_zones().filter(|z| z.zone_type != ZoneType::Dma) {
-                keep += z.watermarks().high_wmark_pages();
-            }
-        }
-        let occupied = Occupied::down_to(keep + dma_free());
-        a.drain_all_pages();
-        let free = a.nr_free_pages().saturating_sub(dma_free());
+        let (occupied, free) = squeeze();
         kassert!(
             free < image_pages,
             "{} pages free (outside ZONE_DMA) for a {}-page image",
@@ -388,22 +480,11 @@ ktest! {
     }
 
     fn reclaim_compaction_and_readers_race() -> TestResult {
-        let r = match ramdisk_or_skip() {
-            Ok(r) => r,
-            Err(skip) => return skip,
-        };
         let a = allocator();
-        let me = percpu::cpu_id();
-        let others: Vec<usize> = smp::online_ids().into_iter().filter(|&c| c != me).collect();
-        if others.len() < 2 {
-            return crate::ktest::skip("needs at least 3 CPUs (readers, compaction, reclaim)");
-        }
-        // The files the readers share: a few MiB, small ones with partial last pages too.
-        let files: Vec<u32> = ["data07.bin", "data09.bin", "data10.bin", "small1.bin", "small3.bin", "hello.txt"]
-            .iter()
-            .filter_map(|n| r.image().find(n))
-            .collect();
-        kassert!(!files.is_empty(), "no shared files in the image");
+        let (r, me, others, files) = match race_setup() {
+            Ok(s) => s,
+            Err(t) => return t,
+        };
         // Warm every index page once, so the free count below does not move by them.
         for &f in &files {
             ramdisk::read_through_cache(f, |_, _| Ok(()))?;
@@ -412,44 +493,13 @@ ktest! {
         a.drain_all_pages();
         let heap0 = crate::heap::usage();
         let free0 = a.nr_free_pages();
-        let (readers, compactor) = (&others[1..], others[0]);
-        let stop = AtomicBool::new(false);
+        let readers = &others[1..];
         let stale = AtomicU64::new(0);
         let errors = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
         let (compactions, migrated0) = (AtomicU64::new(0), ev(VmEvent::PgmigrateSuccess));
         let (drops, dropped, shrunk) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let mut all = others.clone();
-        all.push(me);
-        smp::run_on_cpus(&all, &|cpu| {
-            if cpu == me {
-                // The reclaimer: drop the clean cache, then direct reclaim on every node,
-                // for a fixed time (the deadline only bounds the test; nothing is timed).
-                let deadline = time::now_ns() + RACE_NS;
-                while time::now_ns() < deadline {
-                    dropped.fetch_add(a.drop_caches(), Ordering::Relaxed);
-                    for n in a.model().nodes() {
-                        shrunk.fetch_add(
-                            a.try_to_free_pages(GFP_KERNEL, 0, n.node_id, MAX_NR_ZONES - 1),
-                            Ordering::Relaxed,
-                        );
-                    }
-                    drops.fetch_add(1, Ordering::Relaxed);
-                    time::udelay(1000);
-                }
-                stop.store(true, Ordering::Release);
-                return;
-            }
-            if cpu == compactor {
-                while !stop.load(Ordering::Acquire) {
-                    for n in a.model().nodes() {
-                        let _ = a.compact_node(n.node_id);
-                    }
-                    compactions.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
-            }
-            let slot = readers.iter().position(|&c| c == cpu).unwrap_or(0);
+        run_race(me, &others, 1000, [&drops, &dropped, &shrunk, &compactions], &|slot, stop| {
             let mut buf = [0u8; 3 * 4096 + 100];
             let mut round = slot;
             while !stop.load(Ordering::Acquire) {

@@ -10,10 +10,14 @@
 //! - **movable_operations pages**: kernel memory whose owner registered callbacks
 //!   ([`MovableOperations`], [`set_page_movable`]) that move contents and the owner's
 //!   references itself ([`crate::movement::zpool`] is the user in this kernel).
-//! - **page-cache pages** ([`crate::reclaim::filemap`]): unmapped, found through their
-//!   file's index. They are isolated from their LRU list ([`PageAllocator::isolate_lru_page`],
-//!   the same protocol reclaim uses), moved under the file's tree lock with their count
-//!   frozen (a reader's reference makes it `Again`), and the new page is put on the LRU.
+//! - **page-cache pages** ([`crate::reclaim::filemap`]): found through their file's index.
+//!   They are isolated from their LRU list ([`PageAllocator::isolate_lru_page`], the same
+//!   protocol reclaim uses), moved under the file's tree lock with their count frozen (a
+//!   reader's reference makes it `Again`), and the new page is put on the LRU. A cache
+//!   page mapped into file windows ([`crate::reclaim::mmap`]) goes through the anon path's
+//!   entry dance as well: every entry that maps it becomes a migration entry in the unmap
+//!   phase (found by the file reverse map), is flushed with the batch, and points at the
+//!   new frame once the index entry was replaced.
 //!
 //! # Protocol
 //!
@@ -188,8 +192,11 @@ enum Kind {
         va: u64,
     },
     Movable(&'static dyn MovableOperations),
-    /// An unmapped page-cache page ([`crate::reclaim::filemap`]).
-    File,
+    /// A page-cache page ([`crate::reclaim::filemap`]); `mapped` entries of it were made
+    /// migration entries.
+    File {
+        mapped: u32,
+    },
 }
 
 /// A page of the current batch: src and dst locked, src unmapped if anon.
@@ -296,9 +303,9 @@ impl<P: Platform> PageAllocator<P> {
             // A page-cache page on the LRU (crate::reclaim): taken off its list under the
             // LRU lock, so reclaim and compaction never both isolate it.
             0 => {
+                // The cache's reference, one per mapping, and ours: more is a reader.
                 if self.page_cache_file(page).is_none()
-                    || page.mapcount() != 0
-                    || page.refcount() != 2
+                    || page.refcount() != page.mapcount() + 2
                     || !self.isolate_lru_page(page)
                 {
                     return false;
@@ -443,7 +450,7 @@ impl<P: Platform> PageAllocator<P> {
                 break;
             };
             let src: &'a Page = self.memmap_page(p);
-            match self.migrate_unmap(src, get_new, put_new, mode, len == 0) {
+            match self.migrate_unmap(src, get_new, put_new, mode, len == 0, &mut flush) {
                 Unmap::Released => tally.succeeded += 1,
                 Unmap::Batched(e) => {
                     if let Kind::Anon { va } = e.kind {
@@ -505,6 +512,7 @@ impl<P: Platform> PageAllocator<P> {
         put_new: &mut dyn FnMut(&'a Page),
         mode: MigrateMode,
         may_block: bool,
+        flush: &mut Option<(u64, u64)>,
     ) -> Unmap<'a> {
         if src.refcount() == 1 {
             // Only our isolation reference is left: the owner freed it. Nothing to move.
@@ -563,8 +571,38 @@ impl<P: Platform> PageAllocator<P> {
             Kind::Anon { va }
         } else if let Some(ops) = movable_ops_of(src) {
             Kind::Movable(ops)
-        } else if self.page_cache_file(src).is_some() {
-            Kind::File
+        } else if let Some((file, _)) = self.page_cache_file(src) {
+            // Under the page lock the mapcount is the number of entries (rmap docs).
+            let want = src.mapcount().max(0) as u32;
+            let mapped = if want > 0 {
+                let pfn = self.page_to_pfn(src);
+                let mut range = None;
+                let n = self.file_rmap_replace(
+                    file,
+                    src.index(),
+                    Pte::Present(pfn),
+                    Pte::Migration(pfn),
+                    &mut range,
+                );
+                if n != want {
+                    // An entry we cannot see: put back what we changed and try later.
+                    self.restore_file_entries(src);
+                    dst.unlock();
+                    src.unlock();
+                    put_new(dst);
+                    return Unmap::Again;
+                }
+                if let Some(r) = range {
+                    *flush = Some(match *flush {
+                        None => r,
+                        Some((s, e)) => (s.min(r.0), e.max(r.1)),
+                    });
+                }
+                n
+            } else {
+                0
+            };
+            Kind::File { mapped }
         } else {
             // Neither anon nor movable any more: the owner let go of it (zapped, or
             // released with clear_page_movable) while others still hold references.
@@ -643,7 +681,7 @@ impl<P: Platform> PageAllocator<P> {
                 }
                 Ok(())
             }
-            Kind::File => match self.migrate_cache_page(dst, src) {
+            Kind::File { mapped } => match self.migrate_cache_page(dst, src, mapped) {
                 Ok(()) => {
                     dst.unlock();
                     src.unlock();
@@ -655,6 +693,10 @@ impl<P: Platform> PageAllocator<P> {
                     Ok(())
                 }
                 Err(err) => {
+                    if mapped > 0 {
+                        // Frozen by someone's reference: the entries go back.
+                        self.restore_file_entries(src);
+                    }
                     dst.unlock();
                     src.unlock();
                     put_new(dst);

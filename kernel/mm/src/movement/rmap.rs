@@ -109,27 +109,38 @@ impl core::fmt::Display for RegionError {
 
 // The state word of a slot: generation in the high half, then flags, then the number of
 // operations in progress.
-const LIVE: u64 = 1 << 31;
-const DYING: u64 = 1 << 30;
-const USERS: u64 = DYING - 1;
+pub(crate) const LIVE: u64 = 1 << 31;
+pub(crate) const DYING: u64 = 1 << 30;
+pub(crate) const USERS: u64 = DYING - 1;
+
+/// The `file` of a slot that is an anon region rather than a file window.
+pub(crate) const NO_FILE: u64 = u64::MAX;
 
 #[inline]
-fn generation_of(state: u64) -> u32 {
+pub(crate) fn generation_of(state: u64) -> u32 {
     (state >> 32) as u32
 }
 
 /// One anon region's descriptor (`vm_area_struct` + `anon_vma`, reduced to what a
 /// single-mapping anon region needs). Its address is what its pages' `mapping` holds.
+///
+/// The same slots also describe **file windows** ([`crate::reclaim::mmap`]): `file` then
+/// names the page-cache file the window maps from offset 0, so that one table (one
+/// first-fit search, one generation protocol) says what every address of the movable
+/// window is. Anon operations refuse file windows and the reverse.
 #[repr(C, align(8))]
 pub struct AnonRegion {
     /// Generation, `LIVE`, `DYING`, operations in progress (see the module docs).
-    state: AtomicU64,
+    pub(crate) state: AtomicU64,
     /// First virtual address; written under the table lock before the slot goes live.
-    start: AtomicU64,
+    pub(crate) start: AtomicU64,
     /// Size in pages; written with `start`.
-    nr_pages: AtomicU64,
+    pub(crate) nr_pages: AtomicU64,
     /// Pages mapped right now (statistics, and lets destroy stop early).
-    nr_mapped: AtomicU64,
+    pub(crate) nr_mapped: AtomicU64,
+    /// [`NO_FILE`] for an anon region, else the file a file window maps; written with
+    /// `start`.
+    pub(crate) file: AtomicU64,
 }
 
 impl AnonRegion {
@@ -139,15 +150,16 @@ impl AnonRegion {
             start: AtomicU64::new(0),
             nr_pages: AtomicU64::new(0),
             nr_mapped: AtomicU64::new(0),
+            file: AtomicU64::new(NO_FILE),
         }
     }
 }
 
-/// The allocator's table of anon regions. See the module documentation.
+/// The allocator's table of anon regions and file windows. See the module documentation.
 pub struct RegionTable {
     /// Serialises slot allocation, the virtual-space search and slot release.
-    lock: SpinLock<()>,
-    regions: [AnonRegion; MAX_ANON_REGIONS],
+    pub(crate) lock: SpinLock<()>,
+    pub(crate) regions: [AnonRegion; MAX_ANON_REGIONS],
 }
 
 impl Default for RegionTable {
@@ -198,10 +210,10 @@ impl RegionTable {
 
 /// An operation in progress on a live region (a read hold of its state word); dropping
 /// it lets a destroy proceed.
-struct RegionRef<'a> {
-    region: &'a AnonRegion,
-    start: u64,
-    nr_pages: u64,
+pub(crate) struct RegionRef<'a> {
+    pub(crate) region: &'a AnonRegion,
+    pub(crate) start: u64,
+    pub(crate) nr_pages: u64,
 }
 
 impl Drop for RegionRef<'_> {
@@ -303,12 +315,21 @@ impl<P: Platform> PageAllocator<P> {
         crate::port::platform::movable_mapping_of(self.platform())
     }
 
-    fn region_table(&self) -> &RegionTable {
+    pub(crate) fn region_table(&self) -> &RegionTable {
         &self.anon_regions
     }
 
-    /// Enter live region `r` for one operation.
+    /// Enter live anon region `r` for one operation.
     fn region_get(&self, r: RegionId) -> Result<RegionRef<'_>, RegionError> {
+        let g = self.region_enter(r)?;
+        if g.region.file.load(Ordering::Relaxed) != NO_FILE {
+            return Err(RegionError::Stale);
+        }
+        Ok(g)
+    }
+
+    /// Enter live slot `r` (an anon region or a file window) for one operation.
+    pub(crate) fn region_enter(&self, r: RegionId) -> Result<RegionRef<'_>, RegionError> {
         let region = self
             .region_table()
             .regions
@@ -341,7 +362,7 @@ impl<P: Platform> PageAllocator<P> {
     }
 
     /// The movable window, page aligned inwards, in pages.
-    fn movable_window(&self) -> (u64, u64) {
+    pub(crate) fn movable_window(&self) -> (u64, u64) {
         let (s, e) = self.mapping().movable_va_range();
         let s = s.next_multiple_of(PAGE_SIZE);
         let e = e & !(PAGE_SIZE - 1);
@@ -350,6 +371,12 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Reserve `nr_pages` of movable virtual space; nothing is mapped yet.
     pub fn anon_region_create(&self, nr_pages: u64) -> Result<RegionId, RegionError> {
+        self.reserve_window(nr_pages, NO_FILE)
+    }
+
+    /// Reserve `nr_pages` of movable virtual space in a free slot, for an anon region
+    /// (`file` is [`NO_FILE`]) or a file window.
+    pub(crate) fn reserve_window(&self, nr_pages: u64, file: u64) -> Result<RegionId, RegionError> {
         if self.platform().movable_mapping().is_none() {
             return Err(RegionError::NoMovableMapping);
         }
@@ -395,6 +422,7 @@ impl<P: Platform> PageAllocator<P> {
         region.start.store(start, Ordering::Relaxed);
         region.nr_pages.store(nr_pages, Ordering::Relaxed);
         region.nr_mapped.store(0, Ordering::Relaxed);
+        region.file.store(file, Ordering::Relaxed);
         // Publish: whoever enters the region with an acquire on the state sees the span.
         region
             .state
@@ -463,7 +491,7 @@ impl<P: Platform> PageAllocator<P> {
                 Err(match e {
                     PteError::Busy => RegionError::AlreadyMapped(index),
                     PteError::NoMemory => RegionError::NoMemory,
-                    PteError::OutOfRange => RegionError::Pte(e),
+                    PteError::OutOfRange | PteError::Unsupported => RegionError::Pte(e),
                 })
             }
         }
@@ -645,7 +673,7 @@ impl<P: Platform> PageAllocator<P> {
         single.get() + batched.get()
     }
 
-    fn put_page_logged(&self, page: &Page, what: &str) {
+    pub(crate) fn put_page_logged(&self, page: &Page, what: &str) {
         if let Err(bad) = self.put_page(page) {
             log::error!("{what}: {bad}");
         }
@@ -653,11 +681,27 @@ impl<P: Platform> PageAllocator<P> {
 
     /// Zap every page and release the region's slot and virtual range.
     pub fn anon_region_destroy(&self, r: RegionId) -> Result<(), RegionError> {
-        let table = self.region_table();
-        let region = table
+        let region = self.region_kill(r, false)?;
+        let start = region.start.load(Ordering::Relaxed);
+        let nr_pages = region.nr_pages.load(Ordering::Relaxed);
+        self.zap_batched(region, start, 0, nr_pages, &mut |_, _| true);
+        self.region_release(region, r);
+        Ok(())
+    }
+
+    /// The first half of tearing down slot `r` (an anon region, or a file window if
+    /// `file`): mark it dying, so new operations get [`RegionError::Stale`], and wait for
+    /// the operations in progress, like munmap taking `mmap_lock` for writing. The caller
+    /// then unmaps its pages and calls [`PageAllocator::region_release`].
+    pub(crate) fn region_kill(&self, r: RegionId, file: bool) -> Result<&AnonRegion, RegionError> {
+        let region = self
+            .region_table()
             .regions
             .get(r.slot as usize)
             .ok_or(RegionError::Stale)?;
+        if (region.file.load(Ordering::Relaxed) != NO_FILE) != file {
+            return Err(RegionError::Stale);
+        }
         let mut s = region.state.load(Ordering::Acquire);
         loop {
             if generation_of(s) != r.generation || s & LIVE == 0 || s & DYING != 0 {
@@ -673,14 +717,13 @@ impl<P: Platform> PageAllocator<P> {
                 Err(cur) => s = cur,
             }
         }
-        // Like munmap taking mmap_lock for writing: wait for the operations in progress
-        // (bounded like every wait here: an operation never finishing is a hang).
+        // Bounded like every wait here: an operation never finishing is a hang.
         let mut spins = 0u64;
         while region.state.load(Ordering::Acquire) & USERS != 0 {
             spins += 1;
             if spins >= MAX_WAIT_SPINS {
                 panic!(
-                    "cpu {}: anon region {} still has {} operations in progress after {spins} spins",
+                    "cpu {}: region {} still has {} operations in progress after {spins} spins",
                     self.platform().cpu_id(),
                     r.slot,
                     region.state.load(Ordering::Acquire) & USERS
@@ -688,14 +731,17 @@ impl<P: Platform> PageAllocator<P> {
             }
             core::hint::spin_loop();
         }
-        let start = region.start.load(Ordering::Relaxed);
-        let nr_pages = region.nr_pages.load(Ordering::Relaxed);
-        self.zap_batched(region, start, 0, nr_pages, &mut |_, _| true);
-        let _guard = table.lock.lock_irqsave(self.platform());
+        Ok(region)
+    }
+
+    /// Free the slot of a region killed by [`PageAllocator::region_kill`] whose pages are
+    /// all unmapped, with its virtual range.
+    pub(crate) fn region_release(&self, region: &AnonRegion, r: RegionId) {
+        let _guard = self.region_table().lock.lock_irqsave(self.platform());
+        region.file.store(NO_FILE, Ordering::Relaxed);
         region
             .state
             .store((r.generation as u64) << 32, Ordering::Release);
-        Ok(())
     }
 
     /// The pfn mapped at `index` right now (None if unmapped; waits out a migration entry).

@@ -218,12 +218,40 @@ pub trait MovableMapping: Sync {
     /// re-pointed (`Migration(p) → Present(q)`). It never flushes a TLB; the caller
     /// decides when [`MovableMapping::flush_tlb_range`] is needed (after a present entry
     /// changed).
+    ///
+    /// The comparison ignores the accessed bit and the write permission (a [`Pte`] does
+    /// not carry them). A port that implements [`MovableMapping::pte_map_readonly`] must
+    /// carry the permission along: `Present → Migration → Present` keeps a read-only
+    /// entry read-only (Linux's readable vs writable migration entries), so that a file
+    /// page moved by compaction is mapped exactly as it was.
     fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool;
 
     /// Invalidate `[start, end)` in the TLB of every CPU and return only when every CPU
     /// has done so (TLB shootdown). Called with interrupts enabled and no spinlock held:
     /// the other CPUs may be waiting for something this CPU must answer.
     fn flush_tlb_range(&self, start: u64, end: u64);
+
+    /// Map `pfn` at `va` present and **read-only** where nothing is mapped, as
+    /// [`MovableMapping::pte_map`] does otherwise: how page-cache pages are mapped into a
+    /// file window ([`crate::reclaim::mmap`]). Optional: the default refuses with
+    /// [`PteError::Unsupported`], and then file mappings are unavailable
+    /// (`MmapError::Unsupported`) while everything else works.
+    fn pte_map_readonly(&self, va: u64, pfn: u64) -> Result<(), PteError> {
+        let _ = (va, pfn);
+        Err(PteError::Unsupported)
+    }
+
+    /// Clear the accessed ("young") bit of the present entry for `va` and return whether
+    /// it was set (`ptep_test_and_clear_young`). Reclaim ages mapped page-cache pages by
+    /// it ([`crate::reclaim::vmscan`]). No TLB flush is expected: as on Linux/x86, a CPU
+    /// whose TLB still caches the entry may touch the page without setting the bit again
+    /// until the entry leaves its TLB; aging tolerates that inaccuracy. The default (a
+    /// port without accessed bits) answers false: mapped pages then age like unmapped
+    /// ones.
+    fn pte_test_and_clear_young(&self, va: u64) -> bool {
+        let _ = va;
+        false
+    }
 }
 
 /// What a platform without [`MovableMapping`] behaves as: an empty window, nothing
@@ -261,7 +289,8 @@ pub(crate) fn movable_mapping_of<P: Platform + ?Sized>(platform: &P) -> &dyn Mov
 pub enum Pte {
     /// Nothing mapped.
     None,
-    /// A present, writable mapping of this pfn.
+    /// A present mapping of this pfn (writable for anon memory, read-only for file
+    /// mappings: the permission and the accessed bit are the port's business).
     Present(u64),
     /// A migration entry: not present; the page at this pfn is being migrated, and a CPU
     /// that touches the address waits for that page's lock and retries.
@@ -277,6 +306,8 @@ pub enum PteError {
     NoMemory,
     /// The entry is not [`Pte::None`].
     Busy,
+    /// The port does not offer this operation (a default method it did not implement).
+    Unsupported,
 }
 
 impl core::fmt::Display for PteError {
@@ -285,6 +316,7 @@ impl core::fmt::Display for PteError {
             PteError::OutOfRange => "address not page aligned or outside the movable window",
             PteError::NoMemory => "no memory for a page-table page",
             PteError::Busy => "the page-table entry is already in use",
+            PteError::Unsupported => "the port does not offer this page-table operation",
         })
     }
 }

@@ -130,6 +130,8 @@ pub enum SimFault {
     OutOfRange(u64),
     /// A `u64` access that is not 8-byte aligned.
     Misaligned(u64),
+    /// A write through a read-only entry (a file mapping).
+    ReadOnly(u64),
 }
 
 impl fmt::Display for SimFault {
@@ -138,6 +140,7 @@ impl fmt::Display for SimFault {
             SimFault::NotMapped(va) => write!(f, "sim: nothing mapped at {va:#x}"),
             SimFault::OutOfRange(va) => write!(f, "sim: {va:#x} is outside the movable window"),
             SimFault::Misaligned(va) => write!(f, "sim: misaligned access at {va:#x}"),
+            SimFault::ReadOnly(va) => write!(f, "sim: write to read-only {va:#x}"),
         }
     }
 }
@@ -145,10 +148,13 @@ impl fmt::Display for SimFault {
 impl std::error::Error for SimFault {}
 
 // Leaf entry encoding of the simulated page table: 0 is "none", bit 0 "present", bit 1
-// "migration entry", the pfn above.
+// "migration entry", bit 2 "accessed" (set by an access through a present entry, as the
+// x86 A bit), bit 3 "read-only" (kept across a migration entry), the pfn above.
 const PTE_PRESENT: u64 = 1;
 const PTE_MIGRATION: u64 = 2;
-const PTE_PFN_SHIFT: u32 = 2;
+const PTE_YOUNG: u64 = 4;
+const PTE_RDONLY: u64 = 8;
+const PTE_PFN_SHIFT: u32 = 4;
 
 fn pte_encode(pte: Pte) -> u64 {
     match pte {
@@ -573,6 +579,19 @@ impl SimPlatform {
         f: impl FnOnce(&[AtomicU64; 512]) -> R,
         wait: &dyn Fn(u64, u64),
     ) -> Result<R, SimFault> {
+        self.access_mode(va, false, f, wait)
+    }
+
+    /// [`SimPlatform::access_with`] for a read (`write` false) or a write, which faults
+    /// with [`SimFault::ReadOnly`] on a read-only entry. Either sets the entry's accessed
+    /// bit, as a CPU's page walk does.
+    pub fn access_mode<R>(
+        &self,
+        va: u64,
+        write: bool,
+        f: impl FnOnce(&[AtomicU64; 512]) -> R,
+        wait: &dyn Fn(u64, u64),
+    ) -> Result<R, SimFault> {
         let cpu = self.cpu_id();
         assert!(
             !self.irqs_disabled(),
@@ -585,8 +604,23 @@ impl SimPlatform {
         let mut f = Some(f);
         loop {
             self.access_begin(cpu);
-            match pte_decode(entry.load(Ordering::SeqCst)) {
+            let raw = entry.load(Ordering::SeqCst);
+            match pte_decode(raw) {
+                Pte::Present(_) if write && raw & PTE_RDONLY != 0 => {
+                    self.access_end(cpu);
+                    return Err(SimFault::ReadOnly(va));
+                }
                 Pte::Present(pfn) => {
+                    if raw & PTE_YOUNG == 0 {
+                        // The page walk sets the accessed bit of the entry it used (only
+                        // if the entry is still the one read: a cleared entry stays clear).
+                        let _ = entry.compare_exchange(
+                            raw,
+                            raw | PTE_YOUNG,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                    }
                     let frame = self.phys_to_virt(pfn << PAGE_SHIFT) as *const [AtomicU64; 512];
                     // SAFETY: a present entry names a frame of simulated RAM (rmap only maps
                     // allocated pages), page aligned, and `AtomicU64` has the layout of
@@ -649,13 +683,25 @@ impl SimPlatform {
             return Err(SimFault::Misaligned(va));
         }
         let i = ((va & (PAGE_SIZE - 1)) / 8) as usize;
-        self.with_page(va, |w| w[i].store(v, Ordering::Relaxed))
+        self.access_mode(
+            va,
+            true,
+            |w| w[i].store(v, Ordering::Relaxed),
+            &|va, pfn| self.migration_entry_wait(va, pfn),
+        )
     }
 
     /// Make the next `n` calls of `pte_map` fail with [`PteError::NoMemory`], as if no
     /// page-table page could be allocated (fault injection for error-path tests).
     pub fn inject_pte_map_failures(&self, n: u64) {
         self.mmu.inject_map_failures.store(n, Ordering::Relaxed);
+    }
+
+    /// The accessed and read-only bits of the entry for `va` (false, false where nothing
+    /// is mapped), read without changing them: for tests.
+    pub fn pte_young_readonly(&self, va: u64) -> (bool, bool) {
+        let raw = self.mmu.entry(va).map_or(0, |e| e.load(Ordering::SeqCst));
+        (raw & PTE_YOUNG != 0, raw & PTE_RDONLY != 0)
     }
 
     /// The MMU, TLB and kcompactd counters so far.
@@ -821,20 +867,67 @@ impl MovableMapping for SimPlatform {
         .map_err(|_| PteError::Busy)
     }
 
+    /// Compares decoded entries (the accessed bit and the permission are not part of a
+    /// [`Pte`]); the read-only bit is carried into the new entry unless it is `None`, and
+    /// the accessed bit starts clear.
     fn pte_cmpxchg(&self, va: u64, old: Pte, new: Pte) -> bool {
         if !va.is_multiple_of(PAGE_SIZE) {
             return false;
         }
-        match self.mmu.entry(va) {
-            Some(e) => e
-                .compare_exchange(
-                    pte_encode(old),
-                    pte_encode(new),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
-                .is_ok(),
-            None => false,
+        let Some(e) = self.mmu.entry(va) else {
+            return false;
+        };
+        let mut cur = e.load(Ordering::SeqCst);
+        loop {
+            if pte_decode(cur) != old {
+                return false;
+            }
+            let keep = if new == Pte::None {
+                0
+            } else {
+                cur & PTE_RDONLY
+            };
+            match e.compare_exchange_weak(
+                cur,
+                pte_encode(new) | keep,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    fn pte_map_readonly(&self, va: u64, pfn: u64) -> Result<(), PteError> {
+        if !va.is_multiple_of(PAGE_SIZE) {
+            return Err(PteError::OutOfRange);
+        }
+        let e = self.mmu.entry(va).ok_or(PteError::OutOfRange)?;
+        e.compare_exchange(
+            0,
+            pte_encode(Pte::Present(pfn)) | PTE_RDONLY,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .map(|_| ())
+        .map_err(|_| PteError::Busy)
+    }
+
+    fn pte_test_and_clear_young(&self, va: u64) -> bool {
+        let Some(e) = self.mmu.entry(va) else {
+            return false;
+        };
+        let mut cur = e.load(Ordering::SeqCst);
+        loop {
+            if cur & PTE_PRESENT == 0 || cur & PTE_YOUNG == 0 {
+                return false;
+            }
+            match e.compare_exchange_weak(cur, cur & !PTE_YOUNG, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(v) => cur = v,
+            }
         }
     }
 
@@ -1042,7 +1135,12 @@ impl SimAllocator {
             return Err(SimFault::Misaligned(va));
         }
         let i = ((va & (PAGE_SIZE - 1)) / 8) as usize;
-        self.with_page(va, |w| w[i].store(v, Ordering::Relaxed))
+        self.sim_platform().access_mode(
+            va,
+            true,
+            |w| w[i].store(v, Ordering::Relaxed),
+            &|va, pfn| self.wait_on_migration(va, pfn),
+        )
     }
 }
 

@@ -18,9 +18,9 @@
 //! (`PAGE_MAPPING_MOVABLE`), and `index` is its page offset in the file. The descriptors
 //! live in a fixed table inside the allocator, so a `mapping` is validated by address
 //! arithmetic before it is trusted (as [`crate::movement::rmap`] does for anon regions).
-//! Cache pages are not mapped into page tables: they are read with a copy
-//! ([`PageAllocator::page_cache_read`]); mapping them into the movable range is left to a
-//! later change.
+//! Cache pages are read with a copy ([`PageAllocator::page_cache_read`]) or mapped
+//! read-only into a file window of the movable range on a fault
+//! ([`crate::reclaim::mmap`]); both paths find and fill pages here.
 //!
 //! # The index
 //!
@@ -33,12 +33,14 @@
 //!
 //! # References and the tree lock
 //!
-//! The cache holds one reference per page. Under the file's tree lock an indexed page's
-//! reference count is never zero: the two operations that freeze it (eviction,
-//! `PageAllocator::remove_mapping`, and migration) do so under that lock and replace or
-//! remove the entry before they release it. So a lookup takes its reference with a plain
-//! increment under the lock, and a reader that holds a reference blocks both eviction and
-//! migration (their freeze expects exactly the cache's and the isolator's references).
+//! The cache holds one reference per page, and each page-table entry that maps it one
+//! more. Under the file's tree lock an indexed page's reference count is never zero: the
+//! two operations that freeze it (eviction, `PageAllocator::remove_mapping`, and
+//! migration) do so under that lock and replace or remove the entry before they release
+//! it. So a lookup takes its reference with a plain increment under the lock, and a
+//! reader that holds a reference blocks both eviction and migration (their freeze expects
+//! exactly the cache's, the isolator's and, for migration, the mappings' references;
+//! eviction unmaps a mapped page first).
 
 #![allow(unsafe_code)]
 
@@ -49,7 +51,7 @@ use crate::model::page::{PAGE_MAPPING_FLAGS, Page, PageFlags};
 use crate::movement::migrate::MigrateError;
 use crate::page_alloc::PageAllocator;
 use crate::page_alloc::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp};
-use crate::port::platform::Platform;
+use crate::port::platform::{Platform, Pte};
 use crate::port::sync::SpinLock;
 use crate::reclaim::lru::LRU_PAGE_FLAGS;
 use crate::report::vmstat::VmEvent;
@@ -285,6 +287,16 @@ impl<P: Platform> PageAllocator<P> {
     /// reference the caller drops with [`PageAllocator::put_page`]. The page is uptodate
     /// and its contents never change while the reference is held.
     pub fn read_cache_page(&self, file: u32, index: u64) -> Result<&Page, CacheError> {
+        self.read_cache_page_major(file, index).map(|(p, _)| p)
+    }
+
+    /// [`PageAllocator::read_cache_page`], also telling whether the page had to be read
+    /// from the backing store (a major fault, for a fault).
+    pub(crate) fn read_cache_page_major(
+        &self,
+        file: u32,
+        index: u64,
+    ) -> Result<(&Page, bool), CacheError> {
         let size = self.page_cache_file_size(file)?;
         let nr = size.div_ceil(PAGE_SIZE);
         if nr > MAX_FILE_PAGES {
@@ -294,7 +306,7 @@ impl<P: Platform> PageAllocator<P> {
             return Err(CacheError::BeyondEof(index));
         }
         if let Some(p) = self.find_get_page(file, index) {
-            return Ok(p);
+            return Ok((p, false));
         }
         let backing = self.backing()?;
         let page = self
@@ -315,7 +327,7 @@ impl<P: Platform> PageAllocator<P> {
         }
         page.set_uptodate();
         match self.add_to_page_cache(page, file, index) {
-            Ok(p) => Ok(p),
+            Ok(p) => Ok((p, core::ptr::eq(p, page))),
             Err(e) => {
                 self.free_unused_cache_page(page);
                 Err(e)
@@ -459,8 +471,17 @@ impl<P: Platform> PageAllocator<P> {
     /// (`__remove_mapping`). The caller holds the isolation reference; it is consumed on
     /// success. Fails, leaving everything as it was, if anyone else holds a reference.
     pub(crate) fn remove_mapping(&self, page: &Page) -> bool {
-        // Isolated pages only: a listed page must leave its list first.
-        if page.is_lru() {
+        self.remove_mapping_unlock(page, false)
+    }
+
+    /// [`PageAllocator::remove_mapping`] for a page the caller locked (reclaim unmapping
+    /// a mapped page): on success the lock is released before the page is freed; on
+    /// failure the page stays locked.
+    pub(crate) fn remove_mapping_unlock(&self, page: &Page, locked: bool) -> bool {
+        // Isolated, unmapped pages only: a listed page must leave its list first, and a
+        // mapped page must lose its entries (their references would fail the freeze
+        // anyway).
+        if page.is_lru() || page.mapcount() != 0 {
             return false;
         }
         let Some((_, space)) = self.page_cache_file(page) else {
@@ -479,6 +500,9 @@ impl<P: Platform> PageAllocator<P> {
             space.nrpages.fetch_sub(1, Ordering::Relaxed);
         }
         self.detach_cache_page(page, None);
+        if locked {
+            page.unlock();
+        }
         if let Err(bad) = self.put_page(page) {
             log::error!("remove_mapping: freeing the page: {bad}");
         }
@@ -540,18 +564,29 @@ impl<P: Platform> PageAllocator<P> {
     /// caller puts `dst` on the LRU once it is unlocked (it goes to the list `src` was on,
     /// by `PG_active`) and drops the isolation reference of `src`, the last one, which
     /// frees it. `Again` if someone holds a reference to `src`.
-    pub(crate) fn migrate_cache_page(&self, dst: &Page, src: &Page) -> Result<(), MigrateError> {
-        let Some((_, space)) = self.page_cache_file(src) else {
+    ///
+    /// `mapped` entries of `src` were turned into migration entries by the caller (see
+    /// [`crate::reclaim::mmap`]); their references are expected in the freeze, move to
+    /// `dst` with the mapcount, and the entries are pointed at `dst` before `src` leaves
+    /// the cache. On `Again` the entries are left as migration entries for the caller to
+    /// restore.
+    pub(crate) fn migrate_cache_page(
+        &self,
+        dst: &Page,
+        src: &Page,
+        mapped: u32,
+    ) -> Result<(), MigrateError> {
+        let Some((file, space)) = self.page_cache_file(src) else {
             return Err(MigrateError::Busy);
         };
         {
             let g = space.tree.lock_irqsave(self.platform());
-            if !src.ref_freeze(2) {
+            if !src.ref_freeze(2 + mapped as i32) {
                 return Err(MigrateError::Again);
             }
             // SAFETY: tree lock held.
             let Some(slot) = (unsafe { leaf_slot(*g, src.index()) }) else {
-                src.ref_unfreeze(2);
+                src.ref_unfreeze(2 + mapped as i32);
                 return Err(MigrateError::Busy);
             };
             let (sp, dp) = (
@@ -572,7 +607,33 @@ impl<P: Platform> PageAllocator<P> {
                 src.flags() & (PageFlags::UPTODATE | PageFlags::REFERENCED | PageFlags::ACTIVE),
             );
             dst.set_mapping(space as *const AddressSpace as *const (), 0);
+            // The mappings' references and count travel with the entries.
+            for _ in 0..mapped {
+                dst.ref_inc();
+                self.page_add_file_rmap(dst);
+            }
             slot.store(dst as *const Page as u64, Ordering::Relaxed);
+        }
+        if mapped > 0 {
+            let (sp, dp) = (self.page_to_pfn(src), self.page_to_pfn(dst));
+            // Migration entries were never present: installing the new frame needs no
+            // flush.
+            let moved = self.file_rmap_replace(
+                file,
+                src.index(),
+                Pte::Migration(sp),
+                Pte::Present(dp),
+                &mut None,
+            );
+            if moved != mapped {
+                log::error!(
+                    "migrate_cache_page: {moved} of {mapped} migration entries of pfn {sp:#x} found"
+                );
+            }
+            for _ in 0..mapped {
+                self.page_remove_file_rmap(src);
+            }
+            self.count_vm_events(VmEvent::PgmigrateFileMapped, 1);
         }
         self.detach_cache_page(src, Some(dst));
         Ok(())

@@ -91,6 +91,9 @@ pub struct Lruvec {
     zone_size: [[AtomicU64; NR_LRU_LISTS]; MAX_NR_ZONES],
     /// Pages of the page cache on this node, on a list or isolated (`NR_FILE_PAGES`).
     pub(crate) nr_file_pages: AtomicU64,
+    /// Those of them mapped by at least one page-table entry (`NR_FILE_MAPPED`), moved
+    /// when a page's mapcount leaves or reaches zero ([`crate::reclaim::mmap`]).
+    pub(crate) nr_mapped: AtomicU64,
 }
 
 impl Default for Lruvec {
@@ -108,6 +111,7 @@ impl Lruvec {
             }),
             zone_size: [const { [const { AtomicU64::new(0) }; NR_LRU_LISTS] }; MAX_NR_ZONES],
             nr_file_pages: AtomicU64::new(0),
+            nr_mapped: AtomicU64::new(0),
         }
     }
 
@@ -143,8 +147,11 @@ pub struct LruSizes {
     pub inactive_file: u64,
     /// `nr_active_file` / `Active(file)`.
     pub active_file: u64,
-    /// `nr_file_pages` / `Cached`: every page of the page cache, listed or isolated.
+    /// `nr_file_pages` / `Cached`: every page of the page cache, listed or isolated,
+    /// mapped or not.
     pub file_pages: u64,
+    /// `nr_mapped` / `Mapped`: the cache pages mapped into a file window.
+    pub mapped: u64,
 }
 
 impl core::ops::Add for LruSizes {
@@ -154,6 +161,7 @@ impl core::ops::Add for LruSizes {
             inactive_file: self.inactive_file + o.inactive_file,
             active_file: self.active_file + o.active_file,
             file_pages: self.file_pages + o.file_pages,
+            mapped: self.mapped + o.mapped,
         }
     }
 }
@@ -173,6 +181,7 @@ impl<P: Platform> PageAllocator<P> {
             inactive_file: l.lru_size(LruList::InactiveFile, MAX_NR_ZONES - 1),
             active_file: l.lru_size(LruList::ActiveFile, MAX_NR_ZONES - 1),
             file_pages: l.nr_file_pages.load(Ordering::Relaxed),
+            mapped: l.nr_mapped.load(Ordering::Relaxed),
         }
     }
 

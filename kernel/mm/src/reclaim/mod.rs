@@ -7,6 +7,9 @@
 //!   [`filemap::Backing`] (a kernel backs it with its boot ramdisk; the host simulation
 //!   with a deterministic in-memory image). Cache pages are movable, clean, and can be
 //!   dropped at any time: the next read fills them again.
+//! - [`mmap`]: **file mappings**: a file's cache pages mapped read-only into a window of
+//!   the movable range on a fault, unmapped through the reverse map before reclaim drops
+//!   them, and followed by their entries when compaction moves them.
 //! - [`lru`]: the per-node **LRU lists** (`lruvec`) on which cache pages age: inactive and
 //!   active file lists, `PG_lru`, `PG_active`, `PG_referenced`, `mark_page_accessed`, and the
 //!   isolation protocol that reclaim and compaction share.
@@ -33,6 +36,7 @@
 pub mod filemap;
 pub mod kswapd;
 pub mod lru;
+pub mod mmap;
 pub mod shrinker;
 pub mod vmscan;
 

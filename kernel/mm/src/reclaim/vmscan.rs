@@ -15,12 +15,35 @@
 //!   the inactive list. As in Linux, `PG_referenced` alone does not save an *unmapped*
 //!   page here (it is cleared and the page goes): protection comes from promotion on the
 //!   second access ([`PageAllocator::mark_page_accessed`]), which is what keeps a
-//!   streaming read from evicting the working set. (Linux keeps *mapped* pages whose PTEs
-//!   were referenced; cache pages are not mapped in this crate.)
+//!   streaming read from evicting the working set.
+//! - A *mapped* page (one mapped into a file window, [`crate::reclaim::mmap`]) is judged
+//!   by its page-table entries, as Linux's `folio_check_references` does for file folios:
+//!   with the page locked (a busy lock keeps the page), the accessed bits of all its
+//!   entries are tested and cleared (`folio_referenced`), and `PG_referenced` is tested
+//!   and cleared:
+//!
+//!   | accessed entries | `PG_referenced` | outcome                                    |
+//!   |------------------|-----------------|--------------------------------------------|
+//!   | 0                | any             | reclaim: unmap, drop                       |
+//!   | 1                | clear           | keep (rotate), set `PG_referenced`         |
+//!   | 1                | set             | activate, set `PG_referenced`              |
+//!   | 2 or more        | any             | activate, set `PG_referenced`              |
+//!
+//!   So a mapped page touched once since the last scan survives one more trip through
+//!   the inactive list, and one touched again by then is promoted. (Linux also activates
+//!   on one accessed entry of an executable mapping; no window here is executable.)
+//!   A page to reclaim is unmapped through the reverse map while locked: every entry is
+//!   compare-exchanged to none, counted in `pgunmap_reclaim`, and its count and reference
+//!   dropped; one TLB shootdown covers the whole batch; only then is the count frozen and
+//!   the page removed from the cache. A fault that took a reference to the page in the
+//!   meantime (it then waits for the page lock) makes the freeze fail, and the page is
+//!   put back rather than freed.
 //! - `shrink_active_list` isolates a batch from the active tail and moves it to the head
 //!   of the inactive list (`pgdeactivate`), keeping `PG_referenced`, so a page still in
-//!   use is promoted again by its next access. Linux rotates only referenced *executable
-//!   mapped* pages back to the active list; there are none here.
+//!   use is promoted again by its next access. The accessed bits of mapped pages are
+//!   cleared on the way, as Linux's `folio_referenced` call there does: an entry must be
+//!   touched again after deactivation to count. Linux rotates only referenced
+//!   *executable* mapped pages back to the active list; there are none here.
 //! - The active list is only shrunk while the inactive list is too small
 //!   ([`inactive_is_low`]): the inactive list must be large enough that a page gets a fair
 //!   chance of a second access before it reaches the tail, and the larger the memory, the
@@ -83,6 +106,30 @@ impl ScanControl {
             may_deactivate: false,
             gfp,
         }
+    }
+}
+
+/// What reclaim does with a mapped inactive page (`enum folio_references`, file half).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageReferences {
+    /// Unmap and drop it (`FOLIOREF_RECLAIM`).
+    Reclaim,
+    /// Rotate it to the inactive head (`FOLIOREF_KEEP`).
+    Keep,
+    /// Promote it to the active list (`FOLIOREF_ACTIVATE`).
+    Activate,
+}
+
+/// The decision of `folio_check_references` for a mapped file page, from the number of
+/// its entries that were accessed and whether `PG_referenced` was set (table in the
+/// module documentation). Pure, so it is tested against the hand-worked cases.
+pub const fn mapped_page_references(referenced_ptes: u32, referenced_page: bool) -> PageReferences {
+    if referenced_ptes == 0 {
+        PageReferences::Reclaim
+    } else if referenced_page || referenced_ptes > 1 {
+        PageReferences::Activate
+    } else {
+        PageReferences::Keep
     }
 }
 
@@ -165,9 +212,39 @@ impl<P: Platform> PageAllocator<P> {
         }
         sc.nr_scanned += scanned;
         let mut reclaimed = 0;
+        // Unmapped pages waiting for the batch's TLB flush, still locked.
+        let mut unmapped = PageList::new();
+        let mut flush: Option<(u64, u64)> = None;
+        let mut nr_unmapped = 0u64;
+        let mut activated = 0u64;
         // SAFETY: `list` holds the pages isolated above; their links are ours.
         while let Some(p) = unsafe { list.pop_front() } {
             let page = self.page_ref(p);
+            if page.mapcount() > 0 {
+                if !page.trylock() {
+                    // Someone works on it (a fault, migration): keep it.
+                    self.putback_lru_page(page);
+                    continue;
+                }
+                match self.check_mapped_references(page) {
+                    PageReferences::Activate => {
+                        page.set_active();
+                        activated += 1;
+                        page.unlock();
+                        self.putback_lru_page(page);
+                    }
+                    PageReferences::Keep => {
+                        page.unlock();
+                        self.putback_lru_page(page);
+                    }
+                    PageReferences::Reclaim => {
+                        nr_unmapped += u64::from(self.try_to_unmap_file(page, &mut flush));
+                        // SAFETY: the page left `list` above and is on no other list.
+                        unsafe { unmapped.push_back(page) };
+                    }
+                }
+                continue;
+            }
             // folio_check_references for an unmapped file page: the referenced bit is
             // consumed and the page reclaimed (FOLIOREF_RECLAIM_CLEAN).
             page.clear_referenced();
@@ -177,6 +254,29 @@ impl<P: Platform> PageAllocator<P> {
                 // In use: rotate it to the head of the inactive list.
                 self.putback_lru_page(page);
             }
+        }
+        if let Some((start, end)) = flush {
+            // One shootdown for the batch: after it no CPU can still read a page through
+            // an entry cleared above, so the pages may be freed.
+            self.flush_tlb_movable_range(start, end);
+        }
+        // SAFETY: `unmapped` holds pages taken off `list` above; their links are ours.
+        while let Some(p) = unsafe { unmapped.pop_front() } {
+            let page = self.page_ref(p);
+            if self.remove_mapping_unlock(page, true) {
+                reclaimed += 1;
+            } else {
+                // A fault holds a reference (and waits for the lock to map it again), or
+                // an entry could not be cleared: not freed.
+                page.unlock();
+                self.putback_lru_page(page);
+            }
+        }
+        if nr_unmapped > 0 {
+            self.count_vm_events(VmEvent::PgunmapReclaim, nr_unmapped);
+        }
+        if activated > 0 {
+            self.count_vm_events(VmEvent::Pgactivate, activated);
         }
         let (scan_ev, steal_ev) = if sc.kswapd {
             (VmEvent::PgscanKswapd, VmEvent::PgstealKswapd)
@@ -189,6 +289,17 @@ impl<P: Platform> PageAllocator<P> {
         }
         sc.nr_reclaimed += reclaimed;
         reclaimed
+    }
+
+    /// Judge a locked, mapped, isolated page by its accessed bits and `PG_referenced`,
+    /// consuming both; a page with accessed entries leaves with `PG_referenced` set.
+    fn check_mapped_references(&self, page: &Page) -> PageReferences {
+        let ptes = self.page_referenced_ptes(page);
+        let was_referenced = page.test_and_clear_flag(crate::model::page::PageFlags::REFERENCED);
+        if ptes > 0 {
+            page.set_referenced();
+        }
+        mapped_page_references(ptes, was_referenced)
     }
 
     /// Move up to `nr_to_scan` pages from the active tail to the inactive head
@@ -205,6 +316,12 @@ impl<P: Platform> PageAllocator<P> {
         // SAFETY: `list` holds the pages isolated above; their links are ours.
         while let Some(p) = unsafe { list.pop_front() } {
             let page: &Page = self.page_ref(p);
+            // folio_referenced clears the accessed bits; with no executable mappings the
+            // answer does not change the outcome. A busy page lock skips the walk.
+            if page.mapcount() > 0 && page.trylock() {
+                self.page_referenced_ptes(page);
+                page.unlock();
+            }
             page.clear_active();
             deactivated += 1;
             self.putback_lru_page(page);

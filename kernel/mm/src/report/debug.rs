@@ -31,6 +31,13 @@
 //!    the list lengths; the pages with `PG_lru` found walking the node's zones are exactly
 //!    the listed ones among the page-cache pages, and no free page has `PG_lru` (so no
 //!    free page is on an LRU, and no LRU page is lost).
+//! 8. **File mappings** ([`crate::reclaim::mmap`]): every entry of a file window maps a
+//!    cache page of the window's file at that index that is not free, is on an LRU list
+//!    (or isolated) and holds a reference per mapping; each mapped page's `mapcount`
+//!    equals the entries found for it by the reverse map; each window's count equals its
+//!    entries; and the mapcounts of all cache pages add up to the entries of all windows
+//!    (no page counts a mapping that is gone); each node's `nr_mapped` is the number of
+//!    its cache pages with a mapcount.
 //!
 //! The walk is O(pages in the zone); it is a test and debugging tool, not something to run
 //! on a production fast path.
@@ -194,6 +201,15 @@ pub enum ViolationKind {
         /// What is wrong.
         what: &'static str,
     },
+    /// A file window and the pages it maps disagree (invariant 8).
+    FileMapping {
+        /// The virtual address (0 for a total).
+        va: u64,
+        /// The page (0 for a total).
+        pfn: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A page on a pcp list is in a state no pcp page may be in.
     PcpPage {
         /// The CPU.
@@ -329,6 +345,9 @@ impl fmt::Display for Violation {
                 write!(f, "cpu {cpu}: pcp page pfn {pfn:#x}: {what}")
             }
             ViolationKind::Lru { pfn, what } => write!(f, "LRU: pfn {pfn:#x}: {what}"),
+            ViolationKind::FileMapping { va, pfn, what } => {
+                write!(f, "file mapping at {va:#x}: pfn {pfn:#x}: {what}")
+            }
         }
     }
 }
@@ -366,8 +385,28 @@ pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
             kind,
         })?;
     }
+    let mut mapcounts = 0u64;
     for nid in alloc.online_nodes() {
-        check_lru(alloc, nid).map_err(|(zone, kind)| Violation { nid, zone, kind })?;
+        check_lru(alloc, nid, &mut mapcounts).map_err(|(zone, kind)| Violation {
+            nid,
+            zone,
+            kind,
+        })?;
+    }
+    let file_violation = |va, pfn, what| Violation {
+        nid: 0,
+        zone: ZoneType::Normal,
+        kind: ViolationKind::FileMapping { va, pfn, what },
+    };
+    let entries = alloc
+        .file_mappings_check()
+        .map_err(|e| file_violation(e.va, e.pfn, e.what))?;
+    if entries != mapcounts {
+        return Err(file_violation(
+            0,
+            0,
+            "cache pages' mapcounts differ from the entries of the file windows",
+        ));
     }
     Ok(())
 }
@@ -376,6 +415,7 @@ pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
 fn check_lru<P: Platform>(
     alloc: &PageAllocator<P>,
     nid: usize,
+    mapcounts: &mut u64,
 ) -> Result<(), (ZoneType, ViolationKind)> {
     use crate::model::mmzone::MAX_NR_ZONES;
     use crate::reclaim::lru::{LruList, NR_LRU_LISTS};
@@ -427,6 +467,7 @@ fn check_lru<P: Platform>(
         }
     }
     let mut flagged = 0u64;
+    let mut mapped_pages = 0u64;
     if let Some(node) = alloc.model().node(nid) {
         for zt in ZoneType::ALL {
             let zone = node.zone(zt);
@@ -449,10 +490,28 @@ fn check_lru<P: Platform>(
                         flagged += 1;
                     }
                 }
+                if let Some(page) = alloc.pfn_to_page(pfn)
+                    && !page.is_buddy()
+                    && alloc.page_cache_file(page).is_some()
+                {
+                    *mapcounts += page.mapcount().max(0) as u64;
+                    if page.mapcount() > 0 {
+                        mapped_pages += 1;
+                    }
+                }
             }
         }
     }
     drop(g);
+    if mapped_pages != lv.nr_mapped.load(core::sync::atomic::Ordering::Relaxed) {
+        return Err((
+            ZoneType::Normal,
+            ViolationKind::Lru {
+                pfn: 0,
+                what: "nr_mapped differs from the cache pages with a mapcount",
+            },
+        ));
+    }
     if flagged != listed {
         return Err((
             ZoneType::Normal,

@@ -148,8 +148,11 @@ counter_enum! {
         Pgactivate = "pgactivate",
         /// `pgdeactivate`: pages moved from the active to the inactive LRU list.
         Pgdeactivate = "pgdeactivate",
-        /// `pgfault`: page faults handled (here: faults on migration entries).
+        /// `pgfault`: page faults that mapped a page-cache page into a file window
+        /// ([`crate::reclaim::mmap`]).
         Pgfault = "pgfault",
+        /// `pgmajfault`: those of them that had to read the page from the backing store.
+        Pgmajfault = "pgmajfault",
         /// `pgrefill`: pages scanned on the active LRU list.
         Pgrefill = "pgrefill",
         /// `pgsteal_kswapd`: pages reclaimed by kswapd.
@@ -235,6 +238,11 @@ counter_enum! {
         /// Ours: allocations (and compaction migration targets) failed on purpose by
         /// fault injection (`fail_page_alloc`); each is in `pgalloc_fail` too.
         PgallocFailInjected = "pgalloc_fail_injected",
+        /// Ours: page-table entries of mapped page-cache pages that reclaim cleared before
+        /// dropping the pages (`try_to_unmap` from `shrink_folio_list`).
+        PgunmapReclaim = "pgunmap_reclaim",
+        /// Ours: mapped page-cache pages migrated, their entries following the new frame.
+        PgmigrateFileMapped = "pgmigrate_file_mapped",
     }
 }
 
@@ -531,8 +539,9 @@ pub fn vmstat<W: Write + ?Sized>(
 }
 
 /// `/proc/vmstat` in full, in Linux's order: the zone counters, the NUMA counters, the
-/// node counters of the page cache (`nr_inactive_file`, `nr_active_file`,
-/// `nr_file_pages`, where Linux prints its node stats), then the events.
+/// node counters of the page cache (`nr_inactive_file`, `nr_active_file`, `nr_mapped`,
+/// `nr_file_pages`, in Linux's order, where Linux prints its node stats), then the
+/// events.
 pub fn vmstat_with_lru<W: Write + ?Sized>(
     w: &mut W,
     zone_stats: &[u64; NR_VM_ZONE_STAT_ITEMS],
@@ -548,6 +557,7 @@ pub fn vmstat_with_lru<W: Write + ?Sized>(
     }
     writeln!(w, "nr_inactive_file {}", lru.inactive_file)?;
     writeln!(w, "nr_active_file {}", lru.active_file)?;
+    writeln!(w, "nr_mapped {}", lru.mapped)?;
     writeln!(w, "nr_file_pages {}", lru.file_pages)?;
     for ev in VmEvent::ALL {
         writeln!(w, "{} {}", ev.name(), events[ev.index()])?;
@@ -561,6 +571,7 @@ pub fn vmstat_with_lru<W: Write + ?Sized>(
 /// Cached:            51200 kB
 /// Active(file):      20480 kB
 /// Inactive(file):    30720 kB
+/// Mapped:             8192 kB
 /// ```
 pub fn meminfo_lru<W: Write + ?Sized>(
     w: &mut W,
@@ -568,7 +579,8 @@ pub fn meminfo_lru<W: Write + ?Sized>(
 ) -> fmt::Result {
     show_val_kb(w, "Cached:", lru.file_pages)?;
     show_val_kb(w, "Active(file):", lru.active_file)?;
-    show_val_kb(w, "Inactive(file):", lru.inactive_file)
+    show_val_kb(w, "Inactive(file):", lru.inactive_file)?;
+    show_val_kb(w, "Mapped:", lru.mapped)
 }
 
 /// The inputs of the `/proc/meminfo` lines we can produce.
@@ -1243,7 +1255,10 @@ mod tests {
         assert_eq!(lines[8], "pgalloc_dma 0");
         assert_eq!(lines[10], "pgalloc_normal 123456789012");
         assert!(lines.contains(&"compact_stall 7"));
-        assert!(text.ends_with("pgfree_rejected 0\ncompact_deferred 0\npgalloc_fail_injected 0\n"));
+        assert!(text.ends_with(
+            "compact_deferred 0\npgalloc_fail_injected 0\npgunmap_reclaim 0\npgmigrate_file_mapped 0\n"
+        ));
+        assert!(text.contains("\npgfault 0\npgmajfault 0\npgrefill 0\n"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod page_alloc_smp;
 mod port_stack;
 mod props;
 mod reclaim;
+mod reclaim_mmap;
 mod rmap;
 mod small_stack;
 mod views_golden;

@@ -18,12 +18,12 @@ use zonebuddy::report::vmstat::VmEvent;
 
 const MIB: u64 = 1 << 20;
 
-fn machine(mib: u64) -> SimAllocator {
+pub(crate) fn machine(mib: u64) -> SimAllocator {
     SimAllocator::build(&qemu_e820(mib * MIB), &[], &ModelParams::default(), 1)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn check(a: &SimAllocator) {
+pub(crate) fn check(a: &SimAllocator) {
     if let Err(v) = zonebuddy::report::debug::check(&**a) {
         panic!("debug::check: {v}");
     }
@@ -31,11 +31,11 @@ fn check(a: &SimAllocator) {
 
 /// A deterministic read-only image: file `f` has `sizes[f]` bytes, byte `o` is
 /// [`image_byte`].
-struct Image {
+pub(crate) struct Image {
     sizes: Vec<u64>,
 }
 
-fn image_byte(file: u32, off: u64) -> u8 {
+pub(crate) fn image_byte(file: u32, off: u64) -> u8 {
     let mut x = ((file as u64) << 48) ^ (off / 8);
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -62,7 +62,7 @@ impl Backing for Image {
     }
 }
 
-fn image(sizes: &[u64]) -> &'static Image {
+pub(crate) fn image(sizes: &[u64]) -> &'static Image {
     Box::leak(Box::new(Image {
         sizes: sizes.to_vec(),
     }))
@@ -90,7 +90,7 @@ fn cached(a: &SimAllocator, file: u32, index: u64) -> Option<(bool, bool)> {
     Some(r)
 }
 
-fn direct_sc() -> ScanControl {
+pub(crate) fn direct_sc() -> ScanControl {
     ScanControl::new(u64::MAX, ZoneType::Movable.index(), 0, false, GFP_KERNEL)
 }
 
@@ -572,7 +572,7 @@ fn drop_caches_and_views() {
     );
     let mut v = String::new();
     a.write_vmstat(&mut v).unwrap();
-    assert!(v.contains("\nnr_inactive_file 16\nnr_active_file 1\nnr_file_pages 17\n"));
+    assert!(v.contains("\nnr_inactive_file 16\nnr_active_file 1\nnr_mapped 0\nnr_file_pages 17\n"));
     assert_eq!(a.drop_caches(), 16);
     check(&a);
     assert_eq!(a.lru_sizes(0).file_pages, 1);

@@ -146,6 +146,7 @@ const MEMINFO: &str = concat!(
     "Cached:                0 kB\n",
     "Active(file):          0 kB\n",
     "Inactive(file):        0 kB\n",
+    "Mapped:                0 kB\n",
 );
 
 const EXTFRAG_INDEX: &str = concat!(
@@ -186,6 +187,7 @@ const VMSTAT_FRESH: &str = concat!(
     "numa_other 0\n",
     "nr_inactive_file 0\n",
     "nr_active_file 0\n",
+    "nr_mapped 0\n",
     "nr_file_pages 0\n",
     "pgalloc_dma 0\n",
     "pgalloc_dma32 0\n",
@@ -199,6 +201,7 @@ const VMSTAT_FRESH: &str = concat!(
     "pgactivate 0\n",
     "pgdeactivate 0\n",
     "pgfault 0\n",
+    "pgmajfault 0\n",
     "pgrefill 0\n",
     "pgsteal_kswapd 0\n",
     "pgsteal_direct 0\n",
@@ -240,6 +243,8 @@ const VMSTAT_FRESH: &str = concat!(
     "pgfree_rejected 0\n",
     "compact_deferred 0\n",
     "pgalloc_fail_injected 0\n",
+    "pgunmap_reclaim 0\n",
+    "pgmigrate_file_mapped 0\n",
 );
 
 /// The blocks freed, as `(pfn, order)`.

@@ -288,8 +288,14 @@ pub const MOVABLE_START: u64 = 0xffff_b000_0000_0000;
 pub const MOVABLE_END: u64 = MOVABLE_START + (1 << 39);
 
 const PTE_WRITABLE: u64 = 1 << 1;
+/// The accessed bit: set by the CPU's page walk when it uses the entry.
+pub const PTE_ACCESSED: u64 = 1 << 5;
 /// Bits the CPU sets by itself (accessed, dirty): ignored when comparing entries.
-const PTE_HW_BITS: u64 = (1 << 5) | (1 << 6);
+const PTE_HW_BITS: u64 = PTE_ACCESSED | (1 << 6);
+/// A software bit of migration entries: the present entry it replaced was read-only (a
+/// file mapping), so the entry that replaces it is read-only too (Linux's readable
+/// versus writable migration entries).
+pub const MIGRATION_READONLY_BIT: u64 = 1 << 10;
 
 /// A movable-window PTE as the allocator sees it.
 pub fn decode_pte(v: u64) -> zonebuddy::port::platform::Pte {
@@ -313,9 +319,59 @@ pub fn encode_pte(pte: zonebuddy::port::platform::Pte) -> u64 {
     }
 }
 
+/// Is the entry, present or migration, read-only?
+const fn pte_is_readonly(v: u64) -> bool {
+    if v & PTE_PRESENT != 0 {
+        v & PTE_WRITABLE == 0
+    } else {
+        v & MIGRATION_ENTRY_BIT != 0 && v & MIGRATION_READONLY_BIT != 0
+    }
+}
+
+/// The raw value for `pte`, read-only if `readonly` (present and migration entries).
+fn encode_pte_prot(pte: zonebuddy::port::platform::Pte, readonly: bool) -> u64 {
+    use zonebuddy::port::platform::Pte;
+    match pte {
+        Pte::None => 0,
+        Pte::Present(_) if readonly => encode_pte(pte) & !PTE_WRITABLE,
+        Pte::Migration(_) if readonly => encode_pte(pte) | MIGRATION_READONLY_BIT,
+        _ => encode_pte(pte),
+    }
+}
+
+/// Install a present entry for `pfn` at `va` where the leaf table exists and the entry
+/// is empty (writable or read-only). False if the entry is in use; None if no leaf
+/// table covers `va` yet.
+pub fn pte_install(va: u64, pfn: u64, readonly: bool) -> Option<bool> {
+    use zonebuddy::port::platform::Pte;
+    let slot = VirtAddr::try_new(va).ok().and_then(leaf_pte)?;
+    let raw = encode_pte_prot(Pte::Present(pfn), readonly);
+    Some(
+        slot.compare_exchange(0, raw, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok(),
+    )
+}
+
+/// Clear the accessed bit of the present leaf entry for `va`; true if it was set
+/// (`ptep_test_and_clear_young`). No TLB flush, as on Linux/x86: a CPU that still caches
+/// the entry does not set the bit again until the entry leaves its TLB, an inaccuracy
+/// aging accepts.
+pub fn pte_test_and_clear_young(va: u64) -> bool {
+    let Some(slot) = VirtAddr::try_new(va).ok().and_then(leaf_pte) else {
+        return false;
+    };
+    let v = slot.load(Ordering::Acquire);
+    if v & PTE_PRESENT == 0 || v & PTE_ACCESSED == 0 {
+        return false;
+    }
+    slot.fetch_and(!PTE_ACCESSED, Ordering::AcqRel) & PTE_ACCESSED != 0
+}
+
 /// Compare-and-exchange the leaf entry for `va` (see `Platform::pte_cmpxchg`). Hardware
 /// may set the accessed/dirty bits of a present entry at any moment, so the comparison
-/// decodes the entry and retries when only those bits changed under us.
+/// decodes the entry and retries when only those bits changed under us. The write
+/// permission travels from the old entry to the new one through migration entries
+/// ([`MIGRATION_READONLY_BIT`]); a new present entry starts with the accessed bit clear.
 pub fn pte_cmpxchg(
     va: u64,
     old: zonebuddy::port::platform::Pte,
@@ -329,10 +385,16 @@ pub fn pte_cmpxchg(
     let mut cur = slot.load(Ordering::Acquire);
     loop {
         if decode_pte(cur) != old
-            || (cur & PTE_PRESENT == 0 && cur & !PTE_HW_BITS != encode_pte(old))
+            || (cur & PTE_PRESENT == 0
+                && cur & !(PTE_HW_BITS | MIGRATION_READONLY_BIT) != encode_pte(old))
         {
             return false;
         }
+        let new_raw = if new_raw == 0 {
+            0
+        } else {
+            encode_pte_prot(new, pte_is_readonly(cur))
+        };
         match slot.compare_exchange_weak(cur, new_raw, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return true,
             Err(v) => cur = v,
