@@ -481,36 +481,9 @@ impl<P: Platform> PageAllocator<P> {
             let order = pindex_to_order(idx).unwrap_or(0);
             let nr = 1u64 << order;
             if order == 0 && !b.capture_armed() {
-                // Runs of pages with consecutive descriptors in one section (consecutive
-                // pfns), rising or falling, in the order they come off the list:
-                // descriptors `[lo, hi]`, the last one taken `last`. Told apart by address
-                // alone: the pfn is looked up once per run, when it is freed.
-                let mut run: Option<(&Page, &Page, &Page)> = None;
-                while let Some(p) = lists.pop_back(idx) {
-                    remaining -= 1;
-                    lists.count = lists.count.saturating_sub(1);
-                    freed += 1;
-                    let page = self.page_ref(p);
-                    run = match run {
-                        Some((lo, hi, last)) if ptr::eq(last, hi) && follows(hi, page) => {
-                            Some((lo, page, page))
-                        }
-                        Some((lo, hi, last)) if ptr::eq(last, lo) && follows(page, lo) => {
-                            Some((page, hi, page))
-                        }
-                        Some((lo, hi, _)) => {
-                            free_run(&mut b, lo, hi, &mut cursor);
-                            Some((page, page, page))
-                        }
-                        None => Some((page, page, page)),
-                    };
-                    if remaining <= 0 {
-                        break;
-                    }
-                }
-                if let Some((lo, hi, _)) = run {
-                    free_run(&mut b, lo, hi, &mut cursor);
-                }
+                let taken = self.drain_order0_runs(&mut b, lists, idx, remaining, &mut cursor);
+                remaining -= taken as i64;
+                freed += taken;
                 continue;
             }
             while let Some(p) = lists.pop_back(idx) {
@@ -527,6 +500,50 @@ impl<P: Platform> PageAllocator<P> {
         drop(g);
         self.count_vm_events_irqs_off(hdr, VmEvent::PcpDrain, 1);
         self.count_vm_events_irqs_off(hdr, VmEvent::PcpDrainPages, freed);
+    }
+
+    /// The order-0 list `idx` of a drain ([`Self::free_pcppages_bulk`]): up to `remaining`
+    /// pages, the runs among them freed as blocks. Returns the pages taken. (Out of line,
+    /// so the drain of the other orders keeps its code.)
+    #[inline(never)]
+    fn drain_order0_runs<'m>(
+        &self,
+        b: &mut Buddy<'m, '_>,
+        lists: &mut PcpLists,
+        idx: usize,
+        remaining: i64,
+        cursor: &mut Option<crate::page_alloc::buddy::SectionCursor<'m>>,
+    ) -> u64 {
+        // Runs of pages with consecutive descriptors in one section (consecutive pfns),
+        // rising or falling, in the order they come off the list: descriptors `[lo, hi]`,
+        // the last one taken `last`. Told apart by address alone: the pfn is looked up
+        // once per run, when it is freed.
+        let mut run: Option<(&Page, &Page, &Page)> = None;
+        let mut taken = 0u64;
+        while (taken as i64) < remaining
+            && let Some(p) = lists.pop_back(idx)
+        {
+            taken += 1;
+            lists.count = lists.count.saturating_sub(1);
+            let page = self.page_ref(p);
+            run = match run {
+                Some((lo, hi, last)) if ptr::eq(last, hi) && follows(hi, page) => {
+                    Some((lo, page, page))
+                }
+                Some((lo, hi, last)) if ptr::eq(last, lo) && follows(page, lo) => {
+                    Some((page, hi, page))
+                }
+                Some((lo, hi, _)) => {
+                    free_run(b, lo, hi, cursor);
+                    Some((page, page, page))
+                }
+                None => Some((page, page, page)),
+            };
+        }
+        if let Some((lo, hi, _)) = run {
+            free_run(b, lo, hi, cursor);
+        }
+        taken
     }
 
     /// Drain CPU `cpu`'s pcp lists of every zone (`drain_pages`). Another CPU may do this:
