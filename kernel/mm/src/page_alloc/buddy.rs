@@ -153,6 +153,14 @@ pub struct SectionCursor<'m> {
 }
 
 impl<'m> SectionCursor<'m> {
+    /// The pfn of `page` if it is a descriptor of this section's memmap.
+    #[inline(always)]
+    fn pfn_of(&self, page: &Page) -> Option<u64> {
+        let off = (page as *const Page as usize).wrapping_sub(self.map.as_ptr() as usize)
+            / core::mem::size_of::<Page>();
+        (off < self.map.len()).then_some(self.start_pfn + off as u64)
+    }
+
     /// Section `nr` of `mem`, if it has a memmap.
     fn new(mem: &'m SparseMem, nr: u64) -> Option<SectionCursor<'m>> {
         let ms = mem.nr_to_section(nr).filter(|ms| ms.has_mem_map())?;
@@ -498,47 +506,38 @@ impl<'m, 'g> Buddy<'m, 'g> {
         order: u32,
         cursor: &mut Option<SectionCursor<'m>>,
     ) {
-        let nr = page.section_nr();
-        let c = match *cursor {
-            Some(c) if c.nr == nr => c,
-            _ => {
-                let Some(c) = SectionCursor::new(self.mem, nr) else {
-                    return;
-                };
-                *cursor = Some(c);
-                c
-            }
-        };
-        let off = (page as *const Page as usize).wrapping_sub(c.map.as_ptr() as usize)
-            / core::mem::size_of::<Page>();
-        if off >= c.map.len() {
-            // Not a descriptor of the section its flags name: nothing the pcp lists hold.
+        let Some(c) = self.section_at(page.section_nr(), cursor) else {
             return;
+        };
+        // `None`: not a descriptor of the section its flags name, nothing a pcp list holds.
+        if let Some(pfn) = c.pfn_of(page) {
+            self.free_in_section(c, pfn, order);
         }
-        let pfn = c.start_pfn + off as u64;
-        let mt = c
-            .usemap
-            .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
-            .unwrap_or(Migratetype::Unmovable);
-        self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
-    /// The pfn of `page`, a block taken off a pcp list, through `cursor` (see
-    /// [`Buddy::free_pcp_block`]); `None` for a descriptor outside every memmap.
-    #[inline]
-    pub fn pcp_page_pfn(&self, page: &Page, cursor: &mut Option<SectionCursor<'m>>) -> Option<u64> {
-        let nr = page.section_nr();
-        let c = match *cursor {
-            Some(c) if c.nr == nr => c,
+    /// Section `nr` through `cursor`: the remembered one if it is `nr`, else looked up and
+    /// remembered.
+    #[inline(always)]
+    fn section_at(
+        &self,
+        nr: u64,
+        cursor: &mut Option<SectionCursor<'m>>,
+    ) -> Option<SectionCursor<'m>> {
+        match *cursor {
+            Some(c) if c.nr == nr => Some(c),
             _ => {
                 let c = SectionCursor::new(self.mem, nr)?;
                 *cursor = Some(c);
-                c
+                Some(c)
             }
-        };
-        let off = (page as *const Page as usize).wrapping_sub(c.map.as_ptr() as usize)
-            / core::mem::size_of::<Page>();
-        (off < c.map.len()).then_some(c.start_pfn + off as u64)
+        }
+    }
+
+    /// The pfn of `page`, a block taken off a pcp list, through `cursor` (see
+    /// [`Buddy::free_pcp_block`]); `None` for a descriptor outside its section's memmap.
+    #[inline]
+    pub fn pcp_page_pfn(&self, page: &Page, cursor: &mut Option<SectionCursor<'m>>) -> Option<u64> {
+        self.section_at(page.section_nr(), cursor)?.pfn_of(page)
     }
 
     /// True when a compaction capture is armed for this zone on this CPU: then every
@@ -555,56 +554,45 @@ impl<'m, 'g> Buddy<'m, 'g> {
     /// any freed block does. The result is the one page-by-page frees reach (every pair of
     /// free buddies merged) at a fraction of the work: a run of 32 pages is one block put
     /// on a list, not 32 pages each merged level by level. Not with a capture armed (it
-    /// must see every order a block passes through): see [`Buddy::capture_armed`].
+    /// must see every order a block passes through): see [`Buddy::capture_armed`]. A run
+    /// that crosses a zone boundary (consecutive pfns, two zones) is freed page by page.
     pub fn free_pcp_run(&mut self, pfn: u64, len: u64, cursor: &mut Option<SectionCursor<'m>>) {
+        let Some(c) = self.section_at(self.mem.pfn_to_section_nr(pfn), cursor) else {
+            return;
+        };
+        let last = pfn + len - 1;
+        let one_zone = match (
+            c.map.get(section_index(c.map, pfn)),
+            c.map.get(section_index(c.map, last)),
+        ) {
+            (Some(a), Some(b)) => Self::same_zone(a, b),
+            _ => false,
+        };
         let (mut pfn, mut left) = (pfn, len);
         while left > 0 {
             // The largest block that starts at `pfn` (aligned) and fits in the run, never
             // more than a pageblock (one pageblock type, one section).
-            let order = pfn
-                .trailing_zeros()
-                .min(63 - left.leading_zeros())
-                .min(PAGEBLOCK_ORDER);
-            self.free_pcp_chunk(pfn, order, cursor);
+            let order = if one_zone {
+                pfn.trailing_zeros()
+                    .min(63 - left.leading_zeros())
+                    .min(PAGEBLOCK_ORDER)
+            } else {
+                0
+            };
+            self.free_in_section(c, pfn, order);
             pfn += 1 << order;
             left -= 1 << order;
         }
     }
 
-    /// One block of [`Buddy::free_pcp_run`]: `2^order` free pages at `pfn`, one
-    /// section and one pageblock. Pages of two zones (a zone boundary inside the block)
-    /// are freed one by one.
-    fn free_pcp_chunk(&mut self, pfn: u64, order: u32, cursor: &mut Option<SectionCursor<'m>>) {
-        let nr = self.mem.pfn_to_section_nr(pfn);
-        let c = match *cursor {
-            Some(c) if c.nr == nr => c,
-            _ => {
-                let Some(c) = SectionCursor::new(self.mem, nr) else {
-                    return;
-                };
-                *cursor = Some(c);
-                c
-            }
-        };
+    /// Free the block of `order` at `pfn` in section `c` (within one pageblock) onto the
+    /// lists of its pageblock's type, merging it with its free buddies.
+    #[inline(always)]
+    fn free_in_section(&mut self, c: SectionCursor<'m>, pfn: u64, order: u32) {
         let mt = c
             .usemap
             .and_then(|u| Migratetype::from_bits(usemap_get(u, pfn, MIGRATETYPE_MASK) as u8))
             .unwrap_or(Migratetype::Unmovable);
-        let last = pfn + (1u64 << order) - 1;
-        if order > 0 {
-            match (
-                c.map.get(section_index(c.map, pfn)),
-                c.map.get(section_index(c.map, last)),
-            ) {
-                (Some(a), Some(b)) if Self::same_zone(a, b) => {}
-                _ => {
-                    for p in pfn..=last {
-                        self.free_one_page_in(c.map, p, 0, mt, false);
-                    }
-                    return;
-                }
-            }
-        }
         self.free_one_page_in(c.map, pfn, order, mt, false);
     }
 
