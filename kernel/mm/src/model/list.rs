@@ -166,6 +166,44 @@ impl PageList {
         Some(last)
     }
 
+    /// Unlink up to `max` pages from the back, last first, handing each to `f` with its
+    /// links already null; returns how many were taken. The same as `max` calls of
+    /// [`PageList::pop_back`], but the list's own ends are fixed once at the end instead of
+    /// once per page: a pcp drain's walk, where the pages taken are many and contiguous
+    /// at the cold end.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that protects this list, and `f` does not touch this list
+    /// (it may link the pages it is given on other lists: their links are theirs by then).
+    #[inline]
+    pub unsafe fn drain_back(&mut self, max: usize, mut f: impl FnMut(NonNull<Page>)) -> usize {
+        let mut cur = self.last;
+        let mut n = 0;
+        while n < max
+            && let Some(p) = NonNull::new(cur)
+        {
+            // SAFETY: `p` is linked on this list (its last page, or the previous page of
+            // one just taken, read before that page was handed on); the caller holds the
+            // lock.
+            let page = unsafe { p.as_ref() };
+            cur = page.lru.prev.load(Relaxed);
+            page.lru.next.store(ptr::null_mut(), Relaxed);
+            page.lru.prev.store(ptr::null_mut(), Relaxed);
+            n += 1;
+            f(p);
+        }
+        self.last = cur;
+        if cur.is_null() {
+            self.first = ptr::null_mut();
+        } else {
+            // SAFETY: `cur` is still linked on this list (its new last page).
+            unsafe { (*cur).lru.next.store(ptr::null_mut(), Relaxed) };
+        }
+        self.len -= n;
+        n
+    }
+
     /// Iterate from first to last.
     ///
     /// # Safety
@@ -212,6 +250,50 @@ mod tests {
             );
             assert!(l.is_empty());
             assert_eq!(l.pop_back(), None);
+        }
+    }
+
+    #[test]
+    fn drain_back_takes_the_tail_and_leaves_a_sound_list() {
+        let pages: Vec<Page> = (0..5).map(|_| Page::new(0)).collect();
+        let addr = |p: &Page| p as *const Page;
+        let mut l = PageList::new();
+        // SAFETY: the pages outlive the list, each is linked once, single thread.
+        unsafe {
+            for p in &pages {
+                l.push_back(p);
+            }
+            let mut taken = Vec::new();
+            let n = l.drain_back(3, |p| {
+                let page = p.as_ref();
+                assert!(page.lru.next.load(Relaxed).is_null());
+                assert!(page.lru.prev.load(Relaxed).is_null());
+                taken.push(p.as_ptr() as *const Page);
+            });
+            assert_eq!(n, 3);
+            assert_eq!(taken, [addr(&pages[4]), addr(&pages[3]), addr(&pages[2])]);
+            // What is left is a sound two-page list: both ends, the length, the links.
+            assert_eq!(l.len(), 2);
+            assert_eq!(
+                l.last().map(|p| p.as_ptr() as *const Page),
+                Some(addr(&pages[1]))
+            );
+            assert!(pages[1].lru.next.load(Relaxed).is_null());
+            let order: Vec<*const Page> = l.iter().map(|p| p.as_ptr() as *const Page).collect();
+            assert_eq!(order, [addr(&pages[0]), addr(&pages[1])]);
+            l.push_back(&pages[2]);
+            assert_eq!(l.len(), 3);
+            // Asking for more than the list holds takes it all and empties it.
+            assert_eq!(l.drain_back(10, |_| {}), 3);
+            assert!(l.is_empty());
+            assert_eq!(l.len(), 0);
+            assert_eq!(l.last(), None);
+            assert_eq!(l.drain_back(1, |_| {}), 0);
+            l.push_front(&pages[0]);
+            assert_eq!(
+                l.pop_back().map(|p| p.as_ptr() as *const Page),
+                Some(addr(&pages[0]))
+            );
         }
     }
 }

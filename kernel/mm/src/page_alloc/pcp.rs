@@ -256,6 +256,18 @@ impl PcpLists {
         unsafe { self.lists.get_mut(pindex)?.pop_back() }
     }
 
+    /// Unlink up to `max` pages from the tail of list `pindex`, coldest first, handing
+    /// each to `f` ([`PageList::drain_back`]); returns how many. Counts are the caller's.
+    #[inline]
+    pub fn drain_back(&mut self, pindex: usize, max: usize, f: impl FnMut(NonNull<Page>)) -> usize {
+        match self.lists.get_mut(pindex) {
+            // SAFETY: `&mut self` means the caller holds this pcp's lock, which protects
+            // the list, and `f` cannot reach it (this borrow is exclusive).
+            Some(l) => unsafe { l.drain_back(max, f) },
+            None => 0,
+        }
+    }
+
     /// Iterate the pages of list `pindex`.
     pub fn iter(&self, pindex: usize) -> impl Iterator<Item = NonNull<Page>> + '_ {
         // SAFETY: `&self` borrowed from the lock guard: the list cannot change meanwhile.
