@@ -88,6 +88,15 @@
 //! chunks of decreasing order (`page + 2^(order-1)` at `order - 1`, down to `page + 1` at
 //! order 0).
 //!
+//! Dropping a sole reference costs one atomic operation: a count of exactly 1 is taken to
+//! 0 in one compare-and-exchange ([`crate::model::page::Page::ref_freeze`]), which also
+//! proves that no other holder exists, since nobody can take a reference from 0. Only
+//! when the count is higher does a non-compound multi-page free first clear the head's
+//! order tag (a second atomic), so that another holder's last `put_page` frees only the
+//! first page. Atomic read-modify-writes are the largest single cost of a free: each
+//! waits for the CPU's earlier stores, and an order-0 free has two (this one and the pcp
+//! lock); the order-0 reset is therefore written after the pcp lock is taken.
+//!
 //! # Pages on pcp lists are not free
 //!
 //! `NR_FREE_PAGES` counts the buddy free lists only, as in Linux. A page on a CPU's pcp
