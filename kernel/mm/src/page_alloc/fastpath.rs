@@ -293,24 +293,27 @@ mod tests {
             .collect()
     }
 
-    /// Every zone's pcp list on CPU 0: pages held and `free_factor` (how big the next
-    /// drain is), so a path that decays the factor twice shows.
-    fn pcp_states(m: &SimAllocator) -> Vec<(u64, u32)> {
+    /// Every zone's pcp list on CPU 0: pages held, `free_factor` (how big the next drain
+    /// is) and `alloc_factor` (how big the next refill is), so a path that decays or
+    /// raises a factor twice shows.
+    fn pcp_states(m: &SimAllocator) -> Vec<(u64, u32, u32)> {
         m.all_zones()
             .filter(|zr| zr.slot != NO_SLOT)
             .filter_map(|zr| m.percpu.pcp(0, zr.slot as usize))
             .map(|pcp| {
                 let l = pcp.lock.lock_irqsave(&m.platform);
-                (l.count, l.free_factor)
+                (l.count, l.free_factor, l.alloc_factor)
             })
             .collect()
     }
 
-    /// Set `free_factor` of every zone's pcp list on CPU 0.
-    fn set_free_factor(m: &SimAllocator, ff: u32) {
+    /// Set `free_factor` and `alloc_factor` of every zone's pcp list on CPU 0.
+    fn set_factors(m: &SimAllocator, ff: u32, af: u32) {
         for zr in m.all_zones().filter(|zr| zr.slot != NO_SLOT) {
             if let Some(pcp) = m.percpu.pcp(0, zr.slot as usize) {
-                pcp.lock.lock_irqsave(&m.platform).free_factor = ff;
+                let mut l = pcp.lock.lock_irqsave(&m.platform);
+                l.free_factor = ff;
+                l.alloc_factor = af;
             }
         }
     }
@@ -370,7 +373,7 @@ mod tests {
                 assert_eq!(
                     pcp_states(&fast),
                     pcp_states(&slow),
-                    "seed {seed} step {step}: pcp count and free_factor"
+                    "seed {seed} step {step}: pcp count, free_factor, alloc_factor"
                 );
                 if fb.iter().any(|&(b, f)| b != 0 || f != 0) {
                     boosted_steps += 1;
@@ -386,11 +389,13 @@ mod tests {
                         0
                     };
                     if below(&mut rng, 4) == 0 {
-                        // As if the lists had drained in growing bites: an attempt
-                        // must decay the factor exactly as the general path does.
+                        // As if the lists had drained, or been refilled, in growing
+                        // bites: an attempt must decay the drain factor and raise the
+                        // refill factor exactly as the general path does.
                         let ff = below(&mut rng, 4) as u32 + 1;
-                        set_free_factor(&fast, ff);
-                        set_free_factor(&slow, ff);
+                        let af = below(&mut rng, 6) as u32;
+                        set_factors(&fast, ff, af);
+                        set_factors(&slow, ff, af);
                     }
                     let a = on(&fast).try_alloc_pages(gfp | Gfp::NOWARN, order);
                     let b = on(&slow).try_alloc_pages(gfp | Gfp::NOWARN, order);

@@ -419,6 +419,8 @@ impl<P: Platform> PageAllocator<P> {
                     // pcp lock with interrupts disabled.
                     unsafe { lists.push_front(pindex, page) };
                     lists.count += nr;
+                    // A free ends a run of allocations: refills scale back down.
+                    lists.alloc_factor >>= 1;
                     if lists.count >= lists.high {
                         self.free_unref_page_over_high(zone, &mut lists, pindex, hdr);
                     }

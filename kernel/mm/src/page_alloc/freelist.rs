@@ -397,9 +397,21 @@ impl<P: Platform> PageAllocator<P> {
     ) -> Option<&Page> {
         loop {
             if lists.list(pindex).is_empty() {
-                let batch = nr_pcp_alloc(lists.count, lists.high, lists.batch, order);
+                let (batch, alloc_factor) = nr_pcp_alloc(
+                    lists.count,
+                    lists.high,
+                    lists.batch,
+                    order,
+                    lists.alloc_factor,
+                );
                 let n = self.rmqueue_bulk(zone, order, batch, lists, pindex, mt, alloc_flags, hdr);
                 lists.count += n << order;
+                // Only a refill that moved pages scales the next one (Linux raises the
+                // factor before trying): so a refill that finds nothing changes nothing,
+                // and the fast path's failed attempt leaves the list as it was.
+                if n != 0 {
+                    lists.alloc_factor = alloc_factor;
+                }
                 if lists.list(pindex).is_empty() {
                     return None;
                 }

@@ -6,7 +6,10 @@
 //! with only local interrupts disabled; when it is empty it is refilled with `batch` pages
 //! in one zone-lock hold (`rmqueue_bulk`), and when freeing fills it past `high` it gives
 //! back a batch, again in one lock hold (`free_pcppages_bulk`). The lock is thus taken
-//! once per `batch` pages instead of once per page.
+//! once per `batch` pages instead of once per page. Both bites grow while the traffic is
+//! one-way, as in Linux: consecutive drains free twice as much each (`free_factor`, as in
+//! v5.14 to v6.6), consecutive refills take twice as much each (`alloc_factor`, v6.7; see
+//! [`nr_pcp_alloc`]), both bounded by `high`.
 //!
 //! This module holds the *rules* only, as pure functions, so they can be tested against
 //! Linux's numbers before the lists exist:
@@ -195,6 +198,10 @@ pub struct PcpLists {
     /// Frees since the last allocation, as a shift: each drain without an intervening
     /// allocation frees twice as much, up to `high - batch` (`free_factor`).
     pub free_factor: u32,
+    /// Refills since the last free, as a shift: each order-0 refill without an
+    /// intervening free takes twice as much, up to what fits below `high`
+    /// (`alloc_factor`, see [`nr_pcp_alloc`]).
+    pub alloc_factor: u32,
     lists: [PageList; NR_PCP_LISTS],
 }
 
@@ -206,6 +213,7 @@ impl PcpLists {
             high,
             batch,
             free_factor: 0,
+            alloc_factor: 0,
             lists: [const { PageList::new() }; NR_PCP_LISTS],
         }
     }
@@ -275,29 +283,55 @@ impl PcpLists {
     }
 }
 
-/// Pages a refill of a list of `order` takes from the buddy lists (`nr_pcp_alloc`,
-/// without the adaptive scaling of v6.7+): `batch` base pages for order 0, but no more
-/// than fit below `high`; for higher orders `batch >> order` blocks, at least 2, unless the
-/// batch is 1 (boot or tiny zones), which never stores pages.
+/// How far a run of order-0 refills may scale the batch up: `batch << 5` at most
+/// (Linux's `CONFIG_PCP_BATCH_SCALE_MAX` default).
+pub const PCP_BATCH_SCALE_MAX: u32 = 5;
+
+/// Pages a refill of a list of `order` takes from the buddy lists (`nr_pcp_alloc`, v6.7),
+/// and the list's next `alloc_factor`. For order 0, `batch << alloc_factor` base pages, but
+/// no more than fit below `high` (at least `batch`); each refill that is not so capped
+/// raises `alloc_factor` by one, up to [`PCP_BATCH_SCALE_MAX`], and every free into the
+/// list halves it. So a CPU that keeps allocating without freeing (a burst, a process
+/// faulting in its memory) refills in doubling bites: fewer zone-lock round trips, and
+/// fewer trips of the zone's lines between CPUs that refill at once. For higher orders
+/// `batch >> order` blocks, at least 2, and `alloc_factor` is left alone. A batch of 1
+/// (boot or tiny zones) never stores pages.
 #[inline]
-pub const fn nr_pcp_alloc(count: u64, high: u64, batch: u64, order: u32) -> u64 {
+pub const fn nr_pcp_alloc(
+    count: u64,
+    high: u64,
+    batch: u64,
+    order: u32,
+    alloc_factor: u32,
+) -> (u64, u32) {
     if high < batch {
-        return 1;
+        return (1, alloc_factor);
     }
     if order == 0 {
+        let scaled = if alloc_factor >= 63 {
+            u64::MAX
+        } else {
+            batch.saturating_mul(1 << alloc_factor)
+        };
         let room = high.saturating_sub(count).saturating_sub(batch);
         let max_nr_alloc = if room > batch { room } else { batch };
-        return if batch < max_nr_alloc {
-            batch
+        let next = if scaled <= max_nr_alloc && alloc_factor < PCP_BATCH_SCALE_MAX {
+            alloc_factor + 1
+        } else {
+            alloc_factor
+        };
+        let n = if scaled < max_nr_alloc {
+            scaled
         } else {
             max_nr_alloc
         };
+        return (n, next);
     }
     if batch > 1 {
         let b = batch >> order;
-        if b > 2 { b } else { 2 }
+        (if b > 2 { b } else { 2 }, alloc_factor)
     } else {
-        1
+        (1, alloc_factor)
     }
 }
 
@@ -350,15 +384,26 @@ mod tests {
 
     #[test]
     fn refill_and_drain_amounts() {
-        // Order 0: a batch, unless the list is nearly at high.
-        assert_eq!(nr_pcp_alloc(0, 252, 63, 0), 63);
-        assert_eq!(nr_pcp_alloc(200, 252, 63, 0), 63);
-        // Higher orders: batch >> order blocks, at least two.
-        assert_eq!(nr_pcp_alloc(0, 252, 63, 1), 31);
-        assert_eq!(nr_pcp_alloc(0, 252, 63, 3), 7);
-        assert_eq!(nr_pcp_alloc(0, 252, 63, 9), 2);
-        assert_eq!(nr_pcp_alloc(0, 4, 1, 9), 1);
-        assert_eq!(nr_pcp_alloc(0, 0, 1, 0), 1);
+        // Order 0: a batch, unless the list is nearly at high; a refill that fits raises
+        // the factor.
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 0, 0), (63, 1));
+        assert_eq!(nr_pcp_alloc(200, 252, 63, 0, 0), (63, 1));
+        // Scaled by the factor, within the room below high (at least a batch); a capped
+        // refill leaves the factor where it is.
+        assert_eq!(nr_pcp_alloc(0, 1000, 63, 0, 1), (126, 2));
+        assert_eq!(nr_pcp_alloc(0, 1000, 63, 0, 3), (504, 4));
+        assert_eq!(nr_pcp_alloc(0, 1000, 63, 0, 4), (937, 4));
+        assert_eq!(nr_pcp_alloc(900, 1000, 63, 0, 4), (63, 4));
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 0, 2), (189, 2));
+        // Never past PCP_BATCH_SCALE_MAX, nor an overflow for an absurd factor.
+        assert_eq!(nr_pcp_alloc(0, 100_000, 63, 0, 5), (63 << 5, 5));
+        assert_eq!(nr_pcp_alloc(0, 100_000, 63, 0, 70), (100_000 - 63, 70));
+        // Higher orders: batch >> order blocks, at least two; the factor is left alone.
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 1, 3), (31, 3));
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 3, 0), (7, 0));
+        assert_eq!(nr_pcp_alloc(0, 252, 63, 9, 0), (2, 0));
+        assert_eq!(nr_pcp_alloc(0, 4, 1, 9, 0), (1, 0));
+        assert_eq!(nr_pcp_alloc(0, 0, 1, 0, 2), (1, 2));
         // Drains: batch, doubling while frees continue, capped at high - batch.
         assert_eq!(nr_pcp_free(252, 63, 0), 63);
         assert_eq!(nr_pcp_free(252, 63, 1), 126);

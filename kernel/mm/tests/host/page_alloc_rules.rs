@@ -813,6 +813,63 @@ fn pcp_refill_and_drain_move_batches() {
     all_free(&a, 0);
 }
 
+/// Refills without frees in between take twice the previous refill each time (Linux's
+/// `alloc_factor`, at most `batch << 5`), within the room below `high`; a free halves
+/// the factor.
+#[test]
+fn pcp_refills_scale_up_until_a_free() {
+    let a = machine_big(1024, 1);
+    let z = a.zone_of(0, ZoneType::Normal).unwrap();
+    let (high, batch) = z.pageset_high_batch();
+    assert!(
+        high >= 8 * batch,
+        "high {high} leaves room to scale batch {batch}"
+    );
+    // The list is empty at each refill, so the room is high - batch.
+    let room = (high - batch).max(batch);
+    let mut factor = 0u32;
+    let expect = |factor: u32| (batch << factor).min(room);
+    let mut held = Vec::new();
+    // Allocate until a refill happens; its size.
+    fn refill<'a>(a: &'a SimAllocator, held: &mut Vec<&'a Page>) -> u64 {
+        let (n, pages) = (
+            a.vm_event(VmEvent::PcpRefill),
+            a.vm_event(VmEvent::PcpRefillPages),
+        );
+        while a.vm_event(VmEvent::PcpRefill) == n {
+            held.push(a.alloc_page(GFP_KERNEL).unwrap());
+        }
+        a.vm_event(VmEvent::PcpRefillPages) - pages
+    }
+    let mut sizes = Vec::new();
+    for _ in 0..7 {
+        let got = refill(&a, &mut held);
+        sizes.push(got);
+        assert_eq!(got, expect(factor), "refills so far {sizes:?}");
+        if batch << factor <= room && factor < 5 {
+            factor += 1;
+        }
+    }
+    assert_eq!(sizes[1], 2 * batch, "the second refill doubles: {sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[1] >= w[0]), "{sizes:?}");
+    // Drain what the last refill left, so the next allocation refills; then one free
+    // halves the factor before the refill after it.
+    a.drain_local_pages();
+    let p = held.pop().unwrap();
+    a.free_pages(p, 0).unwrap();
+    factor >>= 1;
+    held.push(a.alloc_page(GFP_KERNEL).unwrap());
+    assert_eq!(
+        refill(&a, &mut held),
+        expect(factor),
+        "after a free, {sizes:?}"
+    );
+    for p in held {
+        a.free_pages(p, 0).unwrap();
+    }
+    all_free(&a, 0);
+}
+
 #[test]
 fn remote_drain_from_another_cpu() {
     let a = machine_big(256, 2);
