@@ -459,28 +459,32 @@ impl<P: Platform> PageAllocator<P> {
         let mut i = 0;
         // While the requested type's own lists serve (and CMA balancing does not apply),
         // take runs of consecutive blocks in one unlink and one split; the lists end up as
-        // they would block by block (`Buddy::rmqueue_smallest_batch`).
+        // they would block by block (`Buddy::rmqueue_smallest_batch`): `rmqueue` in
+        // `Normal` mode starts with exactly that `rmqueue_smallest`. When they run dry, one
+        // block comes through `rmqueue`'s fallbacks; a claim fills the own lists again and
+        // returns to `Normal`, and the runs resume.
         let batch_ok = !alloc_flags.contains(AllocFlags::CMA);
-        while batch_ok && i < count {
-            let Some((first, chunk)) = b.rmqueue_smallest_batch(order, mt, count - i) else {
-                break;
-            };
-            let pfn = self.mem().page_to_pfn(first);
-            let map = self.mem().section_memmap(pfn).unwrap_or(&[]);
-            let at = (pfn & (map.len() as u64).wrapping_sub(1)) as usize;
-            let pages = map.get(at..at + (1usize << chunk)).unwrap_or(&[]);
-            if pages.is_empty() {
-                break;
-            }
-            for page in pages.iter().step_by(1 << order) {
-                // SAFETY: the chunk was just unlinked from a buddy list as one block, so
-                // none of its block heads is on any list; they are memmap descriptors; we
-                // hold the pcp lock (`lists`) with interrupts disabled.
-                unsafe { lists.push_back(pindex, page) };
-                i += 1;
-            }
-        }
         while i < count {
+            if batch_ok
+                && mode == RmqueueMode::Normal
+                && let Some((first, chunk)) = b.rmqueue_smallest_batch(order, mt, count - i)
+            {
+                let pfn = self.mem().page_to_pfn(first);
+                let map = self.mem().section_memmap(pfn).unwrap_or(&[]);
+                let at = (pfn & (map.len() as u64).wrapping_sub(1)) as usize;
+                let pages = map.get(at..at + (1usize << chunk)).unwrap_or(&[]);
+                if pages.is_empty() {
+                    break;
+                }
+                for page in pages.iter().step_by(1 << order) {
+                    // SAFETY: the chunk was just unlinked from a buddy list as one block,
+                    // so none of its block heads is on any list; they are memmap
+                    // descriptors; we hold the pcp lock (`lists`) with interrupts disabled.
+                    unsafe { lists.push_back(pindex, page) };
+                    i += 1;
+                }
+                continue;
+            }
             let Some(page) = b.rmqueue(order, mt, alloc_flags, &mut mode) else {
                 break;
             };
