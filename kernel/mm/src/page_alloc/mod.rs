@@ -93,9 +93,10 @@
 //! proves that no other holder exists, since nobody can take a reference from 0. Only
 //! when the count is higher does a non-compound multi-page free first clear the head's
 //! order tag (a second atomic), so that another holder's last `put_page` frees only the
-//! first page. Atomic read-modify-writes are the largest single cost of a free: each
-//! waits for the CPU's earlier stores, and an order-0 free has two (this one and the pcp
-//! lock); the order-0 reset is therefore written after the pcp lock is taken.
+//! first page. Atomic read-modify-writes are the largest single cost of a free: an
+//! order-0 free has two (this one and the pcp lock, as in Linux), and on the host
+//! simulation they take about 10 ns of its 22 (measured by making each one plain, which
+//! is unsound and was done only to measure).
 //!
 //! # Pages on pcp lists are not free
 //!
