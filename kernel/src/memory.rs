@@ -162,7 +162,9 @@ pub fn try_model() -> Option<&'static MemoryModel> {
 /// `drain_all_pages` reaches remote lists under their pcp lock instead; this is the path for
 /// a caller that wants the owning CPU to do the work. Returns false if `cpu` is offline.
 pub fn drain_cpu_by_ipi(cpu: usize) -> bool {
-    crate::arch::smp::call_on_cpu(cpu, &|| allocator().drain_local_pages())
+    crate::arch::smp::call_on_cpu(cpu, &|| {
+        allocator().drain_local_pages();
+    })
 }
 
 /// Pages sitting on CPU `cpu`'s per-CPU lists, over every zone.

@@ -59,6 +59,27 @@ impl Platform for KernelPlatform {
     }
 
     #[inline]
+    fn has_cpu_barrier(&self) -> bool {
+        true
+    }
+
+    /// An IPI whose function does nothing, waited for: the target takes the interrupt,
+    /// and its handler's atomic exchange on the call mailbox drains its store buffer before
+    /// it reports completion, so its stores from before the interrupt are visible to us
+    /// once we see the completion, and its loads after the handler see our stores from
+    /// before the IPI. The current CPU runs the empty function inline. A CPU that is not
+    /// online runs nothing (an AP going online makes atomic exchanges on its mailbox before
+    /// it first allocates, so it sees a claim made before). A CPU that does not take the
+    /// IPI within the wait bound (stuck with interrupts off, or waiting for our barrier
+    /// while we wait for its) is a bug worth the diagnostic, as for every remote call.
+    fn cpu_barrier(&self, cpu: usize) {
+        match smp::try_call_on_cpu(cpu, &|| {}) {
+            Ok(()) | Err(smp::CallError::Offline(_)) => {}
+            Err(e) => panic!("cpu_barrier: {e}"),
+        }
+    }
+
+    #[inline]
     fn phys_to_virt(&self, pa: u64) -> *mut u8 {
         (crate::PHYS_OFFSET + pa) as *mut u8
     }

@@ -77,14 +77,10 @@ impl<P: Platform> PageAllocator<P> {
         };
         let mut nr_account = 0u64;
         {
-            let _irq = LocalIrqGuard::new(&self.platform);
-            let cpu = self.platform.cpu_id();
-            let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize) else {
-                drop(_irq);
-                return self.bulk_fallback(gfp, nr, out, nr_populated);
-            };
-            let Some(mut lists) = pcp.lock.try_lock_irqs_off(&self.platform) else {
-                drop(_irq);
+            let irq = LocalIrqGuard::new(&self.platform);
+            let Some((cpu, hdr, mut lists)) = self.percpu.lock_this_cpu(&irq, zr.slot as usize)
+            else {
+                drop(irq);
                 return self.bulk_fallback(gfp, nr, out, nr_populated);
             };
             while nr_populated < nr {

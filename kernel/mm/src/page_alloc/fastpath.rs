@@ -301,7 +301,7 @@ mod tests {
             .filter(|zr| zr.slot != NO_SLOT)
             .filter_map(|zr| m.percpu.pcp(0, zr.slot as usize))
             .map(|pcp| {
-                let l = pcp.lock.lock_irqsave(&m.platform);
+                let l = pcp.lock.lock(&m.platform);
                 (l.count, l.free_factor, l.alloc_factor)
             })
             .collect()
@@ -311,7 +311,7 @@ mod tests {
     fn set_factors(m: &SimAllocator, ff: u32, af: u32) {
         for zr in m.all_zones().filter(|zr| zr.slot != NO_SLOT) {
             if let Some(pcp) = m.percpu.pcp(0, zr.slot as usize) {
-                let mut l = pcp.lock.lock_irqsave(&m.platform);
+                let mut l = pcp.lock.lock(&m.platform);
                 l.free_factor = ff;
                 l.alloc_factor = af;
             }
@@ -371,8 +371,8 @@ mod tests {
                 let (fb, sb) = (boosts(&fast), boosts(&slow));
                 assert_eq!(fb, sb, "seed {seed} step {step}: boosts and boost flags");
                 assert_eq!(
-                    pcp_states(&fast),
-                    pcp_states(&slow),
+                    pcp_states(on(&fast)),
+                    pcp_states(on(&slow)),
                     "seed {seed} step {step}: pcp count, free_factor, alloc_factor"
                 );
                 if fb.iter().any(|&(b, f)| b != 0 || f != 0) {
@@ -394,8 +394,8 @@ mod tests {
                         // refill factor exactly as the general path does.
                         let ff = below(&mut rng, 4) as u32 + 1;
                         let af = below(&mut rng, 6) as u32;
-                        set_factors(&fast, ff, af);
-                        set_factors(&slow, ff, af);
+                        set_factors(on(&fast), ff, af);
+                        set_factors(on(&slow), ff, af);
                     }
                     let a = on(&fast).try_alloc_pages(gfp | Gfp::NOWARN, order);
                     let b = on(&slow).try_alloc_pages(gfp | Gfp::NOWARN, order);
@@ -468,8 +468,8 @@ mod tests {
                 on(&slow).nr_pcp_pages(),
                 "seed {seed}"
             );
-            crate::report::debug::check(&fast).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
-            crate::report::debug::check(&slow).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+            crate::report::debug::check(on(&fast)).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+            crate::report::debug::check(on(&slow)).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
             // The fast path did serve most order-0 requests here.
             assert!(on(&fast).vm_event(VmEvent::pgalloc(ZoneType::Normal)) > 0);
             if seed % 2 == 0 {

@@ -5,14 +5,6 @@
 use super::*;
 use crate::page_alloc::bad_page::PageChecks;
 
-/// True if `next` is the descriptor right after `page` in the same section's memmap: the
-/// page of the next pfn. (Two sections' memmaps may be neighbours in memory, so the address
-/// alone does not tell.)
-#[inline(always)]
-fn follows(page: &Page, next: &Page) -> bool {
-    ptr::eq((page as *const Page).wrapping_add(1), next) && page.section_nr() == next.section_nr()
-}
-
 /// Free the run of order-0 pages a pcp drain took off a list one after the other, from
 /// descriptor `lo` to `hi` (consecutive pfns in one section): one page by its descriptor,
 /// more as blocks ([`Buddy::free_pcp_run`]).
@@ -410,10 +402,8 @@ impl<P: Platform> PageAllocator<P> {
                 _ => Some(Migratetype::Movable),
             };
             if let Some(pindex) = pcp_mt.and_then(|m| order_to_pindex(m, order)) {
-                let _irq = LocalIrqGuard::new(&self.platform);
-                let cpu = self.platform.cpu_id();
-                if let Some((hdr, pcp)) = self.percpu.header_and_pcp(cpu, zr.slot as usize)
-                    && let Some(mut lists) = pcp.lock.try_lock_irqs_off(&self.platform)
+                let irq = LocalIrqGuard::new(&self.platform);
+                if let Some((_, hdr, mut lists)) = self.percpu.lock_this_cpu(&irq, zr.slot as usize)
                 {
                     prepare();
                     // SAFETY: the page's last reference is gone and it passed the free
@@ -541,38 +531,28 @@ impl<P: Platform> PageAllocator<P> {
         cursor: &mut Option<crate::page_alloc::buddy::SectionCursor<'m>>,
     ) -> u64 {
         // Runs of pages with consecutive descriptors in one section (consecutive pfns),
-        // rising or falling, in the order they come off the list: descriptors `[lo, hi]`,
-        // the last one taken `last`. Told apart by address and section number, both read
-        // with the links: the pfn is looked up once per run, when it is freed.
-        let mut run: Option<(&Page, &Page, &Page)> = None;
-        let taken = lists.drain_back(idx, remaining.max(0) as usize, |p| {
-            let page = self.page_ref(p);
-            run = match run {
-                Some((lo, hi, last)) if ptr::eq(last, hi) && follows(hi, page) => {
-                    Some((lo, page, page))
-                }
-                Some((lo, hi, last)) if ptr::eq(last, lo) && follows(page, lo) => {
-                    Some((page, hi, page))
-                }
-                Some((lo, hi, _)) => {
-                    free_run(b, lo, hi, cursor);
-                    Some((page, page, page))
-                }
-                None => Some((page, page, page)),
-            };
-        }) as u64;
-        if let Some((lo, hi, _)) = run {
-            free_run(b, lo, hi, cursor);
-        }
+        // rising or falling, in the order they come off the list. Told apart by address
+        // and section number, both read with the links: the pfn is looked up once per
+        // run, when it is freed.
+        let taken = lists.drain_back_runs(
+            idx,
+            remaining.max(0) as usize,
+            |lower, upper| lower.section_nr() == upper.section_nr(),
+            |lo, hi| free_run(b, self.page_ref(lo), self.page_ref(hi), cursor),
+        ) as u64;
         lists.count = lists.count.saturating_sub(taken);
         taken
     }
 
-    /// Drain CPU `cpu`'s pcp lists of every zone (`drain_pages`). Another CPU may do this:
-    /// it takes the pcp lock, which the owner holds only with interrupts disabled for a
-    /// bounded time.
-    pub(super) fn drain_pages(&self, cpu: usize) {
+    /// Drain CPU `cpu`'s pcp lists of every zone (`drain_pages`); returns the pages given
+    /// back. Another CPU may do this: it takes the pcp lock ([`PcpLock::lock`]), which
+    /// the owner holds only with interrupts disabled for a bounded time. On a platform
+    /// whose cross-CPU barrier is an interrupt, call it with interrupts enabled.
+    ///
+    /// [`PcpLock::lock`]: crate::port::pcp_lock::PcpLock::lock
+    pub(super) fn drain_pages(&self, cpu: usize) -> u64 {
         let hdr = self.this_cpu_header();
+        let mut freed = 0;
         for zr in self.all_zones() {
             if zr.slot == NO_SLOT {
                 continue;
@@ -580,49 +560,53 @@ impl<P: Platform> PageAllocator<P> {
             let Some(pcp) = self.percpu.pcp(cpu, zr.slot as usize) else {
                 continue;
             };
-            let _irq = LocalIrqGuard::new(&self.platform);
-            let mut lists = pcp.lock.lock_irqs_off(&self.platform);
+            // Interrupts are disabled while the lists are held.
+            let mut lists = pcp.lock.lock(&self.platform);
             if lists.count == 0 {
                 continue;
             }
             let count = lists.count;
             self.free_pcppages_bulk(self.zone(zr), count, &mut lists, 0, hdr);
+            freed += count - lists.count;
         }
+        freed
     }
 
-    /// Return this CPU's pcp pages to the buddy lists (`drain_local_pages`).
-    pub fn drain_local_pages(&self) {
+    /// Return this CPU's pcp pages to the buddy lists (`drain_local_pages`); returns the
+    /// pages given back.
+    pub fn drain_local_pages(&self) -> u64 {
         let cpu = {
             let _irq = LocalIrqGuard::new(&self.platform);
             self.platform.cpu_id()
         };
-        self.drain_pages(cpu);
+        self.drain_pages(cpu)
     }
 
     /// Return every CPU's pcp pages to the buddy lists (`drain_all_pages`), draining the
-    /// other CPUs' lists remotely under their locks.
-    pub fn drain_all_pages(&self) {
+    /// other CPUs' lists remotely under their locks; returns the pages given back. On a
+    /// platform whose cross-CPU barrier is an interrupt (the kernel's IPI), call it with
+    /// interrupts enabled, as Linux's `drain_all_pages` (which sleeps) is.
+    pub fn drain_all_pages(&self) -> u64 {
         let me = {
             let _irq = LocalIrqGuard::new(&self.platform);
             self.platform.cpu_id()
         };
+        let mut freed = 0;
         for cpu in 0..self.percpu.nr_cpus() {
-            let remote = cpu != me && self.pcp_count_of_cpu(cpu) > 0;
-            self.drain_pages(cpu);
-            if remote {
+            let n = self.drain_pages(cpu);
+            if cpu != me && n > 0 {
                 self.count_vm_events(VmEvent::PcpDrainRemote, 1);
             }
+            freed += n;
         }
+        freed
     }
 
     pub(super) fn pcp_count_of_cpu(&self, cpu: usize) -> u64 {
         self.all_zones()
             .filter(|zr| zr.slot != NO_SLOT)
             .filter_map(|zr| self.percpu.pcp(cpu, zr.slot as usize))
-            .map(|pcp| {
-                let _irq = LocalIrqGuard::new(&self.platform);
-                pcp.lock.lock_irqs_off(&self.platform).count
-            })
+            .map(|pcp| pcp.lock.lock(&self.platform).count)
             .sum()
     }
 }

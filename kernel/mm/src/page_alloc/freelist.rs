@@ -362,10 +362,8 @@ impl<P: Platform> PageAllocator<P> {
         pref_nid: usize,
     ) -> Option<&Page> {
         let pindex = order_to_pindex(mt, order)?;
-        let _irq = LocalIrqGuard::new(&self.platform);
-        let cpu = self.platform.cpu_id();
-        let (hdr, pcp) = self.percpu.header_and_pcp(cpu, zr.slot as usize)?;
-        let mut lists = pcp.lock.try_lock_irqs_off(&self.platform)?;
+        let irq = LocalIrqGuard::new(&self.platform);
+        let (cpu, hdr, mut lists) = self.percpu.lock_this_cpu(&irq, zr.slot as usize)?;
         let page =
             self.__rmqueue_pcplist(zone, order, mt, alloc_flags, &mut lists, pindex, Some(hdr));
         // The decay Linux applies on entry; free_factor is read only by frees (under this

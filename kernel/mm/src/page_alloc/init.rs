@@ -162,8 +162,7 @@ impl<P: Platform> PageAllocator<P> {
             }
             for cpu in 0..self.percpu.nr_cpus() {
                 if let Some(pcp) = self.percpu.pcp(cpu, zr.slot as usize) {
-                    let _irq = LocalIrqGuard::new(&self.platform);
-                    let mut l = pcp.lock.lock_irqs_off(&self.platform);
+                    let mut l = pcp.lock.lock(&self.platform);
                     l.high = sizing.high;
                     l.batch = sizing.batch;
                 }

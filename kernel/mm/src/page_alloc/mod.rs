@@ -807,8 +807,7 @@ impl<P: Platform> PageAllocator<P> {
     ) -> Option<R> {
         let zr = self.zone_ref(nid, zt.index())?;
         let pcp = self.percpu.pcp(cpu, zr.slot as usize)?;
-        let _irq = LocalIrqGuard::new(&self.platform);
-        let l = pcp.lock.lock_irqs_off(&self.platform);
+        let l = pcp.lock.lock(&self.platform);
         Some(f(&l))
     }
 }

@@ -30,10 +30,11 @@
 //!   pages never enter a pcp list.
 //!
 //! The lists themselves are [`PerCpuPages`]: one per CPU per populated zone, each behind
-//! its own spinlock (Linux's `pcp->lock`). The owning CPU takes that lock with interrupts
-//! disabled, which costs one uncontended compare-exchange on a line nobody else writes;
-//! the lock exists so that *another* CPU can drain the lists (`drain_all_pages`) without
-//! interrupting the owner. Refilling and draining against the buddy lists is done by
+//! its own lock (Linux's `pcp->lock`, here a [`PcpLock`]). The owning CPU takes that lock
+//! with interrupts disabled, on a platform with a cross-CPU barrier with two plain stores
+//! and no atomic instruction, and backs off to the buddy lists if another CPU holds it;
+//! the lock exists so that *another* CPU can drain the lists (`drain_all_pages`) or change
+//! their sizes without interrupting the owner, paying the barrier for it. Refilling and draining against the buddy lists is done by
 //! [`crate::page_alloc`] (`rmqueue_bulk`, `free_pcppages_bulk`), which holds the pcp lock
 //! and then the zone lock, never the reverse.
 //!
@@ -49,7 +50,7 @@ use crate::model::mmzone::{
     MIGRATE_PCPTYPES, Migratetype, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER,
 };
 use crate::model::page::Page;
-use crate::port::sync::SpinLock;
+use crate::port::pcp_lock::PcpLock;
 
 /// Lists for the low orders: one per pcp migratetype for each order `0..=3`.
 pub const NR_LOWORDER_PCP_LISTS: usize = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER as usize + 1);
@@ -265,13 +266,20 @@ impl PcpLists {
     }
 
     /// Unlink up to `max` pages from the tail of list `pindex`, coldest first, handing
-    /// each to `f` ([`PageList::drain_back`]); returns how many. Counts are the caller's.
+    /// them to `run` as runs of adjacent descriptors that `joins`
+    /// ([`PageList::drain_back_runs`]); returns how many. Counts are the caller's.
     #[inline]
-    pub fn drain_back(&mut self, pindex: usize, max: usize, f: impl FnMut(NonNull<Page>)) -> usize {
+    pub fn drain_back_runs(
+        &mut self,
+        pindex: usize,
+        max: usize,
+        joins: impl Fn(&Page, &Page) -> bool,
+        run: impl FnMut(NonNull<Page>, NonNull<Page>),
+    ) -> usize {
         match self.lists.get_mut(pindex) {
             // SAFETY: `&mut self` means the caller holds this pcp's lock, which protects
-            // the list, and `f` cannot reach it (this borrow is exclusive).
-            Some(l) => unsafe { l.drain_back(max, f) },
+            // the list, and `run` cannot reach it (this borrow is exclusive).
+            Some(l) => unsafe { l.drain_back_runs(max, joins, run) },
             None => 0,
         }
     }
@@ -365,14 +373,14 @@ pub const fn nr_pcp_free(high: u64, batch: u64, free_factor: u32) -> u64 {
 #[repr(C, align(64))]
 pub struct PerCpuPages {
     /// `pcp->lock` and what it protects.
-    pub lock: SpinLock<PcpLists>,
+    pub lock: PcpLock<PcpLists>,
 }
 
 impl PerCpuPages {
-    /// Empty lists with the given sizes.
-    pub const fn new(high: u64, batch: u64) -> PerCpuPages {
+    /// Empty lists of CPU `cpu` with the given sizes.
+    pub const fn new(cpu: u32, high: u64, batch: u64) -> PerCpuPages {
         PerCpuPages {
-            lock: SpinLock::new(PcpLists::new(high, batch)),
+            lock: PcpLock::new(cpu, PcpLists::new(high, batch)),
         }
     }
 }

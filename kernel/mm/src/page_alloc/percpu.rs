@@ -22,8 +22,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::memblock::MemblockError;
 use crate::model::mm_init::MemoryModel;
-use crate::page_alloc::pcp::PerCpuPages;
-use crate::port::platform::Platform;
+use crate::page_alloc::pcp::{PcpLists, PerCpuPages};
+use crate::port::pcp_lock::PcpOwnerGuard;
+use crate::port::platform::{LocalIrqGuard, Platform};
 use crate::report::vmstat::{NR_VM_EVENT_ITEMS, NR_VM_NUMA_EVENT_ITEMS, NumaEvent, VmEvent};
 
 /// The counters at the start of every per-CPU block.
@@ -106,7 +107,7 @@ impl PerCpu {
                 (block as *mut PerCpuHeader).write(PerCpuHeader::new());
                 for slot in 0..nr_slots {
                     let p = block.add(HEADER_BYTES + slot * size_of::<PerCpuPages>());
-                    (p as *mut PerCpuPages).write(PerCpuPages::new(0, 1));
+                    (p as *mut PerCpuPages).write(PerCpuPages::new(cpu as u32, 0, 1));
                 }
                 let numa = block.add(HEADER_BYTES + nr_slots * size_of::<PerCpuPages>());
                 for slot in 0..nr_slots {
@@ -198,6 +199,28 @@ impl PerCpu {
     #[inline]
     pub fn header_and_pcp(&self, cpu: usize, slot: usize) -> Option<(&PerCpuHeader, &PerCpuPages)> {
         Some((self.header(cpu)?, self.pcp(cpu, slot)?))
+    }
+
+    /// The calling CPU, its counters, and its pcp lists for slot `slot` held through the
+    /// owner's fast path
+    /// ([`PcpLock::try_lock_owner`](crate::port::pcp_lock::PcpLock::try_lock_owner)); None if the slot does not exist or
+    /// another CPU holds or claims the lists (the caller falls back to the buddy lists).
+    /// The interrupt guard must outlive the hold: interrupts stay off, so the CPU read here
+    /// stays the caller's, which is what makes the caller the lists' owner.
+    #[inline(always)]
+    pub fn lock_this_cpu<'s, P: Platform + ?Sized>(
+        &'s self,
+        irq: &'s LocalIrqGuard<'_, P>,
+        slot: usize,
+    ) -> Option<(usize, &'s PerCpuHeader, PcpOwnerGuard<'s, PcpLists>)> {
+        let platform = irq.platform();
+        let cpu = platform.cpu_id();
+        let (hdr, pcp) = self.header_and_pcp(cpu, slot)?;
+        // SAFETY: `pcp` is CPU `cpu`'s, and `cpu` was read with interrupts disabled by
+        // `irq`, which outlives the returned hold: this thread runs as the lists' owner
+        // (the platform's promise for `cpu_id` and `local_irq_save`) until it ends.
+        let lists = unsafe { pcp.lock.try_lock_owner(platform) }?;
+        Some((cpu, hdr, lists))
     }
 
     /// The sum of `ev` over all CPUs (`sum_vm_event`).

@@ -224,9 +224,7 @@ impl<P: Platform> PageAllocator<P> {
     pub(crate) fn __perform_reclaim(&self, gfp: Gfp, order: u32, ac: &AllocContext) -> u64 {
         self.count_vm_events(VmEvent::allocstall(ac.highest_zoneidx), 1);
         let reclaimed = self.try_to_free_pages(gfp, order, ac.nid, ac.highest_zoneidx.index());
-        let before = self.nr_pcp_pages();
-        self.drain_all_pages();
-        reclaimed + before.saturating_sub(self.nr_pcp_pages())
+        reclaimed + self.drain_all_pages()
     }
 
     /// Direct compaction (`__alloc_pages_direct_compact`): compact the zonelist at `prio`

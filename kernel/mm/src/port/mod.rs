@@ -7,6 +7,7 @@
 pub mod acpi_numa;
 #[cfg(feature = "bootloader_api")]
 pub mod bootloader;
+pub mod pcp_lock;
 pub mod platform;
 #[cfg(feature = "std")]
 pub mod sim;

@@ -81,6 +81,29 @@ pub trait Platform: Sync {
     /// true (migration waits for other CPUs).
     fn irqs_disabled(&self) -> bool;
 
+    /// True if [`Platform::cpu_barrier`] works. The pcp lists' lock then costs its owner
+    /// CPU plain stores instead of an atomic exchange per hold
+    /// ([`crate::port::pcp_lock`]). The default is false. It should be a constant: the
+    /// order-0 fast path asks it on every allocation and free.
+    fn has_cpu_barrier(&self) -> bool {
+        false
+    }
+
+    /// Run a full memory barrier on CPU `cpu` and wait for it (an asymmetric fence: the
+    /// `membarrier` system call on a host, an IPI whose handler returns in a kernel; Linux
+    /// uses the same for `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`). When it returns,
+    /// every store `cpu` made before some point is visible to the caller, and every load
+    /// `cpu` makes after that point sees the caller's stores from before the call. A CPU
+    /// that is not running (never started, offline) needs nothing and returns at once; so
+    /// may the caller's own CPU, which orders its own accesses.
+    ///
+    /// Called only if [`Platform::has_cpu_barrier`] is true, rarely (another CPU's pcp
+    /// lists taken for a drain or an update), and possibly with local interrupts disabled
+    /// by the caller only when `cpu` is the caller's own CPU. The default does nothing.
+    fn cpu_barrier(&self, cpu: usize) {
+        let _ = cpu;
+    }
+
     /// The NUMA node CPU `cpu` belongs to (`cpu_to_node`): the allocator prefers that
     /// node's zones for the CPU's allocations, and splits each zone's pcp `high` between the
     /// CPUs of its node. The default puts every CPU on node 0, which is right for a machine
@@ -159,6 +182,16 @@ impl<T: Platform + ?Sized> Platform for &T {
     #[inline]
     fn irqs_disabled(&self) -> bool {
         (**self).irqs_disabled()
+    }
+
+    #[inline]
+    fn has_cpu_barrier(&self) -> bool {
+        (**self).has_cpu_barrier()
+    }
+
+    #[inline]
+    fn cpu_barrier(&self, cpu: usize) {
+        (**self).cpu_barrier(cpu)
     }
 
     #[inline]
@@ -339,6 +372,12 @@ impl<'a, P: Platform + ?Sized> LocalIrqGuard<'a, P> {
             platform,
             state: Some(state),
         }
+    }
+
+    /// The platform that disabled interrupts.
+    #[inline]
+    pub fn platform(&self) -> &'a P {
+        self.platform
     }
 }
 

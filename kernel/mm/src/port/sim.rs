@@ -34,6 +34,11 @@
 //!   frame. A fault is handled *outside* the counted section, as a real CPU takes the fault
 //!   with interrupts enabled and so still answers shootdown IPIs: otherwise an access
 //!   waiting for a migration would wait for the very flush that waits for it.
+//! - **A barrier on another CPU** ([`Platform::cpu_barrier`], which lets the pcp lists'
+//!   owner take them with plain stores, see [`crate::port::pcp_lock`]) is the host's
+//!   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: a full fence on every core running a
+//!   thread of this process. Without it (a host that refuses the call, or
+//!   [`SimPlatform::without_cpu_barrier`]) the owner uses an atomic exchange.
 //! - **kcompactd** is whatever thread calls [`SimPlatform::kcompactd_wait`]: a wake-up
 //!   ([`Platform::wake_kcompactd`]) sets a per-node flag and signals a condition variable.
 //!
@@ -233,6 +238,9 @@ pub struct SimPlatform {
     no_movable_mapping: bool,
     /// Node of each CPU ([`Platform::cpu_to_node`]); all 0 unless set.
     cpu_nodes: Box<[usize]>,
+    /// [`Platform::cpu_barrier`] by `membarrier`: true if the host kernel registered this
+    /// process for it, unless a test turned it off.
+    cpu_barrier: bool,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this object until drop; the platform
@@ -241,6 +249,33 @@ pub struct SimPlatform {
 unsafe impl Send for SimPlatform {}
 // SAFETY: as above; all methods take `&self` and mutate only thread-local state.
 unsafe impl Sync for SimPlatform {}
+
+/// `membarrier(2)` commands (linux/membarrier.h).
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Register the process for expedited private `membarrier` once; true if the host kernel
+/// has it (Linux 4.14 and later, unless a seccomp filter refuses the call).
+fn membarrier_registered() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *REGISTERED.get_or_init(|| {
+            // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                    0,
+                ) == 0
+            }
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -341,6 +376,7 @@ impl SimPlatform {
             kswapd_wakes: AtomicU64::new(0),
             no_movable_mapping: false,
             cpu_nodes: std::vec![0; nr_cpus].into_boxed_slice(),
+            cpu_barrier: membarrier_registered(),
             kcompactd: (0..MAX_NUMNODES)
                 .map(|_| (Mutex::new(false), Condvar::new()))
                 .collect(),
@@ -389,6 +425,14 @@ impl SimPlatform {
     /// refused with a clear error.
     pub fn without_movable_mapping(mut self) -> SimPlatform {
         self.no_movable_mapping = true;
+        self
+    }
+
+    /// Behave as a port without [`Platform::cpu_barrier`]: the pcp lists' owner then takes
+    /// its lock with an atomic exchange, the symmetric protocol ([`crate::port::pcp_lock`]).
+    /// The host tests run both.
+    pub fn without_cpu_barrier(mut self) -> SimPlatform {
+        self.cpu_barrier = false;
         self
     }
 
@@ -786,6 +830,30 @@ impl Platform for SimPlatform {
     #[inline]
     fn irqs_disabled(&self) -> bool {
         IRQS_DISABLED.with(|d| d.get())
+    }
+
+    #[inline]
+    fn has_cpu_barrier(&self) -> bool {
+        self.cpu_barrier
+    }
+
+    /// A full barrier on every CPU running one of this process's threads
+    /// (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`), which covers the thread bound to `cpu`.
+    ///
+    /// # Panics
+    ///
+    /// If the host refuses the call after registering: the pcp lock would lose its
+    /// exclusion, so this is not an error to go on from.
+    fn cpu_barrier(&self, _cpu: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: as in `membarrier_registered`.
+            let r =
+                unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) };
+            assert!(r == 0, "sim: membarrier failed (errno {})", errno());
+        }
+        #[cfg(not(target_os = "linux"))]
+        unreachable!("sim: no cpu barrier on this host");
     }
 
     /// # Panics

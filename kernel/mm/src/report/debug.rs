@@ -56,8 +56,8 @@ use crate::model::zone::Zone;
 use crate::page_alloc::PageAllocator;
 use crate::page_alloc::buddy::migratetype_is_mergeable;
 use crate::page_alloc::pcp::{NR_PCP_LISTS, PcpLists, pindex_to_order};
+use crate::port::pcp_lock::PcpLockGuard;
 use crate::port::platform::{LocalIrqGuard, Platform};
-use crate::port::sync::SpinLockGuard;
 use crate::report::vmstat::ZoneStatItem;
 
 /// What is wrong.
@@ -363,10 +363,12 @@ const PCP_MARK: u64 = 0x7063_705f_6d61_726b;
 pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
     for zr in alloc.all_zones() {
         let zone = alloc.zone(zr);
-        let _irq = LocalIrqGuard::new(alloc.platform());
-        // Lock order: the zone's pcp locks in CPU order, then the zone lock.
+        // Lock order: the zone's pcp locks in CPU order, then the zone lock. The pcp locks
+        // are taken with interrupts as the caller has them: another CPU's lists may need a
+        // barrier on that CPU (an IPI in the kernel).
         let nr_cpus = alloc.percpu().nr_cpus();
         let guards = PcpGuards::lock(alloc, zr.slot as usize, nr_cpus);
+        let irq = LocalIrqGuard::new(alloc.platform());
         let fa = zone.lock.lock_irqs_off(alloc.platform());
         let v = Checker {
             mem: alloc.model().sparse(),
@@ -377,7 +379,9 @@ pub fn check<P: Platform>(alloc: &PageAllocator<P>) -> Result<(), Violation> {
             .and_then(|listed| v.walk_zone(&listed))
             .and_then(|_| v.check_counters(&fa))
             .and_then(|_| v.check_pcp(&guards));
+        // Released in the reverse order of taking: each restores the state it found.
         drop(fa);
+        drop(irq);
         drop(guards);
         result.map_err(|kind| Violation {
             nid: zone.nid,
@@ -524,9 +528,10 @@ fn check_lru<P: Platform>(
     Ok(())
 }
 
-/// The pcp locks of one zone, all CPUs, taken in CPU order.
-struct PcpGuards<'a> {
-    guards: [Option<SpinLockGuard<'a, PcpLists>>; MAX_CHECKED_CPUS],
+/// The pcp locks of one zone, all CPUs, taken in CPU order and released in reverse (each
+/// guard restores the interrupt state it found).
+struct PcpGuards<'a, P: Platform> {
+    guards: [Option<PcpLockGuard<'a, PcpLists, P>>; MAX_CHECKED_CPUS],
     n: usize,
 }
 
@@ -534,20 +539,24 @@ struct PcpGuards<'a> {
 /// the checker allocates nothing). The lists of CPUs beyond it are not checked.
 pub const MAX_CHECKED_CPUS: usize = 256;
 
-impl<'a> PcpGuards<'a> {
-    fn lock<P: Platform>(
-        alloc: &'a PageAllocator<P>,
-        slot: usize,
-        nr_cpus: usize,
-    ) -> PcpGuards<'a> {
-        let mut guards: [Option<SpinLockGuard<'a, PcpLists>>; MAX_CHECKED_CPUS] =
+impl<P: Platform> Drop for PcpGuards<'_, P> {
+    fn drop(&mut self) {
+        for g in self.guards[..self.n].iter_mut().rev() {
+            drop(g.take());
+        }
+    }
+}
+
+impl<'a, P: Platform> PcpGuards<'a, P> {
+    fn lock(alloc: &'a PageAllocator<P>, slot: usize, nr_cpus: usize) -> PcpGuards<'a, P> {
+        let mut guards: [Option<PcpLockGuard<'a, PcpLists, P>>; MAX_CHECKED_CPUS] =
             [const { None }; MAX_CHECKED_CPUS];
         let n = nr_cpus.min(MAX_CHECKED_CPUS);
         for (cpu, g) in guards.iter_mut().enumerate().take(n) {
             *g = alloc
                 .percpu()
                 .pcp(cpu, slot)
-                .map(|p| p.lock.lock_irqs_off(alloc.platform()));
+                .map(|p| p.lock.lock(alloc.platform()));
         }
         PcpGuards { guards, n }
     }
@@ -858,7 +867,7 @@ impl Checker<'_> {
     }
 
     /// 6.
-    fn check_pcp(&self, guards: &PcpGuards<'_>) -> Result<(), ViolationKind> {
+    fn check_pcp<P: Platform>(&self, guards: &PcpGuards<'_, P>) -> Result<(), ViolationKind> {
         let mut result = Ok(());
         'cpus: for (cpu, g) in guards.guards.iter().enumerate().take(guards.n) {
             let Some(lists) = g else {

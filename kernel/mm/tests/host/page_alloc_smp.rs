@@ -126,8 +126,12 @@ fn run_round(a: &SimAllocator, seed: u64, ops: u64) {
                         mine.push((pfn, 0));
                     }
                 }
-                94..97 => a.drain_all_pages(),
-                97..99 => a.drain_local_pages(),
+                94..97 => {
+                    a.drain_all_pages();
+                }
+                97..99 => {
+                    a.drain_local_pages();
+                }
                 _ => {
                     if cpu == 0 && i % 4 == 0 {
                         // The checker takes every lock it needs: it may run concurrently.
