@@ -365,11 +365,9 @@ impl<P: Platform> PageAllocator<P> {
     /// being drained by another CPU straight to the buddy lists.
     ///
     /// `reset`, if given, is the flags word the page gets (and its index is cleared) before
-    /// it is linked, written only once the pcp lock is held: the lock is an atomic
-    /// read-modify-write, which waits for the CPU's earlier stores to complete, so no
-    /// store is left between the reference drop and the lock. (A microbenchmark of that
-    /// pattern shows a store there costing about 3 ns; in this path the difference was
-    /// within the noise.)
+    /// it is linked, written once the lists are held (or, if they are not, right before
+    /// the page goes to the buddy lists), so the stores follow the reference drop's atomic
+    /// operation and the page's line is written once.
     #[inline(always)]
     pub(super) fn free_unref_page(
         &self,

@@ -93,10 +93,14 @@
 //! proves that no other holder exists, since nobody can take a reference from 0. Only
 //! when the count is higher does a non-compound multi-page free first clear the head's
 //! order tag (a second atomic), so that another holder's last `put_page` frees only the
-//! first page. Atomic read-modify-writes are the largest single cost of a free: an
-//! order-0 free has two (this one and the pcp lock, as in Linux), and on the host
-//! simulation they take about 10 ns of its 22 (measured by making each one plain, which
-//! is unsound and was done only to measure).
+//! first page. Atomic read-modify-writes are the largest single cost of a free: on the host
+//! simulation, the reference drop and a spinlock-style pcp lock took about 10 ns of an
+//! order-0 free's 22 (measured by making each one plain, which is unsound and was done
+//! only to measure). Linux has both. Here the pcp lock has none on a platform with a
+//! cross-CPU barrier ([`crate::port::pcp_lock`]: the owner CPU takes its lists with plain
+//! stores, and the rare remote taker pays an IPI), so an order-0 free makes one atomic
+//! read-modify-write, the reference drop, which speculative `get_unless_zero` holders
+//! (compaction, rmap) make necessary.
 //!
 //! # Pages on pcp lists are not free
 //!

@@ -285,24 +285,31 @@ mod tests {
     use crate::port::sim::SimPlatform;
     use std::sync::atomic::AtomicU64;
 
-    /// CPU 0 takes its own lists on the fast path while the other CPUs take them with
-    /// `lock`; every hold adds one to a counter that is not atomic, and the sum must
-    /// come out exact, with and without the platform's barrier.
+    /// CPU 0 takes its own lists on the fast path, over and over until the other CPUs
+    /// are done, while they take them with `lock`; every hold adds one to a counter that
+    /// is not atomic (read, then written back), and the sums must come out exact, with and
+    /// without the platform's barrier.
     fn owner_and_claimers_exclude_each_other(p: SimPlatform) {
-        const ROUNDS: u64 = 200_000;
-        const CLAIMS: u64 = 300;
+        const CLAIMS: u64 = 2_000;
         let l = PcpLock::new(0, (0u64, 0u64));
-        let fallbacks = AtomicU64::new(0);
+        let (owner_holds, fallbacks, done) =
+            (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let claimers = p.nr_cpus() as u64 - 1;
         p.run_on_cpus(|cpu| {
             if cpu == 0 {
-                for _ in 0..ROUNDS {
+                while done.load(Ordering::Relaxed) < claimers {
                     let _irq = LocalIrqGuard::new(&p);
                     // SAFETY: this thread is CPU 0, the lock's owner, with interrupts off.
                     match unsafe { l.try_lock_owner(&p) } {
                         Some(mut g) => {
-                            let v = g.0;
-                            core::hint::black_box(&v);
+                            // A hold long enough for a claimer that does not wait to
+                            // land inside it.
+                            let v = core::hint::black_box(g.0);
+                            for _ in 0..50 {
+                                core::hint::spin_loop();
+                            }
                             g.0 = v + 1;
+                            owner_holds.fetch_add(1, Ordering::Relaxed);
                         }
                         None => {
                             fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -313,22 +320,29 @@ mod tests {
                 for _ in 0..CLAIMS {
                     let mut g = l.lock(&p);
                     assert!(p.irqs_disabled());
-                    let v = g.1;
-                    core::hint::black_box(&v);
-                    g.1 = v + 1;
+                    let (v, w) = core::hint::black_box((g.0, g.1));
+                    g.0 = v + 1;
+                    g.1 = w + 1;
                 }
                 assert!(!p.irqs_disabled());
+                done.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let fb = fallbacks.load(Ordering::Relaxed);
         let g = l.lock(&p);
-        assert_eq!(g.0 + fb, ROUNDS, "owner holds lost or doubled");
-        assert_eq!(g.1, CLAIMS * (p.nr_cpus() as u64 - 1), "claimer holds lost");
+        let claims = CLAIMS * claimers;
+        assert_eq!(g.1, claims, "claimer holds lost");
+        assert_eq!(
+            g.0,
+            owner_holds.load(Ordering::Relaxed) + claims,
+            "holds lost or doubled ({} owner fallbacks)",
+            fallbacks.load(Ordering::Relaxed)
+        );
     }
 
     #[test]
     fn owner_fast_path_and_remote_holds_exclude_each_other_with_the_barrier() {
         let p = SimPlatform::new(0, 1 << 20, 3).unwrap();
+        assert!(p.has_cpu_barrier(), "the host offers membarrier");
         owner_and_claimers_exclude_each_other(p);
     }
 
@@ -351,6 +365,10 @@ mod tests {
             let g = unsafe { l.try_lock_owner(&p) }.expect("unclaimed lists");
             assert_eq!(*g, 5);
             assert!(l.is_locked());
+            // A second owner hold while the first lives gets nothing.
+            // SAFETY: as above.
+            assert!(unsafe { l.try_lock_owner(&p) }.is_none());
+            assert_eq!(*g, 5);
         }
         assert!(!l.is_locked());
         l.claimed.fetch_add(1, Ordering::SeqCst);

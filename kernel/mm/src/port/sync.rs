@@ -1,5 +1,6 @@
-//! Spinlocks for the allocator: the zone lock and the per-CPU pageset lock (Linux:
-//! `spinlock_t` with `spin_lock_irqsave`, `pcp_spin_trylock`).
+//! Spinlocks for the allocator: the zone lock and the other short locks (Linux:
+//! `spinlock_t` with `spin_lock_irqsave`). The per-CPU pageset lock has its own type,
+//! biased towards its CPU ([`crate::port::pcp_lock`]).
 //!
 //! The allocator cannot sleep and cannot allocate while it holds a lock, and it is called
 //! from interrupt handlers, so its locks are busy-waiting spinlocks taken with local
@@ -12,7 +13,7 @@
 //! # Lock order
 //!
 //! ```text
-//!     pcp->lock  (one per CPU per zone, PerCpuPages)
+//!     pcp->lock  (one per CPU per zone, PerCpuPages; a PcpLock)
 //!        └─> zone->lock  (one per zone, the buddy free areas)
 //! ```
 //!
@@ -27,7 +28,8 @@
 //! [`SpinLock::lock_irqsave`] disables local interrupts through the [`Platform`] and
 //! restores them when the guard drops (after the lock is released). [`SpinLock::lock`] and
 //! [`SpinLock::try_lock`] are for callers that already run with interrupts disabled, as
-//! the pcp paths do: they save and restore interrupts once around the whole operation.
+//! the pcp paths do when they take the zone lock: they save and restore interrupts once
+//! around the whole operation.
 //! Using them with interrupts enabled is not memory-unsafe, but can deadlock if an
 //! interrupt handler on the same CPU then takes the same lock; callers that have the
 //! platform at hand use [`SpinLock::lock_irqs_off`] / [`SpinLock::try_lock_irqs_off`],

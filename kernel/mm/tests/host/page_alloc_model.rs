@@ -776,12 +776,22 @@ fn run_sequence(a: &SimAllocator, machine: &str, seed: u64) {
 }
 
 /// Runs `percent`% of the `MM_MODEL_CASES` sequences (default 1000) on `machine`.
-fn run_machine(machine: &str, percent: u64) {
+/// Run `percent` % of the model cases on `machine`, the share `part` of `parts` (case `i`
+/// runs in part `i % parts`; the recorded regression seeds in part 0), so that one
+/// machine's cases can be split between tests that run in parallel.
+fn run_machine(machine: &str, percent: u64, part: u64, parts: u64) {
     let base = env_u64("MM_MODEL_SEED", 0x5eed);
     let cases = (env_u64("MM_MODEL_CASES", 1000) * percent).div_ceil(100);
-    let seeds = regression_seeds(machine)
-        .into_iter()
-        .chain((0..cases).map(|i| base.wrapping_add(i)));
+    let regressions = if part == 0 {
+        regression_seeds(machine)
+    } else {
+        Vec::new()
+    };
+    let seeds = regressions.into_iter().chain(
+        (0..cases)
+            .filter(|i| i % parts == part)
+            .map(|i| base.wrapping_add(i)),
+    );
     let mut a = None;
     for seed in seeds {
         let m = fresh_machine(machine, a.take());
@@ -808,18 +818,25 @@ fn run_machine(machine: &str, percent: u64) {
 /// Most sequences run on the small machine, whose checks are cheapest.
 #[test]
 fn model_small_machine() {
-    run_machine("small", 60);
+    run_machine("small", 60, 0, 1);
+}
+
+/// The zoned machine's cases take the longest: split in two tests, so that they run on
+/// two cores (the test harness runs tests in parallel).
+#[test]
+fn model_zoned_machine_even_cases() {
+    run_machine("zoned", 30, 0, 2);
 }
 
 #[test]
-fn model_zoned_machine() {
-    run_machine("zoned", 30);
+fn model_zoned_machine_odd_cases() {
+    run_machine("zoned", 30, 1, 2);
 }
 
 /// Each check of the big machine walks four times the pages.
 #[test]
 fn model_big_machine() {
-    run_machine("big", 10);
+    run_machine("big", 10, 0, 1);
 }
 
 #[test]

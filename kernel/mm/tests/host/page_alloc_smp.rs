@@ -186,7 +186,18 @@ fn rounds() -> u64 {
 #[test]
 fn two_cpus_alloc_free_and_cross_free() {
     let a = machine_big(256, 2);
+    assert!(a.platform().has_cpu_barrier(), "the host offers membarrier");
     for seed in 0..rounds() {
+        run_round(&a, seed, 10_000);
+    }
+}
+
+/// The same on a port without `cpu_barrier`: the pcp lock's symmetric protocol.
+#[test]
+fn two_cpus_alloc_free_and_cross_free_without_cpu_barrier() {
+    let a = machine_big_without_cpu_barrier(256, 2);
+    assert!(!a.platform().has_cpu_barrier());
+    for seed in 0..rounds() / 2 {
         run_round(&a, seed, 10_000);
     }
 }
@@ -204,7 +215,16 @@ fn four_cpus_on_a_small_machine_under_pressure() {
 /// drains take the owners' pcp locks and nothing is lost or duplicated.
 #[test]
 fn drain_all_pages_from_another_cpu_while_busy() {
-    let a = &machine_big(128, 3);
+    drain_all_pages_from_another_cpu_while_busy_on(&machine_big(128, 3));
+}
+
+/// The same with the pcp lock's symmetric protocol (a port without `cpu_barrier`).
+#[test]
+fn drain_all_pages_from_another_cpu_while_busy_without_cpu_barrier() {
+    drain_all_pages_from_another_cpu_while_busy_on(&machine_big_without_cpu_barrier(128, 3));
+}
+
+fn drain_all_pages_from_another_cpu_while_busy_on(a: &SimAllocator) {
     let plat = a.sim_platform();
     let stop = AtomicU64::new(0);
     let remote0 = a.vm_event(VmEvent::PcpDrainRemote);

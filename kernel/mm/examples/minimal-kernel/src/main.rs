@@ -127,6 +127,11 @@ impl Platform for MiniPlatform {
     fn irqs_disabled(&self) -> bool {
         !interrupts::are_enabled()
     }
+    // One CPU: whoever takes the pcp lists is their owner, so `cpu_barrier` is never
+    // called, and the owner takes them without an atomic instruction.
+    fn has_cpu_barrier(&self) -> bool {
+        true
+    }
     fn phys_to_virt(&self, pa: u64) -> *mut u8 {
         (self.phys_offset + pa) as *mut u8
     }

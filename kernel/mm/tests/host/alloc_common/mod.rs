@@ -14,7 +14,7 @@ use zonebuddy::page_alloc::gfp::*;
 use zonebuddy::page_alloc::watermark::zone_watermark_ok;
 use zonebuddy::port::platform::Platform;
 use zonebuddy::port::sim::SimPageAllocator;
-use zonebuddy::port::sim::{SimAllocator, qemu_e820};
+use zonebuddy::port::sim::{SimAllocator, SimPlatform, qemu_e820};
 use zonebuddy::report::vmstat::VmEvent;
 
 pub const MIB: u64 = 1 << 20;
@@ -75,6 +75,17 @@ pub fn machine_zoned(cpus: usize) -> SimAllocator {
 /// 63, highatomic reserve possible).
 pub fn machine_big(normal_mib: u64, cpus: usize) -> SimAllocator {
     SimAllocator::build(&zoned_map(normal_mib), &[], &ModelParams::default(), cpus)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`machine_big`] on a platform without `Platform::cpu_barrier`: the pcp lists' owner
+/// takes its lock with an atomic exchange (the symmetric protocol of `port::pcp_lock`).
+pub fn machine_big_without_cpu_barrier(normal_mib: u64, cpus: usize) -> SimAllocator {
+    let map = zoned_map(normal_mib);
+    let platform = SimPlatform::for_map(&map, &[], cpus)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .without_cpu_barrier();
+    SimAllocator::build_on(platform, &map, &[], &ModelParams::default())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
