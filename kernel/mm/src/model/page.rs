@@ -453,7 +453,14 @@ impl Page {
     /// head, 0 otherwise.
     #[inline]
     pub fn order_field(&self) -> u32 {
-        ((self.flags_word() >> ORDER_PGSHIFT) & ORDER_MASK) as u32
+        Self::order_field_of(self.flags_word())
+    }
+
+    /// The order field of a flags word read earlier ([`Page::flags_word`]), so that a
+    /// check reading flags and order sees one snapshot with one load.
+    #[inline]
+    pub const fn order_field_of(word: u64) -> u32 {
+        ((word >> ORDER_PGSHIFT) & ORDER_MASK) as u32
     }
 
     /// Atomically replace the order field (values above 15 are truncated), leaving every

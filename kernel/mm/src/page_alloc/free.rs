@@ -32,7 +32,8 @@ pub(super) fn check_free_request(page: &Page, pfn: u64, order: u32) -> Result<()
     if order > MAX_PAGE_ORDER {
         return Err(BadPageReason::OrderTooLarge { order });
     }
-    let flags = page.flags();
+    let word = page.flags_word();
+    let flags = PageFlags::from_bits_truncate(word);
     if flags.intersects(PageFlags::RESERVED | PageFlags::TAIL | PageFlags::BUDDY) {
         if flags.contains(PageFlags::RESERVED) {
             return Err(BadPageReason::Reserved);
@@ -45,10 +46,11 @@ pub(super) fn check_free_request(page: &Page, pfn: u64, order: u32) -> Result<()
     if page.refcount() <= 0 {
         return Err(BadPageReason::DoubleFree);
     }
-    if pfn & ((1u64 << order) - 1) != 0 {
+    // (Order 0 is always aligned: skip the mask, on the path most frees take.)
+    if order != 0 && pfn & ((1u64 << order) - 1) != 0 {
         return Err(BadPageReason::Misaligned { order });
     }
-    let allocated = page.order_field();
+    let allocated = Page::order_field_of(word);
     if allocated != order {
         return Err(BadPageReason::WrongOrder {
             freed: order,
