@@ -24,29 +24,33 @@ use zonebuddy::model::page::Page;
 use zonebuddy::page_alloc::gfp::GFP_KERNEL;
 use zonebuddy::port::sim::SimAllocator;
 
-/// The three atomic read-modify-writes every order-0 pair performs and no faster
-/// allocator with Linux's rules can drop: the pcp lock taken on allocation and on free
-/// (so another CPU can drain the lists), and the reference-count drop on free (which
-/// races with speculative references). Alone, uncontended, in the same loop shape.
+/// The atomic read-modify-writes of an order-0 pair, alone, uncontended, in the same loop
+/// shape: the reference-count drop on free (which races with speculative references, so
+/// no allocator with Linux's rules can drop it) and, with `pcp_locks`, the pcp lock taken
+/// on allocation and on free as a spinlock would (what a port without
+/// `Platform::cpu_barrier` pays; with the barrier, the owner takes its lists with plain
+/// stores, see `port::pcp_lock`).
 #[inline(never)]
-fn pair_atomics_floor(n: u64) -> f64 {
+fn pair_atomics_floor(n: u64, pcp_locks: bool) -> f64 {
     use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
     let lock = AtomicBool::new(false);
     let refcount = AtomicI32::new(0);
     let t = Instant::now();
+    let take = |l: &AtomicBool| {
+        if pcp_locks {
+            while l
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {}
+        } else {
+            l.store(true, Ordering::Relaxed);
+        }
+        l.store(false, Ordering::Release);
+    };
     for _ in 0..n {
-        let l = black_box(&lock);
-        while l
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {}
-        l.store(false, Ordering::Release);
+        take(black_box(&lock));
         black_box(&refcount).store(1, Ordering::Release);
-        while l
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {}
-        l.store(false, Ordering::Release);
+        take(black_box(&lock));
         black_box(&refcount).fetch_sub(1, Ordering::AcqRel);
     }
     ns(t, n)
@@ -156,10 +160,15 @@ fn main() {
         "order-0 alloc+free pair (pcp hit):   {ours:7.2} ns/pair   buddy_system_allocator {theirs:7.2} ns/pair   ratio {:.3}x",
         ours / theirs
     );
-    let floor = best_of(5, || pair_atomics_floor(n));
+    let floor = best_of(5, || pair_atomics_floor(n, false));
     println!(
-        "  of which the pair's 3 atomic RMWs alone (2 pcp trylocks + refcount drop): {floor:5.2} ns = {:.3}x buddy_system_allocator",
+        "  of which the pair's atomic RMW alone (the refcount drop; the pcp lock costs its owner plain stores): {floor:5.2} ns = {:.3}x buddy_system_allocator",
         floor / theirs
+    );
+    let floor3 = best_of(5, || pair_atomics_floor(n, true));
+    println!(
+        "  the same with spinlock pcp locks (a port without cpu_barrier: 3 atomic RMWs): {floor3:5.2} ns = {:.3}x buddy_system_allocator",
+        floor3 / theirs
     );
     let locked = baseline_locked(&a);
     pair_baseline_locked(&locked, 200_000);
