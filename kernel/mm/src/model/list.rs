@@ -360,7 +360,7 @@ mod tests {
                 (p.as_ptr() as usize - pages.as_ptr() as usize) / size_of::<Page>()
             };
             let mut runs = Vec::new();
-            let refused = addr_of(&pages[0]);
+            let refused: *const Page = &pages[0];
             let n = l.drain_back_runs(
                 12,
                 |a, _| !ptr::eq(a, refused),
@@ -376,9 +376,5 @@ mod tests {
             let left: Vec<usize> = l.iter().map(idx).collect();
             assert_eq!(left, [15, 13]);
         }
-    }
-
-    fn addr_of(p: &Page) -> *const Page {
-        p
     }
 }

@@ -65,8 +65,9 @@ pub struct PerCpu {
 }
 
 // SAFETY: the blocks are memblock-reserved memory owned by the allocator for its whole
-// life; everything in them is an atomic or behind a spinlock, so references may be shared
-// and sent between threads.
+// life; everything in them is an atomic or behind a lock (each pcp's `PcpLock`, whose
+// owner path is `unsafe` and reached only through `lock_this_cpu`), so references may be
+// shared and sent between threads.
 unsafe impl Send for PerCpu {}
 // SAFETY: as above.
 unsafe impl Sync for PerCpu {}
