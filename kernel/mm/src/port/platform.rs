@@ -94,12 +94,13 @@ pub trait Platform: Sync {
     /// uses the same for `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`). When it returns,
     /// every store `cpu` made before some point is visible to the caller, and every load
     /// `cpu` makes after that point sees the caller's stores from before the call. A CPU
-    /// that is not running (never started, offline) needs nothing and returns at once; so
-    /// may the caller's own CPU, which orders its own accesses.
+    /// that is not running (never started, offline) needs nothing and returns at once.
     ///
     /// Called only if [`Platform::has_cpu_barrier`] is true, rarely (another CPU's pcp
-    /// lists taken for a drain or an update), and possibly with local interrupts disabled
-    /// by the caller only when `cpu` is the caller's own CPU. The default does nothing.
+    /// lists taken for a drain or an update), never for the caller's own CPU, and with
+    /// local interrupts as the allocator's caller had them: enabled, if that caller keeps
+    /// the rule for taking other CPUs' lists ([`crate::port::pcp_lock`]). The default does
+    /// nothing.
     fn cpu_barrier(&self, cpu: usize) {
         let _ = cpu;
     }
